@@ -1,0 +1,607 @@
+//! The node's configuration file: typed, strict, and explained when wrong.
+//!
+//! Every struct denies unknown fields, so a misspelt key is an error rather than a
+//! silently ignored setting. Errors name the key path (`cameras[2].url`) and the line
+//! in the file. Stream credentials are never part of this text: a camera names its
+//! credentials, which come from the environment or the secrets file (see
+//! [`resolve_credentials`]). Every key is documented in `config/README.md`.
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A whole config file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Settings of this node.
+    #[serde(default)]
+    pub node: NodeConfig,
+    /// Ingest (RTSP, decoding) settings shared by all cameras.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Detection (model, workers, tracker) settings.
+    #[serde(default)]
+    pub detect: DetectConfig,
+    /// Event store settings.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Camera sites.
+    #[serde(default)]
+    pub sites: Vec<SiteConfig>,
+    /// Cameras, each on one site.
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+}
+
+/// `[node]`: this process.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Name of this node in logs and the API.
+    pub name: String,
+    /// Address the API and console listen on.
+    pub api_listen: SocketAddr,
+    /// TOML file with camera credentials (`[credentials.NAME] username/password`).
+    pub secrets_file: Option<PathBuf>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: "node-1".into(),
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            secrets_file: None,
+        }
+    }
+}
+
+/// RTSP lower transport.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    /// Interleaved in the RTSP TCP connection: works through NAT and firewalls.
+    Tcp,
+    /// RTP over UDP: lower overhead, loses packets on bad links.
+    Udp,
+    /// Let the client try UDP, then TCP.
+    Auto,
+}
+
+/// `[ingest]`: how streams are pulled and decoded.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Seconds to wait before rebuilding a pipeline that failed.
+    pub restart_delay_secs: f64,
+    /// RTSP transport.
+    pub rtsp_transport: RtspTransport,
+    /// rtspsrc jitter-buffer latency in milliseconds.
+    pub latency_ms: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { restart_delay_secs: 2.0, rtsp_transport: RtspTransport::Tcp, latency_ms: 200 }
+    }
+}
+
+/// `[detect]`: model, inference workers and tracker.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Model manifest file; relative paths are taken from the current directory.
+    pub models: PathBuf,
+    /// Model name in the manifest.
+    pub model: String,
+    /// Inference worker threads, each with its own session; 0 = one per CPU core.
+    pub workers: usize,
+    /// Threads ONNX Runtime may use inside one inference.
+    pub intra_threads: usize,
+    /// Frames kept per camera awaiting analysis (oldest dropped when full).
+    pub queue_per_camera: usize,
+    /// Minimum IoU between a detection and a track's last box to continue the track.
+    pub track_iou: f32,
+    /// Frames a track must be matched in before it becomes an event.
+    pub track_min_hits: u32,
+    /// Seconds without a match after which a track ends.
+    pub track_max_age_secs: f64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            models: PathBuf::from("models/models.toml"),
+            model: "centernet_mbv3_coco_512".into(),
+            workers: 0,
+            intra_threads: 1,
+            queue_per_camera: 2,
+            track_iou: 0.3,
+            track_min_hits: 2,
+            track_max_age_secs: 3.0,
+        }
+    }
+}
+
+/// `[store]`: the PostgreSQL writer. The database URL comes from `DATABASE_URL`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Most rows written in one transaction.
+    pub batch_max: usize,
+    /// Longest a row waits before its batch is written, in milliseconds.
+    pub flush_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { batch_max: 500, flush_ms: 250 }
+    }
+}
+
+/// `[[sites]]`: a place with cameras.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Slug id, e.g. `site-05`.
+    pub id: String,
+    /// Human name, e.g. "Central Station".
+    pub name: String,
+}
+
+/// `[[cameras]]`: one RTSP camera.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Slug id, unique in the file, e.g. `cam-017`.
+    pub id: String,
+    /// Id of the site it belongs to.
+    pub site: String,
+    /// Human name; defaults to the id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// RTSP URL of the stream to analyse, without credentials.
+    pub url: String,
+    /// Name of the credentials to use (environment or secrets file).
+    #[serde(default)]
+    pub credentials: Option<String>,
+    /// Frames per second handed to analysis.
+    #[serde(default = "default_analysis_fps")]
+    pub analysis_fps: f64,
+    /// Classes (model labels) that make events.
+    #[serde(default = "default_classes")]
+    pub classes: Vec<String>,
+    /// Minimum detection score for a class to count.
+    #[serde(default = "default_min_score")]
+    pub min_score: f32,
+    /// Set false to keep the camera configured but not pulled.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_analysis_fps() -> f64 {
+    2.0
+}
+fn default_classes() -> Vec<String> {
+    ["person", "bicycle", "car", "motorcycle", "bus", "truck"].map(String::from).to_vec()
+}
+fn default_min_score() -> f32 {
+    0.4
+}
+fn default_true() -> bool {
+    true
+}
+
+impl CameraConfig {
+    /// The name to show: `name`, or the id when unset.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// A config problem, located by key path and (when known) line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// File the config came from.
+    pub file: String,
+    /// 1-based line of the offending key or value.
+    pub line: Option<usize>,
+    /// Key path, e.g. `cameras[2].url`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: key `{}`: {}", self.file, l, self.key, self.message),
+            None => write!(f, "{}: key `{}`: {}", self.file, self.key, self.message),
+        }
+    }
+}
+
+/// All problems found in one file.
+#[derive(Clone, Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// One step of a key path.
+#[derive(Clone, Debug)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A key path built during validation.
+#[derive(Clone, Debug, Default)]
+pub struct KeyPath(Vec<Seg>);
+
+impl KeyPath {
+    /// `root.key`.
+    pub fn key(&self, k: &str) -> KeyPath {
+        let mut p = self.0.clone();
+        p.push(Seg::Key(k.to_owned()));
+        KeyPath(p)
+    }
+    /// `root[i]`.
+    pub fn index(&self, i: usize) -> KeyPath {
+        let mut p = self.0.clone();
+        p.push(Seg::Index(i));
+        KeyPath(p)
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            match s {
+                Seg::Key(k) if i == 0 => f.write_str(k)?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems while walking a parsed config; locates them in the source.
+pub struct Problems<'a> {
+    file: &'a str,
+    doc: Option<toml_edit::ImDocument<&'a str>>,
+    text: &'a str,
+    found: Vec<ConfigError>,
+}
+
+impl<'a> Problems<'a> {
+    /// A collector for `text` read from `file`.
+    pub fn new(file: &'a str, text: &'a str) -> Self {
+        Problems { file, doc: toml_edit::ImDocument::parse(text).ok(), text, found: Vec::new() }
+    }
+
+    /// Records that the value at `path` is wrong.
+    pub fn add(&mut self, path: &KeyPath, message: impl Into<String>) {
+        let line = self.line_of(path);
+        self.found.push(ConfigError { file: self.file.into(), line, key: path.to_string(), message: message.into() });
+    }
+
+    /// Done: `Ok` if nothing was found.
+    pub fn finish(self) -> Result<(), ConfigErrors> {
+        if self.found.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(self.found))
+        }
+    }
+
+    /// The line of the deepest part of `path` present in the document.
+    fn line_of(&self, path: &KeyPath) -> Option<usize> {
+        // Where the walk stands: a table of an array of tables has no `Item` of its own.
+        enum At<'d> {
+            Item(&'d toml_edit::Item),
+            Table(&'d toml_edit::Table),
+        }
+        let doc = self.doc.as_ref()?;
+        let mut at = At::Table(doc.as_table());
+        let mut span = None;
+        for seg in &path.0 {
+            let next = match (seg, &at) {
+                (Seg::Key(k), At::Table(t)) => t.get_key_value(k).map(|(key, item)| (key.span(), At::Item(item))),
+                (Seg::Key(k), At::Item(i)) => i
+                    .as_table_like()
+                    .and_then(|t| t.get_key_value(k))
+                    .map(|(key, item)| (key.span(), At::Item(item))),
+                (Seg::Index(n), At::Item(i)) => match i.as_array_of_tables() {
+                    Some(aot) => aot.get(*n).map(|t| (t.span(), At::Table(t))),
+                    None => i.as_array().and_then(|a| a.get(*n)).map(|v| (v.span(), At::Item(i))),
+                },
+                (Seg::Index(_), At::Table(_)) => None,
+            };
+            let Some((s, a)) = next else { break };
+            span = s.or(span);
+            at = a;
+        }
+        span.map(|s| line_at(self.text, s.start))
+    }
+}
+
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError { file: file.clone(), line: None, key: ".".into(), message: format!("cannot read: {e}") }])
+        })?;
+        Config::parse(&file, &text)
+    }
+
+    /// Parses and validates `text`; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let inner = e.inner();
+            let line = inner.span().map(|s| line_at(text, s.start));
+            // The path already ends with an unknown field's own name.
+            let key = e.path().to_string();
+            ConfigErrors(vec![ConfigError { file: file.into(), line, key, message: inner.message().to_owned() }])
+        })?;
+        let mut p = Problems::new(file, text);
+        cfg.validate(&mut p);
+        p.finish()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that the types alone cannot.
+    pub fn validate(&self, p: &mut Problems<'_>) {
+        let root = KeyPath::default();
+        if self.node.name.trim().is_empty() {
+            p.add(&root.key("node").key("name"), "must not be empty");
+        }
+        let ing = root.key("ingest");
+        if !(0.0..=3600.0).contains(&self.ingest.restart_delay_secs) {
+            p.add(&ing.key("restart_delay_secs"), "must be between 0 and 3600");
+        }
+        let det = root.key("detect");
+        if self.detect.intra_threads == 0 {
+            p.add(&det.key("intra_threads"), "must be at least 1");
+        }
+        if self.detect.queue_per_camera == 0 {
+            p.add(&det.key("queue_per_camera"), "must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.detect.track_iou) {
+            p.add(&det.key("track_iou"), "must be between 0 and 1");
+        }
+        if self.detect.track_max_age_secs <= 0.0 {
+            p.add(&det.key("track_max_age_secs"), "must be positive");
+        }
+        if self.store.batch_max == 0 {
+            p.add(&root.key("store").key("batch_max"), "must be at least 1");
+        }
+
+        let mut site_ids = HashSet::new();
+        for (i, s) in self.sites.iter().enumerate() {
+            let at = root.key("sites").index(i);
+            if !crate::ids::is_valid_slug(&s.id) {
+                p.add(&at.key("id"), format!("`{}` is not a valid id (a-z, 0-9, '-', '_'; at most 64)", s.id));
+            } else if !site_ids.insert(s.id.as_str()) {
+                p.add(&at.key("id"), format!("site `{}` is defined twice", s.id));
+            }
+        }
+        let mut cam_ids = HashSet::new();
+        for (i, c) in self.cameras.iter().enumerate() {
+            let at = root.key("cameras").index(i);
+            if !crate::ids::is_valid_slug(&c.id) {
+                p.add(&at.key("id"), format!("`{}` is not a valid id (a-z, 0-9, '-', '_'; at most 64)", c.id));
+            } else if !cam_ids.insert(c.id.as_str()) {
+                p.add(&at.key("id"), format!("camera `{}` is defined twice", c.id));
+            }
+            if !site_ids.contains(c.site.as_str()) {
+                p.add(&at.key("site"), format!("no site with id `{}` in [[sites]]", c.site));
+            }
+            if let Err(msg) = check_stream_url(&c.url) {
+                p.add(&at.key("url"), msg);
+            }
+            if let Some(name) = &c.credentials {
+                if !crate::ids::is_valid_slug(name) {
+                    p.add(&at.key("credentials"), "must be a credentials name (a-z, 0-9, '-', '_')");
+                }
+            }
+            if !(c.analysis_fps > 0.0 && c.analysis_fps <= 60.0) {
+                p.add(&at.key("analysis_fps"), "must be greater than 0 and at most 60");
+            }
+            if !(0.0..=1.0).contains(&c.min_score) {
+                p.add(&at.key("min_score"), "must be between 0 and 1");
+            }
+            if c.classes.is_empty() {
+                p.add(&at.key("classes"), "must name at least one class");
+            }
+        }
+    }
+
+    /// Cameras that are enabled.
+    pub fn enabled_cameras(&self) -> impl Iterator<Item = &CameraConfig> {
+        self.cameras.iter().filter(|c| c.enabled)
+    }
+}
+
+/// Checks an RTSP stream URL. The message never repeats a password.
+pub fn check_stream_url(s: &str) -> Result<(), String> {
+    let u = url::Url::parse(s).map_err(|e| format!("not a valid URL: {e}"))?;
+    if !matches!(u.scheme(), "rtsp" | "rtsps" | "rtspt") {
+        return Err(format!("scheme must be rtsp, rtsps or rtspt, not `{}`", u.scheme()));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("credentials must not be written in the URL; name them with `credentials` \
+                    and put them in the environment or the secrets file"
+            .into());
+    }
+    Ok(())
+}
+
+/// A camera's user name and password. `Debug` does not print the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"***").finish()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsFile {
+    #[serde(default)]
+    credentials: std::collections::HashMap<String, SecretEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretEntry {
+    username: String,
+    password: String,
+}
+
+/// The environment variable that may hold the credentials called `name`:
+/// `VARTA_CREDENTIALS_` + name upper-cased with `-` as `_`; its value is `user:password`.
+pub fn credentials_env_var(name: &str) -> String {
+    format!("VARTA_CREDENTIALS_{}", name.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// Finds the credentials called `name`: first in the environment
+/// ([`credentials_env_var`]), then in `secrets_file`.
+pub fn resolve_credentials(name: &str, secrets_file: Option<&Path>) -> Result<Credentials, crate::Error> {
+    let var = credentials_env_var(name);
+    if let Ok(v) = std::env::var(&var) {
+        let (u, p) = v.split_once(':').ok_or_else(|| crate::err!(InvalidArgument, "{var} must be `user:password`"))?;
+        return Ok(Credentials { username: u.into(), password: p.into() });
+    }
+    let Some(path) = secrets_file else {
+        return Err(crate::err!(NotFound, "credentials `{name}`: neither {var} is set nor node.secrets_file configured"));
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| crate::Error::wrap(crate::ErrorKind::Unavailable, format!("secrets file {}", path.display()), e))?;
+    // Only the key path and line: a parse error message could quote a password.
+    let secrets: SecretsFile = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| line_at(&text, s.start));
+        crate::err!(InvalidArgument, "secrets file {}: malformed near line {}", path.display(), line.unwrap_or(0))
+    })?;
+    let e = secrets
+        .credentials
+        .get(name)
+        .ok_or_else(|| crate::err!(NotFound, "credentials `{name}` not in {}", path.display()))?;
+    Ok(Credentials { username: e.username.clone(), password: e.password.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[node]
+name = "n1"
+
+[[sites]]
+id = "site-01"
+name = "Depot"
+
+[[cameras]]
+id = "cam-01"
+site = "site-01"
+url = "rtsp://127.0.0.1:8554/cam/1"
+"#;
+
+    #[test]
+    fn parses_good_config_with_defaults() {
+        let c = Config::parse("good.toml", GOOD).unwrap();
+        assert_eq!(c.cameras[0].analysis_fps, 2.0);
+        assert_eq!(c.cameras[0].display_name(), "cam-01");
+        assert_eq!(c.detect.model, "centernet_mbv3_coco_512");
+        assert_eq!(c.node.api_listen.port(), 8080);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_line() {
+        let text = GOOD.replace("url = ", "colour = \"red\"\nurl = ");
+        let e = Config::parse("bad.toml", &text).unwrap_err().0.remove(0);
+        assert_eq!(e.key, "cameras[0].colour");
+        assert_eq!(e.line, Some(12), "{e}");
+        assert!(e.message.contains("unknown field `colour`"), "{e}");
+        assert!(e.to_string().starts_with("bad.toml:12: key `cameras[0].colour`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_top_level_section_is_named() {
+        let text = format!("{GOOD}\n[nodes]\nname = \"x\"\n");
+        let e = Config::parse("bad.toml", &text).unwrap_err().0.remove(0);
+        assert_eq!(e.key, "nodes");
+    }
+
+    #[test]
+    fn bad_url_is_named_with_line() {
+        let text = GOOD.replace("rtsp://127.0.0.1:8554/cam/1", "http//nope");
+        let e = Config::parse("bad.toml", &text).unwrap_err().0.remove(0);
+        assert_eq!(e.key, "cameras[0].url");
+        assert_eq!(e.line, Some(12), "{e}");
+    }
+
+    #[test]
+    fn inline_credentials_are_refused_without_echoing_them() {
+        let text = GOOD.replace("rtsp://127.0.0.1", "rtsp://admin:hunter2@127.0.0.1");
+        let e = Config::parse("bad.toml", &text).unwrap_err().to_string();
+        assert!(e.contains("cameras[0].url"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_range_and_references() {
+        let text = GOOD.replace("site = \"site-01\"", "site = \"site-99\"\nanalysis_fps = 0.0\nmin_score = 3");
+        let keys: Vec<_> = Config::parse("bad.toml", &text).unwrap_err().0.into_iter().map(|e| (e.key, e.line)).collect();
+        let want = [("cameras[0].site", 11), ("cameras[0].analysis_fps", 12), ("cameras[0].min_score", 13)];
+        assert_eq!(keys, want.map(|(k, l)| (k.to_string(), Some(l))).to_vec());
+        let text = GOOD.replace("site = \"site-01\"", "site = \"site-01\"\nanalysis_fps = \"fast\"");
+        let e = Config::parse("bad.toml", &text).unwrap_err().0.remove(0);
+        assert_eq!((e.key.as_str(), e.line), ("cameras[0].analysis_fps", Some(12)), "{e}");
+    }
+
+    #[test]
+    fn credentials_from_env_and_file() {
+        std::env::set_var("VARTA_CREDENTIALS_TEST_ENV_CAM", "u:p:w");
+        let c = resolve_credentials("test-env-cam", None).unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p:w"));
+        assert!(!format!("{c:?}").contains("p:w"));
+        let dir = std::env::temp_dir().join(format!("varta-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("secrets.toml");
+        std::fs::write(&f, "[credentials.site-a]\nusername = \"op\"\npassword = \"pw\"\n").unwrap();
+        assert_eq!(resolve_credentials("site-a", Some(&f)).unwrap().password, "pw");
+        assert_eq!(resolve_credentials("site-b", Some(&f)).unwrap_err().kind(), crate::ErrorKind::NotFound);
+    }
+}

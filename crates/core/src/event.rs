@@ -1,0 +1,104 @@
+//! What detection hands to the store: one record per tracked object, and camera
+//! status transitions.
+
+use crate::{CameraId, EventId};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// A box in source-image pixels: left, top, right, bottom.
+pub type BBox = [f32; 4];
+
+/// One tracked object's event. The same `id` is sent when the track is confirmed
+/// (`ended_at: None`) and again when it ends; the store upserts by `id`, so a
+/// replay never duplicates an event.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EventRecord {
+    /// UUIDv7 made when the track was confirmed.
+    pub id: EventId,
+    /// Camera that saw it.
+    pub camera: CameraId,
+    /// The tracker's id for the object, unique per camera and process run.
+    pub track_id: u64,
+    /// Class label from the model's label list, e.g. `person`.
+    pub class: String,
+    /// Best detection score seen on this track.
+    pub score: f32,
+    /// Box of the best-scoring detection, in source-image pixels.
+    pub bbox: BBox,
+    /// Capture time of the first frame of the track.
+    pub started_at: DateTime<Utc>,
+    /// Capture time of the last frame the object was seen in.
+    pub last_seen_at: DateTime<Utc>,
+    /// Set once the track has ended (object gone for the tracker's max age).
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Number of analysed frames in which the object was matched.
+    pub frames: u32,
+}
+
+/// A camera's coarse state, as operators and contractors see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraState {
+    /// Pipeline being built or connecting.
+    Starting,
+    /// Frames are arriving.
+    Streaming,
+    /// Failed; waiting before the next attempt.
+    BackingOff,
+    /// Stopped on purpose (shutdown, removed, disabled).
+    Stopped,
+}
+
+impl CameraState {
+    /// snake_case name, as stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CameraState::Starting => "starting",
+            CameraState::Streaming => "streaming",
+            CameraState::BackingOff => "backing_off",
+            CameraState::Stopped => "stopped",
+        }
+    }
+
+    /// Inverse of [`CameraState::as_str`]-as-u8 storage in atomics.
+    pub fn from_u8(v: u8) -> CameraState {
+        match v {
+            1 => CameraState::Streaming,
+            2 => CameraState::BackingOff,
+            3 => CameraState::Stopped,
+            _ => CameraState::Starting,
+        }
+    }
+
+    /// Compact form for atomics.
+    pub fn as_u8(self) -> u8 {
+        match self {
+            CameraState::Starting => 0,
+            CameraState::Streaming => 1,
+            CameraState::BackingOff => 2,
+            CameraState::Stopped => 3,
+        }
+    }
+}
+
+/// A camera state transition, recorded for uptime and maintenance.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusChange {
+    /// Which camera.
+    pub camera: CameraId,
+    /// When the transition happened.
+    pub at: DateTime<Utc>,
+    /// The new state.
+    pub state: CameraState,
+    /// Why, in words (error message with credentials removed, "eos", …).
+    pub reason: String,
+}
+
+/// Everything the store's writer accepts, in one channel so order is kept.
+#[derive(Clone, Debug)]
+pub enum StoreMsg {
+    /// An event insert or update.
+    Event(EventRecord),
+    /// A camera status transition.
+    Status(StatusChange),
+}

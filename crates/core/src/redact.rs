@@ -1,0 +1,36 @@
+//! Removing credentials from URLs before they reach a log line or an API response.
+
+/// Returns `url` with any `user:pass@` userinfo replaced by `***@`.
+///
+/// Works on anything URL-shaped, even when it does not parse, because the point is
+/// that a malformed URL with a password in it must not leak either.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redacts_userinfo() {
+        assert_eq!(redact_url("rtsp://admin:s3cret@10.0.0.5:554/h264"), "rtsp://***@10.0.0.5:554/h264");
+        assert_eq!(redact_url("rtsp://user@host/x"), "rtsp://***@host/x");
+        assert_eq!(redact_url("rtsp://a:b@c@host/x"), "rtsp://***@host/x");
+    }
+
+    #[test]
+    fn leaves_clean_urls() {
+        assert_eq!(redact_url("rtsp://127.0.0.1:8554/cam/1"), "rtsp://127.0.0.1:8554/cam/1");
+        assert_eq!(redact_url("rtsp://host/p?x=a@b"), "rtsp://host/p?x=a@b");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+}
