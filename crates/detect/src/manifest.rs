@@ -1,0 +1,132 @@
+//! `models/models.toml`: what a model file expects and produces.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use varta_core::{err, Error, ErrorKind};
+
+/// Input tensor layout.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `[batch, height, width, channels]`.
+    Nhwc,
+    /// `[batch, channels, height, width]`.
+    Nchw,
+}
+
+/// How to read the model's output.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Decoder {
+    /// `[1, N, 6]` rows `x1, y1, x2, y2, score, class` in input pixels, NMS applied.
+    Centernet,
+}
+
+/// One `[[models]]` entry, paths resolved against the manifest's folder.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Name the node config refers to.
+    pub name: String,
+    /// ONNX file.
+    pub file: PathBuf,
+    /// Expected sha256 of `file`, hex.
+    pub sha256: String,
+    /// Label file, one class per line, index = class id.
+    pub labels: PathBuf,
+    /// Input tensor name.
+    pub input: String,
+    /// Output tensor name.
+    pub output: String,
+    /// Input layout.
+    pub layout: Layout,
+    /// Input width in pixels.
+    pub width: u32,
+    /// Input height in pixels.
+    pub height: u32,
+    /// Pixel (0..255) multiplier before mean/std.
+    pub scale: f32,
+    /// Per-channel mean (RGB) subtracted after scaling.
+    pub mean: [f32; 3],
+    /// Per-channel divisor (RGB).
+    pub std: [f32; 3],
+    /// Output decoder.
+    pub decoder: Decoder,
+    /// Largest batch the graph accepts.
+    pub max_batch: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    models: Vec<ModelSpec>,
+}
+
+/// Reads the manifest at `path` and returns the model called `name`, with its
+/// paths made absolute-or-relative-to-cwd from the manifest's folder.
+pub fn load(path: &Path, name: &str) -> Result<ModelSpec, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::wrap(ErrorKind::NotFound, format!("model manifest {}", path.display()), e))?;
+    let m: Manifest = toml::from_str(&text)
+        .map_err(|e| Error::wrap(ErrorKind::InvalidArgument, format!("model manifest {}", path.display()), e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut spec = m
+        .models
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| err!(NotFound, "model `{name}` is not in {}", path.display()))?;
+    spec.file = dir.join(&spec.file);
+    spec.labels = dir.join(&spec.labels);
+    Ok(spec)
+}
+
+impl ModelSpec {
+    /// Reads the label file.
+    pub fn read_labels(&self) -> Result<Vec<String>, Error> {
+        let text = std::fs::read_to_string(&self.labels)
+            .map_err(|e| Error::wrap(ErrorKind::NotFound, format!("labels {}", self.labels.display()), e))?;
+        Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+    }
+
+    /// Checks the model file against the manifest's sha256.
+    pub fn verify(&self) -> Result<(), Error> {
+        let bytes = std::fs::read(&self.file)
+            .map_err(|e| Error::wrap(ErrorKind::NotFound, format!("model file {}", self.file.display()), e))?;
+        let got: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        if !got.eq_ignore_ascii_case(&self.sha256) {
+            return Err(err!(
+                InvalidArgument,
+                "model file {} has sha256 {got}, manifest says {}",
+                self.file.display(),
+                self.sha256
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn manifest() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/models.toml")
+    }
+
+    #[test]
+    fn shipped_manifest_matches_shipped_files() {
+        let spec = super::load(&manifest(), "centernet_mbv3_coco_512").unwrap();
+        spec.verify().unwrap();
+        let labels = spec.read_labels().unwrap();
+        assert_eq!(labels.len(), 80);
+        assert_eq!(labels[0], "person");
+        assert_eq!((spec.width, spec.height), (512, 512));
+    }
+
+    #[test]
+    fn unknown_model_is_not_found() {
+        let e = super::load(&manifest(), "nope").unwrap_err();
+        assert_eq!(e.kind(), varta_core::ErrorKind::NotFound);
+    }
+}
