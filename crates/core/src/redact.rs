@@ -16,9 +16,45 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Redacts the userinfo of every URL inside free text (error messages from
+/// GStreamer or the network may quote the URL they failed on).
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let end = rest
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || "()\"'<>,;".contains(c))
+            .unwrap_or(rest.len());
+        match rest[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***@");
+                rest = &rest[at + 1..];
+            }
+            None => {
+                out.push_str(&rest[..end]);
+                rest = &rest[end..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{redact_text, redact_url};
+
+    #[test]
+    fn redacts_inside_text() {
+        assert_eq!(
+            redact_text("Could not open (rtsp://admin:pw@10.0.0.1/s) or rtsp://u:p@h:1 now"),
+            "Could not open (rtsp://***@10.0.0.1/s) or rtsp://***@h:1 now"
+        );
+        assert_eq!(redact_text("no url here"), "no url here");
+        assert_eq!(redact_text("rtsp://clean/x"), "rtsp://clean/x");
+    }
 
     #[test]
     fn redacts_userinfo() {
