@@ -1,1 +1,85 @@
-//! placeholder
+//! The control API: health, cameras with live counters, events, Prometheus metrics.
+//!
+//! JSON under `/api/v1`, errors as `{"error": {"code", "message"}}` with the status
+//! chosen in one place ([`ApiError`]). Authentication arrives with issue #7; until
+//! then bind the API to loopback (the default).
+
+mod cameras;
+mod error;
+mod events;
+
+pub use error::ApiError;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use varta_core::metrics::Registry;
+use varta_store::Store;
+
+/// A camera's configuration as the API shows it (no credentials, ever).
+#[derive(Clone, Debug, Serialize)]
+pub struct CameraInfo {
+    /// Camera id.
+    pub id: String,
+    /// Site id.
+    pub site: String,
+    /// Human name.
+    pub name: String,
+    /// Stream URL with any userinfo removed.
+    pub url: String,
+    /// Frames per second handed to analysis.
+    pub analysis_fps: f64,
+    /// Whether the camera is pulled.
+    pub enabled: bool,
+}
+
+/// Shared state of every handler.
+pub struct AppState {
+    /// This node's name.
+    pub node: String,
+    /// The event store.
+    pub store: Store,
+    /// Live counters.
+    pub metrics: Arc<Registry>,
+    /// Configured cameras.
+    pub cameras: Vec<CameraInfo>,
+    /// Set once every stage has started.
+    pub ready: AtomicBool,
+}
+
+/// The API's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/cameras", get(cameras::list))
+        .route("/api/v1/cameras/{id}", get(cameras::one))
+        .route("/api/v1/events", get(events::list))
+        .fallback(|| async { ApiError::from(varta_core::err!(NotFound, "no such route")) })
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready when the pipeline stages have started and the database answers.
+async fn readyz(State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    if !st.ready.load(Ordering::Relaxed) {
+        return Err(varta_core::err!(Unavailable, "starting").into());
+    }
+    if !st.store.ping().await {
+        return Err(varta_core::err!(Unavailable, "database unreachable").into());
+    }
+    Ok(Json(serde_json::json!({"status": "ready", "node": st.node})))
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> impl IntoResponse {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render_prometheus())
+}

@@ -80,11 +80,13 @@ pub struct IngestConfig {
     pub rtsp_transport: RtspTransport,
     /// rtspsrc jitter-buffer latency in milliseconds.
     pub latency_ms: u32,
+    /// Seconds without a decoded frame after which a pipeline is restarted.
+    pub stall_timeout_secs: f64,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { restart_delay_secs: 2.0, rtsp_transport: RtspTransport::Tcp, latency_ms: 200 }
+        IngestConfig { restart_delay_secs: 2.0, rtsp_transport: RtspTransport::Tcp, latency_ms: 200, stall_timeout_secs: 20.0 }
     }
 }
 
@@ -379,6 +381,9 @@ impl Config {
         let ing = root.key("ingest");
         if !(0.0..=3600.0).contains(&self.ingest.restart_delay_secs) {
             p.add(&ing.key("restart_delay_secs"), "must be between 0 and 3600");
+        }
+        if !(self.ingest.stall_timeout_secs >= 1.0) {
+            p.add(&ing.key("stall_timeout_secs"), "must be at least 1");
         }
         let det = root.key("detect");
         if self.detect.intra_threads == 0 {

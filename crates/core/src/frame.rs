@@ -158,6 +158,11 @@ impl FrameHub {
         }
     }
 
+    /// True once [`FrameHub::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().unwrap().closed
+    }
+
     /// Wakes every waiting worker and makes [`FrameHub::take`] return `None` from now on.
     pub fn close(&self) {
         self.state.lock().unwrap().closed = true;

@@ -149,7 +149,13 @@ fn worker(mut det: Detector, sh: &Shared) {
     // Analysis floor: a camera's own min_score filters above this.
     const FLOOR: f32 = 0.2;
     let mut last_err: Option<Instant> = None;
-    while let Some(taken) = sh.hub.take(Duration::from_millis(500)) {
+    loop {
+        let Some(taken) = sh.hub.take(Duration::from_millis(500)) else {
+            if sh.hub.is_closed() {
+                break;
+            }
+            continue;
+        };
         let f = &taken.frame;
         let t0 = Instant::now();
         let result = det.detect(&f.rgb, f.width, f.height, FLOOR);

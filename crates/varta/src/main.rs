@@ -1,1 +1,172 @@
-fn main(){}
+//! The `varta` command: see `varta --help`.
+
+mod demo;
+mod localpg;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "varta", version, about = "Video analytics: RTSP cameras → detection → PostgreSQL → API")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one node: ingest, detection, store and API. Needs DATABASE_URL.
+    Serve {
+        /// Node config file (see config/README.md).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Serve simulated RTSP cameras at rtsp://LISTEN/cam/1..N.
+    Sim {
+        /// Number of cameras.
+        #[arg(long, default_value_t = 8)]
+        cameras: usize,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8554")]
+        listen: SocketAddr,
+        /// H.264 clip to serve (made by ./scripts/setup).
+        #[arg(long, default_value = ".cache/media/vtest.mp4")]
+        clip: PathBuf,
+    },
+    /// Local PostgreSQL (if DATABASE_URL is unset), simulator and service, for a first look.
+    Demo {
+        /// Demo config; its cameras are pointed at the simulator.
+        #[arg(long, default_value = "config/demo.toml")]
+        config: PathBuf,
+        /// Number of cameras (the config's cameras, plus generated ones beyond them).
+        #[arg(long)]
+        cameras: Option<usize>,
+        /// H.264 clip for the simulator.
+        #[arg(long, default_value = ".cache/media/vtest.mp4")]
+        clip: PathBuf,
+        /// Simulator address.
+        #[arg(long, default_value = "127.0.0.1:8554")]
+        sim_listen: SocketAddr,
+        /// Stop by itself after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// Check a config file; problems are printed with key and line, exit code 2.
+    CheckConfig {
+        /// Config file.
+        file: PathBuf,
+    },
+    /// Apply database migrations to DATABASE_URL.
+    Migrate,
+    /// Manage the project-local PostgreSQL cluster used when DATABASE_URL is unset.
+    #[command(name = "local-pg")]
+    LocalPg {
+        #[command(subcommand)]
+        action: LocalPgAction,
+        /// Cluster directory.
+        #[arg(long, default_value = ".varta/pg", global = true)]
+        dir: PathBuf,
+        /// Port (the socket lives in the cluster directory too).
+        #[arg(long, default_value_t = localpg::DEFAULT_PORT, global = true)]
+        port: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocalPgAction {
+    /// Create (once) and start the cluster; print its DATABASE_URL.
+    Start,
+    /// Stop the cluster.
+    Stop,
+}
+
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("VARTA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .thread_name("tokio")
+        .build()
+        .expect("tokio runtime");
+    let result: anyhow::Result<ExitCode> = rt.block_on(async {
+        match cli.cmd {
+            Cmd::Serve { config } => {
+                let cfg = match load_config(&config) {
+                    Ok(c) => c,
+                    Err(code) => return Ok(code),
+                };
+                let url = std::env::var("DATABASE_URL")
+                    .map_err(|_| anyhow::anyhow!("DATABASE_URL is not set (e.g. from `varta local-pg start`)"))?;
+                serve::run(cfg, &url, serve::shutdown_signal()).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Sim { cameras, listen, clip } => {
+                let sim = tokio::task::spawn_blocking(move || {
+                    varta_sim::SimServer::start(&varta_sim::SimConfig { listen, cameras, clip })
+                })
+                .await??;
+                println!("Simulator: rtsp://{}/cam/1 .. /cam/{cameras}", sim.addr());
+                serve::shutdown_signal().await;
+                tokio::task::spawn_blocking(move || sim.stop()).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Demo { config, cameras, clip, sim_listen, duration } => {
+                demo::run(demo::DemoArgs { config, cameras, clip, sim_listen, duration }).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::CheckConfig { file } => Ok(match load_config(&file) {
+                Ok(cfg) => match serve::check_against_model(&cfg) {
+                    Ok(()) => {
+                        println!("{}: ok ({} sites, {} cameras)", file.display(), cfg.sites.len(), cfg.cameras.len());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("{}: {e}", file.display());
+                        ExitCode::from(2)
+                    }
+                },
+                Err(code) => code,
+            }),
+            Cmd::Migrate => {
+                let url = std::env::var("DATABASE_URL").map_err(|_| anyhow::anyhow!("DATABASE_URL is not set"))?;
+                varta_store::Store::connect(&url).await?.migrate().await?;
+                println!("migrations applied");
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::LocalPg { action, dir, port } => {
+                match action {
+                    LocalPgAction::Start => println!("{}", localpg::start(&dir, port).await?),
+                    LocalPgAction::Stop => localpg::stop(&dir)?,
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("varta: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads a config or prints its problems; `Err` holds exit code 2.
+fn load_config(path: &std::path::Path) -> Result<varta_core::config::Config, ExitCode> {
+    varta_core::config::Config::load(path).map_err(|errs| {
+        for e in &errs.0 {
+            eprintln!("{e}");
+        }
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,78 @@
+//! `varta demo`: everything on one machine for a first look.
+
+use crate::{localpg, serve};
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use varta_core::config::{CameraConfig, Config, SiteConfig};
+
+/// Arguments of `varta demo`.
+pub struct DemoArgs {
+    /// Demo config.
+    pub config: PathBuf,
+    /// Camera count override.
+    pub cameras: Option<usize>,
+    /// Clip for the simulator.
+    pub clip: PathBuf,
+    /// Simulator address.
+    pub sim_listen: SocketAddr,
+    /// Stop after this many seconds.
+    pub duration: Option<u64>,
+}
+
+/// Sites the demo spreads generated cameras over, like the real 49 sites.
+const DEMO_SITES: usize = 49;
+
+/// The config's cameras, extended (or cut) to `n`, all pointed at the simulator.
+fn demo_config(mut cfg: Config, n: Option<usize>, sim: SocketAddr) -> Result<Config> {
+    let template = cfg.cameras.first().cloned().context("the demo config needs at least one camera as a template")?;
+    let n = n.unwrap_or(cfg.cameras.len());
+    cfg.cameras.truncate(n);
+    for i in cfg.cameras.len()..n {
+        let site = format!("site-{:02}", i % DEMO_SITES + 1);
+        if !cfg.sites.iter().any(|s| s.id == site) {
+            cfg.sites.push(SiteConfig { id: site.clone(), name: format!("Demo site {}", i % DEMO_SITES + 1) });
+        }
+        cfg.cameras.push(CameraConfig { id: format!("cam-{:03}", i + 1), site, name: None, ..template.clone() });
+    }
+    for (i, c) in cfg.cameras.iter_mut().enumerate() {
+        c.url = format!("rtsp://{sim}/cam/{}", i + 1);
+        c.credentials = None;
+    }
+    Ok(cfg)
+}
+
+/// Runs the demo until Ctrl-C (or `duration`).
+pub async fn run(a: DemoArgs) -> Result<()> {
+    let cfg = Config::load(&a.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = demo_config(cfg, a.cameras, a.sim_listen)?;
+    let url = match std::env::var("DATABASE_URL") {
+        Ok(u) => u,
+        Err(_) => {
+            let u = localpg::start(std::path::Path::new(".varta/pg"), localpg::DEFAULT_PORT).await?;
+            println!("PostgreSQL: {u} (local cluster in .varta/pg)");
+            u
+        }
+    };
+    let n = cfg.cameras.len();
+    let (clip, listen) = (a.clip.clone(), a.sim_listen);
+    let sim = tokio::task::spawn_blocking(move || {
+        varta_sim::SimServer::start(&varta_sim::SimConfig { listen, cameras: n, clip })
+    })
+    .await??;
+    println!("Simulator: rtsp://{}/cam/1 .. /cam/{n}", sim.addr());
+    let duration = a.duration;
+    let stop = async move {
+        match duration {
+            Some(s) => tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(s)) => {},
+                _ = serve::shutdown_signal() => {},
+            },
+            None => serve::shutdown_signal().await,
+        }
+    };
+    let result = serve::run(cfg, &url, stop).await;
+    tokio::task::spawn_blocking(move || sim.stop()).await?;
+    result
+}

@@ -1,0 +1,97 @@
+//! A PostgreSQL cluster of the project's own, for demos and tests when
+//! `DATABASE_URL` is not set: its own directory, port and socket, never the
+//! machine's default cluster.
+//!
+//! PostgreSQL refuses to run as root; as root the cluster belongs to the `postgres`
+//! user and its commands run through `runuser`. Authentication is `trust` for local
+//! connections only (socket and 127.0.0.1): a development cluster, not production.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Default port of the local cluster (not PostgreSQL's 5432, to stay clear of it).
+pub const DEFAULT_PORT: u16 = 54329;
+
+fn bindir() -> Result<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .context("PostgreSQL server not installed (run ./scripts/setup)")?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("pg_ctl").exists())
+        .collect();
+    versions.sort();
+    versions.pop().context("no pg_ctl under /usr/lib/postgresql/*/bin")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A command for a PostgreSQL program, as the cluster's owner.
+fn pg_cmd(bin: &Path, prog: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(prog));
+        c
+    } else {
+        Command::new(bin.join(prog))
+    }
+}
+
+fn run(mut c: Command, what: &str) -> Result<()> {
+    let out = c.output().with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Creates the cluster in `dir` if needed, starts it if stopped, makes sure the
+/// `varta` database exists, and returns its URL.
+pub async fn start(dir: &Path, port: u16) -> Result<String> {
+    let bin = bindir()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    if is_root() {
+        let mut c = Command::new("chown");
+        c.args(["-R", "postgres:postgres"]).arg(&dir);
+        run(c, "chown")?;
+    }
+    let data = dir.join("data");
+    if !data.join("PG_VERSION").exists() {
+        let mut c = pg_cmd(&bin, "initdb");
+        c.arg("-D").arg(&data).args(["-U", "varta", "--auth=trust", "-E", "UTF8", "--no-locale"]);
+        run(c, "initdb")?;
+    }
+    let running = pg_cmd(&bin, "pg_ctl").arg("status").arg("-D").arg(&data).output()?.status.success();
+    if !running {
+        let mut c = pg_cmd(&bin, "pg_ctl");
+        c.arg("start").arg("-D").arg(&data).arg("-w").arg("-l").arg(dir.join("postgres.log")).arg("-o").arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200",
+            dir.display()
+        ));
+        run(c, "pg_ctl start").with_context(|| format!("see {}", dir.join("postgres.log").display()))?;
+    }
+    let admin = format!("postgres://varta@127.0.0.1:{port}/postgres");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.context("connecting to local cluster")?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = 'varta'")
+        .fetch_optional(&mut conn)
+        .await?;
+    if exists.is_none() {
+        sqlx::query("CREATE DATABASE varta").execute(&mut conn).await?;
+    }
+    Ok(format!("postgres://varta@127.0.0.1:{port}/varta"))
+}
+
+/// Stops the cluster in `dir` (if it runs).
+pub fn stop(dir: &Path) -> Result<()> {
+    let bin = bindir()?;
+    let data = dir.join("data");
+    if data.join("postmaster.pid").exists() {
+        let mut c = pg_cmd(&bin, "pg_ctl");
+        c.arg("stop").arg("-D").arg(&data).args(["-m", "fast", "-w"]);
+        run(c, "pg_ctl stop")?;
+    }
+    Ok(())
+}
