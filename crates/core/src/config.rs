@@ -50,11 +50,7 @@ pub struct NodeConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        NodeConfig {
-            name: "node-1".into(),
-            api_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            secrets_file: None,
-        }
+        NodeConfig { name: "node-1".into(), api_listen: SocketAddr::from(([127, 0, 0, 1], 8080)), secrets_file: None }
     }
 }
 
@@ -86,7 +82,12 @@ pub struct IngestConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { restart_delay_secs: 2.0, rtsp_transport: RtspTransport::Tcp, latency_ms: 200, stall_timeout_secs: 20.0 }
+        IngestConfig {
+            restart_delay_secs: 2.0,
+            rtsp_transport: RtspTransport::Tcp,
+            latency_ms: 200,
+            stall_timeout_secs: 20.0,
+        }
     }
 }
 
@@ -324,10 +325,9 @@ impl<'a> Problems<'a> {
         for seg in &path.0 {
             let next = match (seg, &at) {
                 (Seg::Key(k), At::Table(t)) => t.get_key_value(k).map(|(key, item)| (key.span(), At::Item(item))),
-                (Seg::Key(k), At::Item(i)) => i
-                    .as_table_like()
-                    .and_then(|t| t.get_key_value(k))
-                    .map(|(key, item)| (key.span(), At::Item(item))),
+                (Seg::Key(k), At::Item(i)) => {
+                    i.as_table_like().and_then(|t| t.get_key_value(k)).map(|(key, item)| (key.span(), At::Item(item)))
+                }
                 (Seg::Index(n), At::Item(i)) => match i.as_array_of_tables() {
                     Some(aot) => aot.get(*n).map(|t| (t.span(), At::Table(t))),
                     None => i.as_array().and_then(|a| a.get(*n)).map(|v| (v.span(), At::Item(i))),
@@ -351,7 +351,12 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError { file: file.clone(), line: None, key: ".".into(), message: format!("cannot read: {e}") }])
+            ConfigErrors(vec![ConfigError {
+                file: file.clone(),
+                line: None,
+                key: ".".into(),
+                message: format!("cannot read: {e}"),
+            }])
         })?;
         Config::parse(&file, &text)
     }
@@ -382,7 +387,8 @@ impl Config {
         if !(0.0..=3600.0).contains(&self.ingest.restart_delay_secs) {
             p.add(&ing.key("restart_delay_secs"), "must be between 0 and 3600");
         }
-        if !(self.ingest.stall_timeout_secs >= 1.0) {
+        // Written so that NaN fails too.
+        if self.ingest.stall_timeout_secs.is_nan() || self.ingest.stall_timeout_secs < 1.0 {
             p.add(&ing.key("stall_timeout_secs"), "must be at least 1");
         }
         let det = root.key("detect");
@@ -509,10 +515,14 @@ pub fn resolve_credentials(name: &str, secrets_file: Option<&Path>) -> Result<Cr
         return Ok(Credentials { username: u.into(), password: p.into() });
     }
     let Some(path) = secrets_file else {
-        return Err(crate::err!(NotFound, "credentials `{name}`: neither {var} is set nor node.secrets_file configured"));
+        return Err(crate::err!(
+            NotFound,
+            "credentials `{name}`: neither {var} is set nor node.secrets_file configured"
+        ));
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| crate::Error::wrap(crate::ErrorKind::Unavailable, format!("secrets file {}", path.display()), e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        crate::Error::wrap(crate::ErrorKind::Unavailable, format!("secrets file {}", path.display()), e)
+    })?;
     // Only the key path and line: a parse error message could quote a password.
     let secrets: SecretsFile = toml::from_str(&text).map_err(|e| {
         let line = e.span().map(|s| line_at(&text, s.start));
@@ -588,7 +598,8 @@ url = "rtsp://127.0.0.1:8554/cam/1"
     #[test]
     fn wrong_type_range_and_references() {
         let text = GOOD.replace("site = \"site-01\"", "site = \"site-99\"\nanalysis_fps = 0.0\nmin_score = 3");
-        let keys: Vec<_> = Config::parse("bad.toml", &text).unwrap_err().0.into_iter().map(|e| (e.key, e.line)).collect();
+        let keys: Vec<_> =
+            Config::parse("bad.toml", &text).unwrap_err().0.into_iter().map(|e| (e.key, e.line)).collect();
         let want = [("cameras[0].site", 11), ("cameras[0].analysis_fps", 12), ("cameras[0].min_score", 13)];
         assert_eq!(keys, want.map(|(k, l)| (k.to_string(), Some(l))).to_vec());
         let text = GOOD.replace("site = \"site-01\"", "site = \"site-01\"\nanalysis_fps = \"fast\"");

@@ -202,7 +202,8 @@ impl Registry {
     pub fn render_prometheus(&self) -> String {
         let cams = self.cameras();
         let mut out = String::with_capacity(256 + cams.len() * 512);
-        let per_camera: [(&str, &str, fn(&CameraStats) -> u64); 4] = [
+        type Getter = fn(&CameraStats) -> u64;
+        let per_camera: [(&str, &str, Getter); 4] = [
             (names::FRAMES_RECEIVED, "counter", |s| s.frames_received.get()),
             (names::FRAMES_DECODED, "counter", |s| s.frames_decoded.get()),
             (names::FRAMES_ANALYSED, "counter", |s| s.frames_analysed.get()),
@@ -216,11 +217,17 @@ impl Registry {
         }
         let _ = writeln!(out, "# TYPE {} counter", names::FRAMES_DROPPED);
         for (id, s) in &cams {
-            let _ = writeln!(out, "{}{{camera=\"{id}\",stage=\"analysis_queue\"}} {}", names::FRAMES_DROPPED, s.frames_dropped.get());
+            let _ = writeln!(
+                out,
+                "{}{{camera=\"{id}\",stage=\"analysis_queue\"}} {}",
+                names::FRAMES_DROPPED,
+                s.frames_dropped.get()
+            );
         }
         let _ = writeln!(out, "# TYPE {} counter", names::PIPELINE_RESTARTS);
         for (id, s) in &cams {
-            let _ = writeln!(out, "{}{{camera=\"{id}\",reason=\"error\"}} {}", names::PIPELINE_RESTARTS, s.restarts.get());
+            let _ =
+                writeln!(out, "{}{{camera=\"{id}\",reason=\"error\"}} {}", names::PIPELINE_RESTARTS, s.restarts.get());
         }
         let h = &self.inference_seconds;
         let name = names::INFERENCE_SECONDS;

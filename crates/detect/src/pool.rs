@@ -106,12 +106,9 @@ impl InferencePool {
     pub fn set_camera(&self, camera: &CameraId, classes: &[String], min_score: f32) -> Result<(), Error> {
         let mut idx = HashSet::new();
         for c in classes {
-            let i = self
-                .shared
-                .labels
-                .iter()
-                .position(|l| l == c)
-                .ok_or_else(|| varta_core::err!(InvalidArgument, "camera {camera}: class `{c}` is not a label of the model"))?;
+            let i = self.shared.labels.iter().position(|l| l == c).ok_or_else(|| {
+                varta_core::err!(InvalidArgument, "camera {camera}: class `{c}` is not a label of the model")
+            })?;
             idx.insert(i);
         }
         self.shared.rules.write().unwrap().insert(camera.clone(), CameraRules { classes: idx, min_score });
@@ -188,7 +185,8 @@ fn worker(mut det: Detector, sh: &Shared) {
                     })
                     .collect();
                 let mut trackers = sh.trackers.lock().unwrap();
-                let tr = trackers.entry(f.camera.clone()).or_insert_with(|| Tracker::new(f.camera.clone(), sh.tracker_cfg));
+                let tr =
+                    trackers.entry(f.camera.clone()).or_insert_with(|| Tracker::new(f.camera.clone(), sh.tracker_cfg));
                 tr.update(f.captured_at, &obs)
             }
         };

@@ -36,9 +36,16 @@ pub fn environment(lib: &Path) -> Result<&'static ort::environment::Environment,
         return Ok(e);
     }
     let builder = ort::init_from(lib).map_err(|e| {
-        Error::wrap(ErrorKind::Unavailable, format!("loading ONNX Runtime from {} (run ./scripts/setup)", lib.display()), e)
+        Error::wrap(
+            ErrorKind::Unavailable,
+            format!("loading ONNX Runtime from {} (run ./scripts/setup)", lib.display()),
+            e,
+        )
     })?;
-    let env = builder.with_name("varta").build().map_err(|e| Error::wrap(ErrorKind::Internal, "ONNX Runtime environment", e))?;
+    let env = builder
+        .with_name("varta")
+        .build()
+        .map_err(|e| Error::wrap(ErrorKind::Internal, "ONNX Runtime environment", e))?;
     Ok(ENV.get_or_init(|| env))
 }
 
@@ -55,7 +62,8 @@ impl Detector {
     /// Loads `spec` into a new session using `intra_threads` threads per run.
     pub fn new(lib: &Path, spec: &ModelSpec, labels: Vec<String>, intra_threads: usize) -> Result<Self, Error> {
         let env = environment(lib)?;
-        let ort_err = |what: &str, e: ort::Error| Error::wrap(ErrorKind::Internal, format!("model {}: {what}", spec.name), e);
+        let ort_err =
+            |what: &str, e: ort::Error| Error::wrap(ErrorKind::Internal, format!("model {}: {what}", spec.name), e);
         let session = Session::builder(env)
             .map_err(|e| ort_err("session builder", e))?
             .with_optimization_level(GraphOptimizationLevel::Level3)
@@ -106,11 +114,11 @@ impl Detector {
             .session
             .run(ort::inputs![s.input.as_str() => tensor])
             .map_err(|e| Error::wrap(ErrorKind::Internal, format!("model {}: inference", s.name), e))?;
-        let out = outputs
-            .get(&s.output)
-            .ok_or_else(|| err!(Internal, "model {} has no output `{}`", s.name, s.output))?;
-        let (_, rows) =
-            out.try_extract_tensor::<f32>().map_err(|e| Error::wrap(ErrorKind::Internal, "reading output tensor", e))?;
+        let out =
+            outputs.get(&s.output).ok_or_else(|| err!(Internal, "model {} has no output `{}`", s.name, s.output))?;
+        let (_, rows) = out
+            .try_extract_tensor::<f32>()
+            .map_err(|e| Error::wrap(ErrorKind::Internal, "reading output tensor", e))?;
         Ok(match s.decoder {
             Decoder::Centernet => centernet::decode(rows, self.labels.len(), min_score),
         })

@@ -43,7 +43,8 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn frames_arrive_over_tcp_and_udp_at_the_analysis_rate() {
-    let sim = SimServer::start(&SimConfig { listen: "127.0.0.1:0".parse().unwrap(), cameras: 2, clip: clip() }).unwrap();
+    let sim =
+        SimServer::start(&SimConfig { listen: "127.0.0.1:0".parse().unwrap(), cameras: 2, clip: clip() }).unwrap();
     let hub = FrameHub::new(100);
     let metrics = Arc::new(Registry::default());
     let (tx, mut rx) = mpsc::channel(1000);

@@ -73,7 +73,9 @@ impl SimServer {
         let source = ctx
             .with_thread_default(|| server.attach(Some(&ctx)))
             .map_err(|e| Error::wrap(ErrorKind::Internal, "RTSP server context", e))?
-            .map_err(|e| Error::wrap(ErrorKind::Unavailable, format!("RTSP server cannot listen on {}", cfg.listen), e))?;
+            .map_err(|e| {
+                Error::wrap(ErrorKind::Unavailable, format!("RTSP server cannot listen on {}", cfg.listen), e)
+            })?;
         let port = server.bound_port();
         if port <= 0 {
             return Err(varta_core::err!(Unavailable, "RTSP server did not bind {}", cfg.listen));

@@ -58,10 +58,7 @@ impl Store {
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<(), Error> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| Error::wrap(ErrorKind::Internal, "applying database migrations", e))
+        MIGRATOR.run(&self.pool).await.map_err(|e| Error::wrap(ErrorKind::Internal, "applying database migrations", e))
     }
 
     /// True if the database answers.

@@ -104,7 +104,11 @@ pub async fn write_batch(store: &Store, batch: &[StoreMsg], node: &str) -> Resul
     if !statuses.is_empty() {
         let mut qb = sqlx::QueryBuilder::new("INSERT INTO camera_status (camera_id, at, state, reason, node) ");
         qb.push_values(&statuses, |mut b, s| {
-            b.push_bind(s.camera.as_str()).push_bind(s.at).push_bind(s.state.as_str()).push_bind(&s.reason).push_bind(node);
+            b.push_bind(s.camera.as_str())
+                .push_bind(s.at)
+                .push_bind(s.state.as_str())
+                .push_bind(&s.reason)
+                .push_bind(node);
         });
         qb.build().execute(&mut *tx).await.map_err(|e| db_error("writing camera status", e))?;
     }

@@ -74,10 +74,10 @@ pub async fn start(dir: &Path, port: u16) -> Result<String> {
         run(c, "pg_ctl start").with_context(|| format!("see {}", dir.join("postgres.log").display()))?;
     }
     let admin = format!("postgres://varta@127.0.0.1:{port}/postgres");
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.context("connecting to local cluster")?;
-    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = 'varta'")
-        .fetch_optional(&mut conn)
-        .await?;
+    let mut conn =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.context("connecting to local cluster")?;
+    let exists: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = 'varta'").fetch_optional(&mut conn).await?;
     if exists.is_none() {
         sqlx::query("CREATE DATABASE varta").execute(&mut conn).await?;
     }

@@ -1,0 +1,123 @@
+//! The walking skeleton end to end, each part a real process or server:
+//! `varta sim` (gst-rtsp-server, 4 cameras) → `varta serve` (GStreamer, ONNX
+//! Runtime) → PostgreSQL → `GET /api/v1/…`.
+
+use std::time::Duration;
+use varta_e2e::*;
+
+fn config(sim_port: u16, api_port: u16) -> String {
+    let mut s = format!(
+        "[node]\nname = \"e2e\"\napi_listen = \"127.0.0.1:{api_port}\"\n\n\
+         [detect]\nmodels = \"{}\"\nworkers = 2\n\n\
+         [ingest]\nrestart_delay_secs = 1.0\n\n\
+         [store]\nflush_ms = 100\n\n\
+         [[sites]]\nid = \"site-a\"\nname = \"A\"\n\n[[sites]]\nid = \"site-b\"\nname = \"B\"\n",
+        root().join("models/models.toml").display()
+    );
+    for i in 1..=4 {
+        let site = if i <= 2 { "site-a" } else { "site-b" };
+        s += &format!(
+            "\n[[cameras]]\nid = \"cam-{i}\"\nsite = \"{site}\"\nurl = \"rtsp://127.0.0.1:{sim_port}/cam/{i}\"\n\
+             analysis_fps = 2.0\nclasses = [\"person\", \"car\"]\nmin_score = 0.4\n"
+        );
+    }
+    s
+}
+
+#[test]
+fn simulated_cameras_to_person_events_in_postgres_and_api() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(fresh_database("varta_e2e"));
+    let dir = std::env::temp_dir().join(format!("varta-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let sim_port = free_port();
+    let mut sim_cmd = varta();
+    sim_cmd.args(["sim", "--cameras", "4", "--listen", &format!("127.0.0.1:{sim_port}"), "--clip"]).arg(clip());
+    let sim = Proc::spawn(sim_cmd, dir.join("sim.log"));
+
+    let api_port = free_port();
+    let cfg = dir.join("e2e.toml");
+    std::fs::write(&cfg, config(sim_port, api_port)).unwrap();
+    let mut serve_cmd = varta();
+    serve_cmd.arg("serve").arg("--config").arg(&cfg).env("DATABASE_URL", &db);
+    let mut serve = Proc::spawn(serve_cmd, dir.join("serve.log"));
+    let api = format!("http://127.0.0.1:{api_port}");
+
+    wait_for("healthz", Duration::from_secs(30), || get_json(&format!("{api}/healthz")));
+
+    // Person events within 60 s, through the API…
+    let events = wait_for("person events in the API", Duration::from_secs(60), || {
+        let v = get_json(&format!("{api}/api/v1/events?class=person&limit=50"))?;
+        (!v.as_array()?.is_empty()).then_some(v)
+    });
+    let events = events.as_array().unwrap();
+    for e in events {
+        assert_eq!(e["class"], "person");
+        assert!(e["score"].as_f64().unwrap() >= 0.4, "{e}");
+        let b: Vec<f64> = e["bbox"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        // Boxes are in the camera's 768x576 pixels.
+        assert!(b[0] < b[2] && b[1] < b[3] && b[2] <= 800.0 && b[3] <= 600.0, "{e}");
+    }
+    let times: Vec<&str> = events.iter().map(|e| e["started_at"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+
+    // …and in PostgreSQL itself.
+    let in_db: i64 = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE class = 'person'").fetch_one(&mut c).await.unwrap()
+    });
+    assert!(in_db >= events.len() as i64);
+
+    // Filters.
+    let one = get_json(&format!("{api}/api/v1/events?camera=cam-3&limit=5")).unwrap();
+    assert!(one.as_array().unwrap().iter().all(|e| e["camera"] == "cam-3" && e["site"] == "site-b"));
+    let bad = ureq::get(&format!("{api}/api/v1/events?since=yesterday")).call().unwrap_err();
+    let ureq::Error::Status(400, resp) = bad else { panic!("expected 400, got {bad:?}") };
+    let body: serde_json::Value = resp.into_json().unwrap();
+    assert_eq!(body["error"]["code"], "invalid_argument");
+
+    // Every camera receives frames and is analysed.
+    let cams = wait_for("all 4 cameras streaming and analysed", Duration::from_secs(30), || {
+        let v = get_json(&format!("{api}/api/v1/cameras"))?;
+        let ok = v.as_array()?.len() == 4
+            && v.as_array()?.iter().all(|c| {
+                c["status"] == "streaming"
+                    && c["frames_received"].as_u64().unwrap_or(0) > 0
+                    && c["frames_analysed"].as_u64().unwrap_or(0) > 0
+                    && c["last_frame_at"].is_string()
+            });
+        ok.then_some(v)
+    });
+    for c in cams.as_array().unwrap() {
+        assert!(["cam-1", "cam-2", "cam-3", "cam-4"].contains(&c["id"].as_str().unwrap()));
+    }
+
+    let ready = get_json(&format!("{api}/readyz")).unwrap();
+    assert_eq!(ready["status"], "ready");
+    let metrics = ureq::get(&format!("{api}/metrics")).call().unwrap().into_string().unwrap();
+    for i in 1..=4 {
+        assert!(metrics.contains(&format!("varta_frames_received_total{{camera=\"cam-{i}\"}}")), "{metrics}");
+    }
+    assert!(metrics.contains("varta_inference_seconds_count"));
+
+    // A clean stop ends every open track, so no event is left without an end.
+    assert_eq!(serve.terminate(Duration::from_secs(30)), Some(0), "serve log:\n{}", serve.output());
+    let open: i64 = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE ended_at IS NULL").fetch_one(&mut c).await.unwrap()
+    });
+    assert_eq!(open, 0, "events left open after a clean stop");
+    let statuses: i64 = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM camera_status WHERE state = 'streaming'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    });
+    assert!(statuses >= 4, "each camera's transition to streaming is recorded");
+    drop(sim);
+}

@@ -1,0 +1,123 @@
+//! Helpers for the end-to-end tests: the built `varta` binary, child processes
+//! that die with the test, free ports, fresh databases, HTTP polling.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+}
+
+/// The `varta` binary of this build (`cargo build` puts it beside `deps/`).
+pub fn varta_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join("varta");
+    assert!(p.exists(), "{} not built: run `cargo build -p varta` first (./scripts/test does)", p.display());
+    p
+}
+
+/// A `varta` command with the runtime environment the setup provides.
+pub fn varta() -> Command {
+    let mut c = Command::new(varta_bin());
+    c.current_dir(root());
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        c.env("ORT_DYLIB_PATH", root().join(".cache/onnxruntime/lib/libonnxruntime.so.1.32.0"));
+    }
+    c
+}
+
+/// The clip the simulator serves.
+pub fn clip() -> PathBuf {
+    let p = std::env::var_os("VARTA_MEDIA_DIR").map(PathBuf::from).unwrap_or_else(|| root().join(".cache/media"));
+    let p = p.join("vtest.mp4");
+    assert!(p.exists(), "{} is missing: run ./scripts/setup", p.display());
+    p
+}
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process that is stopped when dropped.
+pub struct Proc {
+    /// The child.
+    pub child: Child,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `cmd`, its stdout and stderr going to `log`.
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+        let f = std::fs::File::create(&log).unwrap();
+        cmd.stdout(Stdio::from(f.try_clone().unwrap())).stderr(Stdio::from(f));
+        Proc { child: cmd.spawn().expect("spawning child"), log }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout`; returns the exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// Its output so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `DATABASE_URL`, which the test command provides (a local cluster when unset).
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL must be set: run the tests with ./scripts/test")
+}
+
+/// Creates a fresh, empty database on the `DATABASE_URL` server; returns its URL.
+pub async fn fresh_database(prefix: &str) -> String {
+    use sqlx::Connection;
+    let base = database_url();
+    let name = format!("{prefix}_{}_{}", std::process::id(), Instant::now().elapsed().as_nanos() ^ rand_u32() as u128);
+    let mut conn = sqlx::PgConnection::connect(&base).await.expect("connecting to DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    let (head, _) = base.rsplit_once('/').expect("DATABASE_URL has a database name");
+    format!("{head}/{name}")
+}
+
+fn rand_u32() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+}
+
+/// GETs `url` and parses JSON; `None` on any failure.
+pub fn get_json(url: &str) -> Option<serde_json::Value> {
+    ureq::get(url).timeout(Duration::from_secs(5)).call().ok()?.into_json().ok()
+}
+
+/// Polls `f` every 500 ms until it returns `Some`, or panics after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
