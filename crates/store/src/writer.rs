@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use varta_core::event::{EventRecord, StatusChange, StoreMsg};
 use varta_core::metrics::Registry;
-use varta_core::Error;
+use varta_core::{Error, ErrorKind};
 
 /// Writer settings.
 #[derive(Clone, Debug)]
@@ -40,23 +40,41 @@ pub async fn run(store: Store, mut rx: mpsc::Receiver<StoreMsg>, cfg: WriterConf
                 Ok(None) | Err(_) => break,
             }
         }
-        let mut delay = Duration::from_millis(200);
-        loop {
-            match write_batch(&store, &batch, &cfg.node).await {
-                Ok(events) => {
-                    metrics.events_written.add(events as u64);
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, rows = batch.len(), retry_in_ms = delay.as_millis() as u64, "store write failed");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
+        let written = write_with_retry(&store, &batch, &cfg.node).await;
+        metrics.events_written.add(written as u64);
         batch.clear();
     }
     tracing::info!("store writer finished");
+}
+
+/// Writes `batch`, retrying while the database is unreachable (with backoff, up to
+/// 10 s apart). A batch refused for its content is written row by row so that one
+/// bad row cannot block the rest; a row refused on its own is logged with its id and
+/// skipped (it can only be a bug: cameras are never deleted, only marked removed).
+async fn write_with_retry(store: &Store, batch: &[StoreMsg], node: &str) -> usize {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match write_batch(store, batch, node).await {
+            Ok(n) => return n,
+            Err(e) if e.kind() == ErrorKind::Unavailable => {
+                tracing::warn!(error = %e, rows = batch.len(), retry_in_ms = delay.as_millis() as u64, "database unavailable");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, rows = batch.len(), "batch refused; writing its rows one by one");
+                let mut n = 0;
+                for m in batch {
+                    n += Box::pin(write_with_retry(store, std::slice::from_ref(m), node)).await;
+                }
+                return n;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, row = ?batch[0], "row refused by the database; skipped");
+                return 0;
+            }
+        }
+    }
 }
 
 /// Writes one batch in one transaction; returns the number of event rows written.
