@@ -66,6 +66,18 @@ pub enum RtspTransport {
     Auto,
 }
 
+/// Which frames a camera's decoder decodes.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodePolicy {
+    /// Every frame; analysis samples at `analysis_fps`.
+    #[default]
+    Full,
+    /// Keyframes only (delta frames are dropped before the decoder): a fraction of
+    /// the CPU, analysis at the stream's keyframe rate at most.
+    Keyframes,
+}
+
 /// `[ingest]`: how streams are pulled and decoded.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -179,6 +191,9 @@ pub struct CameraConfig {
     /// Minimum detection score for a class to count.
     #[serde(default = "default_min_score")]
     pub min_score: f32,
+    /// Which frames are decoded.
+    #[serde(default)]
+    pub decode: DecodePolicy,
     /// Set false to keep the camera configured but not pulled.
     #[serde(default = "default_true")]
     pub enabled: bool,

@@ -12,7 +12,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use varta_core::config::{Credentials, RtspTransport};
+use varta_core::config::{Credentials, DecodePolicy, RtspTransport};
 use varta_core::frame::{Frame, FrameHub};
 use varta_core::metrics::CameraStats;
 use varta_core::redact::redact_url;
@@ -43,6 +43,8 @@ pub struct PipelineParams<'a> {
     pub latency_ms: u32,
     /// Frames per second handed to analysis.
     pub analysis_fps: f64,
+    /// Which frames are decoded.
+    pub decode: DecodePolicy,
     /// Size of the frames handed to analysis.
     pub target: (u32, u32),
 }
@@ -98,11 +100,16 @@ pub fn build(p: &PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>
     let dec = pipeline.by_name("dec").expect("named in launch line");
     let src_size = Arc::new((AtomicU32::new(0), AtomicU32::new(0)));
 
-    // Count access units going into the decoder.
+    // Count access units going into the decoder; under the keyframes policy, delta
+    // units stop here, undecoded.
     let st = stats.clone();
-    dec.static_pad("sink").expect("decoders have a sink pad").add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+    let keyframes_only = p.decode == DecodePolicy::Keyframes;
+    dec.static_pad("sink").expect("decoders have a sink pad").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         st.frames_received.inc();
-        gst::PadProbeReturn::Ok
+        match info.buffer() {
+            Some(b) if keyframes_only && b.flags().contains(gst::BufferFlags::DELTA_UNIT) => gst::PadProbeReturn::Drop,
+            _ => gst::PadProbeReturn::Ok,
+        }
     });
 
     // Count decoded frames, remember the source size, and sample at the analysis fps.
@@ -129,9 +136,12 @@ pub fn build(p: &PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>
                     let pts = buf.pts().map(|t| t.nseconds()).unwrap_or(0);
                     let due = next_pts.load(Ordering::Relaxed);
                     // Take the frame if it is due, or if the clock went backwards (a new
-                    // session restarts timestamps).
+                    // session restarts timestamps). The next slot is on a fixed grid, so
+                    // timestamp jitter does not make the rate drift below the target.
                     if pts >= due || due.saturating_sub(pts) > 10 * interval_ns {
-                        next_pts.store(pts + interval_ns, Ordering::Relaxed);
+                        let next =
+                            if pts >= due && pts - due < interval_ns { due + interval_ns } else { pts + interval_ns };
+                        next_pts.store(next, Ordering::Relaxed);
                         gst::PadProbeReturn::Ok
                     } else {
                         gst::PadProbeReturn::Drop

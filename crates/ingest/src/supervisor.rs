@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use varta_core::config::{Credentials, RtspTransport};
+use varta_core::config::{Credentials, DecodePolicy, RtspTransport};
 use varta_core::event::{CameraState, StatusChange, StoreMsg};
 use varta_core::frame::FrameHub;
 use varta_core::metrics::CameraStats;
@@ -35,6 +35,8 @@ pub struct CameraSpec {
     pub credentials: Option<Credentials>,
     /// Frames per second handed to analysis.
     pub analysis_fps: f64,
+    /// Which frames are decoded.
+    pub decode: DecodePolicy,
 }
 
 /// Settings shared by every camera of the node.
@@ -140,6 +142,7 @@ impl Supervisor {
             transport: self.settings.transport,
             latency_ms: self.settings.latency_ms,
             analysis_fps: self.spec.analysis_fps,
+            decode: self.spec.decode,
             target: self.settings.target,
         };
         let built = match pipeline::build(&params, self.hub.clone(), self.stats.clone()) {

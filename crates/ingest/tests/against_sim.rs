@@ -49,9 +49,21 @@ fn frames_arrive_over_tcp_and_udp_at_the_analysis_rate() {
     let metrics = Arc::new(Registry::default());
     let (tx, mut rx) = mpsc::channel(1000);
     let mut ingest = Ingest::new(settings(RtspTransport::Tcp), hub.clone(), metrics.clone(), tx.clone()).unwrap();
-    ingest.start(CameraSpec { id: "tcp".into(), url: sim.url(1), credentials: None, analysis_fps: 5.0 });
+    ingest.start(CameraSpec {
+        id: "tcp".into(),
+        url: sim.url(1),
+        credentials: None,
+        analysis_fps: 5.0,
+        decode: Default::default(),
+    });
     let mut udp = Ingest::new(settings(RtspTransport::Udp), hub.clone(), metrics.clone(), tx).unwrap();
-    udp.start(CameraSpec { id: "udp".into(), url: sim.url(2), credentials: None, analysis_fps: 5.0 });
+    udp.start(CameraSpec {
+        id: "udp".into(),
+        url: sim.url(2),
+        credentials: None,
+        analysis_fps: 5.0,
+        decode: Default::default(),
+    });
 
     let (t, u) = (metrics.camera(&"tcp".into()), metrics.camera(&"udp".into()));
     wait_for("both cameras streaming", Duration::from_secs(20), || {
@@ -98,11 +110,38 @@ fn unreachable_camera_is_retried_and_its_password_never_shows() {
         url: format!("rtsp://127.0.0.1:{port}/cam/1"),
         credentials: Some(Credentials { username: "admin".into(), password: "hunter2".into() }),
         analysis_fps: 1.0,
+        decode: Default::default(),
     });
     let s = metrics.camera(&"dead".into());
     wait_for("two restarts", Duration::from_secs(20), || s.restarts.get() >= 2);
     let err = s.last_error().unwrap();
     assert!(!err.contains("hunter2") && !err.contains("admin"), "{err}");
     assert_ne!(s.state(), CameraState::Streaming);
+    ingest.stop_all();
+}
+
+#[test]
+fn keyframes_policy_decodes_only_keyframes() {
+    let sim =
+        SimServer::start(&SimConfig { listen: "127.0.0.1:0".parse().unwrap(), cameras: 1, clip: clip() }).unwrap();
+    let hub = FrameHub::new(10);
+    let metrics = Arc::new(Registry::default());
+    let (tx, _rx) = mpsc::channel(1000);
+    let mut ingest = Ingest::new(settings(RtspTransport::Tcp), hub, metrics.clone(), tx).unwrap();
+    ingest.start(CameraSpec {
+        id: "k".into(),
+        url: sim.url(1),
+        credentials: None,
+        analysis_fps: 5.0,
+        decode: varta_core::config::DecodePolicy::Keyframes,
+    });
+    let s = metrics.camera(&"k".into());
+    wait_for("streaming", Duration::from_secs(20), || s.state() == CameraState::Streaming);
+    let (r0, d0) = (s.frames_received.get(), s.frames_decoded.get());
+    std::thread::sleep(Duration::from_secs(6));
+    let (received, decoded) = (s.frames_received.get() - r0, s.frames_decoded.get() - d0);
+    // The clip has a keyframe every 20 frames (2 s at 10 fps): ~60 received, ~3 decoded.
+    assert!(received >= 45, "received {received}");
+    assert!((2..=5).contains(&decoded), "decoded {decoded} of {received}");
     ingest.stop_all();
 }

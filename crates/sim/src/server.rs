@@ -169,6 +169,9 @@ fn camera_factory(cam: usize, shared: &Arc<Shared>) -> rtsp::RTSPMediaFactory {
         };
         src.set_caps(Some(&shared.clip.caps));
         src.set_max_bytes(4 << 20);
+        // A client that cannot keep up loses new frames, as behind a congested
+        // camera; the default would queue without bound.
+        src.set_property_from_str("leaky-type", "upstream");
         // Start each camera at its own keyframe, so the cameras are not in lock-step.
         let keys = &shared.clip.keyframes;
         let start = keys[(cam * 7) % keys.len()];

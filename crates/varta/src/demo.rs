@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use varta_core::config::{CameraConfig, Config, SiteConfig};
+use varta_core::config::{CameraConfig, Config, DecodePolicy, SiteConfig};
 
 /// Arguments of `varta demo`.
 pub struct DemoArgs {
@@ -19,13 +19,15 @@ pub struct DemoArgs {
     pub sim_listen: SocketAddr,
     /// Stop after this many seconds.
     pub duration: Option<u64>,
+    /// Decode policy for every camera (default: the config's).
+    pub decode: Option<DecodePolicy>,
 }
 
 /// Sites the demo spreads generated cameras over, like the real 49 sites.
 const DEMO_SITES: usize = 49;
 
 /// The config's cameras, extended (or cut) to `n`, all pointed at the simulator.
-fn demo_config(mut cfg: Config, n: Option<usize>, sim: SocketAddr) -> Result<Config> {
+fn demo_config(mut cfg: Config, n: Option<usize>, sim: SocketAddr, decode: Option<DecodePolicy>) -> Result<Config> {
     let template = cfg.cameras.first().cloned().context("the demo config needs at least one camera as a template")?;
     let n = n.unwrap_or(cfg.cameras.len());
     cfg.cameras.truncate(n);
@@ -39,6 +41,9 @@ fn demo_config(mut cfg: Config, n: Option<usize>, sim: SocketAddr) -> Result<Con
     for (i, c) in cfg.cameras.iter_mut().enumerate() {
         c.url = format!("rtsp://{sim}/cam/{}", i + 1);
         c.credentials = None;
+        if let Some(d) = decode {
+            c.decode = d;
+        }
     }
     Ok(cfg)
 }
@@ -46,7 +51,7 @@ fn demo_config(mut cfg: Config, n: Option<usize>, sim: SocketAddr) -> Result<Con
 /// Runs the demo until Ctrl-C (or `duration`).
 pub async fn run(a: DemoArgs) -> Result<()> {
     let cfg = Config::load(&a.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let cfg = demo_config(cfg, a.cameras, a.sim_listen)?;
+    let cfg = demo_config(cfg, a.cameras, a.sim_listen, a.decode)?;
     let url = match std::env::var("DATABASE_URL") {
         Ok(u) => u,
         Err(_) => {

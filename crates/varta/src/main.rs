@@ -53,6 +53,9 @@ enum Cmd {
         /// Stop by itself after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         duration: Option<u64>,
+        /// Decode policy for every camera: `full` or `keyframes` (default: the config's).
+        #[arg(long, value_parser = parse_decode)]
+        decode: Option<varta_core::config::DecodePolicy>,
     },
     /// Check a config file; problems are printed with key and line, exit code 2.
     CheckConfig {
@@ -120,8 +123,8 @@ fn main() -> ExitCode {
                 tokio::task::spawn_blocking(move || sim.stop()).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Cmd::Demo { config, cameras, clip, sim_listen, duration } => {
-                demo::run(demo::DemoArgs { config, cameras, clip, sim_listen, duration }).await?;
+            Cmd::Demo { config, cameras, clip, sim_listen, duration, decode } => {
+                demo::run(demo::DemoArgs { config, cameras, clip, sim_listen, duration, decode }).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::CheckConfig { file } => Ok(match load_config(&file) {
@@ -158,6 +161,14 @@ fn main() -> ExitCode {
             eprintln!("varta: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn parse_decode(s: &str) -> Result<varta_core::config::DecodePolicy, String> {
+    match s {
+        "full" => Ok(varta_core::config::DecodePolicy::Full),
+        "keyframes" => Ok(varta_core::config::DecodePolicy::Keyframes),
+        _ => Err("expected `full` or `keyframes`".into()),
     }
 }
 

@@ -115,7 +115,13 @@ pub async fn run(cfg: Config, database_url: &str, shutdown: impl Future<Output =
             ),
             None => None,
         };
-        ingest.start(CameraSpec { id, url: c.url.clone(), credentials, analysis_fps: c.analysis_fps });
+        ingest.start(CameraSpec {
+            id,
+            url: c.url.clone(),
+            credentials,
+            analysis_fps: c.analysis_fps,
+            decode: c.decode,
+        });
     }
     tracing::info!(cameras = cfg.enabled_cameras().count(), "cameras started");
 
