@@ -3,8 +3,8 @@
 # usage: bench/demo-throughput.sh CAMERAS DURATION_SECS   (DECODE=keyframes to set the policy)
 # Needs ./scripts/setup and `cargo build --release -p varta`; uses the demo ports 8080/8554/54329.
 set -u
-mkdir -p .varta
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+mkdir -p .varta
 export ORT_DYLIB_PATH=$PWD/.cache/onnxruntime/lib/libonnxruntime.so.1.32.0
 N=$1; D=$2
 ./target/release/varta demo --cameras $N --duration $D ${DECODE:+--decode $DECODE} > .varta/demo-$N.out 2> .varta/demo-$N.err &
