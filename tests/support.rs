@@ -94,15 +94,12 @@ pub fn database_url() -> String {
 pub async fn fresh_database(prefix: &str) -> String {
     use sqlx::Connection;
     let base = database_url();
-    let name = format!("{prefix}_{}_{}", std::process::id(), Instant::now().elapsed().as_nanos() ^ rand_u32() as u128);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("{prefix}_{}_{nanos}", std::process::id());
     let mut conn = sqlx::PgConnection::connect(&base).await.expect("connecting to DATABASE_URL");
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
     let (head, _) = base.rsplit_once('/').expect("DATABASE_URL has a database name");
     format!("{head}/{name}")
-}
-
-fn rand_u32() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
 }
 
 /// GETs `url` and parses JSON; `None` on any failure.

@@ -188,11 +188,6 @@ impl Registry {
         s
     }
 
-    /// Forgets a removed camera.
-    pub fn remove_camera(&self, camera: &CameraId) {
-        self.cameras.write().unwrap().retain(|(c, _)| c != camera);
-    }
-
     /// A snapshot of every camera's stats, in registration order.
     pub fn cameras(&self) -> Vec<(CameraId, Arc<CameraStats>)> {
         self.cameras.read().unwrap().clone()

@@ -5,15 +5,7 @@
 /// Works on anything URL-shaped, even when it does not parse, because the point is
 /// that a malformed URL with a password in it must not leak either.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]),
-        None => url.to_owned(),
-    }
+    redact_text(url)
 }
 
 /// Redacts the userinfo of every URL inside free text (error messages from

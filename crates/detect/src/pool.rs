@@ -96,11 +96,6 @@ impl InferencePool {
         Ok(InferencePool { shared, workers })
     }
 
-    /// The model's labels.
-    pub fn labels(&self) -> &[String] {
-        &self.shared.labels
-    }
-
     /// Sets (or replaces) what `camera` reports. Class names not in the model's
     /// labels are an error naming them.
     pub fn set_camera(&self, camera: &CameraId, classes: &[String], min_score: f32) -> Result<(), Error> {
@@ -113,13 +108,6 @@ impl InferencePool {
         }
         self.shared.rules.write().unwrap().insert(camera.clone(), CameraRules { classes: idx, min_score });
         Ok(())
-    }
-
-    /// Forgets `camera`, ending its open tracks.
-    pub fn remove_camera(&self, camera: &CameraId) {
-        self.shared.rules.write().unwrap().remove(camera);
-        let ended = self.shared.trackers.lock().unwrap().remove(camera).map(|mut t| t.finish()).unwrap_or_default();
-        send_all(&self.shared, ended);
     }
 
     /// Stops the workers (closing the hub) and ends every open track.
@@ -170,20 +158,20 @@ fn worker(mut det: Detector, sh: &Shared) {
             }
         };
         taken.stats.frames_analysed.inc();
-        let rules = sh.rules.read().unwrap().get(&f.camera).cloned();
-        let events = match rules {
-            None => Vec::new(), // camera removed while its frame was in flight
-            Some(r) => {
-                let (sx, sy) = (f.source_width as f32 / f.width as f32, f.source_height as f32 / f.height as f32);
-                let obs: Vec<Observation> = dets
-                    .iter()
-                    .filter(|d| d.score >= r.min_score && r.classes.contains(&d.class))
-                    .map(|d| Observation {
-                        class: sh.labels[d.class].clone(),
-                        score: d.score,
-                        bbox: [d.bbox[0] * sx, d.bbox[1] * sy, d.bbox[2] * sx, d.bbox[3] * sy],
-                    })
-                    .collect();
+        let (sx, sy) = (f.source_width as f32 / f.width as f32, f.source_height as f32 / f.height as f32);
+        let obs: Option<Vec<Observation>> = sh.rules.read().unwrap().get(&f.camera).map(|r| {
+            dets.iter()
+                .filter(|d| d.score >= r.min_score && r.classes.contains(&d.class))
+                .map(|d| Observation {
+                    class: sh.labels[d.class].clone(),
+                    score: d.score,
+                    bbox: [d.bbox[0] * sx, d.bbox[1] * sy, d.bbox[2] * sx, d.bbox[3] * sy],
+                })
+                .collect()
+        });
+        let events = match obs {
+            None => Vec::new(), // camera unknown to detection: no rules set
+            Some(obs) => {
                 let mut trackers = sh.trackers.lock().unwrap();
                 let tr =
                     trackers.entry(f.camera.clone()).or_insert_with(|| Tracker::new(f.camera.clone(), sh.tracker_cfg));

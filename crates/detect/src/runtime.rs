@@ -79,11 +79,6 @@ impl Detector {
         Ok(Detector { session, spec: spec.clone(), labels, input: vec![0.0; n] })
     }
 
-    /// The model's description.
-    pub fn spec(&self) -> &ModelSpec {
-        &self.spec
-    }
-
     /// The model's class labels.
     pub fn labels(&self) -> &[String] {
         &self.labels

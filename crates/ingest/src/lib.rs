@@ -60,11 +60,6 @@ impl Ingest {
         }
     }
 
-    /// Ids of running cameras.
-    pub fn cameras(&self) -> impl Iterator<Item = &CameraId> {
-        self.cameras.keys()
-    }
-
     /// Stops every camera (in parallel: each may take a moment to reach `Null`).
     pub fn stop_all(&mut self) {
         let handles: Vec<_> = self.cameras.drain().collect();

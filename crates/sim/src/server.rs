@@ -43,7 +43,6 @@ struct Shared {
 /// A running simulator. [`SimServer::stop`] (or drop) shuts it down.
 pub struct SimServer {
     addr: SocketAddr,
-    cameras: usize,
     server: rtsp::RTSPServer,
     main_loop: glib::MainLoop,
     shared: Arc<Shared>,
@@ -99,7 +98,7 @@ impl SimServer {
             .spawn(move || feed_loop(&sh))
             .map_err(|e| Error::wrap(ErrorKind::Internal, "spawning sim feeder", e))?;
         tracing::info!(%addr, cameras = cfg.cameras, "simulator listening");
-        Ok(SimServer { addr, cameras: cfg.cameras, server, main_loop, shared, threads: vec![rtsp_thread, feeder] })
+        Ok(SimServer { addr, server, main_loop, shared, threads: vec![rtsp_thread, feeder] })
     }
 
     /// The address actually bound.
@@ -110,16 +109,6 @@ impl SimServer {
     /// URL of camera `n` (1-based).
     pub fn url(&self, n: usize) -> String {
         format!("rtsp://{}/cam/{n}", self.addr)
-    }
-
-    /// Number of cameras served.
-    pub fn cameras(&self) -> usize {
-        self.cameras
-    }
-
-    /// Number of cameras that have a client right now.
-    pub fn active_feeds(&self) -> usize {
-        self.shared.feeds.lock().unwrap().len()
     }
 
     /// Stops serving and disconnects every client.

@@ -67,10 +67,14 @@ pub async fn start(dir: &Path, port: u16) -> Result<String> {
     let running = pg_cmd(&bin, "pg_ctl").arg("status").arg("-D").arg(&data).output()?.status.success();
     if !running {
         let mut c = pg_cmd(&bin, "pg_ctl");
-        c.arg("start").arg("-D").arg(&data).arg("-w").arg("-l").arg(dir.join("postgres.log")).arg("-o").arg(format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200",
-            dir.display()
-        ));
+        c.arg("start")
+            .arg("-D")
+            .arg(&data)
+            .arg("-w")
+            .arg("-l")
+            .arg(dir.join("postgres.log"))
+            .arg("-o")
+            .arg(format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200", dir.display()));
         run(c, "pg_ctl start").with_context(|| format!("see {}", dir.join("postgres.log").display()))?;
     }
     let admin = format!("postgres://varta@127.0.0.1:{port}/postgres");
