@@ -9,7 +9,7 @@ fn config(sim_port: u16, api_port: u16) -> String {
     let mut s = format!(
         "[node]\nname = \"e2e\"\napi_listen = \"127.0.0.1:{api_port}\"\n\n\
          [detect]\nmodels = \"{}\"\nworkers = 2\n\n\
-         [ingest]\nrestart_delay_secs = 1.0\n\n\
+         [ingest]\nbackoff_initial_secs = 0.5\n\n\
          [store]\nflush_ms = 100\n\n\
          [[sites]]\nid = \"site-a\"\nname = \"A\"\n\n[[sites]]\nid = \"site-b\"\nname = \"B\"\n",
         root().join("models/models.toml").display()

@@ -1,4 +1,5 @@
-//! The control API: health, cameras with live counters, events, Prometheus metrics.
+//! The control API: health, cameras with live counters, events, config reload,
+//! Prometheus metrics.
 //!
 //! JSON under `/api/v1`, errors as `{"error": {"code", "message"}}` with the status
 //! chosen in one place ([`ApiError`]). Authentication arrives with issue #7; until
@@ -13,11 +14,13 @@ pub use error::ApiError;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use tokio::sync::{mpsc, oneshot};
+use varta_core::config::DecodePolicy;
 use varta_core::metrics::Registry;
 use varta_store::Store;
 
@@ -36,7 +39,29 @@ pub struct CameraInfo {
     pub analysis_fps: f64,
     /// Whether the camera is pulled.
     pub enabled: bool,
+    /// Main stream URL (probed for health), userinfo removed.
+    pub main_url: Option<String>,
+    /// Decode policy.
+    pub decode: DecodePolicy,
 }
+
+/// What a configuration reload changed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReloadReport {
+    /// Cameras started.
+    pub added: Vec<String>,
+    /// Cameras stopped and released.
+    pub removed: Vec<String>,
+    /// Cameras restarted with new settings.
+    pub changed: Vec<String>,
+    /// Cameras left running untouched.
+    pub unchanged: usize,
+    /// Sections that changed but only take effect after a restart of the node.
+    pub restart_required: Vec<String>,
+}
+
+/// A reload request: the reply channel for its outcome.
+pub type ReloadRequest = oneshot::Sender<Result<ReloadReport, varta_core::Error>>;
 
 /// Shared state of every handler.
 pub struct AppState {
@@ -46,10 +71,12 @@ pub struct AppState {
     pub store: Store,
     /// Live counters.
     pub metrics: Arc<Registry>,
-    /// Configured cameras.
-    pub cameras: Vec<CameraInfo>,
+    /// Configured cameras (replaced on reload).
+    pub cameras: RwLock<Vec<CameraInfo>>,
     /// Set once every stage has started.
     pub ready: AtomicBool,
+    /// Where reload requests go; `None` when the node has no config file to re-read.
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 /// The API's routes.
@@ -61,6 +88,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/cameras", get(cameras::list))
         .route("/api/v1/cameras/{id}", get(cameras::one))
         .route("/api/v1/events", get(events::list))
+        .route("/api/v1/config/reload", post(reload))
         .fallback(|| async { ApiError::from(varta_core::err!(NotFound, "no such route")) })
         .with_state(state)
 }
@@ -78,6 +106,18 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Valu
         return Err(varta_core::err!(Unavailable, "database unreachable").into());
     }
     Ok(Json(serde_json::json!({"status": "ready", "node": st.node})))
+}
+
+/// `POST /api/v1/config/reload`: re-reads the config file and applies camera changes.
+async fn reload(State(st): State<Arc<AppState>>) -> Result<Json<ReloadReport>, ApiError> {
+    let tx = st
+        .reload
+        .as_ref()
+        .ok_or_else(|| varta_core::err!(Unavailable, "this node was started without a config file to reload"))?;
+    let (reply, rx) = oneshot::channel();
+    tx.send(reply).await.map_err(|_| varta_core::err!(Unavailable, "shutting down"))?;
+    let report = rx.await.map_err(|_| varta_core::err!(Unavailable, "shutting down"))??;
+    Ok(Json(report))
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> impl IntoResponse {

@@ -6,7 +6,7 @@
 //! credentials, which come from the environment or the secrets file (see
 //! [`resolve_credentials`]). Every key is documented in `config/README.md`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
@@ -28,6 +28,9 @@ pub struct Config {
     /// Event store settings.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Camera health checks (beyond up/down).
+    #[serde(default)]
+    pub health: HealthConfig,
     /// Camera sites.
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -37,7 +40,7 @@ pub struct Config {
 }
 
 /// `[node]`: this process.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// Name of this node in logs and the API.
@@ -67,44 +70,120 @@ pub enum RtspTransport {
 }
 
 /// Which frames a camera's decoder decodes.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DecodePolicy {
     /// Every frame; analysis samples at `analysis_fps`.
-    #[default]
     Full,
     /// Keyframes only (delta frames are dropped before the decoder): a fraction of
     /// the CPU, analysis at the stream's keyframe rate at most.
     Keyframes,
+    /// Keyframes while the scene is idle, every frame while there is activity, read
+    /// from the sizes of compressed delta frames (no decoding needed to notice it).
+    #[default]
+    Adaptive,
+}
+
+impl DecodePolicy {
+    /// Lower-case name, as in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecodePolicy::Full => "full",
+            DecodePolicy::Keyframes => "keyframes",
+            DecodePolicy::Adaptive => "adaptive",
+        }
+    }
 }
 
 /// `[ingest]`: how streams are pulled and decoded.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
-    /// Seconds to wait before rebuilding a pipeline that failed.
-    pub restart_delay_secs: f64,
+    /// First wait, in seconds, before rebuilding a pipeline that failed.
+    pub backoff_initial_secs: f64,
+    /// Longest wait between attempts; each failure in a row doubles the wait up to this.
+    pub backoff_max_secs: f64,
+    /// A pipeline that streamed this many seconds resets the wait to the initial one.
+    pub backoff_reset_secs: f64,
+    /// Random extra wait, as a fraction of the wait (0.2 = up to 20% more), so that
+    /// cameras behind one dead link do not reconnect in lock-step.
+    pub backoff_jitter: f64,
     /// RTSP transport.
     pub rtsp_transport: RtspTransport,
     /// rtspsrc jitter-buffer latency in milliseconds.
     pub latency_ms: u32,
-    /// Seconds without a decoded frame after which a pipeline is restarted.
+    /// Seconds without a buffer from the camera after which the pipeline is restarted.
     pub stall_timeout_secs: f64,
+    /// `adaptive` decode: activity score (recent delta-frame bytes over the camera's
+    /// idle baseline) at which full decoding starts.
+    pub activity_threshold: f64,
+    /// `adaptive` decode: seconds without activity before going back to keyframes.
+    pub activity_quiet_secs: f64,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            restart_delay_secs: 2.0,
+            backoff_initial_secs: 1.0,
+            backoff_max_secs: 60.0,
+            backoff_reset_secs: 30.0,
+            backoff_jitter: 0.2,
             rtsp_transport: RtspTransport::Tcp,
             latency_ms: 200,
-            stall_timeout_secs: 20.0,
+            stall_timeout_secs: 10.0,
+            activity_threshold: 2.5,
+            activity_quiet_secs: 10.0,
+        }
+    }
+}
+
+/// `[health]`: signals that a camera streams but needs a technician.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Measured fps below this share of the expected fps is `low_fps`.
+    pub min_fps_ratio: f64,
+    /// Seconds over which fps and bitrate are measured.
+    pub window_secs: f64,
+    /// Seconds of identical pictures before a camera is `frozen`.
+    pub frozen_secs: f64,
+    /// Mean absolute difference (0–255) between analysed frames below which they count
+    /// as identical (a live scene has sensor noise well above this).
+    pub frozen_max_diff: f64,
+    /// Seconds of a dark or featureless picture before a camera is `blackout`.
+    pub blackout_secs: f64,
+    /// Mean luma (0–255) at or below which a picture is dark.
+    pub blackout_max_luma: f64,
+    /// Luma standard deviation at or below which a picture is featureless (covered lens,
+    /// blank screen).
+    pub blackout_max_stddev: f64,
+    /// Decode errors within one window that make a camera `decode_errors`.
+    pub max_decode_errors: u64,
+    /// Seconds between health probes of a camera's `main_url`.
+    pub main_probe_interval_secs: f64,
+    /// Seconds each probe of the main stream listens.
+    pub main_probe_secs: f64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            min_fps_ratio: 0.5,
+            window_secs: 10.0,
+            frozen_secs: 10.0,
+            frozen_max_diff: 0.3,
+            blackout_secs: 10.0,
+            blackout_max_luma: 20.0,
+            blackout_max_stddev: 4.0,
+            max_decode_errors: 10,
+            main_probe_interval_secs: 300.0,
+            main_probe_secs: 5.0,
         }
     }
 }
 
 /// `[detect]`: model, inference workers and tracker.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     /// Model manifest file; relative paths are taken from the current directory.
@@ -141,7 +220,7 @@ impl Default for DetectConfig {
 }
 
 /// `[store]`: the PostgreSQL writer. The database URL comes from `DATABASE_URL`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// Most rows written in one transaction.
@@ -157,7 +236,7 @@ impl Default for StoreConfig {
 }
 
 /// `[[sites]]`: a place with cameras.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
     /// Slug id, e.g. `site-05`.
@@ -167,7 +246,7 @@ pub struct SiteConfig {
 }
 
 /// `[[cameras]]`: one RTSP camera.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// Slug id, unique in the file, e.g. `cam-017`.
@@ -177,8 +256,16 @@ pub struct CameraConfig {
     /// Human name; defaults to the id.
     #[serde(default)]
     pub name: Option<String>,
-    /// RTSP URL of the stream to analyse, without credentials.
+    /// RTSP URL of the stream to analyse, without credentials; also accepted as
+    /// `detect_url`. Where the camera offers a low-resolution substream, use it here.
+    #[serde(alias = "detect_url")]
     pub url: String,
+    /// RTSP URL of the camera's main (full-resolution) stream, probed for health only.
+    #[serde(default)]
+    pub main_url: Option<String>,
+    /// Frames per second the camera is set to send; unset = read from the stream.
+    #[serde(default)]
+    pub expected_fps: Option<f64>,
     /// Name of the credentials to use (environment or secrets file).
     #[serde(default)]
     pub credentials: Option<String>,
@@ -399,12 +486,42 @@ impl Config {
             p.add(&root.key("node").key("name"), "must not be empty");
         }
         let ing = root.key("ingest");
-        if !(0.0..=3600.0).contains(&self.ingest.restart_delay_secs) {
-            p.add(&ing.key("restart_delay_secs"), "must be between 0 and 3600");
+        let i = &self.ingest;
+        // `contains` is false for NaN, so these also refuse NaN.
+        let ranges: [(&str, f64, f64, f64); 7] = [
+            ("backoff_initial_secs", i.backoff_initial_secs, 0.0, 3600.0),
+            ("backoff_max_secs", i.backoff_max_secs, 0.0, 86400.0),
+            ("backoff_reset_secs", i.backoff_reset_secs, 0.0, 86400.0),
+            ("backoff_jitter", i.backoff_jitter, 0.0, 1.0),
+            ("stall_timeout_secs", i.stall_timeout_secs, 1.0, 3600.0),
+            ("activity_threshold", i.activity_threshold, 1.0, 1000.0),
+            ("activity_quiet_secs", i.activity_quiet_secs, 0.0, 3600.0),
+        ];
+        for (key, v, lo, hi) in ranges {
+            if !(lo..=hi).contains(&v) {
+                p.add(&ing.key(key), format!("must be between {lo} and {hi}"));
+            }
         }
-        // Written so that NaN fails too.
-        if self.ingest.stall_timeout_secs.is_nan() || self.ingest.stall_timeout_secs < 1.0 {
-            p.add(&ing.key("stall_timeout_secs"), "must be at least 1");
+        if i.backoff_max_secs < i.backoff_initial_secs {
+            p.add(&ing.key("backoff_max_secs"), "must not be less than backoff_initial_secs");
+        }
+        let hk = root.key("health");
+        let h = &self.health;
+        let ranges: [(&str, f64, f64, f64); 9] = [
+            ("min_fps_ratio", h.min_fps_ratio, 0.0, 1.0),
+            ("window_secs", h.window_secs, 1.0, 3600.0),
+            ("frozen_secs", h.frozen_secs, 1.0, 86400.0),
+            ("frozen_max_diff", h.frozen_max_diff, 0.0, 255.0),
+            ("blackout_secs", h.blackout_secs, 1.0, 86400.0),
+            ("blackout_max_luma", h.blackout_max_luma, 0.0, 255.0),
+            ("blackout_max_stddev", h.blackout_max_stddev, 0.0, 255.0),
+            ("main_probe_interval_secs", h.main_probe_interval_secs, 10.0, 86400.0),
+            ("main_probe_secs", h.main_probe_secs, 1.0, 60.0),
+        ];
+        for (key, v, lo, hi) in ranges {
+            if !(lo..=hi).contains(&v) {
+                p.add(&hk.key(key), format!("must be between {lo} and {hi}"));
+            }
         }
         let det = root.key("detect");
         if self.detect.intra_threads == 0 {
@@ -445,6 +562,12 @@ impl Config {
             }
             if let Err(msg) = check_stream_url(&c.url) {
                 p.add(&at.key("url"), msg);
+            }
+            if let Some(Err(msg)) = c.main_url.as_deref().map(check_stream_url) {
+                p.add(&at.key("main_url"), msg);
+            }
+            if c.expected_fps.is_some_and(|f| !(f > 0.0 && f <= 240.0)) {
+                p.add(&at.key("expected_fps"), "must be greater than 0 and at most 240");
             }
             if let Some(name) = &c.credentials {
                 if !crate::ids::is_valid_slug(name) {

@@ -47,6 +47,11 @@ pub enum CameraState {
     BackingOff,
     /// Stopped on purpose (shutdown, removed, disabled).
     Stopped,
+    /// Connected, but nothing arrived for the stall timeout; about to restart.
+    Stalled,
+    /// Frames arrive but a health check fails (frozen, dark, low fps, decode errors);
+    /// the reason says which.
+    Degraded,
 }
 
 impl CameraState {
@@ -57,7 +62,14 @@ impl CameraState {
             CameraState::Streaming => "streaming",
             CameraState::BackingOff => "backing_off",
             CameraState::Stopped => "stopped",
+            CameraState::Stalled => "stalled",
+            CameraState::Degraded => "degraded",
         }
+    }
+
+    /// True while frames arrive (streaming, or streaming with a health problem).
+    pub fn is_up(self) -> bool {
+        matches!(self, CameraState::Streaming | CameraState::Degraded)
     }
 
     /// Inverse of [`CameraState::as_str`]-as-u8 storage in atomics.
@@ -66,6 +78,8 @@ impl CameraState {
             1 => CameraState::Streaming,
             2 => CameraState::BackingOff,
             3 => CameraState::Stopped,
+            4 => CameraState::Stalled,
+            5 => CameraState::Degraded,
             _ => CameraState::Starting,
         }
     }
@@ -77,6 +91,39 @@ impl CameraState {
             CameraState::Streaming => 1,
             CameraState::BackingOff => 2,
             CameraState::Stopped => 3,
+            CameraState::Stalled => 4,
+            CameraState::Degraded => 5,
+        }
+    }
+}
+
+/// Why a camera's pipeline was torn down and rebuilt (the `reason` label of
+/// `varta_pipeline_restarts_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartReason {
+    /// Could not connect or negotiate (refused, unreachable, 401, 404, bad SDP).
+    Connect,
+    /// An error while streaming (connection dropped, decoder error).
+    Error,
+    /// The camera ended the stream.
+    Eos,
+    /// No buffer for the stall timeout.
+    Stall,
+}
+
+impl RestartReason {
+    /// Every reason, in label order.
+    pub const ALL: [RestartReason; 4] =
+        [RestartReason::Connect, RestartReason::Error, RestartReason::Eos, RestartReason::Stall];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartReason::Connect => "connect",
+            RestartReason::Error => "error",
+            RestartReason::Eos => "eos",
+            RestartReason::Stall => "stall",
         }
     }
 }

@@ -4,10 +4,12 @@
 //! detector (writes) and the API (reads), so the numbers in `GET /api/v1/cameras`
 //! and in `/metrics` are the same atomics. Names come from this one list.
 
-use crate::event::CameraState;
+use crate::event::{CameraState, RestartReason};
 use crate::CameraId;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Metric names, in one place (see ARCHITECTURE.md).
@@ -28,6 +30,63 @@ pub mod names {
     pub const CAMERA_UP: &str = "varta_camera_up";
     /// Pipeline restarts, by reason.
     pub const PIPELINE_RESTARTS: &str = "varta_pipeline_restarts_total";
+    /// Compressed bytes received from the camera.
+    pub const BYTES_RECEIVED: &str = "varta_bytes_received_total";
+    /// Decoder and stream errors and warnings.
+    pub const DECODE_ERRORS: &str = "varta_decode_errors_total";
+    /// 1 while every frame is decoded, 0 while only keyframes are.
+    pub const DECODE_FULL: &str = "varta_camera_decode_full";
+    /// Switches between keyframe and full decoding.
+    pub const DECODE_SWITCHES: &str = "varta_decode_mode_switches_total";
+}
+
+/// A camera's health measurements and the problems they show.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Health {
+    /// Frames per second the camera should send (config, else the stream's own).
+    pub fps_expected: Option<f64>,
+    /// Frames per second received over the last health window.
+    pub fps_measured: Option<f64>,
+    /// Kilobits per second received over the last health window.
+    pub bitrate_kbps: Option<f64>,
+    /// Mean luma (0–255) of the last analysed frame.
+    pub mean_luma: Option<f64>,
+    /// Standard deviation of luma of the last analysed frame.
+    pub luma_stddev: Option<f64>,
+    /// Seconds the picture has not changed.
+    pub unchanged_secs: f64,
+    /// Current problems: `low_fps`, `frozen`, `blackout`, `decode_errors`.
+    pub problems: Vec<String>,
+}
+
+/// The result of the last probe of a camera's main stream.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct MainStream {
+    /// Main stream URL, credentials removed.
+    pub url: String,
+    /// Whether the last probe received video; `None` before the first probe.
+    pub ok: Option<bool>,
+    /// When the last probe finished.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Frames per second seen by the last probe.
+    pub fps: Option<f64>,
+    /// Kilobits per second seen by the last probe.
+    pub bitrate_kbps: Option<f64>,
+    /// Codec of the main stream (`h264`, `h265`).
+    pub codec: Option<String>,
+    /// Why the last probe failed.
+    pub error: Option<String>,
+}
+
+/// Slow-changing facts about a camera, behind one lock.
+#[derive(Debug, Default)]
+struct Live {
+    last_error: Option<String>,
+    decoder: Option<String>,
+    codec: Option<String>,
+    health: Health,
+    main: Option<MainStream>,
+    last_switch_at: Option<DateTime<Utc>>,
 }
 
 /// A monotonically increasing counter.
@@ -62,13 +121,22 @@ pub struct CameraStats {
     pub frames_dropped: Counter,
     /// Frames run through the detector.
     pub frames_analysed: Counter,
-    /// Pipeline (re)starts after a failure.
-    pub restarts: Counter,
+    /// Compressed bytes that reached the decoder stage.
+    pub bytes_received: Counter,
+    /// Errors and warnings from the depayloader, parser and decoder.
+    pub decode_errors: Counter,
+    /// Switches between keyframe and full decoding.
+    pub mode_switches: Counter,
     /// Unix milliseconds of the last decoded frame, 0 if none yet.
     pub last_frame_ms: AtomicI64,
+    /// Unix milliseconds of the last compressed buffer received, 0 if none yet.
+    pub last_buffer_ms: AtomicI64,
+    restarts: [Counter; RestartReason::ALL.len()],
     state: AtomicU8,
-    last_error: Mutex<Option<String>>,
-    decoder: Mutex<Option<String>>,
+    state_since_ms: AtomicI64,
+    decode_full: AtomicBool,
+    activity: AtomicU32,
+    live: Mutex<Live>,
 }
 
 impl Default for CameraStats {
@@ -79,11 +147,17 @@ impl Default for CameraStats {
             frames_sampled: Counter::default(),
             frames_dropped: Counter::default(),
             frames_analysed: Counter::default(),
-            restarts: Counter::default(),
+            bytes_received: Counter::default(),
+            decode_errors: Counter::default(),
+            mode_switches: Counter::default(),
             last_frame_ms: AtomicI64::new(0),
+            last_buffer_ms: AtomicI64::new(0),
+            restarts: Default::default(),
             state: AtomicU8::new(CameraState::Starting.as_u8()),
-            last_error: Mutex::new(None),
-            decoder: Mutex::new(None),
+            state_since_ms: AtomicI64::new(Utc::now().timestamp_millis()),
+            decode_full: AtomicBool::new(false),
+            activity: AtomicU32::new(0),
+            live: Mutex::new(Live::default()),
         }
     }
 }
@@ -95,23 +169,88 @@ impl CameraStats {
     }
     /// Sets the state; returns the previous one.
     pub fn set_state(&self, s: CameraState) -> CameraState {
-        CameraState::from_u8(self.state.swap(s.as_u8(), Ordering::Relaxed))
+        let old = CameraState::from_u8(self.state.swap(s.as_u8(), Ordering::Relaxed));
+        if old != s {
+            self.state_since_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+        }
+        old
+    }
+    /// When the current state began.
+    pub fn state_since(&self) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp_millis(self.state_since_ms.load(Ordering::Relaxed))
+    }
+    /// Counts a restart for `reason`.
+    pub fn count_restart(&self, reason: RestartReason) {
+        self.restarts[reason as usize].inc();
+    }
+    /// Restarts for `reason`.
+    pub fn restarts(&self, reason: RestartReason) -> u64 {
+        self.restarts[reason as usize].get()
+    }
+    /// Restarts for any reason.
+    pub fn restarts_total(&self) -> u64 {
+        self.restarts.iter().map(Counter::get).sum()
+    }
+    /// Whether every frame is being decoded (false: keyframes only).
+    pub fn decode_full(&self) -> bool {
+        self.decode_full.load(Ordering::Relaxed)
+    }
+    /// Records the decode mode; counts a switch when it changes.
+    pub fn set_decode_full(&self, full: bool) {
+        if self.decode_full.swap(full, Ordering::Relaxed) != full {
+            self.mode_switches.inc();
+            self.live.lock().unwrap().last_switch_at = Some(Utc::now());
+        }
+    }
+    /// When the decode mode last changed.
+    pub fn last_switch_at(&self) -> Option<DateTime<Utc>> {
+        self.live.lock().unwrap().last_switch_at
+    }
+    /// Activity score of the compressed stream (1 = the idle baseline).
+    pub fn activity(&self) -> f32 {
+        f32::from_bits(self.activity.load(Ordering::Relaxed))
+    }
+    /// Records the activity score.
+    pub fn set_activity(&self, a: f32) {
+        self.activity.store(a.to_bits(), Ordering::Relaxed);
     }
     /// Last error, credentials already removed.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap().clone()
+        self.live.lock().unwrap().last_error.clone()
     }
     /// Records the last error (must already be redacted).
     pub fn set_last_error(&self, e: Option<String>) {
-        *self.last_error.lock().unwrap() = e;
+        self.live.lock().unwrap().last_error = e;
     }
     /// GStreamer decoder element in use.
     pub fn decoder(&self) -> Option<String> {
-        self.decoder.lock().unwrap().clone()
+        self.live.lock().unwrap().decoder.clone()
     }
-    /// Records the decoder element in use.
-    pub fn set_decoder(&self, d: &str) {
-        *self.decoder.lock().unwrap() = Some(d.to_owned());
+    /// Records the decoder element and codec in use.
+    pub fn set_decoder(&self, decoder: &str, codec: &str) {
+        let mut l = self.live.lock().unwrap();
+        l.decoder = Some(decoder.to_owned());
+        l.codec = Some(codec.to_owned());
+    }
+    /// Codec of the analysed stream (`h264`, `h265`).
+    pub fn codec(&self) -> Option<String> {
+        self.live.lock().unwrap().codec.clone()
+    }
+    /// Latest health measurements.
+    pub fn health(&self) -> Health {
+        self.live.lock().unwrap().health.clone()
+    }
+    /// Records health measurements.
+    pub fn set_health(&self, h: Health) {
+        self.live.lock().unwrap().health = h;
+    }
+    /// Last main-stream probe, if the camera has a main stream.
+    pub fn main_stream(&self) -> Option<MainStream> {
+        self.live.lock().unwrap().main.clone()
+    }
+    /// Records a main-stream probe.
+    pub fn set_main_stream(&self, m: Option<MainStream>) {
+        self.live.lock().unwrap().main = m;
     }
 }
 
@@ -188,6 +327,11 @@ impl Registry {
         s
     }
 
+    /// Forgets a camera that is gone from the config.
+    pub fn remove_camera(&self, camera: &CameraId) {
+        self.cameras.write().unwrap().retain(|(c, _)| c != camera);
+    }
+
     /// A snapshot of every camera's stats, in registration order.
     pub fn cameras(&self) -> Vec<(CameraId, Arc<CameraStats>)> {
         self.cameras.read().unwrap().clone()
@@ -198,11 +342,15 @@ impl Registry {
         let cams = self.cameras();
         let mut out = String::with_capacity(256 + cams.len() * 512);
         type Getter = fn(&CameraStats) -> u64;
-        let per_camera: [(&str, &str, Getter); 4] = [
+        let per_camera: [(&str, &str, Getter); 8] = [
             (names::FRAMES_RECEIVED, "counter", |s| s.frames_received.get()),
             (names::FRAMES_DECODED, "counter", |s| s.frames_decoded.get()),
             (names::FRAMES_ANALYSED, "counter", |s| s.frames_analysed.get()),
-            (names::CAMERA_UP, "gauge", |s| (s.state() == CameraState::Streaming) as u64),
+            (names::BYTES_RECEIVED, "counter", |s| s.bytes_received.get()),
+            (names::DECODE_ERRORS, "counter", |s| s.decode_errors.get()),
+            (names::DECODE_SWITCHES, "counter", |s| s.mode_switches.get()),
+            (names::DECODE_FULL, "gauge", |s| s.decode_full() as u64),
+            (names::CAMERA_UP, "gauge", |s| s.state().is_up() as u64),
         ];
         for (name, kind, get) in per_camera {
             let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -221,8 +369,10 @@ impl Registry {
         }
         let _ = writeln!(out, "# TYPE {} counter", names::PIPELINE_RESTARTS);
         for (id, s) in &cams {
-            let _ =
-                writeln!(out, "{}{{camera=\"{id}\",reason=\"error\"}} {}", names::PIPELINE_RESTARTS, s.restarts.get());
+            for r in RestartReason::ALL {
+                let (name, reason) = (names::PIPELINE_RESTARTS, r.as_str());
+                let _ = writeln!(out, "{name}{{camera=\"{id}\",reason=\"{reason}\"}} {}", s.restarts(r));
+            }
         }
         let h = &self.inference_seconds;
         let name = names::INFERENCE_SECONDS;
@@ -249,10 +399,13 @@ mod tests {
         let s = r.camera(&"cam-1".into());
         s.frames_received.add(5);
         s.set_state(CameraState::Streaming);
+        s.count_restart(RestartReason::Stall);
         r.inference_seconds.observe(0.03);
         let text = r.render_prometheus();
         assert!(text.contains("varta_frames_received_total{camera=\"cam-1\"} 5"), "{text}");
         assert!(text.contains("varta_camera_up{camera=\"cam-1\"} 1"), "{text}");
+        assert!(text.contains("varta_pipeline_restarts_total{camera=\"cam-1\",reason=\"stall\"} 1"), "{text}");
+        assert!(text.contains("varta_pipeline_restarts_total{camera=\"cam-1\",reason=\"eos\"} 0"), "{text}");
         assert!(text.contains("varta_inference_seconds_bucket{le=\"0.05\"} 1"), "{text}");
         assert!(text.contains("varta_inference_seconds_bucket{le=\"0.025\"} 0"), "{text}");
         assert!(Arc::ptr_eq(&s, &r.camera(&"cam-1".into())));

@@ -110,6 +110,16 @@ impl InferencePool {
         Ok(())
     }
 
+    /// Forgets a camera that was removed: its rules go, and its open tracks end (the
+    /// events are sent as ended). Call from a blocking context.
+    pub fn remove_camera(&self, camera: &CameraId) {
+        self.shared.rules.write().unwrap().remove(camera);
+        let tracker = self.shared.trackers.lock().unwrap().remove(camera);
+        if let Some(mut t) = tracker {
+            send_all(&self.shared, t.finish());
+        }
+    }
+
     /// Stops the workers (closing the hub) and ends every open track.
     pub fn stop(self) {
         self.shared.hub.close();

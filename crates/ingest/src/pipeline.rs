@@ -1,32 +1,84 @@
 //! Building one camera's pipeline.
 //!
-//! Decoding is the expensive part on CPU; scaling and colour conversion cost nearly
-//! as much again, so frames not needed for analysis are dropped right after the
-//! decoder (a pad probe sampling at the analysis fps), before they are scaled or
-//! converted. Scaling happens in YUV, and RGB conversion at the model's size.
+//! ```text
+//! rtspsrc ─(pad-added: H.264 or H.265)─▶ depay ! parse ! [gate] decoder [sampler]
+//!         ! videoscale ! videoconvert ! appsink (RGB at the model's size)
+//! ```
+//!
+//! The codec is only known once the camera has answered DESCRIBE, so the depayloader,
+//! parser and decoder are added when rtspsrc exposes its video pad.
+//!
+//! Decoding is the expensive part on CPU, so two pad probes on the decoder keep it to
+//! what analysis needs: the **gate** on its sink pad applies the decode policy to
+//! compressed access units (see [`crate::gate`]), and the **sampler** on its src pad
+//! passes decoded frames at the analysis fps only, before they are scaled or converted.
+//! Scaling happens in YUV, and RGB conversion at the model's size.
 
+use crate::gate::{Gate, GateAction};
+use crate::picture::PictureWatch;
 use chrono::Utc;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
-use varta_core::config::{Credentials, DecodePolicy, RtspTransport};
+use std::sync::{Arc, Mutex};
+use varta_core::config::{Credentials, RtspTransport};
 use varta_core::frame::{Frame, FrameHub};
 use varta_core::metrics::CameraStats;
 use varta_core::redact::redact_url;
 use varta_core::{err, CameraId, Error, ErrorKind};
 
-/// H.264 decoders in order of preference: NVDEC, VA-API, software.
-const H264_DECODERS: [&str; 3] = ["nvh264dec", "vah264dec", "avdec_h264"];
+/// A video codec the ingest can depayload, parse and decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// H.264 / AVC.
+    H264,
+    /// H.265 / HEVC.
+    H265,
+}
 
-/// The best H.264 decoder element this machine has.
-pub fn pick_h264_decoder() -> Result<&'static str, Error> {
-    H264_DECODERS
-        .into_iter()
-        .find(|name| gst::ElementFactory::find(name).is_some())
-        .ok_or_else(|| err!(Unavailable, "no H.264 decoder (install gstreamer1.0-libav)"))
+impl Codec {
+    /// The codec of an RTP `encoding-name`, if supported.
+    pub fn from_encoding_name(name: &str) -> Option<Codec> {
+        match name.to_ascii_uppercase().as_str() {
+            "H264" => Some(Codec::H264),
+            "H265" => Some(Codec::H265),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name (`h264`, `h265`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Codec::H264 => "h264",
+            Codec::H265 => "h265",
+        }
+    }
+
+    pub(crate) fn depay_and_parse(self) -> &'static str {
+        match self {
+            Codec::H264 => "rtph264depay ! h264parse",
+            Codec::H265 => "rtph265depay ! h265parse",
+        }
+    }
+
+    /// Decoders in order of preference: NVDEC, VA-API, software (libav).
+    pub fn decoders(self) -> [&'static str; 3] {
+        match self {
+            Codec::H264 => ["nvh264dec", "vah264dec", "avdec_h264"],
+            Codec::H265 => ["nvh265dec", "vah265dec", "avdec_h265"],
+        }
+    }
+
+    /// The best decoder element this machine has for the codec.
+    pub fn pick_decoder(self) -> Result<&'static str, Error> {
+        self.decoders()
+            .into_iter()
+            .find(|name| gst::ElementFactory::find(name).is_some())
+            .ok_or_else(|| err!(Unavailable, "no {} decoder (install gstreamer1.0-libav)", self.as_str()))
+    }
 }
 
 /// Everything a pipeline needs to know about its camera.
@@ -43,117 +95,126 @@ pub struct PipelineParams<'a> {
     pub latency_ms: u32,
     /// Frames per second handed to analysis.
     pub analysis_fps: f64,
-    /// Which frames are decoded.
-    pub decode: DecodePolicy,
+    /// Which frames are decoded, and how `adaptive` decides.
+    pub gate: Gate,
+    /// Frozen and dark picture checks.
+    pub picture: PictureWatch,
     /// Size of the frames handed to analysis.
     pub target: (u32, u32),
+}
+
+/// What the pipeline learns about its stream while it runs.
+pub struct StreamInfo {
+    /// Frames per second the stream declares (×1000), 0 if unknown.
+    pub declared_fps_milli: AtomicU32,
+    /// Access units handed to the decoder (replayed ones included). A decoder that
+    /// cannot decode a unit drops it without a word; comparing this with the frames it
+    /// outputs is how undecodable input is noticed.
+    pub units_in: AtomicU64,
+    /// Picture statistics of the frames handed to analysis.
+    pub picture: Mutex<PictureWatch>,
 }
 
 /// A built (not yet playing) pipeline.
 pub struct CameraPipeline {
     /// The pipeline; the caller sets its state and must set it to `Null` when done.
     pub pipeline: gst::Pipeline,
-    /// Name of the decoder element used.
-    pub decoder: &'static str,
+    /// What is learnt about the stream as it plays.
+    pub info: Arc<StreamInfo>,
 }
 
-/// Builds the pipeline for `p`; decoded, sampled frames go to `hub`.
-pub fn build(p: &PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>) -> Result<CameraPipeline, Error> {
-    let decoder = pick_h264_decoder()?;
-    let (tw, th) = p.target;
-    // The scaler stretches the whole picture to the model size (no letterbox), as the
-    // model's reference detections were made that way (models/PROVENANCE.md).
-    let desc = format!(
-        "rtspsrc name=src ! rtph264depay ! h264parse ! {decoder} name=dec \
-         ! videoscale add-borders=false ! video/x-raw,width={tw},height={th},pixel-aspect-ratio=1/1 \
-         ! videoconvert ! video/x-raw,format=RGB \
-         ! appsink name=sink sync=false max-buffers=1 drop=true"
-    );
-    let ctx = |what: &str| format!("camera {} ({}): {what}", p.camera, redact_url(p.url));
-    let pipeline = gst::parse::launch(&desc)
-        .map_err(|e| Error::wrap(ErrorKind::Internal, ctx("building pipeline"), e))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| err!(Internal, "{}", ctx("launch line is not a pipeline")))?;
-    pipeline.set_property("name", format!("camera-{}", p.camera));
+thread_local! {
+    /// Set while the gate replays held-back delta units into the decoder, so its own
+    /// probe lets them through uncounted.
+    static REPLAYING: Cell<bool> = const { Cell::new(false) };
+}
 
-    let src = pipeline.by_name("src").expect("named in launch line");
-    src.set_property("location", p.url);
-    src.set_property("latency", p.latency_ms);
+/// Makes an `rtspsrc` for `url` with the node's settings.
+pub fn rtsp_source(
+    url: &str,
+    credentials: Option<&Credentials>,
+    transport: RtspTransport,
+    latency_ms: u32,
+) -> Result<gst::Element, Error> {
+    let src = gst::ElementFactory::make("rtspsrc")
+        .name("src")
+        .build()
+        .map_err(|e| Error::wrap(ErrorKind::Unavailable, "rtspsrc (install gstreamer1.0-plugins-good)", e))?;
+    src.set_property("location", url);
+    src.set_property("latency", latency_ms);
     src.set_property_from_str(
         "protocols",
-        match p.transport {
+        match transport {
             RtspTransport::Tcp => "tcp",
             RtspTransport::Udp => "udp",
             RtspTransport::Auto => "tcp+udp+udp-mcast",
         },
     );
-    if let Some(c) = p.credentials {
+    if let Some(c) = credentials {
         src.set_property("user-id", &c.username);
         src.set_property("user-pw", &c.password);
     }
-    if decoder == "avdec_h264" {
-        // One thread per decoder: parallelism comes from many cameras, and 145
-        // cameras times N decoder threads would drown the scheduler.
-        dec_set(&pipeline, "max-threads", 1i32);
-    }
+    // Only the first video stream is pulled; audio and metadata streams are declined
+    // rather than left unlinked (an unlinked pad would fail the whole pipeline).
+    src.connect("select-stream", false, |args| {
+        let caps = args[2].get::<gst::Caps>().ok();
+        let video = caps
+            .as_ref()
+            .and_then(|c| c.structure(0))
+            .and_then(|s| s.get::<&str>("media").ok())
+            .is_some_and(|m| m == "video");
+        Some(video.to_value())
+    });
+    Ok(src)
+}
 
-    let dec = pipeline.by_name("dec").expect("named in launch line");
-    let src_size = Arc::new((AtomicU32::new(0), AtomicU32::new(0)));
+/// The codec of an rtspsrc pad, or why it cannot be used.
+pub fn pad_codec(pad: &gst::Pad) -> Result<Codec, String> {
+    let caps = pad.current_caps().ok_or("stream without caps")?;
+    let s = caps.structure(0).ok_or("stream with empty caps")?;
+    let name = s.get::<&str>("encoding-name").unwrap_or("?");
+    Codec::from_encoding_name(name).ok_or_else(|| format!("unsupported video codec {name} (H.264 and H.265 are)"))
+}
 
-    // Count access units going into the decoder; under the keyframes policy, delta
-    // units stop here, undecoded.
-    let st = stats.clone();
-    let keyframes_only = p.decode == DecodePolicy::Keyframes;
-    dec.static_pad("sink").expect("decoders have a sink pad").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        st.frames_received.inc();
-        match info.buffer() {
-            Some(b) if keyframes_only && b.flags().contains(gst::BufferFlags::DELTA_UNIT) => gst::PadProbeReturn::Drop,
-            _ => gst::PadProbeReturn::Ok,
+/// Posts an error on the pipeline's bus from a streaming thread.
+pub fn post_error(element: &gst::Element, msg: &str) {
+    let _ = element.post_message(gst::message::Error::builder(gst::StreamError::CodecNotFound, msg).build());
+}
+
+/// Builds the pipeline for `p`; decoded, sampled frames go to `hub`.
+pub fn build(p: PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>) -> Result<CameraPipeline, Error> {
+    let (tw, th) = p.target;
+    let ctx = |what: &str| format!("camera {} ({}): {what}", p.camera, redact_url(p.url));
+    // The scaler stretches the whole picture to the model size (no letterbox), as the
+    // model's reference detections were made that way (models/PROVENANCE.md).
+    let tail = format!(
+        "videoscale name=scale add-borders=false ! video/x-raw,width={tw},height={th},pixel-aspect-ratio=1/1 \
+         ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false max-buffers=1 drop=true"
+    );
+    let pipeline = gst::Pipeline::with_name(&format!("camera-{}", p.camera));
+    let tail = gst::parse::bin_from_description(&tail, true)
+        .map_err(|e| Error::wrap(ErrorKind::Internal, ctx("building pipeline"), e))?;
+    let src = rtsp_source(p.url, p.credentials, p.transport, p.latency_ms)?;
+    pipeline.add_many([&src, tail.upcast_ref()]).map_err(|e| Error::wrap(ErrorKind::Internal, ctx("adding"), e))?;
+    let info = Arc::new(StreamInfo {
+        declared_fps_milli: AtomicU32::new(0),
+        units_in: AtomicU64::new(0),
+        picture: Mutex::new(p.picture),
+    });
+
+    let gate = Arc::new(Mutex::new(p.gate));
+    let interval_ns = (1e9 / p.analysis_fps) as u64;
+    let (st, inf, tail_weak, pipe_weak) = (stats.clone(), info.clone(), tail.downgrade(), pipeline.downgrade());
+    src.connect_pad_added(move |src, pad| {
+        let (Some(tail), Some(pipeline)) = (tail_weak.upgrade(), pipe_weak.upgrade()) else { return };
+        if let Err(msg) = link_decoder(&pipeline, pad, &tail, &gate, interval_ns, &st, &inf) {
+            post_error(src, &msg);
         }
     });
 
-    // Count decoded frames, remember the source size, and sample at the analysis fps.
-    let interval_ns = (1e9 / p.analysis_fps) as u64;
-    let next_pts = AtomicU64::new(0);
-    let st = stats.clone();
-    let size = src_size.clone();
-    dec.static_pad("src").expect("decoders have a src pad").add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-        move |_, info| {
-            match &info.data {
-                Some(gst::PadProbeData::Event(ev)) => {
-                    if let gst::EventView::Caps(c) = ev.view() {
-                        if let Ok(vi) = gst_video::VideoInfo::from_caps(c.caps()) {
-                            size.0.store(vi.width(), Ordering::Relaxed);
-                            size.1.store(vi.height(), Ordering::Relaxed);
-                        }
-                    }
-                    gst::PadProbeReturn::Ok
-                }
-                Some(gst::PadProbeData::Buffer(buf)) => {
-                    st.frames_decoded.inc();
-                    st.last_frame_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
-                    let pts = buf.pts().map(|t| t.nseconds()).unwrap_or(0);
-                    let due = next_pts.load(Ordering::Relaxed);
-                    // Take the frame if it is due, or if the clock went backwards (a new
-                    // session restarts timestamps). The next slot is on a fixed grid, so
-                    // timestamp jitter does not make the rate drift below the target.
-                    if pts >= due || due.saturating_sub(pts) > 10 * interval_ns {
-                        let next =
-                            if pts >= due && pts - due < interval_ns { due + interval_ns } else { pts + interval_ns };
-                        next_pts.store(next, Ordering::Relaxed);
-                        gst::PadProbeReturn::Ok
-                    } else {
-                        gst::PadProbeReturn::Drop
-                    }
-                }
-                _ => gst::PadProbeReturn::Ok,
-            }
-        },
-    );
-
-    let sink = pipeline.by_name("sink").expect("named in launch line").downcast::<gst_app::AppSink>().expect("appsink");
+    let sink = tail.by_name("sink").expect("named in launch line").downcast::<gst_app::AppSink>().expect("appsink");
     let camera = p.camera.clone();
+    let inf = info.clone();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -161,11 +222,11 @@ pub fn build(p: &PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>
                 let (Some(buf), Some(caps)) = (sample.buffer(), sample.caps()) else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                let info = gst_video::VideoInfo::from_caps(caps).map_err(|_| gst::FlowError::NotNegotiated)?;
+                let vi = gst_video::VideoInfo::from_caps(caps).map_err(|_| gst::FlowError::NotNegotiated)?;
                 let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
-                let (w, h) = (info.width(), info.height());
+                let (w, h) = (vi.width(), vi.height());
                 let row = (w * 3) as usize;
-                let stride = info.stride()[0] as usize;
+                let stride = vi.stride()[0] as usize;
                 let rgb = if stride == row {
                     map.as_slice()[..row * h as usize].to_vec()
                 } else {
@@ -175,28 +236,149 @@ pub fn build(p: &PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>
                     }
                     v
                 };
+                inf.picture.lock().unwrap().observe(&rgb, w as usize, h as usize);
                 stats.frames_sampled.inc();
+                let src_size = inf.picture.lock().unwrap().source_size;
                 hub.push(Frame {
                     camera: camera.clone(),
                     pts_ns: buf.pts().map(|t| t.nseconds()).unwrap_or(0),
                     captured_at: Utc::now(),
                     width: w,
                     height: h,
-                    source_width: src_size.0.load(Ordering::Relaxed).max(1),
-                    source_height: src_size.1.load(Ordering::Relaxed).max(1),
+                    source_width: src_size.0.max(1),
+                    source_height: src_size.1.max(1),
                     rgb,
                 });
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
     );
-    Ok(CameraPipeline { pipeline, decoder })
+    Ok(CameraPipeline { pipeline, info })
 }
 
-fn dec_set(pipeline: &gst::Pipeline, prop: &str, v: i32) {
-    if let Some(dec) = pipeline.by_name("dec") {
-        if dec.find_property(prop).is_some() {
-            dec.set_property(prop, v);
-        }
+/// Adds `depay ! parse ! decoder` for the codec of `pad` and links it between the
+/// source and the tail, with the gate and sampler probes on the decoder.
+fn link_decoder(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    tail: &gst::Bin,
+    gate: &Arc<Mutex<Gate>>,
+    interval_ns: u64,
+    stats: &Arc<CameraStats>,
+    info: &Arc<StreamInfo>,
+) -> Result<(), String> {
+    if tail.static_pad("sink").and_then(|p| p.peer()).is_some() {
+        return Ok(()); // a second video stream: select-stream should have declined it
     }
+    let codec = pad_codec(pad)?;
+    let decoder = codec.pick_decoder().map_err(|e| e.to_string())?;
+    let desc = format!("{} name=parse ! {decoder} name=dec", codec.depay_and_parse());
+    let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| format!("building decoder: {e}"))?;
+    let dec = bin.by_name("dec").expect("named");
+    if decoder.starts_with("avdec_") {
+        // One thread per decoder: parallelism comes from many cameras, and 145
+        // cameras times N decoder threads would drown the scheduler.
+        dec.set_property("max-threads", 1i32);
+    }
+    stats.set_decoder(decoder, codec.as_str());
+    tracing::info!(codec = codec.as_str(), decoder, "stream negotiated");
+
+    // The declared frame rate, for the health check.
+    let inf = info.clone();
+    bin.by_name("parse").expect("named").static_pad("src").expect("parsers have a src pad").add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, pi| {
+            if let Some(gst::PadProbeData::Event(ev)) = &pi.data {
+                if let gst::EventView::Caps(c) = ev.view() {
+                    if let Some(f) = c.caps().structure(0).and_then(|s| s.get::<gst::Fraction>("framerate").ok()) {
+                        if f.denom() > 0 && f.numer() > 0 {
+                            let milli = (f.numer() as f64 * 1000.0 / f.denom() as f64) as u32;
+                            inf.declared_fps_milli.store(milli, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+
+    // The gate: counts what arrives and applies the decode policy.
+    let (st, g, inf) = (stats.clone(), gate.clone(), info.clone());
+    dec.static_pad("sink").expect("decoders have a sink pad").add_probe(gst::PadProbeType::BUFFER, move |pad, pi| {
+        if REPLAYING.get() {
+            inf.units_in.fetch_add(1, Ordering::Relaxed);
+            return gst::PadProbeReturn::Ok;
+        }
+        let Some(buf) = pi.buffer() else { return gst::PadProbeReturn::Ok };
+        st.frames_received.inc();
+        st.bytes_received.add(buf.size() as u64);
+        st.last_buffer_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+        let action = g.lock().unwrap().on_buffer(buf, &st);
+        if !matches!(action, GateAction::Drop) {
+            inf.units_in.fetch_add(1, Ordering::Relaxed);
+        }
+        match action {
+            GateAction::Pass => gst::PadProbeReturn::Ok,
+            // `Handled`, not `Drop`: gstreamer-rs takes the buffer out of the probe
+            // info (and frees it), and GStreamer 1.22's chain path would then unref the
+            // empty slot of a dropped buffer, logging a critical for every unit.
+            GateAction::Drop => gst::PadProbeReturn::Handled,
+            GateAction::ReplayThenPass(held) => {
+                // Bring the decoder up to date from the last keyframe it decoded, so
+                // full decoding starts now rather than at the next keyframe. We are on
+                // the pad's streaming thread, holding its (recursive) stream lock.
+                REPLAYING.set(true);
+                for b in held {
+                    if pad.chain(b).is_err() {
+                        break;
+                    }
+                }
+                REPLAYING.set(false);
+                gst::PadProbeReturn::Ok
+            }
+        }
+    });
+
+    // The sampler: counts decoded frames, remembers the source size, and passes frames
+    // at the analysis fps.
+    let next_pts = AtomicU64::new(0);
+    let (st, inf) = (stats.clone(), info.clone());
+    dec.static_pad("src").expect("decoders have a src pad").add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, pi| match &pi.data {
+            Some(gst::PadProbeData::Event(ev)) => {
+                if let gst::EventView::Caps(c) = ev.view() {
+                    if let Ok(vi) = gst_video::VideoInfo::from_caps(c.caps()) {
+                        inf.picture.lock().unwrap().source_size = (vi.width(), vi.height());
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            }
+            Some(gst::PadProbeData::Buffer(buf)) => {
+                st.frames_decoded.inc();
+                st.last_frame_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+                let pts = buf.pts().map(|t| t.nseconds()).unwrap_or(0);
+                let due = next_pts.load(Ordering::Relaxed);
+                // Take the frame if it is due, or if the clock went backwards (a new
+                // session restarts timestamps). The next slot is on a fixed grid, so
+                // timestamp jitter does not make the rate drift below the target.
+                if pts >= due || due.saturating_sub(pts) > 10 * interval_ns {
+                    let next =
+                        if pts >= due && pts - due < interval_ns { due + interval_ns } else { pts + interval_ns };
+                    next_pts.store(next, Ordering::Relaxed);
+                    gst::PadProbeReturn::Ok
+                } else {
+                    gst::PadProbeReturn::Drop
+                }
+            }
+            _ => gst::PadProbeReturn::Ok,
+        },
+    );
+
+    pipeline.add(&bin).map_err(|e| format!("adding decoder: {e}"))?;
+    bin.sync_state_with_parent().map_err(|e| format!("starting decoder: {e}"))?;
+    let bin_sink = bin.static_pad("sink").expect("ghost pad");
+    pad.link(&bin_sink).map_err(|e| format!("linking source: {e:?}"))?;
+    bin.link(tail).map_err(|e| format!("linking decoder: {e}"))?;
+    Ok(())
 }

@@ -1,40 +1,62 @@
 //! One thread per camera owning its pipeline: start, watch, restart, stop.
 //!
-//! The thread waits on the pipeline's bus with a short timeout so that it also
-//! notices a stall (no decoded frame for `stall_timeout`) and a stop request.
-//! Any failure sets the pipeline to `Null`, records the reason and retries after
-//! `restart_delay` plus up to 20% jitter (so 145 cameras behind one dead link do
-//! not reconnect in lock-step). The full backoff policy is issue #4's.
+//! States: `starting` → `streaming` (⇄ `degraded` while a health check fails) →
+//! on failure `stalled` (watchdog) or straight to `backing_off` → `starting` …, and
+//! `stopped` when asked. Every transition is sent to the store with its time and
+//! reason: uptime and maintenance are computed from that history.
+//!
+//! The thread waits on the pipeline's bus with a short timeout so that it also notices
+//! a stall, evaluates health, runs the main-stream probe and sees a stop request. Any
+//! failure sets the pipeline to `Null` (releasing sockets, threads and decoder memory)
+//! and retries after an exponential backoff with jitter ([`Backoff`]), so 145 cameras
+//! behind one dead link neither hammer it nor reconnect in lock-step.
 
-use crate::pipeline::{self, PipelineParams};
+use crate::gate::Gate;
+use crate::mainprobe::MainProbe;
+use crate::picture::PictureWatch;
+use crate::pipeline::{self, PipelineParams, StreamInfo};
 use chrono::Utc;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use rand::Rng;
-use std::cell::Cell;
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use varta_core::config::{Credentials, DecodePolicy, RtspTransport};
-use varta_core::event::{CameraState, StatusChange, StoreMsg};
+use varta_core::config::{Credentials, DecodePolicy, HealthConfig, IngestConfig};
+use varta_core::event::{CameraState, RestartReason, StatusChange, StoreMsg};
 use varta_core::frame::FrameHub;
-use varta_core::metrics::CameraStats;
+use varta_core::metrics::{CameraStats, Health};
 use varta_core::redact::{redact_text, redact_url};
 use varta_core::{CameraId, Shutdown};
 
+/// How often the bus is polled (and the watchdog, health and stop request checked).
+const TICK: Duration = Duration::from_millis(250);
+/// Units a decoder may hold before outputting their pictures (reordering, threads).
+const DECODER_DELAY: u64 = 8;
+/// Units in a row that produced no picture, after which the pipeline is rebuilt.
+const UNDECODABLE_RUN: u64 = 30;
+/// First main-stream probe this long after the camera starts.
+const FIRST_MAIN_PROBE: Duration = Duration::from_secs(5);
+
 /// A camera as the ingest sees it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CameraSpec {
     /// Camera id.
     pub id: CameraId,
-    /// Stream URL without credentials.
+    /// URL of the stream to analyse (the substream where there is one), no credentials.
     pub url: String,
+    /// URL of the main stream, probed for health only.
+    pub main_url: Option<String>,
     /// Resolved credentials, if the camera needs them.
     pub credentials: Option<Credentials>,
     /// Frames per second handed to analysis.
     pub analysis_fps: f64,
+    /// Frames per second the camera should send; `None` = as the stream declares.
+    pub expected_fps: Option<f64>,
     /// Which frames are decoded.
     pub decode: DecodePolicy,
 }
@@ -42,16 +64,46 @@ pub struct CameraSpec {
 /// Settings shared by every camera of the node.
 #[derive(Clone, Debug)]
 pub struct IngestSettings {
-    /// Wait before rebuilding a failed pipeline.
-    pub restart_delay: Duration,
-    /// No decoded frame for this long (once streaming, or since start) = stalled.
-    pub stall_timeout: Duration,
-    /// RTSP transport.
-    pub transport: RtspTransport,
-    /// Jitter-buffer latency in ms.
-    pub latency_ms: u32,
+    /// `[ingest]` of the config.
+    pub ingest: IngestConfig,
+    /// `[health]` of the config.
+    pub health: HealthConfig,
     /// Size of frames handed to analysis (the model's input size).
     pub target: (u32, u32),
+}
+
+/// Exponential backoff with jitter: `initial × 2ⁿ` capped at `max`, plus up to
+/// `jitter × wait` at random; [`Backoff::reset`] after a healthy period.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    jitter: f64,
+    failures: u32,
+}
+
+impl Backoff {
+    /// From `[ingest]`.
+    pub fn new(cfg: &IngestConfig) -> Backoff {
+        Backoff {
+            initial: Duration::from_secs_f64(cfg.backoff_initial_secs),
+            max: Duration::from_secs_f64(cfg.backoff_max_secs),
+            jitter: cfg.backoff_jitter,
+            failures: 0,
+        }
+    }
+
+    /// The wait before the next attempt; counts one more failure.
+    pub fn next_wait(&mut self, rng: &mut impl Rng) -> Duration {
+        let base = self.initial.mul_f64(2f64.powi(self.failures.min(30) as i32)).min(self.max);
+        self.failures += 1;
+        base.mul_f64(1.0 + rng.random_range(0.0..=self.jitter))
+    }
+
+    /// Back to the initial wait.
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
 }
 
 /// A running camera thread.
@@ -87,10 +139,26 @@ pub fn spawn(
         .name(format!("camera-{}", spec.id))
         .spawn(move || {
             let _span = tracing::info_span!("camera", id = %spec.id).entered();
-            Supervisor { spec, settings, hub, stats, status, cancel: c, announced: Cell::new(None) }.run()
+            let main_next = spec.main_url.as_ref().map(|_| Instant::now() + FIRST_MAIN_PROBE);
+            Supervisor {
+                spec,
+                settings,
+                hub,
+                stats,
+                status,
+                cancel: c,
+                announced: RefCell::new(None),
+                main: RefCell::new(MainState { next: main_next, running: None }),
+            }
+            .run()
         })
         .expect("spawning a camera thread");
     Handle { cancel, thread }
+}
+
+struct MainState {
+    next: Option<Instant>,
+    running: Option<MainProbe>,
 }
 
 struct Supervisor {
@@ -100,103 +168,301 @@ struct Supervisor {
     stats: Arc<CameraStats>,
     status: mpsc::Sender<StoreMsg>,
     cancel: Shutdown,
-    /// The last state recorded, so each transition is recorded once.
-    announced: Cell<Option<CameraState>>,
+    /// The last state and reason recorded, so each transition is recorded once.
+    announced: RefCell<Option<(CameraState, String)>>,
+    main: RefCell<MainState>,
 }
 
-/// Why a pipeline run ended.
+/// How a pipeline run ended.
 enum Ended {
     Stopped,
-    Failed(String),
+    Failed(RestartReason, String),
+}
+
+/// Tracks access units that went into the decoder and never came out as pictures.
+#[derive(Default)]
+struct LostUnits {
+    /// Units in when the first picture came out; nothing is counted before it (a
+    /// stream joined mid-GOP cannot be decoded until its first keyframe).
+    base: Option<u64>,
+    counted: u64,
+    run: u64,
+    last_decoded: u64,
+}
+
+impl LostUnits {
+    /// Returns the newly lost units and the current run of units lost in a row.
+    fn update(&mut self, units_in: u64, decoded: u64) -> (u64, u64) {
+        if decoded == 0 {
+            return (0, 0);
+        }
+        let base = *self.base.get_or_insert(units_in.saturating_sub(decoded));
+        let lost = units_in.saturating_sub(base + decoded + DECODER_DELAY);
+        let new = lost.saturating_sub(self.counted);
+        self.counted = self.counted.max(lost);
+        // Corrupt input may still yield the odd picture; only a tick with more
+        // pictures than losses ends the run.
+        let pictures = decoded - self.last_decoded;
+        self.last_decoded = decoded;
+        if pictures > new {
+            self.run = 0;
+        }
+        self.run += new;
+        (new, self.run)
+    }
+}
+
+/// Counters sampled once a second for the health window.
+struct Sample {
+    at: Instant,
+    frames: u64,
+    bytes: u64,
+    errors: u64,
 }
 
 impl Supervisor {
     fn run(self) {
-        tracing::info!(url = %redact_url(&self.spec.url), "camera starting");
+        tracing::info!(url = %redact_url(&self.spec.url), decode = self.spec.decode.as_str(), "camera starting");
+        if let Some(u) = &self.spec.main_url {
+            self.stats
+                .set_main_stream(Some(varta_core::metrics::MainStream { url: redact_url(u), ..Default::default() }));
+        }
+        let mut backoff = Backoff::new(&self.settings.ingest);
+        let reset_after = Duration::from_secs_f64(self.settings.ingest.backoff_reset_secs);
         loop {
             self.transition(CameraState::Starting, "connecting");
-            let reason = match self.run_once() {
+            let (ended, streamed) = self.run_once();
+            let (reason, msg) = match ended {
                 Ended::Stopped => break,
-                Ended::Failed(r) => r,
+                Ended::Failed(r, m) => (r, m),
             };
-            self.stats.restarts.inc();
-            self.stats.set_last_error(Some(reason.clone()));
-            self.transition(CameraState::BackingOff, &reason);
-            let jitter = rand::rng().random_range(0.0..0.2);
-            let wait = self.settings.restart_delay.mul_f64(1.0 + jitter);
-            tracing::warn!(reason = %reason, retry_in_ms = wait.as_millis() as u64, "camera pipeline failed");
+            if streamed >= reset_after {
+                backoff.reset();
+            }
+            self.stats.count_restart(reason);
+            self.stats.set_last_error(Some(msg.clone()));
+            self.stats.set_health(Health::default());
+            let wait = backoff.next_wait(&mut rand::rng());
+            tracing::warn!(reason = reason.as_str(), error = %msg, retry_in_ms = wait.as_millis() as u64, "camera pipeline failed");
+            self.transition(CameraState::BackingOff, &format!("{}: {msg}", reason.as_str()));
             if self.sleep(wait) {
                 break;
             }
         }
+        self.main.borrow_mut().running = None;
         self.transition(CameraState::Stopped, "stopped");
         tracing::info!("camera stopped");
     }
 
-    /// Builds and plays the pipeline until it fails or a stop is asked for.
-    fn run_once(&self) -> Ended {
+    /// Builds and plays the pipeline until it fails or a stop is asked for; also
+    /// returns how long it streamed.
+    fn run_once(&self) -> (Ended, Duration) {
+        let ing = &self.settings.ingest;
+        let h = &self.settings.health;
         let params = PipelineParams {
             camera: &self.spec.id,
             url: &self.spec.url,
             credentials: self.spec.credentials.as_ref(),
-            transport: self.settings.transport,
-            latency_ms: self.settings.latency_ms,
+            transport: ing.rtsp_transport,
+            latency_ms: ing.latency_ms,
             analysis_fps: self.spec.analysis_fps,
-            decode: self.spec.decode,
+            gate: Gate::new(self.spec.decode, ing.activity_threshold, Duration::from_secs_f64(ing.activity_quiet_secs)),
+            picture: PictureWatch::new(h.frozen_max_diff, h.blackout_max_luma, h.blackout_max_stddev),
             target: self.settings.target,
         };
-        let built = match pipeline::build(&params, self.hub.clone(), self.stats.clone()) {
+        self.stats.set_decode_full(self.spec.decode == DecodePolicy::Full);
+        let built = match pipeline::build(params, self.hub.clone(), self.stats.clone()) {
             Ok(b) => b,
-            Err(e) => return Ended::Failed(redact_text(&e.to_string())),
+            Err(e) => return (Ended::Failed(RestartReason::Connect, redact_text(&e.to_string())), Duration::ZERO),
         };
-        self.stats.set_decoder(built.decoder);
-        let pipe = built.pipeline;
-        let result = self.watch(&pipe);
+        let mut streamed = Duration::ZERO;
+        let result = self.watch(&built.pipeline, &built.info, &mut streamed);
         // Always back to Null: releases sockets, threads and decoder memory.
-        let _ = pipe.set_state(gst::State::Null);
-        result
+        let _ = built.pipeline.set_state(gst::State::Null);
+        (result, streamed)
     }
 
-    fn watch(&self, pipe: &gst::Pipeline) -> Ended {
+    fn watch(&self, pipe: &gst::Pipeline, info: &StreamInfo, streamed: &mut Duration) -> Ended {
         if let Err(e) = pipe.set_state(gst::State::Playing) {
-            return Ended::Failed(format!("cannot start pipeline: {e}"));
+            return Ended::Failed(RestartReason::Connect, format!("cannot start pipeline: {e}"));
         }
+        let stall = Duration::from_secs_f64(self.settings.ingest.stall_timeout_secs);
         let bus = pipe.bus().expect("pipelines have a bus");
         let started = Instant::now();
         let start_ms = Utc::now().timestamp_millis();
-        let mut streaming = false;
+        let mut streaming_since: Option<Instant> = None;
+        let mut samples: VecDeque<Sample> = VecDeque::new();
+        let mut next_health = Instant::now();
+        let mut lost = LostUnits::default();
+        let decoded0 = self.stats.frames_decoded.get();
         loop {
             if self.cancel.is_cancelled() {
                 return Ended::Stopped;
             }
-            let msg = bus.timed_pop_filtered(
-                gst::ClockTime::from_mseconds(250),
-                &[gst::MessageType::Error, gst::MessageType::Eos],
-            );
-            if let Some(msg) = msg {
+            if let Some(since) = streaming_since {
+                *streamed = since.elapsed();
+            }
+            let up = streaming_since.is_some();
+            if let Some(msg) = bus.timed_pop_filtered(
+                gst::ClockTime::from_nseconds(TICK.as_nanos() as u64),
+                &[gst::MessageType::Error, gst::MessageType::Eos, gst::MessageType::Warning],
+            ) {
+                let from = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
                 match msg.view() {
-                    gst::MessageView::Eos(_) => return Ended::Failed("end of stream".into()),
+                    gst::MessageView::Eos(_) => return Ended::Failed(RestartReason::Eos, "end of stream".into()),
                     gst::MessageView::Error(e) => {
-                        let from = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
-                        return Ended::Failed(redact_text(&format!("{from}: {}", e.error())));
+                        let text = redact_text(&format!("{from}: {}", e.error()));
+                        let reason = if up { RestartReason::Error } else { RestartReason::Connect };
+                        self.stats.decode_errors.inc();
+                        return Ended::Failed(reason, text);
+                    }
+                    gst::MessageView::Warning(w) => {
+                        self.stats.decode_errors.inc();
+                        tracing::debug!(warning = %redact_text(&format!("{from}: {}", w.error())), "stream warning");
                     }
                     _ => {}
                 }
             }
-            let last = self.stats.last_frame_ms.load(Ordering::Relaxed);
-            let fresh = last >= start_ms;
-            if fresh && !streaming {
-                streaming = true;
+            let now_ms = Utc::now().timestamp_millis();
+            let since_ms = |t: i64| Duration::from_millis((now_ms - t).max(0) as u64);
+            let last_buffer = self.stats.last_buffer_ms.load(Ordering::Relaxed);
+            let last_frame = self.stats.last_frame_ms.load(Ordering::Relaxed);
+            if !up && last_frame >= start_ms {
+                streaming_since = Some(Instant::now());
+                info.picture.lock().unwrap().reset();
                 self.stats.set_last_error(None);
                 self.transition(CameraState::Streaming, "frames arriving");
             }
-            let idle = if fresh {
-                Duration::from_millis((Utc::now().timestamp_millis() - last).max(0) as u64)
+            // Units the decoder swallowed without a picture (corrupt data).
+            let decoded = self.stats.frames_decoded.get() - decoded0;
+            let (new, run) = lost.update(info.units_in.load(Ordering::Relaxed), decoded);
+            self.stats.decode_errors.add(new);
+            if run >= UNDECODABLE_RUN {
+                return Ended::Failed(RestartReason::Error, format!("{run} units in a row could not be decoded"));
+            }
+            // The watchdog: nothing from the camera, or nothing decodable from it.
+            let quiet = if last_buffer >= start_ms { since_ms(last_buffer) } else { started.elapsed() };
+            let undecoded = if last_frame >= start_ms { since_ms(last_frame) } else { started.elapsed() };
+            let why = if quiet > stall {
+                Some(format!("no data for {:.1} s", quiet.as_secs_f64()))
+            } else if undecoded > stall * 3 {
+                Some(format!("nothing decodable for {:.1} s", undecoded.as_secs_f64()))
             } else {
-                started.elapsed()
+                None
             };
-            if idle > self.settings.stall_timeout {
-                return Ended::Failed(format!("stalled: no frame for {:.1} s", idle.as_secs_f64()));
+            if let Some(why) = why {
+                if up {
+                    self.transition(CameraState::Stalled, &why);
+                }
+                return Ended::Failed(RestartReason::Stall, why);
+            }
+            if up && Instant::now() >= next_health {
+                next_health += Duration::from_secs(1);
+                self.check_health(info, &mut samples, streaming_since.expect("up"));
+            }
+            self.tick_main_probe();
+        }
+    }
+
+    /// Measures fps, bitrate and errors over the health window, reads the picture
+    /// checks, and moves between `streaming` and `degraded`.
+    fn check_health(&self, info: &StreamInfo, samples: &mut VecDeque<Sample>, since: Instant) {
+        let h = &self.settings.health;
+        let window = Duration::from_secs_f64(h.window_secs);
+        let now = Instant::now();
+        samples.push_back(Sample {
+            at: now,
+            frames: self.stats.frames_received.get(),
+            bytes: self.stats.bytes_received.get(),
+            errors: self.stats.decode_errors.get(),
+        });
+        while samples.len() > 2 && now.duration_since(samples[1].at) >= window {
+            samples.pop_front();
+        }
+        let (first, last) = (&samples[0], &samples[samples.len() - 1]);
+        let span = last.at.duration_since(first.at).as_secs_f64();
+        let full_window = now.duration_since(since) >= window;
+        let declared = info.declared_fps_milli.load(Ordering::Relaxed) as f64 / 1000.0;
+        let mut health = Health {
+            fps_expected: self.spec.expected_fps.or((declared > 0.0).then_some(declared)),
+            ..Default::default()
+        };
+        if span > 0.5 {
+            health.fps_measured = Some((last.frames - first.frames) as f64 / span);
+            health.bitrate_kbps = Some((last.bytes - first.bytes) as f64 * 8.0 / 1000.0 / span);
+        }
+        let mut why = Vec::new();
+        if let (true, Some(exp), Some(got)) = (full_window, health.fps_expected, health.fps_measured) {
+            if got < exp * h.min_fps_ratio {
+                health.problems.push("low_fps".into());
+                why.push(format!("low fps: {got:.1} of {exp:.1} expected"));
+            }
+        }
+        let errors = last.errors - first.errors;
+        if errors >= h.max_decode_errors {
+            health.problems.push("decode_errors".into());
+            why.push(format!("{errors} decode errors in {span:.0} s"));
+        }
+        {
+            let pic = info.picture.lock().unwrap();
+            health.mean_luma = pic.mean_luma;
+            health.luma_stddev = pic.stddev;
+            let unchanged = pic.unchanged_for();
+            health.unchanged_secs = unchanged.as_secs_f64();
+            if unchanged.as_secs_f64() >= h.frozen_secs {
+                health.problems.push("frozen".into());
+                why.push(format!("frozen picture for {:.0} s", unchanged.as_secs_f64()));
+            }
+            let dark = pic.dark_for();
+            if dark.as_secs_f64() >= h.blackout_secs {
+                health.problems.push("blackout".into());
+                why.push(format!(
+                    "blackout or obstruction for {:.0} s (mean luma {:.0}, stddev {:.1})",
+                    dark.as_secs_f64(),
+                    pic.mean_luma.unwrap_or(0.0),
+                    pic.stddev.unwrap_or(0.0)
+                ));
+            }
+        }
+        self.stats.set_health(health);
+        if why.is_empty() {
+            if self.stats.state() == CameraState::Degraded {
+                self.transition(CameraState::Streaming, "healthy again");
+            }
+        } else {
+            let key = self.stats.health().problems.join(",");
+            self.transition_keyed(CameraState::Degraded, &why.join("; "), &key);
+        }
+    }
+
+    /// Starts, polls and finishes the main-stream probe when one is due.
+    fn tick_main_probe(&self) {
+        let mut m = self.main.borrow_mut();
+        let Some(next) = m.next else { return };
+        let h = &self.settings.health;
+        if let Some(probe) = &m.running {
+            if let Some(result) = probe.poll() {
+                if result.ok == Some(false) {
+                    tracing::warn!(error = ?result.error, "main stream probe failed");
+                }
+                self.stats.set_main_stream(Some(result));
+                m.running = None;
+                m.next = Some(Instant::now() + Duration::from_secs_f64(h.main_probe_interval_secs));
+            }
+        } else if Instant::now() >= next {
+            let url = self.spec.main_url.as_deref().expect("a main probe is scheduled only with a main_url");
+            let ing = &self.settings.ingest;
+            let length = Duration::from_secs_f64(h.main_probe_secs);
+            match MainProbe::start(url, self.spec.credentials.as_ref(), ing.rtsp_transport, ing.latency_ms, length) {
+                Ok(p) => m.running = Some(p),
+                Err(e) => {
+                    let mut ms = self.stats.main_stream().unwrap_or_default();
+                    ms.ok = Some(false);
+                    ms.error = Some(redact_text(&e.to_string()));
+                    ms.checked_at = Some(Utc::now());
+                    self.stats.set_main_stream(Some(ms));
+                    m.next = Some(Instant::now() + Duration::from_secs_f64(h.main_probe_interval_secs));
+                }
             }
         }
     }
@@ -208,21 +474,79 @@ impl Supervisor {
             if self.cancel.is_cancelled() {
                 return true;
             }
+            self.tick_main_probe();
             std::thread::sleep((end - Instant::now()).min(Duration::from_millis(100)));
         }
         self.cancel.is_cancelled()
     }
 
     fn transition(&self, state: CameraState, reason: &str) {
+        self.transition_keyed(state, reason, reason)
+    }
+
+    /// Records a transition unless it repeats the last one; `key` says what counts as
+    /// the same (for `degraded`: the same problems, whatever their durations).
+    fn transition_keyed(&self, state: CameraState, reason: &str, key: &str) {
         self.stats.set_state(state);
-        // Each failure is news even when the previous one was too.
-        if self.announced.get() == Some(state) && state != CameraState::BackingOff {
-            return;
+        {
+            let mut last = self.announced.borrow_mut();
+            // Each failure is news even when the previous one was too; a degraded
+            // camera is news again when what is wrong changes.
+            let repeat = match &*last {
+                Some((s, _)) if *s != state => false,
+                Some(_) if state == CameraState::BackingOff => false,
+                Some((_, k)) if state == CameraState::Degraded => k == key,
+                Some(_) => true,
+                None => false,
+            };
+            if repeat {
+                return;
+            }
+            *last = Some((state, key.to_owned()));
         }
-        self.announced.set(Some(state));
-        tracing::debug!(to = state.as_str(), reason, "camera state");
+        if state == CameraState::Degraded {
+            tracing::warn!(reason, "camera degraded");
+        } else {
+            tracing::info!(to = state.as_str(), reason, "camera state");
+        }
         let msg = StatusChange { camera: self.spec.id.clone(), at: Utc::now(), state, reason: reason.to_owned() };
         // Blocking: transitions feed uptime and must not be lost; the writer drains fast.
         let _ = self.status.blocking_send(StoreMsg::Status(msg));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_units_count_only_what_never_decodes() {
+        let mut l = LostUnits::default();
+        assert_eq!(l.update(5, 0), (0, 0), "nothing before the first picture");
+        assert_eq!(l.update(10, 1), (0, 0));
+        assert_eq!(l.update(20, 11), (0, 0), "in step");
+        assert_eq!(l.update(25, 12), (0, 0), "within the decoder's delay");
+        assert_eq!(l.update(40, 12), (11, 11), "15 units in, none out");
+        assert_eq!(l.update(60, 12), (20, 31));
+        assert_eq!(l.update(63, 13), (2, 33), "a stray picture does not end the run");
+        assert_eq!(l.update(66, 16), (0, 0), "pictures again end the run");
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_bounded_jitter_and_resets() {
+        let cfg = IngestConfig {
+            backoff_initial_secs: 1.0,
+            backoff_max_secs: 10.0,
+            backoff_jitter: 0.2,
+            ..Default::default()
+        };
+        let mut b = Backoff::new(&cfg);
+        let mut rng = rand::rng();
+        let waits: Vec<f64> = (0..6).map(|_| b.next_wait(&mut rng).as_secs_f64()).collect();
+        for (w, base) in waits.iter().zip([1.0, 2.0, 4.0, 8.0, 10.0, 10.0]) {
+            assert!(*w >= base && *w <= base * 1.2 + 1e-9, "{waits:?}");
+        }
+        b.reset();
+        assert!(b.next_wait(&mut rng).as_secs_f64() <= 1.2);
     }
 }

@@ -1,74 +1,25 @@
-//! Ingest against the real RTSP simulator (gst-rtsp-server) on loopback.
+//! Ingest against the real RTSP simulator (gst-rtsp-server) on loopback: transports,
+//! decode policies, codecs, health signals and the main-stream probe.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-use varta_core::config::{Credentials, RtspTransport};
-use varta_core::event::{CameraState, StoreMsg};
-use varta_core::frame::FrameHub;
-use varta_core::metrics::Registry;
-use varta_ingest::{CameraSpec, Ingest, IngestSettings};
-use varta_sim::{SimConfig, SimServer};
+mod support;
 
-fn clip() -> PathBuf {
-    let dir = std::env::var_os("VARTA_MEDIA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/media"));
-    let p = dir.join("vtest.mp4");
-    assert!(p.exists(), "{} is missing: run ./scripts/setup", p.display());
-    p
-}
-
-fn settings(transport: RtspTransport) -> IngestSettings {
-    IngestSettings {
-        restart_delay: Duration::from_millis(300),
-        stall_timeout: Duration::from_secs(10),
-        transport,
-        latency_ms: 100,
-        target: (128, 96),
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
+use std::time::Duration;
+use support::*;
+use varta_core::config::{Credentials, DecodePolicy, RtspTransport};
+use varta_core::event::{CameraState, RestartReason};
+use varta_sim::{Fault, Scene, SimConfig, SimServer};
 
 #[test]
 fn frames_arrive_over_tcp_and_udp_at_the_analysis_rate() {
-    let sim =
-        SimServer::start(&SimConfig { listen: "127.0.0.1:0".parse().unwrap(), cameras: 2, clip: clip() }).unwrap();
-    let hub = FrameHub::new(100);
-    let metrics = Arc::new(Registry::default());
-    let (tx, mut rx) = mpsc::channel(1000);
-    let mut ingest = Ingest::new(settings(RtspTransport::Tcp), hub.clone(), metrics.clone(), tx.clone()).unwrap();
-    ingest.start(CameraSpec {
-        id: "tcp".into(),
-        url: sim.url(1),
-        credentials: None,
-        analysis_fps: 5.0,
-        decode: Default::default(),
-    });
-    let mut udp = Ingest::new(settings(RtspTransport::Udp), hub.clone(), metrics.clone(), tx).unwrap();
-    udp.start(CameraSpec {
-        id: "udp".into(),
-        url: sim.url(2),
-        credentials: None,
-        analysis_fps: 5.0,
-        decode: Default::default(),
-    });
+    let sim = sim(2, Scene::Active);
+    let mut tcp = Rig::new(settings(RtspTransport::Tcp));
+    tcp.ingest.start(spec("tcp", sim.url(1), DecodePolicy::Full));
+    let mut udp = Rig::new(settings(RtspTransport::Udp));
+    udp.ingest.start(spec("udp", sim.url(2), DecodePolicy::Full));
 
-    let (t, u) = (metrics.camera(&"tcp".into()), metrics.camera(&"udp".into()));
-    wait_for("both cameras streaming", Duration::from_secs(20), || {
-        t.state() == CameraState::Streaming && u.state() == CameraState::Streaming
-    });
+    let (t, u) = (tcp.metrics.camera(&"tcp".into()), udp.metrics.camera(&"udp".into()));
+    tcp.wait_state("tcp", CameraState::Streaming, Duration::from_secs(20));
+    udp.wait_state("udp", CameraState::Streaming, Duration::from_secs(20));
     let before = t.frames_sampled.get();
     let decoded_before = t.frames_decoded.get();
     std::thread::sleep(Duration::from_secs(3));
@@ -78,70 +29,194 @@ fn frames_arrive_over_tcp_and_udp_at_the_analysis_rate() {
     assert!((22..=38).contains(&decoded), "decoded {decoded} in 3 s");
     assert!((11..=19).contains(&sampled), "sampled {sampled} in 3 s at 5 fps");
     assert!(u.frames_sampled.get() > 0);
-    assert!(t.decoder().is_some());
+    assert_eq!(t.decoder().as_deref(), Some("avdec_h264"));
+    assert_eq!(t.codec().as_deref(), Some("h264"));
+    let h = t.health();
+    assert!(h.fps_expected.is_some_and(|f| (f - 10.0).abs() < 0.5), "declared fps read from the stream: {h:?}");
+    assert!(h.fps_measured.is_some_and(|f| f > 8.0), "{h:?}");
+    assert!(h.bitrate_kbps.is_some_and(|b| b > 100.0), "{h:?}");
+    assert!(h.problems.is_empty(), "{h:?}");
 
-    let f = hub.take(Duration::from_secs(1)).unwrap().frame;
+    let f = tcp.hub.take(Duration::from_secs(1)).unwrap().frame;
     assert_eq!((f.width, f.height, f.rgb.len()), (128, 96, 128 * 96 * 3));
     assert_eq!((f.source_width, f.source_height), (768, 576));
 
-    ingest.stop_all();
-    udp.stop_all();
+    tcp.ingest.stop_all();
+    udp.ingest.stop_all();
     assert_eq!(t.state(), CameraState::Stopped);
-    let mut states = Vec::new();
-    while let Ok(StoreMsg::Status(s)) = rx.try_recv() {
-        if s.camera.as_str() == "tcp" {
-            states.push(s.state);
-        }
-    }
-    assert_eq!(states, [CameraState::Starting, CameraState::Streaming, CameraState::Stopped]);
+    assert_eq!(tcp.states("tcp"), [CameraState::Starting, CameraState::Streaming, CameraState::Stopped]);
     sim.stop();
 }
 
 #[test]
-fn unreachable_camera_is_retried_and_its_password_never_shows() {
+fn unreachable_camera_is_retried_with_growing_backoff_and_its_password_never_shows() {
+    capture_logs();
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let hub = FrameHub::new(2);
-    let metrics = Arc::new(Registry::default());
-    let (tx, _rx) = mpsc::channel(1000);
-    let mut ingest = Ingest::new(settings(RtspTransport::Tcp), hub, metrics.clone(), tx).unwrap();
-    ingest.start(CameraSpec {
-        id: "dead".into(),
-        url: format!("rtsp://127.0.0.1:{port}/cam/1"),
+    let mut rig = Rig::new(settings(RtspTransport::Tcp));
+    rig.ingest.start(varta_ingest::CameraSpec {
         credentials: Some(Credentials { username: "admin".into(), password: "hunter2".into() }),
-        analysis_fps: 1.0,
-        decode: Default::default(),
+        ..spec("dead", format!("rtsp://127.0.0.1:{port}/cam/1"), DecodePolicy::Adaptive)
     });
-    let s = metrics.camera(&"dead".into());
-    wait_for("two restarts", Duration::from_secs(20), || s.restarts.get() >= 2);
+    let s = rig.metrics.camera(&"dead".into());
+    wait_for("three restarts", Duration::from_secs(20), || s.restarts(RestartReason::Connect) >= 3);
     let err = s.last_error().unwrap();
     assert!(!err.contains("hunter2") && !err.contains("admin"), "{err}");
     assert_ne!(s.state(), CameraState::Streaming);
-    ingest.stop_all();
+    rig.ingest.stop_all();
+    // Backoff doubles: 0.5, 1, 2 s (plus up to 20%) between attempts.
+    let offs: Vec<_> = rig.changes("dead").into_iter().filter(|c| c.state == CameraState::BackingOff).collect();
+    let starts: Vec<_> = rig.changes("dead").into_iter().filter(|c| c.state == CameraState::Starting).collect();
+    let gaps: Vec<f64> =
+        offs.iter().zip(starts.iter().skip(1)).map(|(o, s)| (s.at - o.at).num_milliseconds() as f64 / 1000.0).collect();
+    assert!(gaps.len() >= 2 && gaps[1] > gaps[0] * 1.5, "waits grow: {gaps:?}");
+    assert!(offs[0].reason.starts_with("connect: "), "{:?}", offs[0]);
+    let logs = captured_logs();
+    assert!(!logs.contains("hunter2"), "the password is in the logs");
 }
 
 #[test]
 fn keyframes_policy_decodes_only_keyframes() {
-    let sim =
-        SimServer::start(&SimConfig { listen: "127.0.0.1:0".parse().unwrap(), cameras: 1, clip: clip() }).unwrap();
-    let hub = FrameHub::new(10);
-    let metrics = Arc::new(Registry::default());
-    let (tx, _rx) = mpsc::channel(1000);
-    let mut ingest = Ingest::new(settings(RtspTransport::Tcp), hub, metrics.clone(), tx).unwrap();
-    ingest.start(CameraSpec {
-        id: "k".into(),
-        url: sim.url(1),
-        credentials: None,
-        analysis_fps: 5.0,
-        decode: varta_core::config::DecodePolicy::Keyframes,
-    });
-    let s = metrics.camera(&"k".into());
-    wait_for("streaming", Duration::from_secs(20), || s.state() == CameraState::Streaming);
+    let sim = sim(1, Scene::Active);
+    let mut rig = Rig::new(settings(RtspTransport::Tcp));
+    rig.ingest.start(spec("k", sim.url(1), DecodePolicy::Keyframes));
+    let s = rig.metrics.camera(&"k".into());
+    rig.wait_state("k", CameraState::Streaming, Duration::from_secs(20));
     let (r0, d0) = (s.frames_received.get(), s.frames_decoded.get());
     std::thread::sleep(Duration::from_secs(6));
     let (received, decoded) = (s.frames_received.get() - r0, s.frames_decoded.get() - d0);
     // The clip has a keyframe every 20 frames (2 s at 10 fps): ~60 received, ~3 decoded.
     assert!(received >= 45, "received {received}");
     assert!((2..=5).contains(&decoded), "decoded {decoded} of {received}");
-    ingest.stop_all();
+    assert!(!s.decode_full());
+    rig.ingest.stop_all();
+}
+
+#[test]
+fn adaptive_policy_decodes_keyframes_while_idle_and_everything_soon_after_activity_starts() {
+    let log = std::env::temp_dir().join(format!("varta-scenes-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    // Camera 1's phase makes it idle from 1.9 s to 9.9 s of every 16 s, active otherwise.
+    let scene = Scene::Mixed { period: Duration::from_secs(16), active_share: 0.5 };
+    let sim = SimServer::start(&SimConfig {
+        scene,
+        scene_log: Some(log.clone()),
+        ..SimConfig::new("127.0.0.1:0".parse().unwrap(), 1, media("vtest.mp4"))
+    })
+    .unwrap();
+    let mut settings = settings(RtspTransport::Tcp);
+    settings.ingest.activity_quiet_secs = 2.0;
+    let mut rig = Rig::new(settings);
+    rig.ingest.start(spec("a", sim.url(1), DecodePolicy::Adaptive));
+    let s = rig.metrics.camera(&"a".into());
+    wait_for("first frame", Duration::from_secs(20), || s.frames_decoded.get() > 0);
+    // One second at a time for 26 s: decoded frames and the mode at the end of it.
+    let mut seconds = Vec::new();
+    let mut switched_to_full = Vec::new();
+    let mut last = (s.frames_decoded.get(), s.frames_received.get(), s.decode_full());
+    for _ in 0..26 {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = (s.frames_decoded.get(), s.frames_received.get(), s.decode_full());
+        if now.2 && !last.2 {
+            switched_to_full.push(s.last_switch_at().unwrap());
+        }
+        seconds.push((now.0 - last.0, now.1 - last.1, now.2));
+        last = now;
+    }
+    let end_ms = chrono::Utc::now().timestamp_millis();
+    let idle: Vec<_> = seconds.iter().filter(|s| !s.2).map(|s| s.0).collect();
+    let full: Vec<_> = seconds.iter().filter(|s| s.2).map(|s| s.0).collect();
+    assert!(idle.len() >= 4 && full.len() >= 4, "both modes seen: {seconds:?}");
+    // Idle: a keyframe every 2 s decoded (a switch second may decode a replayed GOP).
+    let idle_decoded: u64 = idle.iter().sum();
+    assert!(idle_decoded <= idle.len() as u64 + 20, "{seconds:?}");
+    assert!(full.iter().filter(|&&d| d >= 8).count() >= full.len() - 2, "full decode at ~10 fps: {seconds:?}");
+    // Activity onsets from the simulator's log, against the switches to full decoding.
+    let onsets: Vec<i64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"active\""))
+        .map(|l| l.split("\"at_ms\":").nth(1).unwrap().split(',').next().unwrap().parse().unwrap())
+        .filter(|&t: &i64| t < end_ms - 2000)
+        .collect();
+    assert!(!onsets.is_empty(), "the scene went active during the test");
+    for onset in &onsets {
+        let switch = switched_to_full.iter().map(|t| t.timestamp_millis()).find(|t| *t >= *onset - 200);
+        let lag = switch.map(|t| t - onset);
+        // One GOP is 2 s; the gate replays the held frames, so the switch comes within
+        // a few frames of the onset.
+        println!("activity onset at {onset}: full decoding {lag:?} ms later");
+        assert!(
+            lag.is_some_and(|l| l < 2000),
+            "onset at {onset}: switch lag {lag:?} ms; switches {switched_to_full:?}, seconds {seconds:?}"
+        );
+    }
+    let m = s.mode_switches.get();
+    assert!(m >= 2, "switched to full and back: {m}");
+    rig.ingest.stop_all();
+    sim.stop();
+}
+
+#[test]
+fn h265_streams_are_decoded_and_the_main_stream_is_probed() {
+    let h265 = SimServer::start(&SimConfig::new("127.0.0.1:0".parse().unwrap(), 1, media("vtest-h265.mp4"))).unwrap();
+    let h264 = sim(2, Scene::Active);
+    let mut rig = Rig::new(settings(RtspTransport::Tcp));
+    rig.ingest.start(spec("hevc", h265.url(1), DecodePolicy::Full));
+    rig.ingest.start(varta_ingest::CameraSpec {
+        main_url: Some(h265.url(1)),
+        ..spec("sub", h264.url(1), DecodePolicy::Adaptive)
+    });
+    // A main stream that does not exist: the probe reports it broken.
+    rig.ingest.start(varta_ingest::CameraSpec {
+        main_url: Some(h264.url(1).replace("/cam/1", "/cam/99")),
+        ..spec("badmain", h264.url(2), DecodePolicy::Adaptive)
+    });
+    let s = rig.metrics.camera(&"hevc".into());
+    rig.wait_state("hevc", CameraState::Streaming, Duration::from_secs(20));
+    assert_eq!(s.codec().as_deref(), Some("h265"));
+    assert_eq!(s.decoder().as_deref(), Some("avdec_h265"));
+    let f = rig.hub.take(Duration::from_secs(5)).unwrap().frame;
+    assert_eq!((f.source_width, f.source_height), (768, 576));
+
+    // First probe 5 s after start, 2 s long.
+    let sub = rig.metrics.camera(&"sub".into());
+    wait_for("main stream probed", Duration::from_secs(20), || sub.main_stream().is_some_and(|m| m.ok.is_some()));
+    let m = sub.main_stream().unwrap();
+    assert_eq!(m.ok, Some(true), "{m:?}");
+    assert_eq!(m.codec.as_deref(), Some("h265"));
+    assert!(m.fps.is_some_and(|f| (7.0..=13.0).contains(&f)), "{m:?}");
+    let bad = rig.metrics.camera(&"badmain".into());
+    wait_for("bad main stream probed", Duration::from_secs(20), || bad.main_stream().is_some_and(|m| m.ok.is_some()));
+    let m = bad.main_stream().unwrap();
+    assert_eq!(m.ok, Some(false), "{m:?}");
+    assert!(m.error.is_some());
+    assert_eq!(bad.state(), CameraState::Streaming, "a broken main stream does not stop analysis");
+    rig.ingest.stop_all();
+}
+
+#[test]
+fn frozen_and_dark_pictures_degrade_the_camera_with_a_reason() {
+    let sim = sim(2, Scene::Active);
+    let mut rig = Rig::new(settings(RtspTransport::Tcp));
+    rig.ingest.start(spec("frz", sim.url(1), DecodePolicy::Full));
+    rig.ingest.start(spec("blk", sim.url(2), DecodePolicy::Adaptive));
+    rig.wait_state("frz", CameraState::Streaming, Duration::from_secs(20));
+    rig.wait_state("blk", CameraState::Streaming, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    sim.inject(1, Fault::Freeze(Duration::from_secs(8)));
+    sim.inject(2, Fault::Dark(Duration::from_secs(10)));
+    rig.wait_state("frz", CameraState::Degraded, Duration::from_secs(10));
+    rig.wait_state("blk", CameraState::Degraded, Duration::from_secs(12));
+    let frz = rig.metrics.camera(&"frz".into());
+    let blk = rig.metrics.camera(&"blk".into());
+    assert!(frz.health().problems.contains(&"frozen".to_string()), "{:?}", frz.health());
+    assert!(blk.health().problems.contains(&"blackout".to_string()), "{:?}", blk.health());
+    let reason = rig.changes("frz").into_iter().find(|c| c.state == CameraState::Degraded).unwrap().reason;
+    assert!(reason.starts_with("frozen picture"), "{reason}");
+    // Back to normal once the picture moves again.
+    rig.wait_state("frz", CameraState::Streaming, Duration::from_secs(15));
+    rig.wait_state("blk", CameraState::Streaming, Duration::from_secs(20));
+    assert_eq!(frz.restarts_total(), 0, "a frozen picture is reported, not restarted");
+    rig.ingest.stop_all();
 }

@@ -7,8 +7,30 @@ use std::path::Path;
 use std::time::Duration;
 use varta_core::{err, Error, ErrorKind};
 
-/// An H.264 clip as byte-stream access units, SPS/PPS repeated before every IDR.
+/// A video codec the simulator can serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimCodec {
+    /// H.264.
+    H264,
+    /// H.265.
+    H265,
+}
+
+impl SimCodec {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimCodec::H264 => "h264",
+            SimCodec::H265 => "h265",
+        }
+    }
+}
+
+/// An H.264 or H.265 clip as byte-stream access units, parameter sets repeated
+/// before every keyframe.
 pub struct Clip {
+    /// Codec of the access units.
+    pub codec: SimCodec,
     /// Caps of the access units (`video/x-h264, stream-format=byte-stream, alignment=au`).
     pub caps: gst::Caps,
     /// Access units in decode order.
@@ -20,14 +42,26 @@ pub struct Clip {
 }
 
 impl Clip {
-    /// Demuxes `path` (MP4/Matroska/… with H.264 video; no decoding) into memory.
+    /// Demuxes `path` (MP4/Matroska/… with H.264 or H.265 video; no decoding) into
+    /// memory.
     pub fn load(path: &Path) -> Result<Clip, Error> {
         gst::init().map_err(|e| Error::wrap(ErrorKind::Internal, "GStreamer init", e))?;
         if !path.exists() {
             return Err(err!(NotFound, "clip {} does not exist (run ./scripts/setup)", path.display()));
         }
-        let desc = "filesrc name=src ! parsebin ! h264parse config-interval=-1 \
-                    ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false";
+        match Clip::load_as(path, SimCodec::H264) {
+            Err(e) if e.to_string().contains("no h264 video") => Clip::load_as(path, SimCodec::H265),
+            r => r,
+        }
+    }
+
+    fn load_as(path: &Path, codec: SimCodec) -> Result<Clip, Error> {
+        let c = codec.as_str();
+        let desc = format!(
+            "filesrc name=src ! parsebin ! {c}parse config-interval=-1 \
+             ! video/x-{c},stream-format=byte-stream,alignment=au ! appsink name=sink sync=false"
+        );
+        let desc = desc.as_str();
         let pipeline = gst::parse::launch(desc)
             .map_err(|e| Error::wrap(ErrorKind::Internal, "clip pipeline", e))?
             .downcast::<gst::Pipeline>()
@@ -40,7 +74,20 @@ impl Clip {
         let mut caps = None;
         let mut last_pts = None;
         let mut duration = Duration::from_millis(100);
-        while let Ok(sample) = sink.pull_sample() {
+        let bus = pipeline.bus().expect("pipelines have a bus");
+        let mut bus_err = None;
+        loop {
+            // Not `pull_sample`: after an error (a clip of the other codec) no EOS comes.
+            let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) else {
+                if sink.is_eos() {
+                    break;
+                }
+                bus_err = bus.pop_filtered(&[gst::MessageType::Error]);
+                if bus_err.is_some() {
+                    break;
+                }
+                continue;
+            };
             let Some(buf) = sample.buffer_owned() else { continue };
             if caps.is_none() {
                 caps = sample.caps().map(|c| c.to_owned());
@@ -57,18 +104,22 @@ impl Clip {
             last_pts = buf.pts();
             frames.push(buf);
         }
-        let bus_err = pipeline.bus().and_then(|b| b.pop_filtered(&[gst::MessageType::Error]));
+        let bus_err = bus_err.or_else(|| bus.pop_filtered(&[gst::MessageType::Error]));
         let _ = pipeline.set_state(gst::State::Null);
         if let Some(msg) = bus_err {
             if let gst::MessageView::Error(e) = msg.view() {
+                if frames.is_empty() {
+                    // parsebin found video of another codec: not linkable to our parser.
+                    return Err(err!(InvalidArgument, "clip {} has no {c} video ({})", path.display(), e.error()));
+                }
                 return Err(err!(InvalidArgument, "clip {}: {}", path.display(), e.error()));
             }
         }
-        let caps = caps.ok_or_else(|| err!(InvalidArgument, "clip {} has no H.264 video", path.display()))?;
+        let caps = caps.ok_or_else(|| err!(InvalidArgument, "clip {} has no {c} video", path.display()))?;
         if keyframes.first() != Some(&0) {
             return Err(err!(InvalidArgument, "clip {} does not start with a keyframe", path.display()));
         }
-        Ok(Clip { caps, frames, keyframes, frame_duration: duration })
+        Ok(Clip { codec, caps, frames, keyframes, frame_duration: duration })
     }
 
     /// Frames per second of the clip.

@@ -1,19 +1,63 @@
-//! The RTSP server: one shared media per camera, fed from the in-memory clip.
+//! The RTSP server: one shared media per camera, fed from tracks held in memory, with
+//! scenes and fault injection.
+//!
+//! One feeder thread paces every camera in real time. At each keyframe it decides what
+//! the camera shows next: the clip (activity), the idle still scene, the dark scene or
+//! a frozen picture, so every switch is at a keyframe and the stream stays valid.
+//! Faults that break the stream on purpose (stall, garbage) and the connection ones
+//! (drop, refuse, server restart) are injected through [`SimServer::inject`] and
+//! [`SimServer::restart`], or at random with [`SimConfig::random_faults`].
 
-use crate::clip::Clip;
+use crate::clip::{Clip, SimCodec};
+use crate::scene::{encode_still, Still, Track};
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_rtsp_server as rtsp;
 use gstreamer_rtsp_server::prelude::*;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use varta_core::{Error, ErrorKind};
+use varta_core::{err, Error, ErrorKind};
+
+/// What the cameras show over time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scene {
+    /// The clip, always (people walking through).
+    Active,
+    /// The still scene with sensor noise, always.
+    Idle,
+    /// Idle, with the clip for `active_share` of every `period`; each camera has its
+    /// own phase.
+    Mixed {
+        /// Length of one idle + active cycle.
+        period: Duration,
+        /// Share of the cycle that is active (0–1).
+        active_share: f64,
+    },
+}
+
+/// A fault to inject into one camera.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Close the camera's client connections now.
+    Drop,
+    /// Stop sending for this long (the connection stays open).
+    Stall(Duration),
+    /// Drop the connections and answer 404 to new ones for this long.
+    Refuse(Duration),
+    /// Send random bytes in place of video for this long.
+    Garbage(Duration),
+    /// Repeat one picture for this long.
+    Freeze(Duration),
+    /// Show a dark picture for this long.
+    Dark(Duration),
+}
 
 /// What to serve.
 #[derive(Clone, Debug)]
@@ -22,93 +66,219 @@ pub struct SimConfig {
     pub listen: SocketAddr,
     /// Number of cameras, served at `/cam/1` … `/cam/N`.
     pub cameras: usize,
-    /// The H.264 clip.
+    /// The H.264 or H.265 clip.
     pub clip: PathBuf,
+    /// What the cameras show.
+    pub scene: Scene,
+    /// Require RTSP basic authentication with this user and password.
+    pub auth: Option<(String, String)>,
+    /// Inject a random fault into a random camera on average this often.
+    pub random_faults: Option<Duration>,
+    /// Append one JSON line per scene switch (`{"camera","at_ms","scene"}`) here.
+    pub scene_log: Option<PathBuf>,
 }
 
-/// One connected camera's replay position.
-struct Feed {
-    camera: usize,
-    src: glib::WeakRef<gst_app::AppSrc>,
-    next: usize,
+impl SimConfig {
+    /// `cameras` cameras showing the clip at `listen`.
+    pub fn new(listen: SocketAddr, cameras: usize, clip: PathBuf) -> SimConfig {
+        SimConfig { listen, cameras, clip, scene: Scene::Active, auth: None, random_faults: None, scene_log: None }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Showing {
+    Clip,
+    Idle,
+    Dark,
+    Frozen,
+}
+
+/// One camera's replay state.
+struct Cam {
+    src: Option<glib::WeakRef<gst_app::AppSrc>>,
+    showing: Showing,
+    pos: usize,
+    clip_pos: usize,
+    frozen: Option<gst::Buffer>,
     due: Instant,
+    /// The next unit must be a keyframe (after a stall, garbage or a new client).
+    resync: bool,
+    stall_until: Option<Instant>,
+    garbage_until: Option<Instant>,
+    freeze_until: Option<Instant>,
+    dark_until: Option<Instant>,
+    refuse_until: Option<Instant>,
+    phase: f64,
 }
 
 struct Shared {
-    clip: Clip,
-    feeds: Mutex<Vec<Feed>>,
+    clip: Track,
+    idle: Option<Track>,
+    dark: Option<Track>,
+    step: Duration,
+    scene: Scene,
+    cams: Mutex<Vec<Cam>>,
     stop: AtomicBool,
+    started: Instant,
+    log: Option<Mutex<std::fs::File>>,
+    mounts: rtsp::RTSPMountPoints,
+    factories: std::sync::OnceLock<Vec<rtsp::RTSPMediaFactory>>,
+}
+
+struct Rtsp {
+    server: rtsp::RTSPServer,
+    source: Option<glib::SourceId>,
 }
 
 /// A running simulator. [`SimServer::stop`] (or drop) shuts it down.
 pub struct SimServer {
-    addr: SocketAddr,
-    server: rtsp::RTSPServer,
+    inner: Arc<Inner>,
     main_loop: glib::MainLoop,
-    shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
 }
 
+/// What the control methods and the random-fault thread share.
+struct Inner {
+    addr: Mutex<SocketAddr>,
+    ctx: glib::MainContext,
+    rtsp: Mutex<Rtsp>,
+    mounts: rtsp::RTSPMountPoints,
+    auth: Option<rtsp::RTSPAuth>,
+    cameras: usize,
+    shared: Arc<Shared>,
+}
+
 impl SimServer {
-    /// Loads the clip and starts serving.
+    /// Loads the clip, encodes the still scenes, and starts serving.
     pub fn start(cfg: &SimConfig) -> Result<SimServer, Error> {
         let clip = Clip::load(&cfg.clip)?;
         tracing::info!(
-            clip = %cfg.clip.display(), frames = clip.frames.len(), keyframes = clip.keyframes.len(),
-            fps = clip.fps(), "clip loaded"
+            clip = %cfg.clip.display(), codec = clip.codec.as_str(), frames = clip.frames.len(),
+            keyframes = clip.keyframes.len(), fps = clip.fps(), "clip loaded"
         );
-        let shared = Arc::new(Shared { clip, feeds: Mutex::new(Vec::new()), stop: AtomicBool::new(false) });
-
-        let server = rtsp::RTSPServer::new();
-        server.set_address(&cfg.listen.ip().to_string());
-        server.set_service(&cfg.listen.port().to_string());
-        let mounts = server.mount_points().expect("a new server has mount points");
-        for cam in 1..=cfg.cameras {
-            mounts.add_factory(&format!("/cam/{cam}"), camera_factory(cam, &shared));
+        let (idle, dark) = if clip.codec == SimCodec::H264 {
+            (
+                Some(encode_still(&cfg.clip, &clip, Still::Idle, 2)?),
+                Some(encode_still(&cfg.clip, &clip, Still::Dark, 1)?),
+            )
+        } else if cfg.scene != Scene::Active {
+            return Err(err!(InvalidArgument, "idle scenes need an H.264 clip"));
+        } else {
+            (None, None)
+        };
+        let log = match &cfg.scene_log {
+            Some(p) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| Error::wrap(ErrorKind::Unavailable, format!("scene log {}", p.display()), e))?,
+            )),
+            None => None,
+        };
+        let track = Track::from_clip(&clip);
+        let now = Instant::now();
+        let cams = (1..=cfg.cameras)
+            .map(|cam| Cam {
+                src: None,
+                showing: Showing::Clip,
+                pos: 0,
+                // Each camera starts at its own keyframe, so they do not show the same picture.
+                clip_pos: clip.keyframes[(cam * 7) % clip.keyframes.len()],
+                frozen: None,
+                due: now,
+                resync: true,
+                stall_until: None,
+                garbage_until: None,
+                freeze_until: None,
+                dark_until: None,
+                refuse_until: None,
+                phase: (cam as f64 * 0.382).fract(),
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            step: clip.frame_duration,
+            clip: track,
+            idle,
+            dark,
+            scene: cfg.scene,
+            cams: Mutex::new(cams),
+            stop: AtomicBool::new(false),
+            started: now,
+            log,
+            mounts: rtsp::RTSPMountPoints::new(),
+            factories: Default::default(),
+        });
+        let auth = cfg.auth.as_ref().map(|(user, pass)| {
+            let auth = rtsp::RTSPAuth::new();
+            let token = rtsp::RTSPToken::builder().field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer").build();
+            auth.add_basic(rtsp::RTSPAuth::make_basic(user, pass).as_str(), &token);
+            auth
+        });
+        let factories: Vec<_> =
+            (1..=cfg.cameras).map(|cam| camera_factory(cam, &clip, &shared, auth.is_some())).collect();
+        for (i, f) in factories.iter().enumerate() {
+            shared.mounts.add_factory(&path(i + 1), f.clone());
         }
+        let _ = shared.factories.set(factories);
 
         let ctx = glib::MainContext::new();
         let main_loop = glib::MainLoop::new(Some(&ctx), false);
-        let source = ctx
-            .with_thread_default(|| server.attach(Some(&ctx)))
-            .map_err(|e| Error::wrap(ErrorKind::Internal, "RTSP server context", e))?
-            .map_err(|e| {
-                Error::wrap(ErrorKind::Unavailable, format!("RTSP server cannot listen on {}", cfg.listen), e)
-            })?;
-        let port = server.bound_port();
-        if port <= 0 {
-            return Err(varta_core::err!(Unavailable, "RTSP server did not bind {}", cfg.listen));
-        }
-        let addr = SocketAddr::new(cfg.listen.ip(), port as u16);
+        let inner = Arc::new(Inner {
+            addr: Mutex::new(cfg.listen),
+            ctx: ctx.clone(),
+            rtsp: Mutex::new(Rtsp { server: rtsp::RTSPServer::new(), source: None }),
+            mounts: shared.mounts.clone(),
+            auth,
+            cameras: cfg.cameras,
+            shared: shared.clone(),
+        });
+        let addr = inner.listen(cfg.listen)?;
+        *inner.addr.lock().unwrap() = addr;
 
         let ml = main_loop.clone();
-        let rtsp_thread = std::thread::Builder::new()
-            .name("sim-rtsp".into())
-            .spawn(move || {
-                ctx.with_thread_default(|| ml.run()).expect("context is free");
-                // The source lives in our context, not the global one `remove()` uses.
-                if let Some(s) = ctx.find_source_by_id(&source) {
-                    s.destroy();
-                }
-            })
-            .map_err(|e| Error::wrap(ErrorKind::Internal, "spawning sim thread", e))?;
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| Error::wrap(ErrorKind::Internal, format!("spawning {name}"), e))
+        };
+        let mut threads =
+            vec![spawn("sim-rtsp", Box::new(move || ctx.with_thread_default(|| ml.run()).expect("context is free")))?];
         let sh = shared.clone();
-        let feeder = std::thread::Builder::new()
-            .name("sim-feeder".into())
-            .spawn(move || feed_loop(&sh))
-            .map_err(|e| Error::wrap(ErrorKind::Internal, "spawning sim feeder", e))?;
-        tracing::info!(%addr, cameras = cfg.cameras, "simulator listening");
-        Ok(SimServer { addr, server, main_loop, shared, threads: vec![rtsp_thread, feeder] })
+        threads.push(spawn("sim-feeder", Box::new(move || feed_loop(&sh)))?);
+        if let Some(mean) = cfg.random_faults {
+            let i = inner.clone();
+            threads.push(spawn("sim-faults", Box::new(move || i.random_faults(mean)))?);
+        }
+        tracing::info!(%addr, cameras = cfg.cameras, scene = ?cfg.scene, "simulator listening");
+        Ok(SimServer { inner, main_loop, threads })
     }
 
     /// The address actually bound.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        *self.inner.addr.lock().unwrap()
     }
 
     /// URL of camera `n` (1-based).
     pub fn url(&self, n: usize) -> String {
-        format!("rtsp://{}/cam/{n}", self.addr)
+        format!("rtsp://{}{}", self.addr(), path(n))
+    }
+
+    /// Number of cameras.
+    pub fn cameras(&self) -> usize {
+        self.inner.cameras
+    }
+
+    /// Injects `fault` into camera `n` (1-based).
+    pub fn inject(&self, n: usize, fault: Fault) {
+        self.inner.inject(n, fault)
+    }
+
+    /// Restarts the whole server: every connection closed, nothing listening for
+    /// `down`, then listening again on the same address.
+    pub fn restart(&self, down: Duration) -> Result<(), Error> {
+        self.inner.restart(down)
     }
 
     /// Stops serving and disconnects every client.
@@ -117,17 +287,144 @@ impl SimServer {
     }
 
     fn shutdown(&mut self) {
-        if self.shared.stop.swap(true, Ordering::SeqCst) {
+        let sh = &self.inner.shared;
+        if sh.stop.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
+        self.inner.unlisten();
         self.main_loop.quit();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        for f in self.shared.feeds.lock().unwrap().drain(..) {
-            if let Some(src) = f.src.upgrade() {
+        for c in sh.cams.lock().unwrap().iter_mut() {
+            if let Some(src) = c.src.take().and_then(|s| s.upgrade()) {
                 let _ = src.end_of_stream();
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Starts a server object listening on `listen`, replacing any previous one.
+    fn listen(&self, listen: SocketAddr) -> Result<SocketAddr, Error> {
+        let server = rtsp::RTSPServer::new();
+        server.set_address(&listen.ip().to_string());
+        server.set_service(&listen.port().to_string());
+        server.set_mount_points(Some(&self.mounts));
+        if let Some(a) = &self.auth {
+            server.set_auth(Some(a));
+        }
+        let source = server
+            .attach(Some(&self.ctx))
+            .map_err(|e| Error::wrap(ErrorKind::Unavailable, format!("RTSP server cannot listen on {listen}"), e))?;
+        let port = server.bound_port();
+        if port <= 0 {
+            return Err(err!(Unavailable, "RTSP server did not bind {listen}"));
+        }
+        *self.rtsp.lock().unwrap() = Rtsp { server, source: Some(source) };
+        Ok(SocketAddr::new(listen.ip(), port as u16))
+    }
+
+    /// Closes the listening socket and every client connection.
+    fn unlisten(&self) {
+        let mut r = self.rtsp.lock().unwrap();
+        if let Some(id) = r.source.take() {
+            if let Some(s) = self.ctx.find_source_by_id(&id) {
+                s.destroy();
+            }
+        }
+        r.server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
+    }
+
+    fn inject(&self, n: usize, fault: Fault) {
+        assert!((1..=self.cameras).contains(&n), "no camera {n}");
+        tracing::info!(camera = n, ?fault, "injecting fault");
+        let now = Instant::now();
+        {
+            let mut cams = self.shared.cams.lock().unwrap();
+            let c = &mut cams[n - 1];
+            match fault {
+                Fault::Drop => {}
+                Fault::Stall(d) => c.stall_until = Some(now + d),
+                Fault::Refuse(d) => c.refuse_until = Some(now + d),
+                Fault::Garbage(d) => c.garbage_until = Some(now + d),
+                Fault::Freeze(d) => c.freeze_until = Some(now + d),
+                Fault::Dark(d) => c.dark_until = Some(now + d),
+            }
+        }
+        if let Fault::Refuse(_) = fault {
+            self.mounts.remove_factory(&path(n));
+        }
+        if matches!(fault, Fault::Drop | Fault::Refuse(_)) {
+            self.drop_clients(n);
+        }
+    }
+
+    /// Closes the connections of every client playing camera `n`.
+    fn drop_clients(&self, n: usize) {
+        let p = path(n);
+        let r = self.rtsp.lock().unwrap();
+        r.server.client_filter(Some(&mut |_, client| {
+            let mut hit = false;
+            client.session_filter(Some(&mut |_, sess| {
+                hit |= sess.media(&p).0.is_some();
+                rtsp::RTSPFilterResult::Keep
+            }));
+            if hit {
+                rtsp::RTSPFilterResult::Remove
+            } else {
+                rtsp::RTSPFilterResult::Keep
+            }
+        }));
+    }
+
+    fn restart(&self, down: Duration) -> Result<(), Error> {
+        tracing::info!(down_ms = down.as_millis() as u64, "restarting the server");
+        self.unlisten();
+        std::thread::sleep(down);
+        let addr = *self.addr.lock().unwrap();
+        // The old socket may take a moment to be released by the main loop.
+        let mut last = None;
+        for _ in 0..50 {
+            match self.listen(addr) {
+                Ok(_) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(last.expect("tried"))
+    }
+
+    /// Injects random faults until the server stops; on average one every `mean`.
+    fn random_faults(&self, mean: Duration) {
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let mut rng = Rng(seed.as_nanos() as u64 | 1);
+        let stopped = || self.shared.stop.load(Ordering::Relaxed);
+        while !stopped() {
+            // Exponential wait: faults arrive as a Poisson process.
+            let wait = mean.mul_f64(-(1.0 - rng.unit()).ln()).min(mean * 5);
+            let end = Instant::now() + wait;
+            while Instant::now() < end {
+                if stopped() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let cam = 1 + (rng.next() as usize % self.cameras);
+            let r = rng.next();
+            let secs = |lo: u64, hi: u64| Duration::from_secs(lo + (r >> 8) % (hi - lo + 1));
+            match r % 20 {
+                0 => {
+                    if let Err(e) = self.restart(secs(1, 3)) {
+                        tracing::error!(error = %e, "server restart failed");
+                    }
+                }
+                1..=5 => self.inject(cam, Fault::Drop),
+                6..=9 => self.inject(cam, Fault::Stall(secs(5, 20))),
+                10..=12 => self.inject(cam, Fault::Refuse(secs(3, 15))),
+                13..=15 => self.inject(cam, Fault::Garbage(secs(1, 4))),
+                16..=17 => self.inject(cam, Fault::Freeze(secs(5, 20))),
+                _ => self.inject(cam, Fault::Dark(secs(5, 20))),
             }
         }
     }
@@ -139,72 +436,218 @@ impl Drop for SimServer {
     }
 }
 
-fn camera_factory(cam: usize, shared: &Arc<Shared>) -> rtsp::RTSPMediaFactory {
+fn path(n: usize) -> String {
+    format!("/cam/{n}")
+}
+
+fn camera_factory(cam: usize, clip: &Clip, shared: &Arc<Shared>, auth: bool) -> rtsp::RTSPMediaFactory {
     let factory = rtsp::RTSPMediaFactory::new();
     // appsrc is live and stamps buffers with the running time as they are pushed, so
-    // timestamps increase monotonically across clip loops. No parser or encoder runs.
-    factory.set_launch(
+    // timestamps increase monotonically across loops. No parser or encoder runs.
+    let pay = match clip.codec {
+        SimCodec::H264 => "rtph264pay",
+        SimCodec::H265 => "rtph265pay",
+    };
+    factory.set_launch(&format!(
         "( appsrc name=src is-live=true format=time do-timestamp=true min-latency=0 \
-           ! rtph264pay name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency )",
-    );
+           ! {pay} name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency )"
+    ));
     // One pipeline per camera however many clients watch it, like a real camera.
     factory.set_shared(true);
+    if auth {
+        factory.add_role_from_structure(
+            &gst::Structure::builder("viewer")
+                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                .build(),
+        );
+    }
     let weak = Arc::downgrade(shared);
+    let caps = clip.caps.clone();
     factory.connect_media_configure(move |_, media| {
         let Some(shared) = weak.upgrade() else { return };
         let bin = media.element().downcast::<gst::Bin>().expect("media element is a bin");
         let Some(src) = bin.by_name_recurse_up("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()) else {
             return;
         };
-        src.set_caps(Some(&shared.clip.caps));
+        src.set_caps(Some(&caps));
         src.set_max_bytes(4 << 20);
         // A client that cannot keep up loses new frames, as behind a congested
         // camera; the default would queue without bound.
         src.set_property_from_str("leaky-type", "upstream");
-        // Start each camera at its own keyframe, so the cameras are not in lock-step.
-        let keys = &shared.clip.keyframes;
-        let start = keys[(cam * 7) % keys.len()];
-        let mut feeds = shared.feeds.lock().unwrap();
-        feeds.retain(|f| f.camera != cam);
-        feeds.push(Feed { camera: cam, src: src.downgrade(), next: start, due: Instant::now() });
-        tracing::debug!(camera = cam, start, "camera media configured");
+        let mut cams = shared.cams.lock().unwrap();
+        let c = &mut cams[cam - 1];
+        c.src = Some(src.downgrade());
+        c.due = Instant::now();
+        c.resync = true;
+        tracing::debug!(camera = cam, "camera media configured");
     });
     factory
 }
 
 /// Pushes each connected camera's next access unit when it is due.
 fn feed_loop(sh: &Shared) {
-    let n = sh.clip.frames.len();
-    let step = sh.clip.frame_duration;
+    let mut rng = Rng(0x853c_49e6_748f_ea9b);
     while !sh.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         let mut next_due = now + Duration::from_millis(20);
         {
-            let mut feeds = sh.feeds.lock().unwrap();
-            feeds.retain_mut(|f| {
-                let Some(src) = f.src.upgrade() else { return false };
-                // Fell behind by more than a second (machine overloaded): skip ahead
-                // rather than burst, as a real camera would.
-                if now.saturating_duration_since(f.due) > Duration::from_secs(1) {
-                    f.due = now;
+            let mut cams = sh.cams.lock().unwrap();
+            for (i, c) in cams.iter_mut().enumerate() {
+                feed_camera(sh, i + 1, c, now, &mut rng);
+                if c.src.is_some() {
+                    next_due = next_due.min(c.due);
                 }
-                while f.due <= now {
-                    let mut buf = sh.clip.frames[f.next].copy(); // shares the memory
-                    {
-                        let b = buf.get_mut().expect("a fresh copy is writable");
-                        b.set_pts(gst::ClockTime::NONE);
-                        b.set_dts(gst::ClockTime::NONE);
-                    }
-                    if src.push_buffer(buf).is_err() {
-                        return false; // media unprepared: no client any more
-                    }
-                    f.next = (f.next + 1) % n;
-                    f.due += step;
-                }
-                next_due = next_due.min(f.due);
-                true
-            });
+            }
         }
         std::thread::sleep(next_due.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
+    }
+}
+
+fn feed_camera(sh: &Shared, n: usize, c: &mut Cam, now: Instant, rng: &mut Rng) {
+    let expired = |t: &mut Option<Instant>| {
+        if t.is_some_and(|t| now >= t) {
+            *t = None;
+            true
+        } else {
+            false
+        }
+    };
+    if expired(&mut c.refuse_until) {
+        tracing::info!(camera = n, "accepting connections again");
+        // Mount points are shared with the server; re-adding serves the camera again.
+        if let Some(f) = sh.factories.get().and_then(|f| f.get(n - 1)) {
+            sh.mounts.add_factory(&path(n), f.clone());
+        }
+    }
+    if expired(&mut c.stall_until) | expired(&mut c.garbage_until) {
+        c.resync = true;
+    }
+    expired(&mut c.freeze_until);
+    expired(&mut c.dark_until);
+    let Some(src) = c.src.as_ref().and_then(|s| s.upgrade()) else {
+        c.src = None;
+        return;
+    };
+    // Fell behind by more than a second (machine overloaded): skip ahead rather than
+    // burst, as a real camera would.
+    if now.saturating_duration_since(c.due) > Duration::from_secs(1) {
+        c.due = now;
+    }
+    if c.stall_until.is_some() {
+        c.due = now + sh.step;
+        return;
+    }
+    while c.due <= now {
+        let buf = if c.garbage_until.is_some() { garbage(rng) } else { next_unit(sh, n, c, now) };
+        let mut buf = buf;
+        {
+            let b = buf.make_mut();
+            b.set_pts(gst::ClockTime::NONE);
+            b.set_dts(gst::ClockTime::NONE);
+        }
+        if src.push_buffer(buf).is_err() {
+            c.src = None; // media unprepared: no client any more
+            return;
+        }
+        c.due += sh.step;
+    }
+}
+
+/// The next access unit of camera `n`, switching scenes only at keyframes.
+fn next_unit(sh: &Shared, n: usize, c: &mut Cam, now: Instant) -> gst::Buffer {
+    let want = if c.freeze_until.is_some() {
+        Showing::Frozen
+    } else if c.dark_until.is_some() && sh.dark.is_some() {
+        Showing::Dark
+    } else {
+        match sh.scene {
+            Scene::Active => Showing::Clip,
+            Scene::Idle if sh.idle.is_some() => Showing::Idle,
+            Scene::Idle => Showing::Clip,
+            Scene::Mixed { period, active_share } => {
+                let t = (now.duration_since(sh.started).as_secs_f64() / period.as_secs_f64() + c.phase).fract();
+                if t < active_share || sh.idle.is_none() {
+                    Showing::Clip
+                } else {
+                    Showing::Idle
+                }
+            }
+        }
+    };
+    let track = |s: Showing| match s {
+        Showing::Idle => sh.idle.as_ref().expect("chosen only when encoded"),
+        Showing::Dark => sh.dark.as_ref().expect("chosen only when encoded"),
+        Showing::Clip | Showing::Frozen => &sh.clip,
+    };
+    let at_key = c.showing != Showing::Frozen && track(c.showing).is_key[c.pos];
+    if c.resync || (at_key && want != c.showing) || (c.showing == Showing::Frozen && want != Showing::Frozen) {
+        if c.showing == Showing::Clip {
+            c.clip_pos = c.pos;
+        }
+        let from = c.showing;
+        c.showing = want;
+        c.pos = match want {
+            Showing::Clip | Showing::Frozen => sh.clip.keyframe_from(c.clip_pos),
+            _ => 0,
+        };
+        c.frozen = (want == Showing::Frozen).then(|| sh.clip.frames[c.pos].clone());
+        if !c.resync && from != want {
+            log_switch(sh, n, want);
+        }
+        c.resync = false;
+    }
+    if let Some(f) = &c.frozen {
+        return f.clone();
+    }
+    let t = track(c.showing);
+    let buf = t.frames[c.pos].clone();
+    c.pos = (c.pos + 1) % t.frames.len();
+    if c.showing == Showing::Clip {
+        c.clip_pos = c.pos;
+    }
+    buf
+}
+
+fn log_switch(sh: &Shared, n: usize, to: Showing) {
+    let scene = match to {
+        Showing::Clip => "active",
+        Showing::Idle => "idle",
+        Showing::Dark => "dark",
+        Showing::Frozen => "frozen",
+    };
+    tracing::debug!(camera = n, scene, "scene switch");
+    if let Some(log) = &sh.log {
+        let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+        let _ = writeln!(log.lock().unwrap(), r#"{{"camera":{n},"at_ms":{at_ms},"scene":"{scene}"}}"#);
+    }
+}
+
+/// A corrupt access unit: a start code, a slice NAL header, then random bytes, so that
+/// it travels through payloader and depayloader and reaches the camera's decoder.
+fn garbage(rng: &mut Rng) -> gst::Buffer {
+    let len = 2000 + (rng.next() % 8000) as usize;
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&[0, 0, 0, 1, 0x41]);
+    while v.len() < len {
+        let r = rng.next().to_le_bytes();
+        // No accidental start codes inside.
+        v.extend(r.iter().map(|&b| b | 0x10));
+    }
+    gst::Buffer::from_mut_slice(v)
+}
+
+/// xorshift64*: the simulator's randomness needs no cryptography nor a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }

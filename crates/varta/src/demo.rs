@@ -62,10 +62,9 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     };
     let n = cfg.cameras.len();
     let (clip, listen) = (a.clip.clone(), a.sim_listen);
-    let sim = tokio::task::spawn_blocking(move || {
-        varta_sim::SimServer::start(&varta_sim::SimConfig { listen, cameras: n, clip })
-    })
-    .await??;
+    let sim =
+        tokio::task::spawn_blocking(move || varta_sim::SimServer::start(&varta_sim::SimConfig::new(listen, n, clip)))
+            .await??;
     println!("Simulator: rtsp://{}/cam/1 .. /cam/{n}", sim.addr());
     let duration = a.duration;
     let stop = async move {
@@ -77,7 +76,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             None => serve::shutdown_signal().await,
         }
     };
-    let result = serve::run(cfg, &url, stop).await;
+    let result = serve::run(cfg, None, &url, stop).await;
     tokio::task::spawn_blocking(move || sim.stop()).await?;
     result
 }

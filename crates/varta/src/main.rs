@@ -32,9 +32,26 @@ enum Cmd {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8554")]
         listen: SocketAddr,
-        /// H.264 clip to serve (made by ./scripts/setup).
+        /// H.264 or H.265 clip to serve (made by ./scripts/setup).
         #[arg(long, default_value = ".cache/media/vtest.mp4")]
         clip: PathBuf,
+        /// What the cameras show: `active` (the clip), `idle` (a still scene with
+        /// sensor noise) or `mixed` (idle, with the clip part of the time).
+        #[arg(long, default_value = "active", value_parser = ["active", "idle", "mixed"])]
+        scene: String,
+        /// `mixed`: seconds of one idle + active cycle.
+        #[arg(long, default_value_t = 50.0)]
+        scene_period: f64,
+        /// `mixed`: share of each cycle that is active.
+        #[arg(long, default_value_t = 0.2)]
+        active_share: f64,
+        /// Inject a random fault (drop, stall, refuse, garbage, freeze, dark, server
+        /// restart) into a random camera on average every this many seconds.
+        #[arg(long)]
+        random_faults: Option<f64>,
+        /// Append every scene switch as a JSON line to this file.
+        #[arg(long)]
+        scene_log: Option<PathBuf>,
     },
     /// Local PostgreSQL (if DATABASE_URL is unset), simulator and service, for a first look.
     Demo {
@@ -53,7 +70,7 @@ enum Cmd {
         /// Stop by itself after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         duration: Option<u64>,
-        /// Decode policy for every camera: `full` or `keyframes` (default: the config's).
+        /// Decode policy for every camera: `full`, `keyframes` or `adaptive` (default: the config's).
         #[arg(long, value_parser = parse_decode)]
         decode: Option<varta_core::config::DecodePolicy>,
     },
@@ -110,14 +127,31 @@ fn main() -> ExitCode {
                 };
                 let url = std::env::var("DATABASE_URL")
                     .map_err(|_| anyhow::anyhow!("DATABASE_URL is not set (e.g. from `varta local-pg start`)"))?;
-                serve::run(cfg, &url, serve::shutdown_signal()).await?;
+                serve::run(cfg, Some(config), &url, serve::shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Cmd::Sim { cameras, listen, clip } => {
-                let sim = tokio::task::spawn_blocking(move || {
-                    varta_sim::SimServer::start(&varta_sim::SimConfig { listen, cameras, clip })
-                })
-                .await??;
+            Cmd::Sim { cameras, listen, clip, scene, scene_period, active_share, random_faults, scene_log } => {
+                let scene = match scene.as_str() {
+                    "idle" => varta_sim::Scene::Idle,
+                    "mixed" => varta_sim::Scene::Mixed {
+                        period: std::time::Duration::from_secs_f64(scene_period),
+                        active_share,
+                    },
+                    _ => varta_sim::Scene::Active,
+                };
+                // Basic authentication from the environment, never the command line
+                // (which `ps` shows to every user).
+                let auth = std::env::var("VARTA_SIM_AUTH")
+                    .ok()
+                    .and_then(|v| v.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())));
+                let cfg = varta_sim::SimConfig {
+                    scene,
+                    auth,
+                    random_faults: random_faults.map(std::time::Duration::from_secs_f64),
+                    scene_log,
+                    ..varta_sim::SimConfig::new(listen, cameras, clip)
+                };
+                let sim = tokio::task::spawn_blocking(move || varta_sim::SimServer::start(&cfg)).await??;
                 println!("Simulator: rtsp://{}/cam/1 .. /cam/{cameras}", sim.addr());
                 serve::shutdown_signal().await;
                 tokio::task::spawn_blocking(move || sim.stop()).await?;
@@ -168,7 +202,8 @@ fn parse_decode(s: &str) -> Result<varta_core::config::DecodePolicy, String> {
     match s {
         "full" => Ok(varta_core::config::DecodePolicy::Full),
         "keyframes" => Ok(varta_core::config::DecodePolicy::Keyframes),
-        _ => Err("expected `full` or `keyframes`".into()),
+        "adaptive" => Ok(varta_core::config::DecodePolicy::Adaptive),
+        _ => Err("expected `full`, `keyframes` or `adaptive`".into()),
     }
 }
 

@@ -4,14 +4,19 @@
 //! cameras → API. Stop order is the reverse of the data flow so nothing in flight
 //! is lost: API, cameras (pipelines to Null), inference (open tracks are ended and
 //! sent), then the writer drains its channel and exits.
+//!
+//! Camera changes apply at run time: SIGHUP or `POST /api/v1/config/reload` re-read
+//! the config file; [`Ingest::apply`] starts, stops and restarts only the cameras
+//! that differ. Node-wide sections are reported as needing a restart.
 
 use anyhow::{Context, Result};
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use varta_api::{AppState, CameraInfo};
+use varta_api::{AppState, CameraInfo, ReloadReport, ReloadRequest};
 use varta_core::config::{resolve_credentials, Config, KeyPath, Problems};
 use varta_core::frame::FrameHub;
 use varta_core::metrics::Registry;
@@ -55,9 +60,128 @@ pub fn check_against_model(cfg: &Config) -> Result<(), String> {
     p.finish().map_err(|e| e.to_string())
 }
 
-/// Runs a node until `shutdown` resolves.
-pub async fn run(cfg: Config, database_url: &str, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+/// The ingest's view of the configured, enabled cameras (credentials resolved).
+pub fn camera_specs(cfg: &Config) -> Result<Vec<CameraSpec>> {
+    cfg.enabled_cameras()
+        .map(|c| {
+            let credentials = match &c.credentials {
+                Some(name) => Some(
+                    resolve_credentials(name, cfg.node.secrets_file.as_deref())
+                        .with_context(|| format!("camera {}", c.id))?,
+                ),
+                None => None,
+            };
+            Ok(CameraSpec {
+                id: CameraId(c.id.clone()),
+                url: c.url.clone(),
+                main_url: c.main_url.clone(),
+                credentials,
+                analysis_fps: c.analysis_fps,
+                expected_fps: c.expected_fps,
+                decode: c.decode,
+            })
+        })
+        .collect()
+}
+
+fn camera_infos(cfg: &Config) -> Vec<CameraInfo> {
+    cfg.cameras
+        .iter()
+        .map(|c| CameraInfo {
+            id: c.id.clone(),
+            site: c.site.clone(),
+            name: c.display_name().to_owned(),
+            url: redact_url(&c.url),
+            analysis_fps: c.analysis_fps,
+            enabled: c.enabled,
+            main_url: c.main_url.as_deref().map(redact_url),
+            decode: c.decode,
+        })
+        .collect()
+}
+
+/// The running stages that a reload changes.
+struct Controller {
+    cfg: Config,
+    ingest: Ingest,
+    pool: InferencePool,
+}
+
+/// Re-reads `path` and applies camera changes: added cameras start, removed ones stop
+/// and are released, changed ones restart, the others are not touched. Node-wide
+/// sections that changed are reported as needing a restart, not applied.
+async fn reload(
+    path: &Path,
+    ctl: &Arc<Mutex<Option<Controller>>>,
+    store: &Store,
+    state: &AppState,
+) -> Result<ReloadReport, varta_core::Error> {
+    let invalid = |e: String| varta_core::err!(InvalidArgument, "{e}");
+    let new = Config::load(path).map_err(|e| invalid(e.to_string()))?;
+    check_against_model(&new).map_err(invalid)?;
+    let specs = camera_specs(&new).map_err(|e| invalid(format!("{e:#}")))?;
+    store.sync_config(&new).await?;
+    let ctl = ctl.clone();
+    let (report, infos) = tokio::task::spawn_blocking(move || {
+        let mut guard = ctl.lock().unwrap();
+        let c = guard.as_mut().ok_or_else(|| varta_core::err!(Unavailable, "shutting down"))?;
+        let old = &c.cfg;
+        let mut restart_required = Vec::new();
+        if new.node != old.node {
+            restart_required.push("node".to_owned());
+        }
+        if new.ingest != old.ingest {
+            restart_required.push("ingest".to_owned());
+        }
+        if new.health != old.health {
+            restart_required.push("health".to_owned());
+        }
+        if new.detect != old.detect {
+            restart_required.push("detect".to_owned());
+        }
+        if new.store != old.store {
+            restart_required.push("store".to_owned());
+        }
+        for cam in new.enabled_cameras() {
+            c.pool.set_camera(&CameraId(cam.id.clone()), &cam.classes, cam.min_score)?;
+        }
+        let applied = c.ingest.apply(specs);
+        for id in &applied.removed {
+            c.pool.remove_camera(id);
+        }
+        // Node-wide sections stay as running; camera sections are the new ones.
+        let infos = camera_infos(&new);
+        c.cfg = Config { sites: new.sites, cameras: new.cameras, ..old.clone() };
+        let names = |v: Vec<CameraId>| v.into_iter().map(|c| c.0).collect::<Vec<_>>();
+        let report = ReloadReport {
+            unchanged: applied.unchanged.len(),
+            added: names(applied.added),
+            removed: names(applied.removed),
+            changed: names(applied.changed),
+            restart_required,
+        };
+        Ok::<_, varta_core::Error>((report, infos))
+    })
+    .await
+    .map_err(|e| varta_core::err!(Internal, "reload task: {e}"))??;
+    *state.cameras.write().unwrap() = infos;
+    tracing::info!(
+        added = ?report.added, removed = ?report.removed, changed = ?report.changed,
+        unchanged = report.unchanged, restart_required = ?report.restart_required, "config reloaded"
+    );
+    Ok(report)
+}
+
+/// Runs a node until `shutdown` resolves. With `config_path`, SIGHUP and
+/// `POST /api/v1/config/reload` re-read it.
+pub async fn run(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    database_url: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     check_against_model(&cfg).map_err(|e| anyhow::anyhow!(e))?;
+    let specs = camera_specs(&cfg)?;
     let store = Store::connect(database_url).await?;
     store.migrate().await?;
     store.sync_config(&cfg).await?;
@@ -96,65 +220,73 @@ pub async fn run(cfg: Config, database_url: &str, shutdown: impl Future<Output =
         tokio::task::spawn_blocking(move || InferencePool::start(&spec, &pool_cfg, hub, tx, metrics)).await??
     };
 
-    let settings = IngestSettings {
-        restart_delay: Duration::from_secs_f64(cfg.ingest.restart_delay_secs),
-        stall_timeout: Duration::from_secs_f64(cfg.ingest.stall_timeout_secs),
-        transport: cfg.ingest.rtsp_transport,
-        latency_ms: cfg.ingest.latency_ms,
-        target: (spec.width, spec.height),
-    };
+    let settings =
+        IngestSettings { ingest: cfg.ingest.clone(), health: cfg.health.clone(), target: (spec.width, spec.height) };
     let mut ingest = Ingest::new(settings, hub.clone(), metrics.clone(), tx.clone())?;
     drop(tx);
     for c in cfg.enabled_cameras() {
-        let id = CameraId(c.id.clone());
-        pool.set_camera(&id, &c.classes, c.min_score)?;
-        let credentials = match &c.credentials {
-            Some(name) => Some(
-                resolve_credentials(name, cfg.node.secrets_file.as_deref())
-                    .with_context(|| format!("camera {}", c.id))?,
-            ),
-            None => None,
-        };
-        ingest.start(CameraSpec {
-            id,
-            url: c.url.clone(),
-            credentials,
-            analysis_fps: c.analysis_fps,
-            decode: c.decode,
-        });
+        pool.set_camera(&CameraId(c.id.clone()), &c.classes, c.min_score)?;
     }
-    tracing::info!(cameras = cfg.enabled_cameras().count(), "cameras started");
+    let n = specs.len();
+    ingest.apply(specs);
+    tracing::info!(cameras = n, "cameras started");
 
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let state = Arc::new(AppState {
         node: cfg.node.name.clone(),
         store: store.clone(),
         metrics: metrics.clone(),
-        cameras: cfg
-            .cameras
-            .iter()
-            .map(|c| CameraInfo {
-                id: c.id.clone(),
-                site: c.site.clone(),
-                name: c.display_name().to_owned(),
-                url: redact_url(&c.url),
-                analysis_fps: c.analysis_fps,
-                enabled: c.enabled,
-            })
-            .collect(),
+        cameras: RwLock::new(camera_infos(&cfg)),
         ready: Default::default(),
+        reload: config_path.is_some().then(|| reload_tx.clone()),
     });
-    let listener = tokio::net::TcpListener::bind(cfg.node.api_listen)
+    let api_listen = cfg.node.api_listen;
+    let ctl = Arc::new(Mutex::new(Some(Controller { cfg, ingest, pool })));
+
+    // Reloads run one at a time, from the API or SIGHUP.
+    let reloader = {
+        let (ctl, store, state) = (ctl.clone(), store.clone(), state.clone());
+        tokio::spawn(async move {
+            while let Some(reply) = reload_rx.recv().await {
+                let result = match &config_path {
+                    Some(p) => reload(p, &ctl, &store, &state).await,
+                    None => Err(varta_core::err!(Unavailable, "no config file to reload")),
+                };
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "config reload refused; the running config is kept");
+                }
+                let _ = reply.send(result);
+            }
+        })
+    };
+    let hup = tokio::spawn(async move {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("SIGHUP handler");
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            if reload_tx.send(reply).await.is_err() {
+                break;
+            }
+            let _ = rx.await;
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(api_listen)
         .await
-        .with_context(|| format!("API cannot listen on {}", cfg.node.api_listen))?;
+        .with_context(|| format!("API cannot listen on {api_listen}"))?;
     let addr = listener.local_addr()?;
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(%addr, "API listening");
     println!("API: http://{addr}");
     axum::serve(listener, varta_api::router(state)).with_graceful_shutdown(shutdown).await?;
 
+    hup.abort();
+    reloader.abort();
     tokio::task::spawn_blocking(move || {
-        ingest.stop_all();
-        pool.stop();
+        if let Some(mut c) = ctl.lock().unwrap().take() {
+            c.ingest.stop_all();
+            c.pool.stop();
+        }
     })
     .await?;
     writer.await?;

@@ -1,0 +1,184 @@
+//! Helpers shared by the ingest tests: the simulator, an ingest with short timeouts,
+//! a recorder of status transitions, and captured logs.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use varta_core::config::{DecodePolicy, HealthConfig, IngestConfig, RtspTransport};
+use varta_core::event::{CameraState, StatusChange, StoreMsg};
+use varta_core::frame::FrameHub;
+use varta_core::metrics::Registry;
+use varta_ingest::{CameraSpec, Ingest, IngestSettings};
+use varta_sim::{Scene, SimConfig, SimServer};
+
+/// A test media file made by `scripts/setup`.
+pub fn media(name: &str) -> PathBuf {
+    let dir = std::env::var_os("VARTA_MEDIA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/media"));
+    let p = dir.join(name);
+    assert!(p.exists(), "{} is missing: run ./scripts/setup", p.display());
+    p
+}
+
+/// A simulator on a free loopback port.
+pub fn sim(cameras: usize, scene: Scene) -> SimServer {
+    SimServer::start(&SimConfig {
+        scene,
+        ..SimConfig::new("127.0.0.1:0".parse().unwrap(), cameras, media("vtest.mp4"))
+    })
+    .unwrap()
+}
+
+/// Short timeouts so that faults play out in seconds.
+pub fn settings(transport: RtspTransport) -> IngestSettings {
+    IngestSettings {
+        ingest: IngestConfig {
+            backoff_initial_secs: 0.5,
+            backoff_max_secs: 4.0,
+            backoff_reset_secs: 5.0,
+            backoff_jitter: 0.2,
+            rtsp_transport: transport,
+            latency_ms: 100,
+            stall_timeout_secs: 3.0,
+            ..Default::default()
+        },
+        health: HealthConfig {
+            window_secs: 3.0,
+            frozen_secs: 3.0,
+            blackout_secs: 3.0,
+            main_probe_secs: 2.0,
+            ..Default::default()
+        },
+        target: (128, 96),
+    }
+}
+
+/// A camera of the simulator.
+pub fn spec(id: &str, url: String, decode: DecodePolicy) -> CameraSpec {
+    CameraSpec { id: id.into(), url, main_url: None, credentials: None, analysis_fps: 5.0, expected_fps: None, decode }
+}
+
+/// An ingest whose status transitions are recorded.
+pub struct Rig {
+    pub ingest: Ingest,
+    pub metrics: Arc<Registry>,
+    pub hub: Arc<FrameHub>,
+    pub changes: Arc<Mutex<Vec<StatusChange>>>,
+}
+
+impl Rig {
+    pub fn new(settings: IngestSettings) -> Rig {
+        let hub = FrameHub::new(4);
+        let metrics = Arc::new(Registry::default());
+        let (tx, mut rx) = mpsc::channel(1000);
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let c = changes.clone();
+        std::thread::spawn(move || {
+            while let Some(m) = rx.blocking_recv() {
+                if let StoreMsg::Status(s) = m {
+                    c.lock().unwrap().push(s);
+                }
+            }
+        });
+        let ingest = Ingest::new(settings, hub.clone(), metrics.clone(), tx).unwrap();
+        Rig { ingest, metrics, hub, changes }
+    }
+
+    /// States recorded for `camera`, in order.
+    pub fn states(&self, camera: &str) -> Vec<CameraState> {
+        self.changes.lock().unwrap().iter().filter(|s| s.camera.as_str() == camera).map(|s| s.state).collect()
+    }
+
+    /// Transitions recorded for `camera`.
+    pub fn changes(&self, camera: &str) -> Vec<StatusChange> {
+        self.changes.lock().unwrap().iter().filter(|s| s.camera.as_str() == camera).cloned().collect()
+    }
+
+    /// Waits until `camera` is in `state`; returns how long that took.
+    pub fn wait_state(&self, camera: &str, state: CameraState, timeout: Duration) -> Duration {
+        let s = self.metrics.camera(&camera.into());
+        let t0 = Instant::now();
+        wait_for(&format!("{camera} {}", state.as_str()), timeout, || s.state() == state);
+        t0.elapsed()
+    }
+}
+
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Everything logged by this test process (ours through `tracing`, GStreamer's at
+/// warning level and above), for asserting that secrets never appear.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_ansi(false)
+            .with_writer(move || Capture(b.clone()))
+            .try_init();
+        gstreamer::init().unwrap();
+        gstreamer::log::set_default_threshold(gstreamer::DebugLevel::Warning);
+        gstreamer::log::remove_default_log_function();
+        let b = buf.clone();
+        gstreamer::log::add_log_function(move |cat, level, file, func, line, obj, msg| {
+            let _ = writeln!(
+                b.lock().unwrap(),
+                "gst {level:?} {} {file}:{line} {func} {:?}: {}",
+                cat.name(),
+                obj.map(|o| o.to_string()),
+                msg.get().map(|m| m.to_string()).unwrap_or_default()
+            );
+        });
+        buf
+    })
+}
+
+/// Starts capturing logs (call at the start of a test).
+pub fn capture_logs() {
+    let _ = log_buffer();
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Threads of this process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Resident memory of this process in KiB.
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

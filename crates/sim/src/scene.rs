@@ -1,0 +1,135 @@
+//! Still scenes encoded once at start-up: an idle scene (the clip's first picture with
+//! sensor noise, as a real camera shows an empty street) and a dark one (a covered
+//! lens or dead illuminator).
+//!
+//! They are encoded the way a typical IP camera encodes (constant quality, so a still
+//! picture costs few bytes per delta frame and motion costs many), with the clip's
+//! keyframe interval, so the simulator can switch between them and the clip at any
+//! keyframe.
+
+use crate::clip::Clip;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::path::Path;
+use varta_core::{err, Error, ErrorKind};
+
+/// A scene as access units, starting with a keyframe.
+pub struct Track {
+    /// Access units in decode order.
+    pub frames: Vec<gst::Buffer>,
+    /// `is_key[i]`: whether `frames[i]` is a keyframe.
+    pub is_key: Vec<bool>,
+}
+
+impl Track {
+    /// The clip itself.
+    pub fn from_clip(clip: &Clip) -> Track {
+        let mut is_key = vec![false; clip.frames.len()];
+        for &k in &clip.keyframes {
+            is_key[k] = true;
+        }
+        Track { frames: clip.frames.clone(), is_key }
+    }
+
+    /// The first keyframe at or after `pos` (wrapping).
+    pub fn keyframe_from(&self, pos: usize) -> usize {
+        let n = self.frames.len();
+        (0..n).map(|i| (pos + i) % n).find(|&i| self.is_key[i]).unwrap_or(0)
+    }
+}
+
+/// What a still scene shows.
+#[derive(Clone, Copy, Debug)]
+pub enum Still {
+    /// The clip's first picture with sensor noise of about ±3 luma levels.
+    Idle,
+    /// A black picture with faint noise.
+    Dark,
+}
+
+/// Encodes `gops` keyframe intervals of a still scene for `clip` (H.264 clips only).
+pub fn encode_still(clip_path: &Path, clip: &Clip, still: Still, gops: usize) -> Result<Track, Error> {
+    let (w, h, mut picture) = first_picture(clip_path)?;
+    if let Still::Dark = still {
+        let (y, _) = picture.split_at_mut(w * h);
+        y.fill(16);
+        picture[w * h..].fill(128);
+    }
+    let gop = clip.keyframes.get(1).copied().unwrap_or(clip.frames.len()).max(1);
+    let fps_milli = (clip.fps() * 1000.0).round() as i32;
+    let desc = format!(
+        "appsrc name=src format=time caps=video/x-raw,format=I420,width={w},height={h},framerate={fps_milli}/1000 \
+         ! x264enc tune=zerolatency speed-preset=veryfast pass=quant quantizer=28 key-int-max={gop} \
+         ! video/x-h264,profile=high ! h264parse config-interval=-1 \
+         ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false"
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .map_err(|e| Error::wrap(ErrorKind::Unavailable, "still scene encoder (x264enc, plugins-ugly)", e))?
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).map_err(|e| Error::wrap(ErrorKind::Internal, "still encoder", e))?;
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ (w as u64) << 20;
+    let amplitude = match still {
+        Still::Idle => 3,
+        Still::Dark => 1,
+    };
+    for i in 0..gop * gops {
+        let mut frame = picture.clone();
+        for v in frame[..w * h].iter_mut() {
+            // xorshift64: cheap noise, the same every run.
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let n = (rng % (2 * amplitude + 1)) as i16 - amplitude as i16;
+            *v = (*v as i16 + n).clamp(0, 255) as u8;
+        }
+        let mut buf = gst::Buffer::from_mut_slice(frame);
+        let d = clip.frame_duration.as_nanos() as u64;
+        buf.get_mut().unwrap().set_pts(gst::ClockTime::from_nseconds(i as u64 * d));
+        src.push_buffer(buf).map_err(|e| err!(Internal, "still encoder: {e:?}"))?;
+    }
+    let _ = src.end_of_stream();
+    let mut frames = Vec::new();
+    let mut is_key = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        if let Some(b) = sample.buffer_owned() {
+            is_key.push(!b.flags().contains(gst::BufferFlags::DELTA_UNIT));
+            frames.push(b);
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    if is_key.first() != Some(&true) {
+        return Err(err!(Internal, "still scene encoding produced no keyframe"));
+    }
+    Ok(Track { frames, is_key })
+}
+
+/// The first decoded picture of the clip as I420 (width, height, planes).
+fn first_picture(path: &Path) -> Result<(usize, usize, Vec<u8>), Error> {
+    let desc = "filesrc name=src ! decodebin ! videoconvert ! video/x-raw,format=I420 \
+                ! appsink name=sink sync=false max-buffers=1";
+    let pipeline = gst::parse::launch(desc)
+        .map_err(|e| Error::wrap(ErrorKind::Internal, "first picture", e))?
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+    pipeline.by_name("src").unwrap().set_property("location", path.to_string_lossy().as_ref());
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).map_err(|e| Error::wrap(ErrorKind::Internal, "first picture", e))?;
+    let sample = sink.try_pull_sample(gst::ClockTime::from_seconds(10));
+    let _ = pipeline.set_state(gst::State::Null);
+    let sample = sample.ok_or_else(|| err!(Internal, "cannot decode the clip's first picture"))?;
+    let caps = sample.caps().ok_or_else(|| err!(Internal, "first picture without caps"))?;
+    let s = caps.structure(0).ok_or_else(|| err!(Internal, "first picture without caps"))?;
+    let (w, h) = (s.get::<i32>("width").unwrap_or(0) as usize, s.get::<i32>("height").unwrap_or(0) as usize);
+    let buf = sample.buffer().ok_or_else(|| err!(Internal, "first picture without data"))?;
+    let map = buf.map_readable().map_err(|_| err!(Internal, "first picture unreadable"))?;
+    // I420 with even sizes has no padding between planes when width is a multiple of 4.
+    let size = w * h * 3 / 2;
+    if w == 0 || h == 0 || map.len() < size || w % 4 != 0 || h % 2 != 0 {
+        return Err(err!(Internal, "first picture of unexpected size {w}x{h}"));
+    }
+    Ok((w, h, map.as_slice()[..size].to_vec()))
+}
