@@ -119,6 +119,8 @@ pub struct IngestConfig {
     pub activity_threshold: f64,
     /// `adaptive` decode: seconds without activity before going back to keyframes.
     pub activity_quiet_secs: f64,
+    /// `adaptive` decode: while idle, decode one keyframe at most this often (0 = all).
+    pub idle_keyframe_secs: f64,
 }
 
 impl Default for IngestConfig {
@@ -132,7 +134,8 @@ impl Default for IngestConfig {
             latency_ms: 200,
             stall_timeout_secs: 10.0,
             activity_threshold: 2.5,
-            activity_quiet_secs: 10.0,
+            activity_quiet_secs: 5.0,
+            idle_keyframe_secs: 4.0,
         }
     }
 }
@@ -171,7 +174,7 @@ impl Default for HealthConfig {
             min_fps_ratio: 0.5,
             window_secs: 10.0,
             frozen_secs: 10.0,
-            frozen_max_diff: 0.3,
+            frozen_max_diff: 0.05,
             blackout_secs: 10.0,
             blackout_max_luma: 20.0,
             blackout_max_stddev: 4.0,
@@ -488,7 +491,7 @@ impl Config {
         let ing = root.key("ingest");
         let i = &self.ingest;
         // `contains` is false for NaN, so these also refuse NaN.
-        let ranges: [(&str, f64, f64, f64); 7] = [
+        let ranges: [(&str, f64, f64, f64); 8] = [
             ("backoff_initial_secs", i.backoff_initial_secs, 0.0, 3600.0),
             ("backoff_max_secs", i.backoff_max_secs, 0.0, 86400.0),
             ("backoff_reset_secs", i.backoff_reset_secs, 0.0, 86400.0),
@@ -496,6 +499,7 @@ impl Config {
             ("stall_timeout_secs", i.stall_timeout_secs, 1.0, 3600.0),
             ("activity_threshold", i.activity_threshold, 1.0, 1000.0),
             ("activity_quiet_secs", i.activity_quiet_secs, 0.0, 3600.0),
+            ("idle_keyframe_secs", i.idle_keyframe_secs, 0.0, 3600.0),
         ];
         for (key, v, lo, hi) in ranges {
             if !(lo..=hi).contains(&v) {

@@ -12,10 +12,11 @@
 //! The activity score is fast ÷ baseline; at `threshold` or more the gate switches to
 //! full decoding, and back to keyframes after `quiet` without activity.
 //!
-//! While idle, the delta units since the last keyframe are held (they are reference
-//! counted, not copied). On a switch to full, they are replayed into the decoder first,
-//! so full decoding starts at the frame where activity was noticed, not at the next
-//! keyframe, which may be seconds away.
+//! While idle, only one keyframe every `idle_keyframe` is decoded (enough for the
+//! detector's periodic look and the picture health checks); the units since the last
+//! keyframe, decoded or not, are held (reference counted, not copied). On a switch to
+//! full they are replayed into the decoder first, so full decoding starts at the frame
+//! where activity was noticed, not at the next keyframe, which may be seconds away.
 
 use gstreamer as gst;
 use std::time::{Duration, Instant};
@@ -50,6 +51,8 @@ pub struct Gate {
     policy: DecodePolicy,
     threshold: f64,
     quiet: Duration,
+    idle_keyframe: Duration,
+    last_decoded_key: Option<Instant>,
     full: bool,
     fast: f64,
     baseline: f64,
@@ -64,12 +67,16 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// A gate for `policy`; `threshold` and `quiet` are used by `adaptive` only.
-    pub fn new(policy: DecodePolicy, threshold: f64, quiet: Duration) -> Gate {
+    /// A gate for `policy`; the others are used by `adaptive` only: the activity
+    /// `threshold`, the `quiet` time before going back to keyframes, and how often a
+    /// keyframe is decoded while idle.
+    pub fn new(policy: DecodePolicy, threshold: f64, quiet: Duration, idle_keyframe: Duration) -> Gate {
         Gate {
             policy,
             threshold,
             quiet,
+            idle_keyframe,
+            last_decoded_key: None,
             full: policy == DecodePolicy::Full,
             fast: 0.0,
             baseline: 0.0,
@@ -119,7 +126,15 @@ impl Gate {
             if self.full && self.is_quiet(now) {
                 self.full = false;
             }
-            return GateAction::Pass;
+            let due = self.last_decoded_key.is_none_or(|t| now.duration_since(t) >= self.idle_keyframe);
+            if self.full || due {
+                self.last_decoded_key = Some(now);
+                return GateAction::Pass;
+            }
+            // Idle and a keyframe was decoded recently: hold this one too, so that a
+            // switch to full can start from it.
+            self.held.push(own());
+            return GateAction::Drop;
         }
         self.observe(size as f64);
         if self.score() >= self.threshold {
@@ -136,6 +151,7 @@ impl Gate {
         }
         if self.last_active == Some(now) {
             self.full = true;
+            self.last_decoded_key = Some(now);
             if self.held_complete {
                 return GateAction::ReplayThenPass(std::mem::take(&mut self.held));
             }
@@ -200,16 +216,16 @@ mod tests {
     #[test]
     fn fixed_policies() {
         let mut t = Instant::now();
-        let mut g = Gate::new(DecodePolicy::Full, 2.5, Duration::from_secs(10));
+        let mut g = Gate::new(DecodePolicy::Full, 2.5, Duration::from_secs(10), Duration::ZERO);
         assert!(gop(&mut g, &mut t, 5, 300).iter().all(|a| *a == "pass"));
-        let mut g = Gate::new(DecodePolicy::Keyframes, 2.5, Duration::from_secs(10));
+        let mut g = Gate::new(DecodePolicy::Keyframes, 2.5, Duration::from_secs(10), Duration::ZERO);
         assert_eq!(gop(&mut g, &mut t, 3, 30_000), ["pass", "drop", "drop"]);
     }
 
     #[test]
     fn adaptive_switches_within_a_few_frames_and_back_after_quiet() {
         let mut t = Instant::now();
-        let mut g = Gate::new(DecodePolicy::Adaptive, 2.5, Duration::from_secs(5));
+        let mut g = Gate::new(DecodePolicy::Adaptive, 2.5, Duration::from_secs(5), Duration::ZERO);
         for _ in 0..5 {
             let a = gop(&mut g, &mut t, 20, 400);
             assert_eq!(a[0], "pass");
@@ -245,9 +261,29 @@ mod tests {
     }
 
     #[test]
+    fn idle_decodes_a_keyframe_now_and_then_and_replays_from_a_held_one() {
+        let mut t = Instant::now();
+        let mut g = Gate::new(DecodePolicy::Adaptive, 2.5, Duration::from_secs(5), Duration::from_secs(6));
+        // GOPs of 2 s: every third keyframe is decoded.
+        let keys: Vec<_> = (0..5).map(|_| gop(&mut g, &mut t, 20, 400)[0]).collect();
+        assert_eq!(keys, ["pass", "drop", "drop", "pass", "drop"]);
+        // Activity after a held keyframe: the replay starts with that keyframe.
+        gop(&mut g, &mut t, 1, 400);
+        let mut replayed = 0;
+        for _ in 0..5 {
+            t += Duration::from_millis(100);
+            if let GateAction::ReplayThenPass(held) = g.decide(false, 8000, t, unit) {
+                replayed = held.len();
+            }
+        }
+        assert_eq!(replayed, 1, "the held keyframe comes first");
+        assert!(g.is_full());
+    }
+
+    #[test]
     fn baseline_follows_a_noisier_idle_scene() {
         let mut t = Instant::now();
-        let mut g = Gate::new(DecodePolicy::Adaptive, 2.5, Duration::from_secs(5));
+        let mut g = Gate::new(DecodePolicy::Adaptive, 2.5, Duration::from_secs(5), Duration::ZERO);
         gop(&mut g, &mut t, 20, 5000);
         // Quieter night scene: the baseline falls quickly, no switch.
         let a: Vec<_> = (0..5).flat_map(|_| gop(&mut g, &mut t, 20, 1500)).collect();

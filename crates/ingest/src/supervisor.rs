@@ -266,7 +266,12 @@ impl Supervisor {
             transport: ing.rtsp_transport,
             latency_ms: ing.latency_ms,
             analysis_fps: self.spec.analysis_fps,
-            gate: Gate::new(self.spec.decode, ing.activity_threshold, Duration::from_secs_f64(ing.activity_quiet_secs)),
+            gate: Gate::new(
+                self.spec.decode,
+                ing.activity_threshold,
+                Duration::from_secs_f64(ing.activity_quiet_secs),
+                Duration::from_secs_f64(ing.idle_keyframe_secs),
+            ),
             picture: PictureWatch::new(h.frozen_max_diff, h.blackout_max_luma, h.blackout_max_stddev),
             target: self.settings.target,
         };

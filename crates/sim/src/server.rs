@@ -74,6 +74,9 @@ pub struct SimConfig {
     pub auth: Option<(String, String)>,
     /// Inject a random fault into a random camera on average this often.
     pub random_faults: Option<Duration>,
+    /// Stop injecting random faults this long after the start (a soak ends calm, so
+    /// that every camera can be seen to have recovered).
+    pub random_faults_for: Option<Duration>,
     /// Append one JSON line per scene switch (`{"camera","at_ms","scene"}`) here.
     pub scene_log: Option<PathBuf>,
 }
@@ -81,7 +84,16 @@ pub struct SimConfig {
 impl SimConfig {
     /// `cameras` cameras showing the clip at `listen`.
     pub fn new(listen: SocketAddr, cameras: usize, clip: PathBuf) -> SimConfig {
-        SimConfig { listen, cameras, clip, scene: Scene::Active, auth: None, random_faults: None, scene_log: None }
+        SimConfig {
+            listen,
+            cameras,
+            clip,
+            scene: Scene::Active,
+            auth: None,
+            random_faults: None,
+            random_faults_for: None,
+            scene_log: None,
+        }
     }
 }
 
@@ -249,7 +261,8 @@ impl SimServer {
         threads.push(spawn("sim-feeder", Box::new(move || feed_loop(&sh)))?);
         if let Some(mean) = cfg.random_faults {
             let i = inner.clone();
-            threads.push(spawn("sim-faults", Box::new(move || i.random_faults(mean)))?);
+            let until = cfg.random_faults_for.map(|d| Instant::now() + d);
+            threads.push(spawn("sim-faults", Box::new(move || i.random_faults(mean, until)))?);
         }
         tracing::info!(%addr, cameras = cfg.cameras, scene = ?cfg.scene, "simulator listening");
         Ok(SimServer { inner, main_loop, threads })
@@ -396,10 +409,10 @@ impl Inner {
     }
 
     /// Injects random faults until the server stops; on average one every `mean`.
-    fn random_faults(&self, mean: Duration) {
+    fn random_faults(&self, mean: Duration, until: Option<Instant>) {
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let mut rng = Rng(seed.as_nanos() as u64 | 1);
-        let stopped = || self.shared.stop.load(Ordering::Relaxed);
+        let stopped = || self.shared.stop.load(Ordering::Relaxed) || until.is_some_and(|u| Instant::now() >= u);
         while !stopped() {
             // Exponential wait: faults arrive as a Poisson process.
             let wait = mean.mul_f64(-(1.0 - rng.unit()).ln()).min(mean * 5);

@@ -1,6 +1,7 @@
 //! The `varta` command: see `varta --help`.
 
 mod demo;
+mod ingest_bench;
 mod localpg;
 mod serve;
 
@@ -49,6 +50,9 @@ enum Cmd {
         /// restart) into a random camera on average every this many seconds.
         #[arg(long)]
         random_faults: Option<f64>,
+        /// Stop injecting random faults after this many seconds.
+        #[arg(long)]
+        random_faults_for: Option<f64>,
         /// Append every scene switch as a JSON line to this file.
         #[arg(long)]
         scene_log: Option<PathBuf>,
@@ -73,6 +77,35 @@ enum Cmd {
         /// Decode policy for every camera: `full`, `keyframes` or `adaptive` (default: the config's).
         #[arg(long, value_parser = parse_decode)]
         decode: Option<varta_core::config::DecodePolicy>,
+    },
+    /// Benchmark the ingest alone (no detection, no database) against cameras at
+    /// URL_PREFIX1 … URL_PREFIXN; prints one JSON line. Used by bench/.
+    #[command(name = "ingest-bench")]
+    IngestBench {
+        /// Camera URL prefix, e.g. rtsp://127.0.0.1:8554/cam/
+        #[arg(long)]
+        url_prefix: String,
+        /// Number of cameras.
+        #[arg(long, default_value_t = 8)]
+        cameras: usize,
+        /// Decode policy: full, keyframes or adaptive.
+        #[arg(long, default_value = "adaptive", value_parser = parse_decode)]
+        decode: varta_core::config::DecodePolicy,
+        /// Analysis fps of every camera.
+        #[arg(long, default_value_t = 2.0)]
+        analysis_fps: f64,
+        /// Seconds before measuring.
+        #[arg(long, default_value_t = 10.0)]
+        warmup: f64,
+        /// Seconds measured.
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
+        /// Progress line every this many seconds (stderr).
+        #[arg(long, default_value_t = 10.0)]
+        report_every: f64,
+        /// Append every switch to full decoding as a JSON line here.
+        #[arg(long)]
+        switch_log: Option<PathBuf>,
     },
     /// Check a config file; problems are printed with key and line, exit code 2.
     CheckConfig {
@@ -130,7 +163,17 @@ fn main() -> ExitCode {
                 serve::run(cfg, Some(config), &url, serve::shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Cmd::Sim { cameras, listen, clip, scene, scene_period, active_share, random_faults, scene_log } => {
+            Cmd::Sim {
+                cameras,
+                listen,
+                clip,
+                scene,
+                scene_period,
+                active_share,
+                random_faults,
+                random_faults_for,
+                scene_log,
+            } => {
                 let scene = match scene.as_str() {
                     "idle" => varta_sim::Scene::Idle,
                     "mixed" => varta_sim::Scene::Mixed {
@@ -148,6 +191,7 @@ fn main() -> ExitCode {
                     scene,
                     auth,
                     random_faults: random_faults.map(std::time::Duration::from_secs_f64),
+                    random_faults_for: random_faults_for.map(std::time::Duration::from_secs_f64),
                     scene_log,
                     ..varta_sim::SimConfig::new(listen, cameras, clip)
                 };
@@ -159,6 +203,29 @@ fn main() -> ExitCode {
             }
             Cmd::Demo { config, cameras, clip, sim_listen, duration, decode } => {
                 demo::run(demo::DemoArgs { config, cameras, clip, sim_listen, duration, decode }).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::IngestBench {
+                url_prefix,
+                cameras,
+                decode,
+                analysis_fps,
+                warmup,
+                duration,
+                report_every,
+                switch_log,
+            } => {
+                let args = ingest_bench::Args {
+                    url_prefix,
+                    cameras,
+                    decode,
+                    analysis_fps,
+                    warmup,
+                    duration,
+                    report_every,
+                    switch_log,
+                };
+                tokio::task::spawn_blocking(move || ingest_bench::run(args)).await??;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::CheckConfig { file } => Ok(match load_config(&file) {

@@ -1,0 +1,166 @@
+//! `varta ingest-bench`: the ingest alone (no detection, no database) pulling N
+//! cameras, for the benchmarks in `bench/`. Frames handed to analysis are taken and
+//! discarded at once, so what is measured is RTSP, depayloading, the decode gate,
+//! decoding, sampling, scaling and conversion: everything Varta does before a model.
+
+use anyhow::Result;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use varta_core::config::{DecodePolicy, HealthConfig, IngestConfig};
+use varta_core::frame::FrameHub;
+use varta_core::metrics::Registry;
+use varta_core::CameraId;
+use varta_ingest::{CameraSpec, Ingest, IngestSettings};
+
+/// Arguments of `varta ingest-bench`.
+pub struct Args {
+    /// `rtsp://HOST:PORT/cam/` prefix; cameras are `{prefix}1` … `{prefix}N`.
+    pub url_prefix: String,
+    /// Number of cameras.
+    pub cameras: usize,
+    /// Decode policy of every camera.
+    pub decode: DecodePolicy,
+    /// Analysis fps of every camera.
+    pub analysis_fps: f64,
+    /// Seconds before measuring.
+    pub warmup: f64,
+    /// Seconds measured.
+    pub duration: f64,
+    /// Print a progress line this often (seconds).
+    pub report_every: f64,
+    /// Append `{"camera","at_ms"}` for every switch to full decoding here.
+    pub switch_log: Option<PathBuf>,
+}
+
+/// CPU seconds (user + system) of this process so far.
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage(2) fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn proc_status(key: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs the benchmark and prints one JSON line of results.
+pub fn run(a: Args) -> Result<()> {
+    let metrics = Arc::new(Registry::default());
+    let hub = FrameHub::new(2);
+    let (tx, mut rx) = mpsc::channel(10_000);
+    std::thread::spawn(move || while rx.blocking_recv().is_some() {});
+    let settings =
+        IngestSettings { ingest: IngestConfig::default(), health: HealthConfig::default(), target: (512, 512) };
+    let mut ingest = Ingest::new(settings, hub.clone(), metrics.clone(), tx)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain = {
+        let (hub, stop) = (hub.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(t) = hub.take(Duration::from_millis(200)) {
+                    hub.done(&t.frame.camera);
+                }
+            }
+        })
+    };
+    let specs: Vec<CameraSpec> = (1..=a.cameras)
+        .map(|i| CameraSpec {
+            id: CameraId(format!("cam-{i:03}")),
+            url: format!("{}{i}", a.url_prefix),
+            main_url: None,
+            credentials: None,
+            analysis_fps: a.analysis_fps,
+            expected_fps: None,
+            decode: a.decode,
+        })
+        .collect();
+    ingest.apply(specs);
+
+    let mut log = match &a.switch_log {
+        Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
+        None => None,
+    };
+    let cams = || metrics.cameras();
+    let mut full: Vec<bool> = vec![false; a.cameras];
+    let started = Instant::now();
+    let mut measured_from: Option<(Instant, f64, u64, u64, u64)> = None;
+    let mut next_report = Duration::from_secs_f64(a.report_every);
+    let total = Duration::from_secs_f64(a.warmup + a.duration);
+    while started.elapsed() < total {
+        std::thread::sleep(Duration::from_millis(20));
+        for (i, (_, s)) in cams().iter().enumerate() {
+            let f = s.decode_full();
+            if f && !full[i] {
+                if let (Some(log), Some(at)) = (log.as_mut(), s.last_switch_at()) {
+                    writeln!(log, r#"{{"camera":{},"at_ms":{}}}"#, i + 1, at.timestamp_millis())?;
+                }
+            }
+            full[i] = f;
+        }
+        let sum = |f: fn(&varta_core::metrics::CameraStats) -> u64| cams().iter().map(|(_, s)| f(s)).sum::<u64>();
+        if measured_from.is_none() && started.elapsed().as_secs_f64() >= a.warmup {
+            measured_from = Some((
+                Instant::now(),
+                cpu_secs(),
+                sum(|s| s.frames_received.get()),
+                sum(|s| s.frames_decoded.get()),
+                sum(|s| s.restarts_total()),
+            ));
+        }
+        if started.elapsed() >= next_report {
+            next_report += Duration::from_secs_f64(a.report_every);
+            let up = cams().iter().filter(|(_, s)| s.state().is_up()).count();
+            eprintln!(
+                "t={:.0}s streaming={up}/{} restarts={} rss_kib={} threads={} cpu_s={:.1}",
+                started.elapsed().as_secs_f64(),
+                a.cameras,
+                sum(|s| s.restarts_total()),
+                proc_status("VmRSS:"),
+                proc_status("Threads:"),
+                cpu_secs()
+            );
+        }
+    }
+    let (t0, cpu0, rec0, dec0, rst0) = measured_from.expect("measured");
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu0;
+    let sum = |f: fn(&varta_core::metrics::CameraStats) -> u64| cams().iter().map(|(_, s)| f(s)).sum::<u64>();
+    let up = cams().iter().filter(|(_, s)| s.state().is_up()).count();
+    let degraded: Vec<String> = cams()
+        .iter()
+        .filter(|(_, s)| s.state() == varta_core::event::CameraState::Degraded)
+        .map(|(id, s)| format!("{id}: {:?}", s.health().problems))
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "cameras": a.cameras,
+            "decode": a.decode.as_str(),
+            "seconds": secs,
+            "cpu_seconds": cpu,
+            "cpu_percent": 100.0 * cpu / secs,
+            "cpu_seconds_per_camera_minute": cpu / secs * 60.0 / a.cameras as f64,
+            "received_fps": (sum(|s| s.frames_received.get()) - rec0) as f64 / secs,
+            "decoded_fps": (sum(|s| s.frames_decoded.get()) - dec0) as f64 / secs,
+            "restarts": sum(|s| s.restarts_total()) - rst0,
+            "streaming_at_end": up,
+            "degraded_at_end": degraded,
+            "rss_kib": proc_status("VmRSS:"),
+            "threads": proc_status("Threads:"),
+        })
+    );
+    ingest.stop_all();
+    stop.store(true, Ordering::Relaxed);
+    let _ = drain.join();
+    Ok(())
+}
