@@ -131,6 +131,9 @@ pub struct CameraStats {
     pub last_frame_ms: AtomicI64,
     /// Unix milliseconds of the last compressed buffer received, 0 if none yet.
     pub last_buffer_ms: AtomicI64,
+    /// Unix milliseconds of the last analysed frame with an object of interest, 0 if
+    /// none yet (the detector's confirmation of activity for the decode gate).
+    pub last_detection_ms: AtomicI64,
     restarts: [Counter; RestartReason::ALL.len()],
     state: AtomicU8,
     state_since_ms: AtomicI64,
@@ -152,6 +155,7 @@ impl Default for CameraStats {
             mode_switches: Counter::default(),
             last_frame_ms: AtomicI64::new(0),
             last_buffer_ms: AtomicI64::new(0),
+            last_detection_ms: AtomicI64::new(0),
             restarts: Default::default(),
             state: AtomicU8::new(CameraState::Starting.as_u8()),
             state_since_ms: AtomicI64::new(Utc::now().timestamp_millis()),

@@ -11,6 +11,7 @@ use crate::runtime::Detector;
 use crate::tracker::{Observation, Tracker, TrackerConfig};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -182,6 +183,11 @@ fn worker(mut det: Detector, sh: &Shared) {
         let events = match obs {
             None => Vec::new(), // camera unknown to detection: no rules set
             Some(obs) => {
+                if !obs.is_empty() {
+                    // Confirms activity to the decode gate: while objects of interest
+                    // are in view, the camera stays on full decoding.
+                    taken.stats.last_detection_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+                }
                 let mut trackers = sh.trackers.lock().unwrap();
                 let tr =
                     trackers.entry(f.camera.clone()).or_insert_with(|| Tracker::new(f.camera.clone(), sh.tracker_cfg));

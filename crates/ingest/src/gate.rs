@@ -10,7 +10,11 @@
 //! baseline that falls quickly and rises slowly, so it settles on the camera's idle
 //! level (sensor noise, trees) without being dragged up by a long period of activity.
 //! The activity score is fast ÷ baseline; at `threshold` or more the gate switches to
-//! full decoding, and back to keyframes after `quiet` without activity.
+//! full decoding, and back to keyframes after `quiet` without activity. The detector
+//! confirms activity too: while it finds objects of interest in the camera's frames,
+//! the camera stays on (or goes to) full decoding. That covers what bytes alone miss:
+//! a scene that is always busy (its baseline is its busy level) and a person standing
+//! still.
 //!
 //! While idle, only one keyframe every `idle_keyframe` is decoded (enough for the
 //! detector's periodic look and the picture health checks); the units since the last
@@ -96,7 +100,14 @@ impl Gate {
     /// Decides for one access unit and records mode and score in `stats`.
     pub fn on_buffer(&mut self, buf: &gst::BufferRef, stats: &CameraStats) -> GateAction {
         let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
-        let action = self.decide(key, buf.size(), Instant::now(), || buf.to_owned());
+        let now = Instant::now();
+        let detected = stats.last_detection_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let since = chrono::Utc::now().timestamp_millis() - detected;
+        if detected > 0 && since >= 0 && (since as u128) < self.quiet.as_millis() {
+            // Not on keyframes: the decision to switch is taken on delta units.
+            self.last_active = Some(now);
+        }
+        let action = self.decide(key, buf.size(), now, || buf.to_owned());
         stats.set_decode_full(self.full);
         stats.set_activity(self.score() as f32);
         action
@@ -278,6 +289,28 @@ mod tests {
         }
         assert_eq!(replayed, 1, "the held keyframe comes first");
         assert!(g.is_full());
+    }
+
+    #[test]
+    fn a_detection_keeps_a_busy_scene_on_full_decoding() {
+        gst::init().unwrap();
+        let stats = CameraStats::default();
+        let mut g = Gate::new(DecodePolicy::Adaptive, 2.5, Duration::from_secs(5), Duration::ZERO);
+        let unit = |key: bool| {
+            let mut b = gst::Buffer::with_size(5000).unwrap();
+            if !key {
+                b.get_mut().unwrap().set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+            b
+        };
+        // Always busy: every delta the same size, so the bytes never stand out.
+        assert!(matches!(g.on_buffer(&unit(true), &stats), GateAction::Pass));
+        for _ in 0..5 {
+            assert!(matches!(g.on_buffer(&unit(false), &stats), GateAction::Drop));
+        }
+        stats.last_detection_ms.store(chrono::Utc::now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(g.on_buffer(&unit(false), &stats), GateAction::ReplayThenPass(h) if h.len() == 5));
+        assert!(stats.decode_full());
     }
 
     #[test]

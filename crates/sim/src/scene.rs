@@ -3,7 +3,7 @@
 //! lens or dead illuminator).
 //!
 //! They are encoded the way a typical IP camera encodes (constant quality, so a still
-//! picture costs few bytes per delta frame and motion costs many), with the clip's
+//! picture costs few bytes per delta frame, its noise, and motion costs many), with the clip's
 //! keyframe interval, so the simulator can switch between them and the clip at any
 //! keyframe.
 
@@ -42,7 +42,8 @@ impl Track {
 /// What a still scene shows.
 #[derive(Clone, Copy, Debug)]
 pub enum Still {
-    /// The clip's first picture with sensor noise of about ±3 luma levels.
+    /// The clip's first picture with sensor noise and a slow drift of brightness (auto
+    /// exposure), as a real camera shows an empty street.
     Idle,
     /// A black picture with faint noise.
     Dark,
@@ -60,7 +61,7 @@ pub fn encode_still(clip_path: &Path, clip: &Clip, still: Still, gops: usize) ->
     let fps_milli = (clip.fps() * 1000.0).round() as i32;
     let desc = format!(
         "appsrc name=src format=time caps=video/x-raw,format=I420,width={w},height={h},framerate={fps_milli}/1000 \
-         ! x264enc tune=zerolatency speed-preset=veryfast pass=quant quantizer=28 key-int-max={gop} \
+         ! x264enc tune=zerolatency speed-preset=veryfast pass=quant quantizer=26 key-int-max={gop} \
          ! video/x-h264,profile=high ! h264parse config-interval=-1 \
          ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false"
     );
@@ -73,18 +74,26 @@ pub fn encode_still(clip_path: &Path, clip: &Clip, still: Still, gops: usize) ->
     pipeline.set_state(gst::State::Playing).map_err(|e| Error::wrap(ErrorKind::Internal, "still encoder", e))?;
     let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ (w as u64) << 20;
     let amplitude = match still {
-        Still::Idle => 3,
+        Still::Idle => 2,
         Still::Dark => 1,
     };
     for i in 0..gop * gops {
         let mut frame = picture.clone();
+        // Brightness drifting by up to ±3 levels over 3.7 s: cheap to encode (DC
+        // only), and it keeps consecutive pictures from being identical, which a
+        // frozen camera's are. Noise alone at camera-like quantisers does not survive
+        // the encoder.
+        let drift = match still {
+            Still::Idle => (3.0 * (i as f64 * std::f64::consts::TAU / 37.0).sin()).round() as i16,
+            Still::Dark => 0,
+        };
         for v in frame[..w * h].iter_mut() {
             // xorshift64: cheap noise, the same every run.
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
             let n = (rng % (2 * amplitude + 1)) as i16 - amplitude as i16;
-            *v = (*v as i16 + n).clamp(0, 255) as u8;
+            *v = (*v as i16 + n + drift).clamp(0, 255) as u8;
         }
         let mut buf = gst::Buffer::from_mut_slice(frame);
         let d = clip.frame_duration.as_nanos() as u64;
