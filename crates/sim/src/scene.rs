@@ -79,12 +79,12 @@ pub fn encode_still(clip_path: &Path, clip: &Clip, still: Still, gops: usize) ->
     };
     for i in 0..gop * gops {
         let mut frame = picture.clone();
-        // Brightness drifting by up to ±3 levels over 3.7 s: cheap to encode (DC
-        // only), and it keeps consecutive pictures from being identical, which a
-        // frozen camera's are. Noise alone at camera-like quantisers does not survive
-        // the encoder.
+        // Brightness drifting by up to ±3 levels, one period per loop of the scene:
+        // cheap to encode (DC only), and every keyframe of the loop differs from the
+        // others by at least one level, so the pictures are never those of a frozen
+        // camera. Noise alone at camera-like quantisers does not survive the encoder.
         let drift = match still {
-            Still::Idle => (3.0 * (i as f64 * std::f64::consts::TAU / 37.0).sin()).round() as i16,
+            Still::Idle => (3.0 * (i as f64 * std::f64::consts::TAU / (gop * gops) as f64).sin()).round() as i16,
             Still::Dark => 0,
         };
         for v in frame[..w * h].iter_mut() {
