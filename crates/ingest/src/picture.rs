@@ -43,12 +43,13 @@ impl PictureWatch {
         }
     }
 
-    /// Measures one packed RGB frame.
-    pub fn observe(&mut self, rgb: &[u8], w: usize, h: usize) {
-        self.observe_at(rgb, w, h, Instant::now());
+    /// Measures one packed RGB frame; returns its mean absolute luma difference from
+    /// the previous one.
+    pub fn observe(&mut self, rgb: &[u8], w: usize, h: usize) -> Option<f64> {
+        self.observe_at(rgb, w, h, Instant::now())
     }
 
-    fn observe_at(&mut self, rgb: &[u8], w: usize, h: usize, now: Instant) {
+    fn observe_at(&mut self, rgb: &[u8], w: usize, h: usize, now: Instant) -> Option<f64> {
         let mut thumb = Vec::with_capacity((w / STEP + 1) * (h / STEP + 1));
         for y in (0..h).step_by(STEP) {
             for x in (0..w).step_by(STEP) {
@@ -59,16 +60,15 @@ impl PictureWatch {
             }
         }
         if thumb.is_empty() {
-            return;
+            return None;
         }
         let n = thumb.len() as f64;
         let mean = thumb.iter().map(|&v| v as f64).sum::<f64>() / n;
         let var = thumb.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
         let std = var.sqrt();
-        let same = thumb.len() == self.thumb.len() && {
-            let diff: u64 = thumb.iter().zip(&self.thumb).map(|(a, b)| a.abs_diff(*b) as u64).sum();
-            (diff as f64 / n) <= self.frozen_max_diff
-        };
+        let diff = (thumb.len() == self.thumb.len())
+            .then(|| thumb.iter().zip(&self.thumb).map(|(a, b)| a.abs_diff(*b) as u64).sum::<u64>() as f64 / n);
+        let same = diff.is_some_and(|d| d <= self.frozen_max_diff);
         if !same {
             self.unchanged_since = Some(now);
         }
@@ -81,6 +81,7 @@ impl PictureWatch {
         self.mean_luma = Some(mean);
         self.stddev = Some(std);
         self.thumb = thumb;
+        diff
     }
 
     /// How long the picture has not changed.

@@ -236,7 +236,8 @@ pub fn build(p: PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>)
                     }
                     v
                 };
-                inf.picture.lock().unwrap().observe(&rgb, w as usize, h as usize);
+                let diff = inf.picture.lock().unwrap().observe(&rgb, w as usize, h as usize);
+                tracing::trace!(camera = %camera, ?diff, "picture");
                 stats.frames_sampled.inc();
                 let src_size = inf.picture.lock().unwrap().source_size;
                 hub.push(Frame {

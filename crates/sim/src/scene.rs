@@ -42,8 +42,8 @@ impl Track {
 /// What a still scene shows.
 #[derive(Clone, Copy, Debug)]
 pub enum Still {
-    /// The clip's first picture with sensor noise and a slow drift of brightness (auto
-    /// exposure), as a real camera shows an empty street.
+    /// The clip's first picture with faint sensor noise and an on-screen clock, as a
+    /// real camera shows an empty street.
     Idle,
     /// A black picture with faint noise.
     Dark,
@@ -79,21 +79,27 @@ pub fn encode_still(clip_path: &Path, clip: &Clip, still: Still, gops: usize) ->
     };
     for i in 0..gop * gops {
         let mut frame = picture.clone();
-        // Brightness drifting by up to ±3 levels, one period per loop of the scene:
-        // cheap to encode (DC only), and every keyframe of the loop differs from the
-        // others by at least one level, so the pictures are never those of a frozen
-        // camera. Noise alone at camera-like quantisers does not survive the encoder.
-        let drift = match still {
-            Still::Idle => (3.0 * (i as f64 * std::f64::consts::TAU / (gop * gops) as f64).sin()).round() as i16,
-            Still::Dark => 0,
-        };
+        // An on-screen clock, as real cameras burn in: eight 24×24 cells showing the
+        // seconds of the scene in binary. Cheap to encode (one small region changes once
+        // a second), and no two pictures a second or more apart are alike, as they are
+        // on a frozen camera. Sensor noise alone does not survive the encoder.
+        if let Still::Idle = still {
+            let second = (i as f64 * clip.frame_duration.as_secs_f64()) as usize;
+            for bit in 0..8 {
+                let level = if second >> bit & 1 == 1 { 235 } else { 16 };
+                for y in 16..40 {
+                    let x0 = 16 + bit * 32;
+                    frame[y * w + x0..y * w + x0 + 24].fill(level);
+                }
+            }
+        }
         for v in frame[..w * h].iter_mut() {
             // xorshift64: cheap noise, the same every run.
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
             let n = (rng % (2 * amplitude + 1)) as i16 - amplitude as i16;
-            *v = (*v as i16 + n + drift).clamp(0, 255) as u8;
+            *v = (*v as i16 + n).clamp(0, 255) as u8;
         }
         let mut buf = gst::Buffer::from_mut_slice(frame);
         let d = clip.frame_duration.as_nanos() as u64;
