@@ -408,6 +408,15 @@ impl<'a> Problems<'a> {
         self.found.push(ConfigError { file: self.file.into(), line, key: path.to_string(), message: message.into() });
     }
 
+    /// Checks `(key, value, min, max)` under `table`; NaN is out of every range.
+    pub fn check_ranges(&mut self, table: &KeyPath, ranges: &[(&str, f64, f64, f64)]) {
+        for &(key, v, lo, hi) in ranges {
+            if !(lo..=hi).contains(&v) {
+                self.add(&table.key(key), format!("must be between {lo} and {hi}"));
+            }
+        }
+    }
+
     /// Done: `Ok` if nothing was found.
     pub fn finish(self) -> Result<(), ConfigErrors> {
         if self.found.is_empty() {
@@ -490,43 +499,37 @@ impl Config {
         }
         let ing = root.key("ingest");
         let i = &self.ingest;
-        // `contains` is false for NaN, so these also refuse NaN.
-        let ranges: [(&str, f64, f64, f64); 8] = [
-            ("backoff_initial_secs", i.backoff_initial_secs, 0.0, 3600.0),
-            ("backoff_max_secs", i.backoff_max_secs, 0.0, 86400.0),
-            ("backoff_reset_secs", i.backoff_reset_secs, 0.0, 86400.0),
-            ("backoff_jitter", i.backoff_jitter, 0.0, 1.0),
-            ("stall_timeout_secs", i.stall_timeout_secs, 1.0, 3600.0),
-            ("activity_threshold", i.activity_threshold, 1.0, 1000.0),
-            ("activity_quiet_secs", i.activity_quiet_secs, 0.0, 3600.0),
-            ("idle_keyframe_secs", i.idle_keyframe_secs, 0.0, 3600.0),
-        ];
-        for (key, v, lo, hi) in ranges {
-            if !(lo..=hi).contains(&v) {
-                p.add(&ing.key(key), format!("must be between {lo} and {hi}"));
-            }
-        }
+        p.check_ranges(
+            &ing,
+            &[
+                ("backoff_initial_secs", i.backoff_initial_secs, 0.0, 3600.0),
+                ("backoff_max_secs", i.backoff_max_secs, 0.0, 86400.0),
+                ("backoff_reset_secs", i.backoff_reset_secs, 0.0, 86400.0),
+                ("backoff_jitter", i.backoff_jitter, 0.0, 1.0),
+                ("stall_timeout_secs", i.stall_timeout_secs, 1.0, 3600.0),
+                ("activity_threshold", i.activity_threshold, 1.0, 1000.0),
+                ("activity_quiet_secs", i.activity_quiet_secs, 0.0, 3600.0),
+                ("idle_keyframe_secs", i.idle_keyframe_secs, 0.0, 3600.0),
+            ],
+        );
         if i.backoff_max_secs < i.backoff_initial_secs {
             p.add(&ing.key("backoff_max_secs"), "must not be less than backoff_initial_secs");
         }
-        let hk = root.key("health");
         let h = &self.health;
-        let ranges: [(&str, f64, f64, f64); 9] = [
-            ("min_fps_ratio", h.min_fps_ratio, 0.0, 1.0),
-            ("window_secs", h.window_secs, 1.0, 3600.0),
-            ("frozen_secs", h.frozen_secs, 1.0, 86400.0),
-            ("frozen_max_diff", h.frozen_max_diff, 0.0, 255.0),
-            ("blackout_secs", h.blackout_secs, 1.0, 86400.0),
-            ("blackout_max_luma", h.blackout_max_luma, 0.0, 255.0),
-            ("blackout_max_stddev", h.blackout_max_stddev, 0.0, 255.0),
-            ("main_probe_interval_secs", h.main_probe_interval_secs, 10.0, 86400.0),
-            ("main_probe_secs", h.main_probe_secs, 1.0, 60.0),
-        ];
-        for (key, v, lo, hi) in ranges {
-            if !(lo..=hi).contains(&v) {
-                p.add(&hk.key(key), format!("must be between {lo} and {hi}"));
-            }
-        }
+        p.check_ranges(
+            &root.key("health"),
+            &[
+                ("min_fps_ratio", h.min_fps_ratio, 0.0, 1.0),
+                ("window_secs", h.window_secs, 1.0, 3600.0),
+                ("frozen_secs", h.frozen_secs, 1.0, 86400.0),
+                ("frozen_max_diff", h.frozen_max_diff, 0.0, 255.0),
+                ("blackout_secs", h.blackout_secs, 1.0, 86400.0),
+                ("blackout_max_luma", h.blackout_max_luma, 0.0, 255.0),
+                ("blackout_max_stddev", h.blackout_max_stddev, 0.0, 255.0),
+                ("main_probe_interval_secs", h.main_probe_interval_secs, 10.0, 86400.0),
+                ("main_probe_secs", h.main_probe_secs, 1.0, 60.0),
+            ],
+        );
         let det = root.key("detect");
         if self.detect.intra_threads == 0 {
             p.add(&det.key("intra_threads"), "must be at least 1");
@@ -747,6 +750,23 @@ url = "rtsp://127.0.0.1:8554/cam/1"
         let text = GOOD.replace("site = \"site-01\"", "site = \"site-01\"\nanalysis_fps = \"fast\"");
         let e = Config::parse("bad.toml", &text).unwrap_err().0.remove(0);
         assert_eq!((e.key.as_str(), e.line), ("cameras[0].analysis_fps", Some(12)), "{e}");
+    }
+
+    #[test]
+    fn ingest_and_health_ranges_are_checked() {
+        let text = format!(
+            "[ingest]\nbackoff_initial_secs = 10.0\nbackoff_max_secs = 5.0\nbackoff_jitter = nan\n\
+             [health]\nframe_rate = 1\n{GOOD}"
+        );
+        let e = Config::parse("bad.toml", &text).unwrap_err().0.remove(0);
+        assert_eq!(e.key, "health.frame_rate", "unknown keys in [health] are refused too");
+        let text = text.replace("frame_rate = 1", "frozen_secs = 0.5");
+        let keys: Vec<_> = Config::parse("bad.toml", &text).unwrap_err().0.into_iter().map(|e| e.key).collect();
+        assert_eq!(keys, ["ingest.backoff_jitter", "ingest.backoff_max_secs", "health.frozen_secs"]);
+        let ok = Config::parse("good.toml", GOOD).unwrap();
+        assert_eq!(ok.cameras[0].decode, DecodePolicy::Adaptive);
+        let alias = GOOD.replace("url = ", "detect_url = ");
+        assert_eq!(Config::parse("alias.toml", &alias).unwrap().cameras[0].url, "rtsp://127.0.0.1:8554/cam/1");
     }
 
     #[test]
