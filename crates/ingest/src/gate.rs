@@ -92,17 +92,18 @@ impl Gate {
         }
     }
 
-    /// Whether delta units are currently decoded.
-    pub fn is_full(&self) -> bool {
+    #[cfg(test)]
+    fn is_full(&self) -> bool {
         self.full
     }
 
     /// Decides for one access unit and records mode and score in `stats`.
-    pub fn on_buffer(&mut self, buf: &gst::BufferRef, stats: &CameraStats) -> GateAction {
+    /// `now_ms` is the unit's arrival in Unix milliseconds (the caller has it already).
+    pub fn on_buffer(&mut self, buf: &gst::BufferRef, now_ms: i64, stats: &CameraStats) -> GateAction {
         let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
         let now = Instant::now();
         let detected = stats.last_detection_ms.load(std::sync::atomic::Ordering::Relaxed);
-        let since = chrono::Utc::now().timestamp_millis() - detected;
+        let since = now_ms - detected;
         if detected > 0 && since >= 0 && (since as u128) < self.quiet.as_millis() {
             // Not on keyframes: the decision to switch is taken on delta units.
             self.last_active = Some(now);
@@ -291,6 +292,10 @@ mod tests {
         assert!(g.is_full());
     }
 
+    fn now_ms() -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
     #[test]
     fn a_detection_keeps_a_busy_scene_on_full_decoding() {
         gst::init().unwrap();
@@ -304,12 +309,12 @@ mod tests {
             b
         };
         // Always busy: every delta the same size, so the bytes never stand out.
-        assert!(matches!(g.on_buffer(&unit(true), &stats), GateAction::Pass));
+        assert!(matches!(g.on_buffer(&unit(true), now_ms(), &stats), GateAction::Pass));
         for _ in 0..5 {
-            assert!(matches!(g.on_buffer(&unit(false), &stats), GateAction::Drop));
+            assert!(matches!(g.on_buffer(&unit(false), now_ms(), &stats), GateAction::Drop));
         }
         stats.last_detection_ms.store(chrono::Utc::now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
-        assert!(matches!(g.on_buffer(&unit(false), &stats), GateAction::ReplayThenPass(h) if h.len() == 5));
+        assert!(matches!(g.on_buffer(&unit(false), now_ms(), &stats), GateAction::ReplayThenPass(h) if h.len() == 5));
         assert!(stats.decode_full());
     }
 

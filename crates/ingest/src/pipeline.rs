@@ -65,7 +65,7 @@ impl Codec {
     }
 
     /// Decoders in order of preference: NVDEC, VA-API, software (libav).
-    pub fn decoders(self) -> [&'static str; 3] {
+    fn decoders(self) -> [&'static str; 3] {
         match self {
             Codec::H264 => ["nvh264dec", "vah264dec", "avdec_h264"],
             Codec::H265 => ["nvh265dec", "vah265dec", "avdec_h265"],
@@ -236,10 +236,12 @@ pub fn build(p: PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>)
                     }
                     v
                 };
-                let diff = inf.picture.lock().unwrap().observe(&rgb, w as usize, h as usize);
+                let (diff, src_size) = {
+                    let mut pic = inf.picture.lock().unwrap();
+                    (pic.observe(&rgb, w as usize, h as usize), pic.source_size)
+                };
                 tracing::trace!(camera = %camera, ?diff, "picture");
                 stats.frames_sampled.inc();
-                let src_size = inf.picture.lock().unwrap().source_size;
                 hub.push(Frame {
                     camera: camera.clone(),
                     pts_ns: buf.pts().map(|t| t.nseconds()).unwrap_or(0),
@@ -311,10 +313,11 @@ fn link_decoder(
             return gst::PadProbeReturn::Ok;
         }
         let Some(buf) = pi.buffer() else { return gst::PadProbeReturn::Ok };
+        let now_ms = Utc::now().timestamp_millis();
         st.frames_received.inc();
         st.bytes_received.add(buf.size() as u64);
-        st.last_buffer_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
-        let action = g.lock().unwrap().on_buffer(buf, &st);
+        st.last_buffer_ms.store(now_ms, Ordering::Relaxed);
+        let action = g.lock().unwrap().on_buffer(buf, now_ms, &st);
         if !matches!(action, GateAction::Drop) {
             inf.units_in.fetch_add(1, Ordering::Relaxed);
         }

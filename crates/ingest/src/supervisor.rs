@@ -429,13 +429,13 @@ impl Supervisor {
                 ));
             }
         }
+        let key = health.problems.join(",");
         self.stats.set_health(health);
         if why.is_empty() {
             if self.stats.state() == CameraState::Degraded {
                 self.transition(CameraState::Streaming, "healthy again");
             }
         } else {
-            let key = self.stats.health().problems.join(",");
             self.transition_keyed(CameraState::Degraded, &why.join("; "), &key);
         }
     }

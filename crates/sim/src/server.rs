@@ -278,11 +278,6 @@ impl SimServer {
         format!("rtsp://{}{}", self.addr(), path(n))
     }
 
-    /// Number of cameras.
-    pub fn cameras(&self) -> usize {
-        self.inner.cameras
-    }
-
     /// Injects `fault` into camera `n` (1-based).
     pub fn inject(&self, n: usize, fault: Fault) {
         self.inner.inject(n, fault)

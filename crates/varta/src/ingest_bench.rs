@@ -12,28 +12,42 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use varta_core::config::{DecodePolicy, HealthConfig, IngestConfig};
 use varta_core::frame::FrameHub;
-use varta_core::metrics::Registry;
+use varta_core::metrics::{CameraStats, Registry};
 use varta_core::CameraId;
 use varta_ingest::{CameraSpec, Ingest, IngestSettings};
 
 /// Arguments of `varta ingest-bench`.
+#[derive(clap::Args)]
 pub struct Args {
-    /// `rtsp://HOST:PORT/cam/` prefix; cameras are `{prefix}1` … `{prefix}N`.
+    /// Camera URL prefix, e.g. rtsp://127.0.0.1:8554/cam/; cameras are PREFIX1 … PREFIXN.
+    #[arg(long)]
     pub url_prefix: String,
     /// Number of cameras.
+    #[arg(long, default_value_t = 8)]
     pub cameras: usize,
-    /// Decode policy of every camera.
+    /// Decode policy of every camera: full, keyframes or adaptive.
+    #[arg(long, default_value = "adaptive", value_parser = crate::parse_decode)]
     pub decode: DecodePolicy,
     /// Analysis fps of every camera.
+    #[arg(long, default_value_t = 2.0)]
     pub analysis_fps: f64,
     /// Seconds before measuring.
+    #[arg(long, default_value_t = 10.0)]
     pub warmup: f64,
     /// Seconds measured.
+    #[arg(long, default_value_t = 30.0)]
     pub duration: f64,
-    /// Print a progress line this often (seconds).
+    /// Progress line every this many seconds (stderr).
+    #[arg(long, default_value_t = 10.0)]
     pub report_every: f64,
-    /// Append `{"camera","at_ms"}` for every switch to full decoding here.
+    /// Append every switch to full decoding as a JSON line (`{"camera","at_ms"}`) here.
+    #[arg(long)]
     pub switch_log: Option<PathBuf>,
+}
+
+/// Sum of one counter over every camera.
+fn sum(metrics: &Registry, f: fn(&CameraStats) -> u64) -> u64 {
+    metrics.cameras().iter().map(|(_, s)| f(s)).sum()
 }
 
 /// CPU seconds (user + system) of this process so far.
@@ -104,14 +118,13 @@ pub fn run(a: Args) -> Result<()> {
             }
             full[i] = f;
         }
-        let sum = |f: fn(&varta_core::metrics::CameraStats) -> u64| cams().iter().map(|(_, s)| f(s)).sum::<u64>();
         if measured_from.is_none() && started.elapsed().as_secs_f64() >= a.warmup {
             measured_from = Some((
                 Instant::now(),
                 cpu_secs(),
-                sum(|s| s.frames_received.get()),
-                sum(|s| s.frames_decoded.get()),
-                sum(|s| s.restarts_total()),
+                sum(&metrics, |s| s.frames_received.get()),
+                sum(&metrics, |s| s.frames_decoded.get()),
+                sum(&metrics, |s| s.restarts_total()),
             ));
         }
         if started.elapsed() >= next_report {
@@ -121,7 +134,7 @@ pub fn run(a: Args) -> Result<()> {
                 "t={:.0}s streaming={up}/{} restarts={} rss_kib={} threads={} cpu_s={:.1}",
                 started.elapsed().as_secs_f64(),
                 a.cameras,
-                sum(|s| s.restarts_total()),
+                sum(&metrics, |s| s.restarts_total()),
                 proc_status("VmRSS:"),
                 proc_status("Threads:"),
                 cpu_secs()
@@ -131,7 +144,6 @@ pub fn run(a: Args) -> Result<()> {
     let (t0, cpu0, rec0, dec0, rst0) = measured_from.expect("measured");
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu0;
-    let sum = |f: fn(&varta_core::metrics::CameraStats) -> u64| cams().iter().map(|(_, s)| f(s)).sum::<u64>();
     let up = cams().iter().filter(|(_, s)| s.state().is_up()).count();
     let degraded: Vec<String> = cams()
         .iter()
@@ -147,9 +159,9 @@ pub fn run(a: Args) -> Result<()> {
             "cpu_seconds": cpu,
             "cpu_percent": 100.0 * cpu / secs,
             "cpu_seconds_per_camera_minute": cpu / secs * 60.0 / a.cameras as f64,
-            "received_fps": (sum(|s| s.frames_received.get()) - rec0) as f64 / secs,
-            "decoded_fps": (sum(|s| s.frames_decoded.get()) - dec0) as f64 / secs,
-            "restarts": sum(|s| s.restarts_total()) - rst0,
+            "received_fps": (sum(&metrics, |s| s.frames_received.get()) - rec0) as f64 / secs,
+            "decoded_fps": (sum(&metrics, |s| s.frames_decoded.get()) - dec0) as f64 / secs,
+            "restarts": sum(&metrics, |s| s.restarts_total()) - rst0,
             "streaming_at_end": up,
             "degraded_at_end": degraded,
             "rss_kib": proc_status("VmRSS:"),

@@ -81,32 +81,7 @@ enum Cmd {
     /// Benchmark the ingest alone (no detection, no database) against cameras at
     /// URL_PREFIX1 … URL_PREFIXN; prints one JSON line. Used by bench/.
     #[command(name = "ingest-bench")]
-    IngestBench {
-        /// Camera URL prefix, e.g. rtsp://127.0.0.1:8554/cam/
-        #[arg(long)]
-        url_prefix: String,
-        /// Number of cameras.
-        #[arg(long, default_value_t = 8)]
-        cameras: usize,
-        /// Decode policy: full, keyframes or adaptive.
-        #[arg(long, default_value = "adaptive", value_parser = parse_decode)]
-        decode: varta_core::config::DecodePolicy,
-        /// Analysis fps of every camera.
-        #[arg(long, default_value_t = 2.0)]
-        analysis_fps: f64,
-        /// Seconds before measuring.
-        #[arg(long, default_value_t = 10.0)]
-        warmup: f64,
-        /// Seconds measured.
-        #[arg(long, default_value_t = 30.0)]
-        duration: f64,
-        /// Progress line every this many seconds (stderr).
-        #[arg(long, default_value_t = 10.0)]
-        report_every: f64,
-        /// Append every switch to full decoding as a JSON line here.
-        #[arg(long)]
-        switch_log: Option<PathBuf>,
-    },
+    IngestBench(ingest_bench::Args),
     /// Check a config file; problems are printed with key and line, exit code 2.
     CheckConfig {
         /// Config file.
@@ -205,26 +180,7 @@ fn main() -> ExitCode {
                 demo::run(demo::DemoArgs { config, cameras, clip, sim_listen, duration, decode }).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Cmd::IngestBench {
-                url_prefix,
-                cameras,
-                decode,
-                analysis_fps,
-                warmup,
-                duration,
-                report_every,
-                switch_log,
-            } => {
-                let args = ingest_bench::Args {
-                    url_prefix,
-                    cameras,
-                    decode,
-                    analysis_fps,
-                    warmup,
-                    duration,
-                    report_every,
-                    switch_log,
-                };
+            Cmd::IngestBench(args) => {
                 tokio::task::spawn_blocking(move || ingest_bench::run(args)).await??;
                 Ok(ExitCode::SUCCESS)
             }
@@ -265,7 +221,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_decode(s: &str) -> Result<varta_core::config::DecodePolicy, String> {
+pub(crate) fn parse_decode(s: &str) -> Result<varta_core::config::DecodePolicy, String> {
     match s {
         "full" => Ok(varta_core::config::DecodePolicy::Full),
         "keyframes" => Ok(varta_core::config::DecodePolicy::Keyframes),
