@@ -27,6 +27,7 @@ pub struct CameraView {
     frames_sampled: u64,
     frames_dropped: u64,
     frames_analysed: u64,
+    analysis: Analysis,
     bytes_received: u64,
     decode_errors: u64,
     restarts: u64,
@@ -35,6 +36,23 @@ pub struct CameraView {
     last_error: Option<String>,
     health: Health,
     main_stream: Option<MainStream>,
+}
+
+/// What the inference scheduler did with the camera's frames.
+#[derive(Serialize)]
+struct Analysis {
+    /// Frames offered to the scheduler.
+    frames_offered: u64,
+    /// Frames run through the model.
+    frames_analysed: u64,
+    /// Frames dropped because the camera's queue was full.
+    dropped_queue_full: u64,
+    /// Frames dropped because they waited too long.
+    dropped_stale: u64,
+    /// Mean time an analysed frame waited for a worker, in milliseconds.
+    mean_queue_wait_ms: Option<f64>,
+    /// Whether the scene is active now (served first).
+    scene_active: bool,
 }
 
 /// The decode policy and what it is doing now.
@@ -73,6 +91,15 @@ fn view(st: &AppState, info: &CameraInfo) -> CameraView {
         frames_sampled: s.frames_sampled.get(),
         frames_dropped: s.frames_dropped.get(),
         frames_analysed: s.frames_analysed.get(),
+        analysis: Analysis {
+            frames_offered: s.frames_offered.get(),
+            frames_analysed: s.frames_analysed.get(),
+            dropped_queue_full: s.frames_dropped.get(),
+            dropped_stale: s.frames_stale.get(),
+            mean_queue_wait_ms: (s.frames_analysed.get() > 0)
+                .then(|| s.queue_wait_us.get() as f64 / 1000.0 / s.frames_analysed.get() as f64),
+            scene_active: s.scene_active(),
+        },
         bytes_received: s.bytes_received.get(),
         decode_errors: s.decode_errors.get(),
         restarts: s.restarts_total(),

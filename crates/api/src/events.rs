@@ -1,7 +1,9 @@
-//! `GET /api/v1/events`: newest first, filtered.
+//! `GET /api/v1/events`: newest first, filtered; `GET /api/v1/events/{id}/snapshot`:
+//! the event's best picture.
 
 use crate::{ApiError, AppState};
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -48,4 +50,39 @@ pub async fn list(
         limit,
     };
     Ok(Json(st.store.list_events(&f).await?))
+}
+
+/// Snapshot query parameters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotParams {
+    /// `true`: the object alone rather than the whole picture with its box.
+    #[serde(default)]
+    crop: bool,
+}
+
+/// The JPEG snapshot of an event: the whole picture with the object's box, or with
+/// `?crop=true` the object alone.
+pub async fn snapshot(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    q: Result<Query<SnapshotParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = q.map_err(|e| varta_core::err!(InvalidArgument, "{}", e.body_text()))?;
+    let id: uuid::Uuid = id.parse().map_err(|_| varta_core::err!(InvalidArgument, "`{id}` is not an event id"))?;
+    let name = st
+        .store
+        .event_snapshot(id)
+        .await?
+        .ok_or_else(|| varta_core::err!(NotFound, "no event {id}"))?
+        .ok_or_else(|| varta_core::err!(NotFound, "event {id} has no snapshot"))?;
+    // The name comes from our own writer, but a path must never leave the directory.
+    if name.contains('/') || name.contains("..") {
+        return Err(varta_core::err!(Internal, "event {id}: bad snapshot name").into());
+    }
+    let name = if p.crop { name.replace(".jpg", ".crop.jpg") } else { name };
+    let bytes = tokio::fs::read(st.snapshot_dir.join(&name)).await.map_err(|e| {
+        varta_core::err!(NotFound, "snapshot of event {id} is gone ({e}); retention may have removed it")
+    })?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "image/jpeg")], bytes).into_response())
 }

@@ -77,6 +77,8 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Where reload requests go; `None` when the node has no config file to re-read.
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// Directory of event snapshots (`[detect] snapshot_dir`).
+    pub snapshot_dir: std::path::PathBuf,
 }
 
 /// The API's routes.
@@ -88,6 +90,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/cameras", get(cameras::list))
         .route("/api/v1/cameras/{id}", get(cameras::one))
         .route("/api/v1/events", get(events::list))
+        .route("/api/v1/events/{id}/snapshot", get(events::snapshot))
         .route("/api/v1/config/reload", post(reload))
         .fallback(|| async { ApiError::from(varta_core::err!(NotFound, "no such route")) })
         .with_state(state)

@@ -193,18 +193,52 @@ pub struct DetectConfig {
     pub models: PathBuf,
     /// Model name in the manifest.
     pub model: String,
+    /// Where inference runs: `cpu`, `cuda` or `tensorrt`. A GPU provider that
+    /// cannot load falls back to the CPU with a warning.
+    pub provider: Provider,
+    /// GPU to use (`cuda`, `tensorrt`).
+    pub device_id: u32,
+    /// TensorRT: build FP16 engines (faster, a little less precise).
+    pub fp16: bool,
+    /// TensorRT engine cache, so a restart does not rebuild engines (minutes).
+    pub engine_cache_dir: PathBuf,
     /// Inference worker threads, each with its own session; 0 = one per CPU core.
     pub workers: usize,
     /// Threads ONNX Runtime may use inside one inference.
     pub intra_threads: usize,
     /// Frames kept per camera awaiting analysis (oldest dropped when full).
     pub queue_per_camera: usize,
-    /// Minimum IoU between a detection and a track's last box to continue the track.
+    /// Every camera gets an analysed frame at least this often (seconds), however
+    /// busy the others are.
+    pub max_idle_check_secs: f64,
+    /// Frames that waited longer than this (milliseconds) are dropped, not analysed.
+    pub max_frame_age_ms: u64,
+    /// Minimum IoU between a detection and a track's predicted box to continue it.
     pub track_iou: f32,
     /// Frames a track must be matched in before it becomes an event.
     pub track_min_hits: u32,
-    /// Seconds without a match after which a track ends.
+    /// Seconds a lost track is remembered (and can be picked up again) before it ends.
     pub track_max_age_secs: f64,
+    /// Detections scoring at least this start tracks and are matched first
+    /// (ByteTrack's high pass); lower ones (down to 0.2) only continue tracks.
+    pub track_high_score: f32,
+    /// Directory of event snapshots (`<event id>.jpg` and `<event id>.crop.jpg`).
+    pub snapshot_dir: PathBuf,
+    /// JPEG quality of snapshots, 1..100.
+    pub snapshot_quality: u8,
+}
+
+/// Where inference runs.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// ONNX Runtime's CPU provider.
+    #[default]
+    Cpu,
+    /// NVIDIA CUDA.
+    Cuda,
+    /// NVIDIA TensorRT (CUDA for what TensorRT cannot run).
+    Tensorrt,
 }
 
 impl Default for DetectConfig {
@@ -212,12 +246,21 @@ impl Default for DetectConfig {
         DetectConfig {
             models: PathBuf::from("models/models.toml"),
             model: "centernet_mbv3_coco_512".into(),
+            provider: Provider::Cpu,
+            device_id: 0,
+            fp16: true,
+            engine_cache_dir: PathBuf::from(".varta/trt-cache"),
             workers: 0,
             intra_threads: 1,
             queue_per_camera: 2,
+            max_idle_check_secs: 10.0,
+            max_frame_age_ms: 1500,
             track_iou: 0.3,
             track_min_hits: 2,
             track_max_age_secs: 3.0,
+            track_high_score: 0.5,
+            snapshot_dir: PathBuf::from(".varta/snapshots"),
+            snapshot_quality: 85,
         }
     }
 }
@@ -287,6 +330,15 @@ pub struct CameraConfig {
     /// Set false to keep the camera configured but not pulled.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Named polygons for rules.
+    #[serde(default)]
+    pub zones: Vec<crate::zones::ZoneConfig>,
+    /// Named line segments for crossing rules.
+    #[serde(default)]
+    pub lines: Vec<crate::zones::LineConfig>,
+    /// Rules that turn tracks into events; none = one `presence` event per object.
+    #[serde(default)]
+    pub rules: Vec<crate::zones::RuleConfig>,
 }
 
 fn default_analysis_fps() -> f64 {
@@ -543,6 +595,16 @@ impl Config {
         if self.detect.track_max_age_secs <= 0.0 {
             p.add(&det.key("track_max_age_secs"), "must be positive");
         }
+        let d = &self.detect;
+        p.check_ranges(
+            &det,
+            &[
+                ("track_high_score", d.track_high_score as f64, 0.2, 1.0),
+                ("max_idle_check_secs", d.max_idle_check_secs, 0.1, 3600.0),
+                ("max_frame_age_ms", d.max_frame_age_ms as f64, 50.0, 60000.0),
+                ("snapshot_quality", d.snapshot_quality as f64, 1.0, 100.0),
+            ],
+        );
         if self.store.batch_max == 0 {
             p.add(&root.key("store").key("batch_max"), "must be at least 1");
         }
@@ -590,6 +652,7 @@ impl Config {
             if c.classes.is_empty() {
                 p.add(&at.key("classes"), "must name at least one class");
             }
+            crate::zones::validate(p, &at, &c.zones, &c.lines, &c.rules);
         }
     }
 

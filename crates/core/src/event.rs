@@ -8,16 +8,30 @@ use serde::Serialize;
 /// A box in source-image pixels: left, top, right, bottom.
 pub type BBox = [f32; 4];
 
-/// One tracked object's event. The same `id` is sent when the track is confirmed
-/// (`ended_at: None`) and again when it ends; the store upserts by `id`, so a
-/// replay never duplicates an event.
+/// Where an event is in its life.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EventPhase {
+    /// The rule fired.
+    Started,
+    /// Still going, with a better snapshot.
+    Updated,
+    /// Over: the object left the zone, or was lost, or the count fell.
+    Ended,
+}
+
+/// One event: a rule that fired on a tracked object (or, for a `count` rule, on a
+/// group of them). The same `id` is sent when it starts, when its best snapshot
+/// improves and when it ends; the store upserts by `id`, so a replay never
+/// duplicates an event. A track fires each rule at most once.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct EventRecord {
     /// UUIDv7 made when the track was confirmed.
     pub id: EventId,
     /// Camera that saw it.
     pub camera: CameraId,
-    /// The tracker's id for the object, unique per camera and process run.
+    /// The tracker's id for the object, unique per camera and process run; for a
+    /// `count` event, the track that tipped the count over.
     pub track_id: u64,
     /// Class label from the model's label list, e.g. `person`.
     pub class: String,
@@ -33,6 +47,14 @@ pub struct EventRecord {
     pub ended_at: Option<DateTime<Utc>>,
     /// Number of analysed frames in which the object was matched.
     pub frames: u32,
+    /// Name of the rule that fired (`presence` when the camera has no rules).
+    pub rule: String,
+    /// Zone (or line) of the rule, if it has one.
+    pub zone: Option<String>,
+    /// Snapshot file name in the snapshot directory, if one was written.
+    pub snapshot: Option<String>,
+    /// Which step of the event this record is.
+    pub phase: EventPhase,
 }
 
 /// A camera's coarse state, as operators and contractors see it.

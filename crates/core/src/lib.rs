@@ -11,6 +11,7 @@ pub mod frame;
 pub mod ids;
 pub mod metrics;
 pub mod redact;
+pub mod zones;
 
 pub use error::{Error, ErrorKind};
 pub use ids::{CameraId, EventId, SiteId};

@@ -22,6 +22,10 @@ pub mod names {
     pub const FRAMES_DROPPED: &str = "varta_frames_dropped_total";
     /// Frames run through the detector.
     pub const FRAMES_ANALYSED: &str = "varta_frames_analysed_total";
+    /// Frames offered to the inference scheduler, per camera.
+    pub const FRAMES_OFFERED: &str = "varta_frames_offered_total";
+    /// Microseconds analysed frames waited for a worker, per camera.
+    pub const QUEUE_WAIT: &str = "varta_analysis_queue_wait_microseconds_total";
     /// Inference time histogram.
     pub const INFERENCE_SECONDS: &str = "varta_inference_seconds";
     /// Event rows written (inserts and updates).
@@ -119,8 +123,15 @@ pub struct CameraStats {
     pub frames_sampled: Counter,
     /// Frames dropped because the analysis queue was full.
     pub frames_dropped: Counter,
+    /// Frames offered to the inference scheduler (equals `frames_sampled` in the service).
+    pub frames_offered: Counter,
+    /// Frames dropped by the scheduler because they waited longer than the stale limit.
+    pub frames_stale: Counter,
     /// Frames run through the detector.
     pub frames_analysed: Counter,
+    /// Total time analysed frames waited in the queue, in microseconds (mean wait =
+    /// this / `frames_analysed`).
+    pub queue_wait_us: Counter,
     /// Compressed bytes that reached the decoder stage.
     pub bytes_received: Counter,
     /// Errors and warnings from the depayloader, parser and decoder.
@@ -139,6 +150,7 @@ pub struct CameraStats {
     state_since_ms: AtomicI64,
     decode_full: AtomicBool,
     activity: AtomicU32,
+    scene_active: AtomicBool,
     live: Mutex<Live>,
 }
 
@@ -149,7 +161,10 @@ impl Default for CameraStats {
             frames_decoded: Counter::default(),
             frames_sampled: Counter::default(),
             frames_dropped: Counter::default(),
+            frames_offered: Counter::default(),
+            frames_stale: Counter::default(),
             frames_analysed: Counter::default(),
+            queue_wait_us: Counter::default(),
             bytes_received: Counter::default(),
             decode_errors: Counter::default(),
             mode_switches: Counter::default(),
@@ -161,6 +176,7 @@ impl Default for CameraStats {
             state_since_ms: AtomicI64::new(Utc::now().timestamp_millis()),
             decode_full: AtomicBool::new(false),
             activity: AtomicU32::new(0),
+            scene_active: AtomicBool::new(false),
             live: Mutex::new(Live::default()),
         }
     }
@@ -214,9 +230,15 @@ impl CameraStats {
     pub fn activity(&self) -> f32 {
         f32::from_bits(self.activity.load(Ordering::Relaxed))
     }
-    /// Records the activity score.
-    pub fn set_activity(&self, a: f32) {
+    /// Records the activity score, and whether the scene counts as active (score
+    /// above the threshold, or objects of interest seen, within the quiet time).
+    pub fn set_activity(&self, a: f32, active: bool) {
         self.activity.store(a.to_bits(), Ordering::Relaxed);
+        self.scene_active.store(active, Ordering::Relaxed);
+    }
+    /// Whether the scene is active now (what the inference scheduler serves first).
+    pub fn scene_active(&self) -> bool {
+        self.scene_active.load(Ordering::Relaxed)
     }
     /// Last error, credentials already removed.
     pub fn last_error(&self) -> Option<String> {
@@ -346,10 +368,12 @@ impl Registry {
         let cams = self.cameras();
         let mut out = String::with_capacity(256 + cams.len() * 512);
         type Getter = fn(&CameraStats) -> u64;
-        let per_camera: [(&str, &str, Getter); 8] = [
+        let per_camera: [(&str, &str, Getter); 10] = [
             (names::FRAMES_RECEIVED, "counter", |s| s.frames_received.get()),
             (names::FRAMES_DECODED, "counter", |s| s.frames_decoded.get()),
             (names::FRAMES_ANALYSED, "counter", |s| s.frames_analysed.get()),
+            (names::FRAMES_OFFERED, "counter", |s| s.frames_offered.get()),
+            (names::QUEUE_WAIT, "counter", |s| s.queue_wait_us.get()),
             (names::BYTES_RECEIVED, "counter", |s| s.bytes_received.get()),
             (names::DECODE_ERRORS, "counter", |s| s.decode_errors.get()),
             (names::DECODE_SWITCHES, "counter", |s| s.mode_switches.get()),
@@ -364,12 +388,9 @@ impl Registry {
         }
         let _ = writeln!(out, "# TYPE {} counter", names::FRAMES_DROPPED);
         for (id, s) in &cams {
-            let _ = writeln!(
-                out,
-                "{}{{camera=\"{id}\",stage=\"analysis_queue\"}} {}",
-                names::FRAMES_DROPPED,
-                s.frames_dropped.get()
-            );
+            for (stage, n) in [("analysis_queue", s.frames_dropped.get()), ("stale", s.frames_stale.get())] {
+                let _ = writeln!(out, "{}{{camera=\"{id}\",stage=\"{stage}\"}} {n}", names::FRAMES_DROPPED);
+            }
         }
         let _ = writeln!(out, "# TYPE {} counter", names::PIPELINE_RESTARTS);
         for (id, s) in &cams {

@@ -1,17 +1,26 @@
 //! Detection: turns frames into events.
 //!
-//! [`manifest`] describes models, [`runtime`] runs one on ONNX Runtime (loaded at
-//! run time from `libonnxruntime.so`), [`centernet`] decodes its output, [`tracker`]
-//! follows objects across frames so that one object is one event, and [`pool`] runs
-//! it all on named OS threads fed by the [`varta_core::frame::FrameHub`].
+//! [`manifest`] describes models, [`preprocess`] fits a frame to a model's input,
+//! [`runtime`] runs a model on ONNX Runtime (loaded at run time from
+//! `libonnxruntime.so`; CPU, CUDA or TensorRT), [`decode`] reads its output,
+//! [`tracker`] follows objects across frames so that one object is one track,
+//! [`rules`] turns tracks into events by zones and rules, [`snapshot`] writes an
+//! event's best picture, [`analysis`] chains tracker and rules for one camera, and
+//! [`pool`] runs it all on named OS threads fed by the scheduler of
+//! [`varta_core::frame::FrameHub`].
 
-pub mod centernet;
+pub mod analysis;
+pub mod decode;
 pub mod manifest;
 pub mod pool;
+pub mod preprocess;
+pub mod rules;
 pub mod runtime;
+pub mod snapshot;
 pub mod tracker;
 
-/// One detection in a model's input pixels.
+/// One detection: decoders give boxes in the model's input pixels, the runtime
+/// maps them to the frame's.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Detection {
     /// Index into the model's labels.

@@ -19,8 +19,37 @@ pub enum Layout {
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Decoder {
-    /// `[1, N, 6]` rows `x1, y1, x2, y2, score, class` in input pixels, NMS applied.
+    /// One output `[B, N, 6]`: rows `x1, y1, x2, y2, score, class` in input pixels,
+    /// NMS applied by the graph.
     Centernet,
+    /// One output `[B, 4 + C, A]` (Ultralytics YOLOv8/YOLO11 exports): per anchor
+    /// `cx, cy, w, h` in input pixels then C class scores; class-wise NMS by us.
+    Yolo,
+    /// Three outputs `boxes [B, N, 4]`, `scores [B, N]`, `classes [B, N]` (TF object
+    /// detection API style); see `box_order`, `boxes_normalized`, `class_offset`.
+    Ssd,
+}
+
+/// How a frame is fitted to the model's input.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Resize {
+    /// The whole picture stretched to the input size (aspect ratio not kept).
+    #[default]
+    Stretch,
+    /// Scaled to fit with its aspect ratio, centred, borders filled with `pad`.
+    Letterbox,
+}
+
+/// Order of the four box values of an `ssd` output.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BoxOrder {
+    /// `x1, y1, x2, y2`.
+    #[default]
+    Xyxy,
+    /// `y1, x1, y2, x2` (TensorFlow).
+    Yxyx,
 }
 
 /// One `[[models]]` entry, paths resolved against the manifest's folder.
@@ -37,8 +66,9 @@ pub struct ModelSpec {
     pub labels: PathBuf,
     /// Input tensor name.
     pub input: String,
-    /// Output tensor name.
-    pub output: String,
+    /// Output tensor names: one for `centernet` and `yolo`; boxes, scores and
+    /// classes for `ssd`.
+    pub outputs: Vec<String>,
     /// Input layout.
     pub layout: Layout,
     /// Input width in pixels.
@@ -51,10 +81,37 @@ pub struct ModelSpec {
     pub mean: [f32; 3],
     /// Per-channel divisor (RGB).
     pub std: [f32; 3],
+    /// How frames are fitted to the input.
+    #[serde(default)]
+    pub resize: Resize,
+    /// Pixel value (0..255, before normalisation) of letterbox borders.
+    #[serde(default = "default_pad")]
+    pub pad: u8,
     /// Output decoder.
     pub decoder: Decoder,
-    /// Largest batch the graph accepts.
+    /// IoU above which `yolo` decoding suppresses the weaker of two boxes of a class.
+    #[serde(default = "default_nms_iou")]
+    pub nms_iou: f32,
+    /// `ssd`: order of the box values.
+    #[serde(default)]
+    pub box_order: BoxOrder,
+    /// `ssd`: boxes are 0..1 fractions of the input rather than input pixels.
+    #[serde(default)]
+    pub boxes_normalized: bool,
+    /// `ssd`: subtracted from the class values to index the labels (1 where 0 is
+    /// the background class).
+    #[serde(default)]
+    pub class_offset: i32,
+    /// Largest batch the graph accepts (frames of several cameras are analysed in
+    /// one run up to this).
     pub max_batch: usize,
+}
+
+fn default_pad() -> u8 {
+    114
+}
+fn default_nms_iou() -> f32 {
+    0.45
 }
 
 #[derive(Deserialize)]
@@ -78,10 +135,34 @@ pub fn load(path: &Path, name: &str) -> Result<ModelSpec, Error> {
         .ok_or_else(|| err!(NotFound, "model `{name}` is not in {}", path.display()))?;
     spec.file = dir.join(&spec.file);
     spec.labels = dir.join(&spec.labels);
+    spec.check()?;
     Ok(spec)
 }
 
 impl ModelSpec {
+    /// Checks values that the types alone cannot.
+    pub fn check(&self) -> Result<(), Error> {
+        let want = match self.decoder {
+            Decoder::Centernet | Decoder::Yolo => 1,
+            Decoder::Ssd => 3,
+        };
+        let bad = |what: String| Err(err!(InvalidArgument, "model `{}` in the manifest: {what}", self.name));
+        if self.outputs.len() != want {
+            return bad(format!(
+                "decoder {:?} needs {want} output name(s), `outputs` has {}",
+                self.decoder,
+                self.outputs.len()
+            ));
+        }
+        if self.width == 0 || self.height == 0 || self.max_batch == 0 {
+            return bad("width, height and max_batch must be at least 1".into());
+        }
+        if self.std.contains(&0.0) {
+            return bad("std must not be 0".into());
+        }
+        Ok(())
+    }
+
     /// Reads the label file.
     pub fn read_labels(&self) -> Result<Vec<String>, Error> {
         let text = std::fs::read_to_string(&self.labels)

@@ -1,17 +1,21 @@
-//! The inference pool: named OS threads, each owning a session, fed by the frame hub.
+//! The inference pool: named OS threads, each owning a session, fed by the frame
+//! hub's scheduler (see [`varta_core::frame`]).
 //!
 //! Never tokio workers: an inference takes tens of milliseconds of CPU. Each worker
-//! takes the next frame round-robin across cameras, runs the model, filters by the
-//! camera's classes and minimum score, feeds the camera's tracker and sends the
-//! resulting events to the store (blocking when the store's queue is full: events
-//! are never dropped).
+//! takes up to the model's batch of frames of distinct cameras, runs the model once,
+//! and feeds each camera's [`CameraAnalyser`]. Event records go, in order, to one
+//! snapshot thread that writes their JPEG files first and then hands them to the
+//! store (blocking when the store's queue is full: events are never dropped).
 
+use crate::analysis::{CameraAnalyser, CameraRules, FLOOR};
 use crate::manifest::ModelSpec;
-use crate::runtime::Detector;
-use crate::tracker::{Observation, Tracker, TrackerConfig};
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use crate::rules::Emit;
+use crate::runtime::{Detector, RuntimeOptions};
+use crate::snapshot::SnapshotStore;
+use crate::tracker::TrackerConfig;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,37 +23,30 @@ use tokio::sync::mpsc;
 use varta_core::event::StoreMsg;
 use varta_core::frame::FrameHub;
 use varta_core::metrics::Registry;
-use varta_core::{CameraId, Error};
-
-/// What a camera wants reported.
-#[derive(Clone, Debug)]
-pub struct CameraRules {
-    /// Class indices that make events.
-    pub classes: HashSet<usize>,
-    /// Minimum score.
-    pub min_score: f32,
-}
+use varta_core::{CameraId, Error, ErrorKind};
 
 /// Pool settings.
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
-    /// ONNX Runtime library.
-    pub library: PathBuf,
-    /// Worker threads.
+    /// How sessions are made.
+    pub runtime: RuntimeOptions,
+    /// Worker threads, each with its own session.
     pub workers: usize,
-    /// Threads inside one inference.
-    pub intra_threads: usize,
     /// Tracker settings for every camera.
     pub tracker: TrackerConfig,
+    /// Where snapshots go.
+    pub snapshots: SnapshotStore,
 }
+
+type Analysers = RwLock<HashMap<CameraId, Arc<Mutex<CameraAnalyser>>>>;
 
 struct Shared {
     hub: Arc<FrameHub>,
-    rules: RwLock<HashMap<CameraId, CameraRules>>,
-    trackers: Mutex<HashMap<CameraId, Tracker>>,
+    analysers: Analysers,
     tracker_cfg: TrackerConfig,
     labels: Vec<String>,
-    sink: mpsc::Sender<StoreMsg>,
+    /// To the snapshot thread; taken at stop so that it ends.
+    out: Mutex<Option<SyncSender<Vec<Emit>>>>,
     metrics: Arc<Registry>,
 }
 
@@ -57,10 +54,12 @@ struct Shared {
 pub struct InferencePool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
+    snapshots: JoinHandle<()>,
+    provider: crate::runtime::Provider,
 }
 
 impl InferencePool {
-    /// Loads the model once per worker and starts the workers.
+    /// Checks the model, loads it once per worker and starts the workers.
     pub fn start(
         spec: &ModelSpec,
         cfg: &PoolConfig,
@@ -70,131 +69,166 @@ impl InferencePool {
     ) -> Result<Self, Error> {
         spec.verify()?;
         let labels = spec.read_labels()?;
+        // Sessions are made here, not in the threads, so a bad model fails start().
+        let mut dets = Vec::new();
+        for _ in 0..cfg.workers.max(1) {
+            dets.push(Detector::new(&cfg.runtime, spec, labels.clone())?);
+        }
+        let provider = dets[0].provider();
+        let (tx, rx) = sync_channel::<Vec<Emit>>(256);
+        let store = cfg.snapshots.clone();
+        let snapshots = std::thread::Builder::new()
+            .name("snapshots".into())
+            .spawn(move || snapshot_thread(rx, store, sink))
+            .map_err(|e| Error::wrap(ErrorKind::Internal, "spawning snapshot thread", e))?;
         let shared = Arc::new(Shared {
             hub,
-            rules: RwLock::new(HashMap::new()),
-            trackers: Mutex::new(HashMap::new()),
+            analysers: RwLock::new(HashMap::new()),
             tracker_cfg: cfg.tracker,
-            labels: labels.clone(),
-            sink,
+            labels,
+            out: Mutex::new(Some(tx.clone())),
             metrics,
         });
         let mut workers = Vec::new();
-        for i in 0..cfg.workers.max(1) {
-            // Sessions are made here, not in the thread, so a bad model fails start().
-            let det = Detector::new(&cfg.library, spec, labels.clone(), cfg.intra_threads)?;
-            let sh = shared.clone();
+        for (i, det) in dets.into_iter().enumerate() {
+            let (sh, tx) = (shared.clone(), tx.clone());
             let h = std::thread::Builder::new()
                 .name(format!("infer-{i}"))
                 .spawn(move || {
                     let _span = tracing::info_span!("infer", worker = i).entered();
-                    worker(det, &sh)
+                    worker(det, &sh, &tx)
                 })
-                .map_err(|e| Error::wrap(varta_core::ErrorKind::Internal, "spawning inference thread", e))?;
+                .map_err(|e| Error::wrap(ErrorKind::Internal, "spawning inference thread", e))?;
             workers.push(h);
         }
-        tracing::info!(model = %spec.name, workers = workers.len(), "inference pool started");
-        Ok(InferencePool { shared, workers })
+        tracing::info!(model = %spec.name, workers = workers.len(), ?provider, batch = spec.max_batch, "inference pool started");
+        Ok(InferencePool { shared, workers, snapshots, provider })
+    }
+
+    /// The execution provider the sessions use (after any fallback).
+    pub fn provider(&self) -> crate::runtime::Provider {
+        self.provider
     }
 
     /// Sets (or replaces) what `camera` reports. Class names not in the model's
-    /// labels are an error naming them.
-    pub fn set_camera(&self, camera: &CameraId, classes: &[String], min_score: f32) -> Result<(), Error> {
-        let mut idx = HashSet::new();
-        for c in classes {
-            let i = self.shared.labels.iter().position(|l| l == c).ok_or_else(|| {
-                varta_core::err!(InvalidArgument, "camera {camera}: class `{c}` is not a label of the model")
-            })?;
-            idx.insert(i);
+    /// labels are an error naming them. Unchanged rules keep the camera's tracks;
+    /// changed ones end its open events first.
+    pub fn set_camera(&self, camera: &CameraId, rules: CameraRules) -> Result<(), Error> {
+        if let Some(a) = self.shared.analysers.read().unwrap().get(camera) {
+            if a.lock().unwrap().rules() == &rules {
+                return Ok(());
+            }
         }
-        self.shared.rules.write().unwrap().insert(camera.clone(), CameraRules { classes: idx, min_score });
+        let new = CameraAnalyser::new(camera, rules, &self.shared.labels, self.shared.tracker_cfg)?;
+        let old = self.shared.analysers.write().unwrap().insert(camera.clone(), Arc::new(Mutex::new(new)));
+        if let Some(old) = old {
+            let ended = old.lock().unwrap().finish();
+            self.send(ended);
+        }
         Ok(())
     }
 
-    /// Forgets a camera that was removed: its rules go, and its open tracks end (the
-    /// events are sent as ended). Call from a blocking context.
+    /// Forgets a camera that was removed: its open events end. Call from a
+    /// blocking context.
     pub fn remove_camera(&self, camera: &CameraId) {
-        self.shared.rules.write().unwrap().remove(camera);
-        let tracker = self.shared.trackers.lock().unwrap().remove(camera);
-        if let Some(mut t) = tracker {
-            send_all(&self.shared, t.finish());
+        let a = self.shared.analysers.write().unwrap().remove(camera);
+        if let Some(a) = a {
+            let ended = a.lock().unwrap().finish();
+            self.send(ended);
         }
     }
 
-    /// Stops the workers (closing the hub) and ends every open track.
+    fn send(&self, emits: Vec<Emit>) {
+        if emits.is_empty() {
+            return;
+        }
+        if let Some(tx) = self.shared.out.lock().unwrap().as_ref() {
+            let _ = tx.send(emits);
+        }
+    }
+
+    /// Stops the workers (closing the hub), ends every open event, and waits until
+    /// every record has been handed to the store.
     pub fn stop(self) {
         self.shared.hub.close();
         for w in self.workers {
             let _ = w.join();
         }
-        let ended: Vec<_> = self.shared.trackers.lock().unwrap().values_mut().flat_map(Tracker::finish).collect();
-        send_all(&self.shared, ended);
+        let all: Vec<_> = self.shared.analysers.write().unwrap().drain().map(|(_, a)| a).collect();
+        let ended: Vec<Emit> = all.iter().flat_map(|a| a.lock().unwrap().finish()).collect();
+        if let Some(tx) = self.shared.out.lock().unwrap().take() {
+            let _ = tx.send(ended);
+        }
+        let _ = self.snapshots.join();
         tracing::info!("inference pool stopped");
     }
 }
 
-fn send_all(sh: &Shared, events: Vec<varta_core::event::EventRecord>) {
-    for e in events {
-        if sh.sink.blocking_send(StoreMsg::Event(e)).is_err() {
-            tracing::error!("store writer is gone; event not written");
+/// Writes each record's snapshot, then passes the record to the store, in order.
+fn snapshot_thread(rx: Receiver<Vec<Emit>>, store: SnapshotStore, sink: mpsc::Sender<StoreMsg>) {
+    for emits in rx {
+        for mut e in emits {
+            if let Some(job) = &e.snapshot {
+                if let Err(err) = store.write(&e.record.id, job) {
+                    tracing::error!(event = %e.record.id, error = %err, "snapshot not written");
+                    e.record.snapshot = None;
+                }
+            }
+            if sink.blocking_send(StoreMsg::Event(e.record)).is_err() {
+                tracing::error!("store writer is gone; event not written");
+            }
         }
     }
 }
 
-fn worker(mut det: Detector, sh: &Shared) {
-    // Analysis floor: a camera's own min_score filters above this.
-    const FLOOR: f32 = 0.2;
+fn worker(mut det: Detector, sh: &Shared, out: &SyncSender<Vec<Emit>>) {
     let mut last_err: Option<Instant> = None;
     loop {
-        let Some(taken) = sh.hub.take(Duration::from_millis(500)) else {
+        let batch = sh.hub.take_batch(det.max_batch(), Duration::from_millis(500));
+        if batch.is_empty() {
             if sh.hub.is_closed() {
                 break;
             }
             continue;
-        };
-        let f = &taken.frame;
+        }
+        let frames: Vec<_> = batch.iter().map(|t| &t.frame).collect();
         let t0 = Instant::now();
-        let result = det.detect(&f.rgb, f.width, f.height, FLOOR);
+        let result = det.detect(&frames, FLOOR);
         sh.metrics.inference_seconds.observe(t0.elapsed().as_secs_f64());
-        let dets = match result {
-            Ok(d) => d,
+        let results = match result {
+            Ok(r) => r,
             Err(e) => {
                 // Rate-limited: a broken model would otherwise log per frame.
                 if last_err.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                    tracing::error!(camera_id = %f.camera, error = %e, "inference failed");
+                    tracing::error!(camera_id = %frames[0].camera, error = %e, "inference failed");
                     last_err = Some(Instant::now());
                 }
-                sh.hub.done(&f.camera);
+                for t in &batch {
+                    sh.hub.done(&t.frame.camera);
+                }
                 continue;
             }
         };
-        taken.stats.frames_analysed.inc();
-        let (sx, sy) = (f.source_width as f32 / f.width as f32, f.source_height as f32 / f.height as f32);
-        let obs: Option<Vec<Observation>> = sh.rules.read().unwrap().get(&f.camera).map(|r| {
-            dets.iter()
-                .filter(|d| d.score >= r.min_score && r.classes.contains(&d.class))
-                .map(|d| Observation {
-                    class: sh.labels[d.class].clone(),
-                    score: d.score,
-                    bbox: [d.bbox[0] * sx, d.bbox[1] * sy, d.bbox[2] * sx, d.bbox[3] * sy],
-                })
-                .collect()
-        });
-        let events = match obs {
-            None => Vec::new(), // camera unknown to detection: no rules set
-            Some(obs) => {
-                if !obs.is_empty() {
-                    // Confirms activity to the decode gate: while objects of interest
-                    // are in view, the camera stays on full decoding.
+        let mut emits = Vec::new();
+        for (taken, dets) in batch.iter().zip(results) {
+            let f = &taken.frame;
+            taken.stats.frames_analysed.inc();
+            taken.stats.queue_wait_us.add(taken.waited.as_micros() as u64);
+            let analyser = sh.analysers.read().unwrap().get(&f.camera).cloned();
+            if let Some(a) = analyser {
+                let (e, interesting) = a.lock().unwrap().process(f, &dets, &sh.labels);
+                if interesting {
+                    // Confirms activity to the decode gate and the scheduler: while
+                    // objects of interest are in view, the camera stays on full
+                    // decoding and is served first.
                     taken.stats.last_detection_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
                 }
-                let mut trackers = sh.trackers.lock().unwrap();
-                let tr =
-                    trackers.entry(f.camera.clone()).or_insert_with(|| Tracker::new(f.camera.clone(), sh.tracker_cfg));
-                tr.update(f.captured_at, &obs)
+                emits.extend(e);
             }
-        };
-        sh.hub.done(&f.camera);
-        send_all(sh, events);
+            sh.hub.done(&f.camera);
+        }
+        if !emits.is_empty() && out.send(emits).is_err() {
+            tracing::error!("snapshot thread is gone; events not written");
+        }
     }
 }

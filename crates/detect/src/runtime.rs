@@ -4,13 +4,16 @@
 //! (the setup takes it from the PyPI wheel), never downloaded. ONNX Runtime allows
 //! one environment per process, so it is made once and shared by every session.
 
-use crate::manifest::{Decoder, Layout, ModelSpec};
-use crate::{centernet, Detection};
+use crate::manifest::{BoxOrder, Decoder, Layout, ModelSpec};
+use crate::preprocess::{self, Geometry};
+use crate::{decode, Detection};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+pub use varta_core::config::Provider;
+use varta_core::frame::{Frame, Pixels};
 use varta_core::{err, Error, ErrorKind};
 
 static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
@@ -49,34 +52,90 @@ pub fn environment(lib: &Path) -> Result<&'static ort::environment::Environment,
     Ok(ENV.get_or_init(|| env))
 }
 
-/// A loaded model ready to run on frames of its input size.
+/// How sessions are made: library, threads and execution provider.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// ONNX Runtime library.
+    pub library: PathBuf,
+    /// Threads inside one inference (CPU provider).
+    pub intra_threads: usize,
+    /// Wanted execution provider.
+    pub provider: Provider,
+    /// GPU index.
+    pub device_id: u32,
+    /// TensorRT FP16 engines.
+    pub fp16: bool,
+    /// TensorRT engine cache root.
+    pub engine_cache_dir: PathBuf,
+}
+
+impl RuntimeOptions {
+    /// CPU inference with `intra_threads` threads, the library from [`library_path`].
+    pub fn cpu(intra_threads: usize) -> Self {
+        RuntimeOptions {
+            library: library_path(),
+            intra_threads,
+            provider: Provider::Cpu,
+            device_id: 0,
+            fp16: false,
+            engine_cache_dir: PathBuf::from(".varta/trt-cache"),
+        }
+    }
+}
+
+/// A loaded model ready to run on frames of any size.
 pub struct Detector {
     session: Session,
     spec: ModelSpec,
     labels: Vec<String>,
-    /// Reused input buffer, so a frame costs no allocation.
+    provider: Provider,
+    /// Reused input buffer for a whole batch, so a frame costs no allocation.
     input: Vec<f32>,
+    /// Where each picture of the last batch lies in the input.
+    geometry: Vec<Geometry>,
+    /// `yolo`: output laid out `[A, 4 + C]` rather than `[4 + C, A]`.
+    yolo_transposed: bool,
 }
 
 impl Detector {
-    /// Loads `spec` into a new session using `intra_threads` threads per run.
-    pub fn new(lib: &Path, spec: &ModelSpec, labels: Vec<String>, intra_threads: usize) -> Result<Self, Error> {
-        let env = environment(lib)?;
-        let ort_err =
-            |what: &str, e: ort::Error| Error::wrap(ErrorKind::Internal, format!("model {}: {what}", spec.name), e);
-        let session = Session::builder(env)
-            .map_err(|e| ort_err("session builder", e))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(|e| ort_err("optimisation level", e.into()))?
-            .with_intra_threads(intra_threads)
-            .map_err(|e| ort_err("intra threads", e.into()))?
-            // Spinning threads burn a core while idle: deadly with 145 cameras on 2 cores.
-            .with_intra_op_spinning(false)
-            .map_err(|e| ort_err("spinning", e.into()))?
-            .commit_from_file(&spec.file)
-            .map_err(|e| ort_err(&format!("loading {}", spec.file.display()), e))?;
-        let n = (spec.width * spec.height * 3) as usize;
-        Ok(Detector { session, spec: spec.clone(), labels, input: vec![0.0; n] })
+    /// Loads `spec` into a new session. A GPU provider that cannot be used falls back
+    /// to the next (TensorRT → CUDA → CPU) with a warning; a model that does not
+    /// match its manifest is an error naming the model.
+    pub fn new(opts: &RuntimeOptions, spec: &ModelSpec, labels: Vec<String>) -> Result<Self, Error> {
+        let env = environment(&opts.library)?;
+        let wanted: &[Provider] = match opts.provider {
+            Provider::Cpu => &[Provider::Cpu],
+            Provider::Cuda => &[Provider::Cuda, Provider::Cpu],
+            Provider::Tensorrt => &[Provider::Tensorrt, Provider::Cuda, Provider::Cpu],
+        };
+        let mut last = None;
+        for &p in wanted {
+            match build_session(env, opts, spec, p) {
+                Ok(session) => {
+                    if p != opts.provider {
+                        tracing::warn!(model = %spec.name, wanted = ?opts.provider, using = ?p, "GPU provider unavailable; falling back");
+                    }
+                    let yolo_transposed = check_shapes(&session, spec, labels.len())?;
+                    let n = (spec.width * spec.height * 3) as usize * spec.max_batch;
+                    return Ok(Detector {
+                        session,
+                        spec: spec.clone(),
+                        labels,
+                        provider: p,
+                        input: vec![0.0; n],
+                        geometry: Vec::with_capacity(spec.max_batch),
+                        yolo_transposed,
+                    });
+                }
+                Err(e) => {
+                    if p != Provider::Cpu {
+                        tracing::warn!(model = %spec.name, provider = ?p, error = %e, "execution provider failed");
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("at least the CPU was tried"))
     }
 
     /// The model's class labels.
@@ -84,73 +143,281 @@ impl Detector {
         &self.labels
     }
 
-    /// Runs the model on a packed RGB image of exactly the model's input size and
-    /// returns detections scoring at least `min_score`, boxes in input pixels.
-    pub fn detect(&mut self, rgb: &[u8], width: u32, height: u32, min_score: f32) -> Result<Vec<Detection>, Error> {
+    /// The model's manifest entry.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The execution provider in use (after any fallback).
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Most frames one [`Detector::detect`] call takes.
+    pub fn max_batch(&self) -> usize {
+        self.spec.max_batch
+    }
+
+    /// Runs the model on one frame; detections scoring at least `min_score`, boxes in
+    /// the frame's pixels.
+    pub fn detect_one(&mut self, frame: &Frame, min_score: f32) -> Result<Vec<Detection>, Error> {
+        Ok(self.detect(&[frame], min_score)?.pop().unwrap_or_default())
+    }
+
+    /// Runs the model on up to [`Detector::max_batch`] frames at once (any sizes);
+    /// per frame, detections scoring at least `min_score`, boxes in its pixels.
+    pub fn detect(&mut self, frames: &[&Frame], min_score: f32) -> Result<Vec<Vec<Detection>>, Error> {
         let s = &self.spec;
-        if (width, height) != (s.width, s.height) || rgb.len() != (width * height * 3) as usize {
+        let n = frames.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if n > s.max_batch {
             return Err(err!(
                 InvalidArgument,
-                "model {} wants {}x{} RGB, got {width}x{height} ({} bytes)",
+                "model {} takes at most {} frames per run, got {n}",
                 s.name,
-                s.width,
-                s.height,
-                rgb.len()
+                s.max_batch
             ));
         }
-        fill_input(&mut self.input, rgb, s);
+        let per = (s.width * s.height * 3) as usize;
+        self.geometry.clear();
+        for (i, f) in frames.iter().enumerate() {
+            let want = match &f.pixels {
+                Pixels::I420(d) => (d.len(), Frame::i420_len(f.width, f.height)),
+                Pixels::Rgb(d) => (d.len(), (f.width * f.height * 3) as usize),
+            };
+            if want.0 != want.1 || f.width == 0 || f.height == 0 {
+                return Err(err!(
+                    InvalidArgument,
+                    "frame of camera {} is {}x{} but has {} bytes (want {})",
+                    f.camera,
+                    f.width,
+                    f.height,
+                    want.0,
+                    want.1
+                ));
+            }
+            self.geometry.push(preprocess::fill(&mut self.input[i * per..(i + 1) * per], f, s));
+        }
         let shape = match s.layout {
-            Layout::Nhwc => [1, s.height as i64, s.width as i64, 3],
-            Layout::Nchw => [1, 3, s.height as i64, s.width as i64],
+            Layout::Nhwc => [n as i64, s.height as i64, s.width as i64, 3],
+            Layout::Nchw => [n as i64, 3, s.height as i64, s.width as i64],
         };
-        let tensor = TensorRef::from_array_view((shape, self.input.as_slice()))
+        let tensor = TensorRef::from_array_view((shape, &self.input[..n * per]))
             .map_err(|e| Error::wrap(ErrorKind::Internal, "input tensor", e))?;
         let outputs = self
             .session
             .run(ort::inputs![s.input.as_str() => tensor])
             .map_err(|e| Error::wrap(ErrorKind::Internal, format!("model {}: inference", s.name), e))?;
-        let out =
-            outputs.get(&s.output).ok_or_else(|| err!(Internal, "model {} has no output `{}`", s.name, s.output))?;
-        let (_, rows) = out
-            .try_extract_tensor::<f32>()
-            .map_err(|e| Error::wrap(ErrorKind::Internal, "reading output tensor", e))?;
-        Ok(match s.decoder {
-            Decoder::Centernet => centernet::decode(rows, self.labels.len(), min_score),
-        })
+        let get = |name: &str| -> Result<Vec<f32>, Error> {
+            let v = outputs.get(name).ok_or_else(|| err!(Internal, "model {} has no output `{name}`", s.name))?;
+            if let Ok((_, d)) = v.try_extract_tensor::<f32>() {
+                return Ok(d.to_vec());
+            }
+            let (_, d) = v
+                .try_extract_tensor::<i64>()
+                .map_err(|e| Error::wrap(ErrorKind::Internal, format!("model {}: output `{name}`", s.name), e))?;
+            Ok(d.iter().map(|&x| x as f32).collect())
+        };
+        let labels = self.labels.len();
+        let mut out = Vec::with_capacity(n);
+        match s.decoder {
+            Decoder::Centernet | Decoder::Yolo => {
+                let data = get(&s.outputs[0])?;
+                let each = data.len() / n;
+                for i in 0..n {
+                    let img = &data[i * each..(i + 1) * each];
+                    out.push(match s.decoder {
+                        Decoder::Centernet => decode::centernet(img, labels, min_score),
+                        _ => decode::yolo(img, labels, each / (4 + labels), self.yolo_transposed, min_score, s.nms_iou),
+                    });
+                }
+            }
+            Decoder::Ssd => {
+                let (b, sc, c) = (get(&s.outputs[0])?, get(&s.outputs[1])?, get(&s.outputs[2])?);
+                let (eb, es) = (b.len() / n, sc.len() / n);
+                let norm = s.boxes_normalized.then_some((s.width as f32, s.height as f32));
+                for i in 0..n {
+                    out.push(decode::ssd(
+                        &b[i * eb..(i + 1) * eb],
+                        &sc[i * es..(i + 1) * es],
+                        &c[i * es..(i + 1) * es],
+                        labels,
+                        s.box_order == BoxOrder::Yxyx,
+                        norm,
+                        s.class_offset,
+                        min_score,
+                    ));
+                }
+            }
+        }
+        for (dets, g) in out.iter_mut().zip(&self.geometry) {
+            for d in dets.iter_mut() {
+                d.bbox = g.to_source(d.bbox);
+            }
+        }
+        Ok(out)
     }
 }
 
-/// Converts packed RGB bytes into the model's input values and layout.
-fn fill_input(dst: &mut [f32], rgb: &[u8], s: &ModelSpec) {
-    let identity = s.scale == 1.0 && s.mean == [0.0; 3] && s.std == [1.0; 3];
-    match s.layout {
-        Layout::Nhwc if identity => {
-            for (d, &p) in dst.iter_mut().zip(rgb) {
-                *d = p as f32;
+/// Makes a session on provider `p` (registration failure is an error, not a
+/// silent fallback inside ONNX Runtime: [`Detector::new`] decides and logs).
+fn build_session(
+    env: &ort::environment::Environment,
+    opts: &RuntimeOptions,
+    spec: &ModelSpec,
+    p: Provider,
+) -> Result<Session, Error> {
+    let ort_err =
+        |what: &str, e: ort::Error| Error::wrap(ErrorKind::Internal, format!("model {}: {what}", spec.name), e);
+    let mut b = Session::builder(env)
+        .map_err(|e| ort_err("session builder", e))?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| ort_err("optimisation level", e.into()))?
+        .with_intra_threads(opts.intra_threads)
+        .map_err(|e| ort_err("intra threads", e.into()))?
+        // Spinning threads burn a core while idle: deadly with 145 cameras on 2 cores.
+        .with_intra_op_spinning(false)
+        .map_err(|e| ort_err("spinning", e.into()))?;
+    let device = opts.device_id as i32;
+    let ep = match p {
+        Provider::Cpu => None,
+        Provider::Cuda => Some(ort::ep::CUDA::default().with_device_id(device).build().error_on_failure()),
+        Provider::Tensorrt => {
+            let dir = engine_cache_dir(opts, spec);
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                Error::wrap(ErrorKind::Unavailable, format!("TensorRT engine cache {}", dir.display()), e)
+            })?;
+            Some(
+                ort::ep::TensorRT::default()
+                    .with_device_id(device)
+                    .with_fp16(opts.fp16)
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(dir.display())
+                    .with_timing_cache(true)
+                    .with_timing_cache_path(dir.display())
+                    .build()
+                    .error_on_failure(),
+            )
+        }
+    };
+    if let Some(ep) = ep {
+        b = b.with_execution_providers([ep]).map_err(|e| {
+            Error::wrap(
+                ErrorKind::Unavailable,
+                format!("model {}: provider {p:?}", spec.name),
+                ort::Error::<()>::from(e),
+            )
+        })?;
+    }
+    b.commit_from_file(&spec.file).map_err(|e| ort_err(&format!("loading {}", spec.file.display()), e))
+}
+
+/// The TensorRT engine cache of one model, GPU and precision: engines built for
+/// another model version, GPU model or precision are never picked up by mistake.
+pub fn engine_cache_dir(opts: &RuntimeOptions, spec: &ModelSpec) -> PathBuf {
+    let hash: String = spec.sha256.chars().take(16).collect();
+    let precision = if opts.fp16 { "fp16" } else { "fp32" };
+    opts.engine_cache_dir.join(format!("{}-{hash}-{}-{precision}", spec.name, gpu_slug(opts.device_id)))
+}
+
+/// The NVIDIA driver's name for GPU `device` (e.g. `nvidia-h100-80gb-hbm3`), read
+/// from `/proc/driver/nvidia/gpus/*/information`; `gpuN` where that is missing.
+fn gpu_slug(device: u32) -> String {
+    let mut dirs: Vec<_> = std::fs::read_dir("/proc/driver/nvidia/gpus")
+        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    let model = dirs
+        .get(device as usize)
+        .and_then(|d| std::fs::read_to_string(d.join("information")).ok())
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Model:").map(|m| m.trim().to_owned())));
+    match model {
+        Some(m) => m
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect::<String>()
+            .split('-')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("-"),
+        None => format!("gpu{device}"),
+    }
+}
+
+/// Checks the session's input and outputs against the manifest; returns whether a
+/// `yolo` output is laid out `[A, 4 + C]`.
+fn check_shapes(session: &Session, spec: &ModelSpec, labels: usize) -> Result<bool, Error> {
+    let fail = |what: String| Err(err!(InvalidArgument, "model `{}` does not match models.toml: {what}", spec.name));
+    let names = |o: &[ort::value::Outlet]| o.iter().map(|o| o.name().to_owned()).collect::<Vec<_>>().join(", ");
+    let Some(input) = session.inputs().iter().find(|i| i.name() == spec.input) else {
+        return fail(format!("no input `{}` (the model has: {})", spec.input, names(session.inputs())));
+    };
+    let dims: Vec<i64> = input.dtype().tensor_shape().map(|s| s.iter().copied().collect()).unwrap_or_default();
+    let want: [i64; 4] = match spec.layout {
+        Layout::Nhwc => [-1, spec.height as i64, spec.width as i64, 3],
+        Layout::Nchw => [-1, 3, spec.height as i64, spec.width as i64],
+    };
+    if dims.len() != 4 {
+        return fail(format!(
+            "input `{}` has shape {dims:?}, the manifest says {:?} {want:?}",
+            spec.input, spec.layout
+        ));
+    }
+    for (k, (&d, &w)) in dims.iter().zip(&want).enumerate() {
+        if k == 0 {
+            if d >= 0 && (d as usize) < spec.max_batch {
+                return fail(format!("input batch is fixed at {d} but max_batch is {}", spec.max_batch));
+            }
+        } else if d >= 0 && d != w {
+            return fail(format!(
+                "input `{}` has shape {dims:?}, the manifest says {:?} {want:?}",
+                spec.input, spec.layout
+            ));
+        }
+    }
+    let mut shapes = Vec::new();
+    for o in &spec.outputs {
+        let Some(out) = session.outputs().iter().find(|x| x.name() == o) else {
+            return fail(format!("no output `{o}` (the model has: {})", names(session.outputs())));
+        };
+        shapes.push(out.dtype().tensor_shape().map(|s| s.iter().copied().collect::<Vec<i64>>()).unwrap_or_default());
+    }
+    let s0 = &shapes[0];
+    let fixed = |d: i64, w: i64| d < 0 || d == w;
+    match spec.decoder {
+        Decoder::Centernet if s0.len() != 3 || !fixed(s0[2], 6) => {
+            fail(format!("centernet output `{}` must be [B, N, 6], is {s0:?}", spec.outputs[0]))
+        }
+        Decoder::Yolo => {
+            let c = (4 + labels) as i64;
+            if s0.len() != 3 {
+                return fail(format!("yolo output `{}` must be [B, 4 + C, A], is {s0:?}", spec.outputs[0]));
+            }
+            if s0[1] == c {
+                Ok(false)
+            } else if s0[2] == c {
+                Ok(true)
+            } else if s0[1] < 0 {
+                Ok(false)
+            } else {
+                fail(format!("yolo output `{}` is {s0:?}: no dimension is 4 + {labels} labels", spec.outputs[0]))
             }
         }
-        Layout::Nhwc => {
-            for (px, d) in rgb.chunks_exact(3).zip(dst.chunks_exact_mut(3)) {
-                for c in 0..3 {
-                    d[c] = (px[c] as f32 * s.scale - s.mean[c]) / s.std[c];
-                }
-            }
+        Decoder::Ssd if shapes[0].last().is_some_and(|&d| !fixed(d, 4)) => {
+            fail(format!("ssd boxes output `{}` must end in 4, is {:?}", spec.outputs[0], shapes[0]))
         }
-        Layout::Nchw => {
-            let plane = (s.width * s.height) as usize;
-            for (i, px) in rgb.chunks_exact(3).enumerate() {
-                for c in 0..3 {
-                    dst[c * plane + i] = (px[c] as f32 * s.scale - s.mean[c]) / s.std[c];
-                }
-            }
-        }
+        _ => Ok(false),
     }
 }
 
 #[cfg(test)]
 mod tests {
     //! The model on Debian's darknet sample images, against the detections listed
-    //! in models/PROVENANCE.md. Needs `./scripts/setup` (ONNX Runtime and images).
+    //! in models/PROVENANCE.md, and models that must be refused. Needs
+    //! `./scripts/setup` (ONNX Runtime and images).
     use super::*;
     use crate::iou;
 
@@ -165,26 +432,32 @@ mod tests {
         p
     }
 
-    fn lib() -> PathBuf {
-        std::env::var_os("ORT_DYLIB_PATH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root().join(".cache/onnxruntime/lib/libonnxruntime.so.1.32.0"))
+    fn opts() -> RuntimeOptions {
+        RuntimeOptions {
+            library: std::env::var_os("ORT_DYLIB_PATH")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root().join(".cache/onnxruntime/lib/libonnxruntime.so.1.32.0")),
+            ..RuntimeOptions::cpu(1)
+        }
     }
 
-    /// Runs the model on `image` resized (bilinear, whole image) to 512x512 and
-    /// returns (label, score, box in original pixels).
-    fn run(det: &mut Detector, image: &str) -> Vec<(String, f32, [f32; 4])> {
-        let img = image::open(media(image)).unwrap().to_rgb8();
+    fn default_spec() -> ModelSpec {
+        crate::manifest::load(&root().join("models/models.toml"), "centernet_mbv3_coco_512").unwrap()
+    }
+
+    fn image_frame(name: &str) -> Frame {
+        let img = image::open(media(name)).unwrap().to_rgb8();
         let (w, h) = img.dimensions();
-        let small = image::imageops::resize(&img, 512, 512, image::imageops::FilterType::Triangle);
-        let (sx, sy) = (w as f32 / 512.0, h as f32 / 512.0);
-        det.detect(small.as_raw(), 512, 512, 0.3)
+        Frame::from_rgb("test".into(), chrono::Utc::now(), w, h, img.into_raw())
+    }
+
+    /// Runs the model on `image` through the service's preprocessing and returns
+    /// (label, score, box in original pixels).
+    fn run(det: &mut Detector, image: &str) -> Vec<(String, f32, [f32; 4])> {
+        det.detect_one(&image_frame(image), 0.3)
             .unwrap()
             .into_iter()
-            .map(|d| {
-                let b = [d.bbox[0] * sx, d.bbox[1] * sy, d.bbox[2] * sx, d.bbox[3] * sy];
-                (det.labels()[d.class].clone(), d.score, b)
-            })
+            .map(|d| (det.labels()[d.class].clone(), d.score, d.bbox))
             .collect()
     }
 
@@ -195,9 +468,9 @@ mod tests {
 
     #[test]
     fn finds_the_documented_objects() {
-        let spec = crate::manifest::load(&root().join("models/models.toml"), "centernet_mbv3_coco_512").unwrap();
-        let labels = spec.read_labels().unwrap();
-        let mut det = Detector::new(&lib(), &spec, labels, 1).unwrap();
+        let spec = default_spec();
+        let mut det = Detector::new(&opts(), &spec, spec.read_labels().unwrap()).unwrap();
+        assert_eq!(det.provider(), Provider::Cpu);
 
         let dog = run(&mut det, "dog.jpg");
         assert_found(&dog, "car", [472., 81., 683., 165.]);
@@ -216,10 +489,122 @@ mod tests {
     }
 
     #[test]
-    fn wrong_input_size_is_an_error_not_a_crash() {
-        let spec = crate::manifest::load(&root().join("models/models.toml"), "centernet_mbv3_coco_512").unwrap();
-        let mut det = Detector::new(&lib(), &spec, spec.read_labels().unwrap(), 1).unwrap();
-        let e = det.detect(&[0; 30], 5, 2, 0.3).unwrap_err();
+    fn camera_frames_in_i420_find_the_same_objects() {
+        let spec = default_spec();
+        let mut det = Detector::new(&opts(), &spec, spec.read_labels().unwrap()).unwrap();
+        let f = image_frame("person.jpg");
+        let Pixels::Rgb(rgb) = &f.pixels else { unreachable!() };
+        let yuv = preprocess::rgb_to_i420(rgb, f.width as usize, f.height as usize);
+        let f = Frame { pixels: Pixels::I420(yuv.into()), ..f };
+        let found: Vec<_> = det
+            .detect_one(&f, 0.3)
+            .unwrap()
+            .into_iter()
+            .map(|d| (det.labels()[d.class].clone(), d.score, d.bbox))
+            .collect();
+        assert_found(&found, "person", [187., 111., 276., 375.]);
+        assert_found(&found, "dog", [67., 264., 201., 348.]);
+    }
+
+    #[test]
+    fn a_missing_gpu_provider_falls_back_to_the_cpu() {
+        // The CPU build of ONNX Runtime has neither CUDA nor TensorRT: the detector
+        // must come up on the CPU (and say so) rather than fail. Where a GPU build is
+        // installed, the provider asked for must be the one used.
+        let spec = default_spec();
+        use ort::ep::ExecutionProvider;
+        let gpu_build = ort::ep::CUDA::is_available().unwrap_or(false);
+        for p in [Provider::Cuda, Provider::Tensorrt] {
+            let dir = std::env::temp_dir().join(format!("varta-trt-{}", std::process::id()));
+            let o = RuntimeOptions { provider: p, engine_cache_dir: dir.clone(), ..opts() };
+            let mut det = Detector::new(&o, &spec, spec.read_labels().unwrap()).unwrap();
+            if !gpu_build {
+                assert_eq!(det.provider(), Provider::Cpu);
+            }
+            assert!(!run(&mut det, "person.jpg").is_empty());
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    #[test]
+    fn engine_cache_is_keyed_by_model_gpu_and_precision() {
+        let spec = default_spec();
+        let o = RuntimeOptions { fp16: true, ..opts() };
+        let d16 = engine_cache_dir(&o, &spec);
+        let d32 = engine_cache_dir(&RuntimeOptions { fp16: false, ..opts() }, &spec);
+        assert_ne!(d16, d32);
+        let name = d16.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.starts_with("centernet_mbv3_coco_512-26179a4c75a4a268-"), "{name}");
+        assert!(name.ends_with("-fp16"), "{name}");
+    }
+
+    #[test]
+    fn wrong_frame_size_is_an_error_not_a_crash() {
+        let spec = default_spec();
+        let mut det = Detector::new(&opts(), &spec, spec.read_labels().unwrap()).unwrap();
+        let mut f = Frame::from_rgb("c".into(), chrono::Utc::now(), 5, 2, vec![0; 30]);
+        f.width = 6;
+        let e = det.detect_one(&f, 0.3).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    }
+
+    /// A manifest in a temporary folder with one entry derived from the default
+    /// model by `edit`, the model file written by `file`.
+    fn temp_model(tag: &str, file: &[u8], edit: (&str, &str)) -> (PathBuf, ModelSpec) {
+        temp_model_hashed(tag, file, file, edit)
+    }
+
+    /// As [`temp_model`], with the manifest's sha256 that of `hashed`.
+    fn temp_model_hashed(tag: &str, file: &[u8], hashed: &[u8], edit: (&str, &str)) -> (PathBuf, ModelSpec) {
+        use sha2::Digest;
+        let dir = std::env::temp_dir().join(format!("varta-model-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("m.onnx"), file).unwrap();
+        std::fs::copy(root().join("models/coco80.labels"), dir.join("coco80.labels")).unwrap();
+        let sha: String = sha2::Sha256::digest(hashed).iter().map(|b| format!("{b:02x}")).collect();
+        let text = std::fs::read_to_string(root().join("models/models.toml")).unwrap();
+        let text = text
+            .replace("file = \"centernet_mbv3_coco_512.onnx\"", "file = \"m.onnx\"")
+            .replace("26179a4c75a4a268261e43f48534bd19c68254ac9ebd6442bbd888b72f3dda94", &sha);
+        let text = text.replacen(edit.0, edit.1, 1);
+        std::fs::write(dir.join("models.toml"), text).unwrap();
+        let spec = crate::manifest::load(&dir.join("models.toml"), "centernet_mbv3_coco_512").unwrap();
+        (dir, spec)
+    }
+
+    #[test]
+    fn a_corrupt_model_file_is_refused_naming_the_model() {
+        // Bytes changed after the manifest was written: the hash says so.
+        let spec = default_spec();
+        let good = std::fs::read(&spec.file).unwrap();
+        let mut bad = good.clone();
+        bad.truncate(good.len() / 2);
+        let (dir, s) = temp_model_hashed("corrupt", &bad, &good, ("", ""));
+        let e = s.verify().unwrap_err().to_string();
+        assert!(e.contains("m.onnx") && e.contains("sha256"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+        // And a corrupt file whose hash was (wrongly) recorded: ONNX Runtime refuses
+        // it at load, and the message names the model, with no panic.
+        let (dir, s) = temp_model("corrupt2", &bad, ("", ""));
+        s.verify().unwrap();
+        let e = Detector::new(&opts(), &s, s.read_labels().unwrap()).err().expect("must fail").to_string();
+        assert!(e.contains("centernet_mbv3_coco_512") && e.contains("loading"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_model_whose_shape_differs_from_its_manifest_is_refused() {
+        let good = std::fs::read(default_spec().file).unwrap();
+        let (dir, s) = temp_model("shape", &good, ("width = 512", "width = 640"));
+        s.verify().unwrap();
+        let e = Detector::new(&opts(), &s, s.read_labels().unwrap()).err().expect("must fail").to_string();
+        assert!(e.contains("centernet_mbv3_coco_512") && e.contains("does not match models.toml"), "{e}");
+        assert!(e.contains("512") && e.contains("640"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+        // The graph's batch is fixed at 1: a manifest promising 4 is refused too.
+        let (dir, s) = temp_model("batch", &good, ("max_batch = 1", "max_batch = 4"));
+        let e = Detector::new(&opts(), &s, s.read_labels().unwrap()).err().expect("must fail").to_string();
+        assert!(e.contains("batch is fixed at 1"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

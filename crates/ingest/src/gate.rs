@@ -110,7 +110,7 @@ impl Gate {
         }
         let action = self.decide(key, buf.size(), now, || buf.to_owned());
         stats.set_decode_full(self.full);
-        stats.set_activity(self.score() as f32);
+        stats.set_activity(self.score() as f32, !self.is_quiet(now));
         action
     }
 
@@ -127,8 +127,18 @@ impl Gate {
     /// owned reference to the unit when it must be held.
     fn decide(&mut self, key: bool, size: usize, now: Instant, own: impl FnOnce() -> gst::Buffer) -> GateAction {
         match self.policy {
-            DecodePolicy::Full => return GateAction::Pass,
-            DecodePolicy::Keyframes => return if key { GateAction::Pass } else { GateAction::Drop },
+            DecodePolicy::Full | DecodePolicy::Keyframes => {
+                // Activity is still measured: the inference scheduler serves active
+                // cameras first whatever their decode policy.
+                if !key {
+                    self.observe(size as f64);
+                    if self.score() >= self.threshold {
+                        self.last_active = Some(now);
+                    }
+                }
+                let pass = key || self.policy == DecodePolicy::Full;
+                return if pass { GateAction::Pass } else { GateAction::Drop };
+            }
             DecodePolicy::Adaptive => {}
         }
         if key {

@@ -2,19 +2,17 @@
 //!
 //! A camera can stream perfectly while showing nothing useful: an encoder stuck on one
 //! picture, a lens covered or sprayed, a dead IR illuminator at night. These checks run
-//! on frames already decoded and scaled for the model, on a sparse grid of pixels, so
-//! they cost next to nothing.
+//! on the luma plane of the frames handed to analysis, on a sparse grid of about
+//! 128 × 128 pixels whatever the resolution, so they cost next to nothing.
 
 use std::time::{Duration, Instant};
 
-/// Every `STEP`-th pixel in each direction is measured.
-const STEP: usize = 4;
+/// Grid points measured in each direction.
+const GRID: usize = 128;
 
 /// Luma statistics of the analysed frames and how long they have looked wrong.
 #[derive(Debug)]
 pub struct PictureWatch {
-    /// Size of the decoded picture before scaling.
-    pub source_size: (u32, u32),
     frozen_max_diff: f64,
     dark_max_luma: f64,
     dark_max_stddev: f64,
@@ -31,7 +29,6 @@ impl PictureWatch {
     /// A watch with the thresholds of `[health]`.
     pub fn new(frozen_max_diff: f64, dark_max_luma: f64, dark_max_stddev: f64) -> Self {
         PictureWatch {
-            source_size: (0, 0),
             frozen_max_diff,
             dark_max_luma,
             dark_max_stddev,
@@ -43,20 +40,20 @@ impl PictureWatch {
         }
     }
 
-    /// Measures one packed RGB frame; returns its mean absolute luma difference from
-    /// the previous one.
-    pub fn observe(&mut self, rgb: &[u8], w: usize, h: usize) -> Option<f64> {
-        self.observe_at(rgb, w, h, Instant::now())
+    /// Measures one frame's luma plane (`w × h`, limited range as decoders give it);
+    /// returns its mean absolute difference (full-range luma) from the previous one.
+    pub fn observe(&mut self, luma: &[u8], w: usize, h: usize) -> Option<f64> {
+        self.observe_at(luma, w, h, Instant::now())
     }
 
-    fn observe_at(&mut self, rgb: &[u8], w: usize, h: usize, now: Instant) -> Option<f64> {
-        let mut thumb = Vec::with_capacity((w / STEP + 1) * (h / STEP + 1));
-        for y in (0..h).step_by(STEP) {
-            for x in (0..w).step_by(STEP) {
-                let i = (y * w + x) * 3;
-                let Some(p) = rgb.get(i..i + 3) else { continue };
-                // BT.601 luma, integer weights summing to 256.
-                thumb.push(((77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32) >> 8) as u8);
+    fn observe_at(&mut self, luma: &[u8], w: usize, h: usize, now: Instant) -> Option<f64> {
+        let (sx, sy) = ((w / GRID).max(1), (h / GRID).max(1));
+        let mut thumb = Vec::with_capacity((w / sx + 1) * (h / sy + 1));
+        for y in (0..h).step_by(sy) {
+            for x in (0..w).step_by(sx) {
+                let Some(&v) = luma.get(y * w + x) else { continue };
+                // Limited (16..235) to full range, so thresholds read as 0..255.
+                thumb.push(((v.saturating_sub(16) as u32 * 255 / 219).min(255)) as u8);
             }
         }
         if thumb.is_empty() {
@@ -110,7 +107,7 @@ mod tests {
     fn frozen_and_dark_pictures_are_timed() {
         let mut w = PictureWatch::new(0.3, 20.0, 4.0);
         let t0 = Instant::now();
-        let scene: Vec<u8> = (0..64 * 48 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let scene: Vec<u8> = (0..64 * 48).map(|i| (i * 7 % 219 + 16) as u8).collect();
         w.observe_at(&scene, 64, 48, t0);
         w.observe_at(&scene, 64, 48, t0 + Duration::from_secs(5));
         assert!(w.unchanged_since == Some(t0), "identical frames count as unchanged");
@@ -119,11 +116,11 @@ mod tests {
         noisy.iter_mut().step_by(5).for_each(|v| *v = v.wrapping_add(9));
         w.observe_at(&noisy, 64, 48, t0 + Duration::from_secs(6));
         assert_eq!(w.unchanged_since, Some(t0 + Duration::from_secs(6)), "a changed frame resets");
-        let black = vec![16u8; 64 * 48 * 3];
+        let black = vec![16u8; 64 * 48];
         w.observe_at(&black, 64, 48, t0 + Duration::from_secs(7));
         assert_eq!(w.dark_since, Some(t0 + Duration::from_secs(7)));
         assert!(w.mean_luma.unwrap() < 20.0);
-        let grey = vec![128u8; 64 * 48 * 3];
+        let grey = vec![128u8; 64 * 48];
         w.observe_at(&grey, 64, 48, t0 + Duration::from_secs(8));
         assert!(w.dark_since.is_some(), "a featureless grey picture (covered lens) counts too");
         w.observe_at(&scene, 64, 48, t0 + Duration::from_secs(9));

@@ -25,7 +25,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use varta_core::config::{Credentials, RtspTransport};
-use varta_core::frame::{Frame, FrameHub};
+use varta_core::frame::{Frame, FrameHub, Pixels};
 use varta_core::metrics::CameraStats;
 use varta_core::redact::redact_url;
 use varta_core::{err, CameraId, Error, ErrorKind};
@@ -99,8 +99,6 @@ pub struct PipelineParams<'a> {
     pub gate: Gate,
     /// Frozen and dark picture checks.
     pub picture: PictureWatch,
-    /// Size of the frames handed to analysis.
-    pub target: (u32, u32),
 }
 
 /// What the pipeline learns about its stream while it runs.
@@ -183,14 +181,12 @@ pub fn post_error(element: &gst::Element, msg: &str) {
 
 /// Builds the pipeline for `p`; decoded, sampled frames go to `hub`.
 pub fn build(p: PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>) -> Result<CameraPipeline, Error> {
-    let (tw, th) = p.target;
     let ctx = |what: &str| format!("camera {} ({}): {what}", p.camera, redact_url(p.url));
-    // The scaler stretches the whole picture to the model size (no letterbox), as the
-    // model's reference detections were made that way (models/PROVENANCE.md).
-    let tail = format!(
-        "videoscale name=scale add-borders=false ! video/x-raw,width={tw},height={th},pixel-aspect-ratio=1/1 \
-         ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false max-buffers=1 drop=true"
-    );
+    // Frames leave at the camera's own size as I420: detection scales, converts and
+    // lays out the model input in one pass, and snapshots keep the full picture.
+    // `videoconvert` is a pass-through when the decoder gives I420 already (libav
+    // does for 8-bit 4:2:0, the common case); it converts NV12 (NVDEC, VA-API).
+    let tail = "videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false max-buffers=1 drop=true";
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", p.camera));
     let tail = gst::parse::bin_from_description(&tail, true)
         .map_err(|e| Error::wrap(ErrorKind::Internal, ctx("building pipeline"), e))?;
@@ -223,23 +219,11 @@ pub fn build(p: PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>)
                     return Ok(gst::FlowSuccess::Ok);
                 };
                 let vi = gst_video::VideoInfo::from_caps(caps).map_err(|_| gst::FlowError::NotNegotiated)?;
-                let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
+                let vf =
+                    gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &vi).map_err(|_| gst::FlowError::Error)?;
                 let (w, h) = (vi.width(), vi.height());
-                let row = (w * 3) as usize;
-                let stride = vi.stride()[0] as usize;
-                let rgb = if stride == row {
-                    map.as_slice()[..row * h as usize].to_vec()
-                } else {
-                    let mut v = Vec::with_capacity(row * h as usize);
-                    for y in 0..h as usize {
-                        v.extend_from_slice(&map.as_slice()[y * stride..y * stride + row]);
-                    }
-                    v
-                };
-                let (diff, src_size) = {
-                    let mut pic = inf.picture.lock().unwrap();
-                    (pic.observe(&rgb, w as usize, h as usize), pic.source_size)
-                };
+                let data = pack_i420(&vf);
+                let diff = inf.picture.lock().unwrap().observe(&data[..(w * h) as usize], w as usize, h as usize);
                 tracing::trace!(camera = %camera, ?diff, "picture");
                 stats.frames_sampled.inc();
                 hub.push(Frame {
@@ -248,15 +232,34 @@ pub fn build(p: PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>)
                     captured_at: Utc::now(),
                     width: w,
                     height: h,
-                    source_width: src_size.0.max(1),
-                    source_height: src_size.1.max(1),
-                    rgb,
+                    pixels: Pixels::I420(data.into()),
                 });
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
     );
     Ok(CameraPipeline { pipeline, info })
+}
+
+/// Copies the three planes of an I420 frame into one buffer without row padding.
+fn pack_i420(vf: &gst_video::VideoFrameRef<&gst::BufferRef>) -> Vec<u8> {
+    use gst_video::prelude::VideoFrameExt;
+    let (w, h) = (vf.width() as usize, vf.height() as usize);
+    let mut out = Vec::with_capacity(Frame::i420_len(w as u32, h as u32));
+    for (plane, (pw, ph)) in
+        [(w, h), (w.div_ceil(2), h.div_ceil(2)), (w.div_ceil(2), h.div_ceil(2))].into_iter().enumerate()
+    {
+        let stride = vf.plane_stride()[plane] as usize;
+        let data = vf.plane_data(plane as u32).expect("I420 has three planes");
+        if stride == pw {
+            out.extend_from_slice(&data[..pw * ph]);
+        } else {
+            for y in 0..ph {
+                out.extend_from_slice(&data[y * stride..y * stride + pw]);
+            }
+        }
+    }
+    out
 }
 
 /// Adds `depay ! parse ! decoder` for the codec of `pad` and links it between the
@@ -343,21 +346,12 @@ fn link_decoder(
         }
     });
 
-    // The sampler: counts decoded frames, remembers the source size, and passes frames
-    // at the analysis fps.
+    // The sampler: counts decoded frames and passes frames at the analysis fps.
     let next_pts = AtomicU64::new(0);
-    let (st, inf) = (stats.clone(), info.clone());
+    let st = stats.clone();
     dec.static_pad("src").expect("decoders have a src pad").add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        gst::PadProbeType::BUFFER,
         move |_, pi| match &pi.data {
-            Some(gst::PadProbeData::Event(ev)) => {
-                if let gst::EventView::Caps(c) = ev.view() {
-                    if let Ok(vi) = gst_video::VideoInfo::from_caps(c.caps()) {
-                        inf.picture.lock().unwrap().source_size = (vi.width(), vi.height());
-                    }
-                }
-                gst::PadProbeReturn::Ok
-            }
             Some(gst::PadProbeData::Buffer(buf)) => {
                 st.frames_decoded.inc();
                 st.last_frame_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);

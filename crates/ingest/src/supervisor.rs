@@ -68,8 +68,6 @@ pub struct IngestSettings {
     pub ingest: IngestConfig,
     /// `[health]` of the config.
     pub health: HealthConfig,
-    /// Size of frames handed to analysis (the model's input size).
-    pub target: (u32, u32),
 }
 
 /// Exponential backoff with jitter: `initial × 2ⁿ` capped at `max`, plus up to
@@ -273,7 +271,6 @@ impl Supervisor {
                 Duration::from_secs_f64(ing.idle_keyframe_secs),
             ),
             picture: PictureWatch::new(h.frozen_max_diff, h.blackout_max_luma, h.blackout_max_stddev),
-            target: self.settings.target,
         };
         self.stats.set_decode_full(self.spec.decode == DecodePolicy::Full);
         let built = match pipeline::build(params, self.hub.clone(), self.stats.clone()) {

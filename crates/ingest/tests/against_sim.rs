@@ -38,8 +38,9 @@ fn frames_arrive_over_tcp_and_udp_at_the_analysis_rate() {
     assert!(h.problems.is_empty(), "{h:?}");
 
     let f = tcp.hub.take(Duration::from_secs(1)).unwrap().frame;
-    assert_eq!((f.width, f.height, f.rgb.len()), (128, 96, 128 * 96 * 3));
-    assert_eq!((f.source_width, f.source_height), (768, 576));
+    // The camera's own size, as I420 (detection scales it; snapshots keep it).
+    assert_eq!((f.width, f.height), (768, 576));
+    assert!(matches!(&f.pixels, varta_core::frame::Pixels::I420(d) if d.len() == 768 * 576 * 3 / 2));
 
     tcp.ingest.stop_all();
     udp.ingest.stop_all();
@@ -177,7 +178,7 @@ fn h265_streams_are_decoded_and_the_main_stream_is_probed() {
     assert_eq!(s.codec().as_deref(), Some("h265"));
     assert_eq!(s.decoder().as_deref(), Some("avdec_h265"));
     let f = rig.hub.take(Duration::from_secs(5)).unwrap().frame;
-    assert_eq!((f.source_width, f.source_height), (768, 576));
+    assert_eq!((f.width, f.height), (768, 576));
 
     // First probe 5 s after start, 2 s long.
     let sub = rig.metrics.camera(&"sub".into());

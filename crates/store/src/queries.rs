@@ -48,6 +48,12 @@ pub struct EventRow {
     pub ended_at: Option<DateTime<Utc>>,
     /// Analysed frames the object was matched in.
     pub frames: i32,
+    /// Rule that fired.
+    pub rule: String,
+    /// Its zone or line.
+    pub zone: Option<String>,
+    /// Snapshot file in the snapshot directory.
+    pub snapshot: Option<String>,
 }
 
 impl Store {
@@ -55,7 +61,7 @@ impl Store {
     pub async fn list_events(&self, f: &EventFilter) -> Result<Vec<EventRow>, Error> {
         let rows = sqlx::query(
             "SELECT e.id, e.camera_id, c.site_id, e.track_id, e.class, e.score, e.bbox,
-                    e.started_at, e.last_seen_at, e.ended_at, e.frames
+                    e.started_at, e.last_seen_at, e.ended_at, e.frames, e.rule, e.zone, e.snapshot
                FROM events e JOIN cameras c ON c.id = e.camera_id
               WHERE ($1::text IS NULL OR e.camera_id = $1)
                 AND ($2::text IS NULL OR c.site_id = $2)
@@ -88,9 +94,22 @@ impl Store {
                     last_seen_at: r.try_get(8)?,
                     ended_at: r.try_get(9)?,
                     frames: r.try_get(10)?,
+                    rule: r.try_get(11)?,
+                    zone: r.try_get(12)?,
+                    snapshot: r.try_get(13)?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(|e| db_error("reading events", e))
+    }
+
+    /// The snapshot file of event `id`: `None` if there is no such event,
+    /// `Some(None)` if it has no snapshot.
+    pub async fn event_snapshot(&self, id: uuid::Uuid) -> Result<Option<Option<String>>, Error> {
+        sqlx::query_scalar::<_, Option<String>>("SELECT snapshot FROM events WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(|e| db_error("reading an event", e))
     }
 }

@@ -81,11 +81,18 @@ async fn write_with_retry(store: &Store, batch: &[StoreMsg], node: &str) -> usiz
 pub async fn write_batch(store: &Store, batch: &[StoreMsg], node: &str) -> Result<usize, Error> {
     // The same event may be in a batch twice (confirmed, then ended): keep the last,
     // since ON CONFLICT cannot touch one row twice in a statement.
-    let mut events: HashMap<uuid::Uuid, &EventRecord> = HashMap::new();
+    // A later record without a snapshot keeps the earlier one's.
+    let mut events: HashMap<uuid::Uuid, EventRecord> = HashMap::new();
     let mut statuses: Vec<&StatusChange> = Vec::new();
     for m in batch {
         match m {
             StoreMsg::Event(e) => {
+                let mut e = e.clone();
+                if let Some(prev) = events.get_mut(&e.id) {
+                    if e.snapshot.is_none() {
+                        e.snapshot = prev.snapshot.take();
+                    }
+                }
                 events.insert(e.id, e);
             }
             StoreMsg::Status(s) => statuses.push(s),
@@ -94,7 +101,8 @@ pub async fn write_batch(store: &Store, batch: &[StoreMsg], node: &str) -> Resul
     let mut tx = store.pool().begin().await.map_err(|e| db_error("begin", e))?;
     if !events.is_empty() {
         let mut qb = sqlx::QueryBuilder::new(
-            "INSERT INTO events (id, camera_id, track_id, class, score, bbox, started_at, last_seen_at, ended_at, frames, node) ",
+            "INSERT INTO events (id, camera_id, track_id, class, score, bbox, started_at, last_seen_at, ended_at, frames, \
+             node, rule, zone, snapshot) ",
         );
         qb.push_values(events.values(), |mut b, e| {
             b.push_bind(e.id)
@@ -107,7 +115,10 @@ pub async fn write_batch(store: &Store, batch: &[StoreMsg], node: &str) -> Resul
                 .push_bind(e.last_seen_at)
                 .push_bind(e.ended_at)
                 .push_bind(e.frames as i32)
-                .push_bind(node);
+                .push_bind(node)
+                .push_bind(&e.rule)
+                .push_bind(&e.zone)
+                .push_bind(&e.snapshot);
         });
         // Idempotent: a replay of the same record leaves the row as it was.
         qb.push(
@@ -115,7 +126,8 @@ pub async fn write_batch(store: &Store, batch: &[StoreMsg], node: &str) -> Resul
               bbox = CASE WHEN EXCLUDED.score >= events.score THEN EXCLUDED.bbox ELSE events.bbox END,
               last_seen_at = GREATEST(events.last_seen_at, EXCLUDED.last_seen_at),
               ended_at = COALESCE(EXCLUDED.ended_at, events.ended_at),
-              frames = GREATEST(events.frames, EXCLUDED.frames)",
+              frames = GREATEST(events.frames, EXCLUDED.frames),
+              snapshot = COALESCE(EXCLUDED.snapshot, events.snapshot)",
         );
         qb.build().execute(&mut *tx).await.map_err(|e| db_error("writing events", e))?;
     }

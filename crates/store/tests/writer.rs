@@ -45,14 +45,23 @@ fn event(camera: &str, class: &str, mins_ago: i64) -> EventRecord {
         last_seen_at: t,
         ended_at: None,
         frames: 2,
+        rule: "presence".into(),
+        zone: None,
+        snapshot: None,
+        phase: varta_core::event::EventPhase::Started,
     }
 }
 
 #[sqlx::test(migrator = "varta_store::MIGRATOR")]
 async fn replays_never_duplicate_and_the_end_updates_the_row(pool: PgPool) {
     let s = store(pool.clone()).await;
-    let start = event("c1", "person", 1);
+    let mut start = event("c1", "person", 1);
+    start.snapshot = Some(format!("{}.jpg", start.id));
+    start.zone = Some("door".into());
     let mut end = start.clone();
+    // The end has no new snapshot: the row keeps the start's.
+    end.snapshot = None;
+    end.phase = varta_core::event::EventPhase::Ended;
     end.ended_at = Some(start.started_at + Duration::seconds(9));
     end.score = 0.9;
     end.frames = 20;
@@ -67,6 +76,8 @@ async fn replays_never_duplicate_and_the_end_updates_the_row(pool: PgPool) {
     assert_eq!(rows[0].ended_at.map(|t| t.timestamp_millis()), end.ended_at.map(|t| t.timestamp_millis()));
     assert!((rows[0].score - 0.9).abs() < 1e-6);
     assert_eq!(rows[0].frames, 20);
+    assert_eq!(rows[0].snapshot, start.snapshot);
+    assert_eq!((rows[0].rule.as_str(), rows[0].zone.as_deref()), ("presence", Some("door")));
 }
 
 #[sqlx::test(migrator = "varta_store::MIGRATOR")]

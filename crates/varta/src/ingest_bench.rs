@@ -70,8 +70,7 @@ pub fn run(a: Args) -> Result<()> {
     let hub = FrameHub::new(2);
     let (tx, mut rx) = mpsc::channel(10_000);
     std::thread::spawn(move || while rx.blocking_recv().is_some() {});
-    let settings =
-        IngestSettings { ingest: IngestConfig::default(), health: HealthConfig::default(), target: (512, 512) };
+    let settings = IngestSettings { ingest: IngestConfig::default(), health: HealthConfig::default() };
     let mut ingest = Ingest::new(settings, hub.clone(), metrics.clone(), tx)?;
     let stop = Arc::new(AtomicBool::new(false));
     let drain = {

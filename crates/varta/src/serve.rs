@@ -18,11 +18,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use varta_api::{AppState, CameraInfo, ReloadReport, ReloadRequest};
 use varta_core::config::{resolve_credentials, Config, KeyPath, Problems};
-use varta_core::frame::FrameHub;
+use varta_core::frame::{FrameHub, SchedulerConfig};
 use varta_core::metrics::Registry;
 use varta_core::redact::redact_url;
 use varta_core::CameraId;
 use varta_detect::pool::{InferencePool, PoolConfig};
+use varta_detect::runtime::RuntimeOptions;
+use varta_detect::snapshot::SnapshotStore;
 use varta_detect::tracker::TrackerConfig;
 use varta_ingest::{CameraSpec, Ingest, IngestSettings};
 use varta_store::writer::WriterConfig;
@@ -54,6 +56,16 @@ pub fn check_against_model(cfg: &Config) -> Result<(), String> {
                     &KeyPath::default().key("cameras").index(i).key("classes").index(j),
                     format!("`{class}` is not a class of model {}", spec.name),
                 );
+            }
+        }
+        for (k, r) in c.rules.iter().enumerate() {
+            for (j, class) in r.classes.iter().flatten().enumerate() {
+                if !labels.contains(class) {
+                    p.add(
+                        &KeyPath::default().key("cameras").index(i).key("rules").index(k).key("classes").index(j),
+                        format!("`{class}` is not a class of model {}", spec.name),
+                    );
+                }
             }
         }
     }
@@ -143,7 +155,7 @@ async fn reload(
             restart_required.push("store".to_owned());
         }
         for cam in new.enabled_cameras() {
-            c.pool.set_camera(&CameraId(cam.id.clone()), &cam.classes, cam.min_score)?;
+            c.pool.set_camera(&CameraId(cam.id.clone()), cam.into())?;
         }
         let applied = c.ingest.apply(specs);
         for id in &applied.removed {
@@ -188,7 +200,13 @@ pub async fn run(
 
     let spec = varta_detect::manifest::load(&cfg.detect.models, &cfg.detect.model)?;
     let metrics = Arc::new(Registry::default());
-    let hub = FrameHub::new(cfg.detect.queue_per_camera);
+    let d = &cfg.detect;
+    let hub = FrameHub::with_config(SchedulerConfig {
+        capacity: d.queue_per_camera,
+        max_idle_check: Duration::from_secs_f64(d.max_idle_check_secs),
+        max_age: Duration::from_millis(d.max_frame_age_ms),
+        ..Default::default()
+    });
     let (tx, rx) = mpsc::channel(STORE_QUEUE);
     let writer = tokio::spawn(varta_store::writer::run(
         store.clone(),
@@ -206,26 +224,33 @@ pub async fn run(
         n => n,
     };
     let pool_cfg = PoolConfig {
-        library: varta_detect::runtime::library_path(),
-        workers,
-        intra_threads: cfg.detect.intra_threads,
-        tracker: TrackerConfig {
-            iou: cfg.detect.track_iou,
-            min_hits: cfg.detect.track_min_hits,
-            max_age: chrono::Duration::milliseconds((cfg.detect.track_max_age_secs * 1000.0) as i64),
+        runtime: RuntimeOptions {
+            library: varta_detect::runtime::library_path(),
+            intra_threads: d.intra_threads,
+            provider: d.provider,
+            device_id: d.device_id,
+            fp16: d.fp16,
+            engine_cache_dir: d.engine_cache_dir.clone(),
         },
+        workers,
+        tracker: TrackerConfig {
+            iou: d.track_iou,
+            min_hits: d.track_min_hits,
+            max_age: chrono::Duration::milliseconds((d.track_max_age_secs * 1000.0) as i64),
+            high_score: d.track_high_score,
+        },
+        snapshots: SnapshotStore::new(&d.snapshot_dir, d.snapshot_quality)?,
     };
     let pool = {
         let (spec, hub, tx, metrics) = (spec.clone(), hub.clone(), tx.clone(), metrics.clone());
         tokio::task::spawn_blocking(move || InferencePool::start(&spec, &pool_cfg, hub, tx, metrics)).await??
     };
 
-    let settings =
-        IngestSettings { ingest: cfg.ingest.clone(), health: cfg.health.clone(), target: (spec.width, spec.height) };
+    let settings = IngestSettings { ingest: cfg.ingest.clone(), health: cfg.health.clone() };
     let mut ingest = Ingest::new(settings, hub.clone(), metrics.clone(), tx.clone())?;
     drop(tx);
     for c in cfg.enabled_cameras() {
-        pool.set_camera(&CameraId(c.id.clone()), &c.classes, c.min_score)?;
+        pool.set_camera(&CameraId(c.id.clone()), c.into())?;
     }
     let n = specs.len();
     ingest.apply(specs);
@@ -239,6 +264,7 @@ pub async fn run(
         cameras: RwLock::new(camera_infos(&cfg)),
         ready: Default::default(),
         reload: config_path.is_some().then(|| reload_tx.clone()),
+        snapshot_dir: cfg.detect.snapshot_dir.clone(),
     });
     let api_listen = cfg.node.api_listen;
     let ctl = Arc::new(Mutex::new(Some(Controller { cfg, ingest, pool })));

@@ -53,7 +53,6 @@ pub fn settings(transport: RtspTransport) -> IngestSettings {
             main_probe_secs: 2.0,
             ..Default::default()
         },
-        target: (128, 96),
     }
 }
 

@@ -1,0 +1,125 @@
+//! One camera's analysis after the model: detections → tracks → rules → events.
+//! The service's pool and `varta eval` both use it, so what eval measures is what
+//! the service does.
+
+use crate::rules::{Emit, Engine};
+use crate::tracker::{Observation, Tracker, TrackerConfig};
+use crate::Detection;
+use std::collections::HashSet;
+use varta_core::config::CameraConfig;
+use varta_core::frame::Frame;
+use varta_core::{err, CameraId, Error};
+
+/// Detections below this never reach the tracker; between it and the tracker's
+/// high score they may only continue tracks.
+pub const FLOOR: f32 = 0.2;
+
+/// What a camera wants reported, as the config says it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CameraRules {
+    /// The camera's classes.
+    pub classes: Vec<String>,
+    /// The camera's minimum score.
+    pub min_score: f32,
+    /// Zones.
+    pub zones: Vec<varta_core::zones::ZoneConfig>,
+    /// Lines.
+    pub lines: Vec<varta_core::zones::LineConfig>,
+    /// Rules.
+    pub rules: Vec<varta_core::zones::RuleConfig>,
+}
+
+impl From<&CameraConfig> for CameraRules {
+    fn from(c: &CameraConfig) -> Self {
+        CameraRules {
+            classes: c.classes.clone(),
+            min_score: c.min_score,
+            zones: c.zones.clone(),
+            lines: c.lines.clone(),
+            rules: c.rules.clone(),
+        }
+    }
+}
+
+/// Tracker and rule engine of one camera.
+#[derive(Debug)]
+pub struct CameraAnalyser {
+    rules: CameraRules,
+    tracker: Tracker,
+    engine: Engine,
+    /// Label indices some rule wants.
+    wanted: HashSet<usize>,
+    /// Score from which a wanted detection confirms activity to the decode gate.
+    interest: f32,
+    size: (u32, u32),
+    last_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl CameraAnalyser {
+    /// An analyser for `camera`; a class no label of the model has is an error
+    /// naming it.
+    pub fn new(
+        camera: &CameraId,
+        rules: CameraRules,
+        labels: &[String],
+        tracker: TrackerConfig,
+    ) -> Result<Self, Error> {
+        let engine =
+            Engine::new(camera.clone(), &rules.zones, &rules.lines, &rules.rules, &rules.classes, rules.min_score);
+        let mut wanted = HashSet::new();
+        for c in engine.classes() {
+            let i = labels
+                .iter()
+                .position(|l| *l == c)
+                .ok_or_else(|| err!(InvalidArgument, "camera {camera}: class `{c}` is not a label of the model"))?;
+            wanted.insert(i);
+        }
+        let interest = engine.min_score();
+        Ok(CameraAnalyser {
+            rules,
+            tracker: Tracker::new(tracker),
+            engine,
+            wanted,
+            interest,
+            size: (0, 0),
+            last_at: None,
+        })
+    }
+
+    /// The rules it was made from.
+    pub fn rules(&self) -> &CameraRules {
+        &self.rules
+    }
+
+    /// Feeds one analysed frame and its detections (boxes in the frame's pixels);
+    /// returns the event records, and whether an object of interest was seen.
+    pub fn process(&mut self, frame: &Frame, dets: &[Detection], labels: &[String]) -> (Vec<Emit>, bool) {
+        let obs: Vec<Observation> = dets
+            .iter()
+            .filter(|d| d.score >= FLOOR && self.wanted.contains(&d.class))
+            .map(|d| Observation { class: labels[d.class].clone(), score: d.score, bbox: d.bbox })
+            .collect();
+        let interesting = obs.iter().any(|o| o.score >= self.interest);
+        let at = frame.captured_at;
+        // A frame older than the last one (clock step) would confuse velocities.
+        if self.last_at.is_some_and(|l| at <= l) {
+            return (Vec::new(), interesting);
+        }
+        self.last_at = Some(at);
+        self.size = (frame.width, frame.height);
+        let ended = self.tracker.update(at, &obs, Some(frame));
+        (self.engine.step(at, self.tracker.tracks(), &ended, self.size), interesting)
+    }
+
+    /// Ends everything open (camera removed or changed, shutdown).
+    pub fn finish(&mut self) -> Vec<Emit> {
+        let ended = self.tracker.finish();
+        let at = self.last_at.unwrap_or_else(chrono::Utc::now);
+        self.engine.step(at, &[], &ended, self.size)
+    }
+
+    /// Confirmed tracks alive now.
+    pub fn live_tracks(&self) -> usize {
+        self.tracker.tracks().iter().filter(|t| t.confirmed).count()
+    }
+}

@@ -1,0 +1,187 @@
+//! Output decoders: from a model's output tensors to [`Detection`]s in input pixels.
+//!
+//! Each takes one image's slice of the batch; `labels` is the number of classes.
+
+use crate::{iou, Detection};
+
+/// `centernet`: rows `x1, y1, x2, y2, score, class` (boxes in input pixels, NMS
+/// done by the graph), keeping rows scoring at least `min_score`. Rows are sorted
+/// by score, so decoding stops at the first one below it.
+pub fn centernet(rows: &[f32], labels: usize, min_score: f32) -> Vec<Detection> {
+    let mut out = Vec::new();
+    for r in rows.chunks_exact(6) {
+        let score = r[4];
+        if !score.is_finite() || score < min_score {
+            break;
+        }
+        let class = r[5];
+        if class < 0.0 || class as usize >= labels {
+            continue;
+        }
+        out.push(Detection { class: class as usize, score, bbox: [r[0], r[1], r[2], r[3]] });
+    }
+    out
+}
+
+/// Most candidates kept for NMS: a model with a very low threshold would otherwise
+/// make NMS quadratic in thousands of anchors.
+const MAX_CANDIDATES: usize = 1000;
+
+/// `yolo`: one image's `[4 + C, A]` values (`transposed`: `[A, 4 + C]`), per anchor
+/// `cx, cy, w, h` then C class scores. Takes each anchor's best class, keeps those
+/// scoring at least `min_score`, then suppresses overlapping boxes of the same class
+/// (IoU above `nms_iou`).
+pub fn yolo(
+    data: &[f32],
+    labels: usize,
+    anchors: usize,
+    transposed: bool,
+    min_score: f32,
+    nms_iou: f32,
+) -> Vec<Detection> {
+    let stride = 4 + labels;
+    if data.len() < stride * anchors {
+        return Vec::new();
+    }
+    let at = |k: usize, a: usize| if transposed { data[a * stride + k] } else { data[k * anchors + a] };
+    let mut cand = Vec::new();
+    for a in 0..anchors {
+        let (mut best, mut class) = (f32::NEG_INFINITY, 0);
+        for c in 0..labels {
+            let s = at(4 + c, a);
+            if s > best {
+                best = s;
+                class = c;
+            }
+        }
+        if !(best >= min_score) {
+            continue;
+        }
+        let (cx, cy, w, h) = (at(0, a), at(1, a), at(2, a), at(3, a));
+        cand.push(Detection { class, score: best, bbox: [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0] });
+    }
+    nms(cand, nms_iou)
+}
+
+/// `ssd`: one image's `boxes [N, 4]`, `scores [N]`, `classes [N]`; boxes in `order`
+/// (and 0..1 fractions of `size` when `normalized`); `class_offset` is subtracted
+/// from each class value. The graph has done NMS.
+#[allow(clippy::too_many_arguments)]
+pub fn ssd(
+    boxes: &[f32],
+    scores: &[f32],
+    classes: &[f32],
+    labels: usize,
+    yxyx: bool,
+    normalized: Option<(f32, f32)>,
+    class_offset: i32,
+    min_score: f32,
+) -> Vec<Detection> {
+    let mut out = Vec::new();
+    for (i, (b, &score)) in boxes.chunks_exact(4).zip(scores).enumerate() {
+        if !(score >= min_score) {
+            continue;
+        }
+        let Some(&c) = classes.get(i) else { break };
+        let class = c.round() as i64 - class_offset as i64;
+        if class < 0 || class as usize >= labels {
+            continue;
+        }
+        let mut r = if yxyx { [b[1], b[0], b[3], b[2]] } else { [b[0], b[1], b[2], b[3]] };
+        if let Some((w, h)) = normalized {
+            r = [r[0] * w, r[1] * h, r[2] * w, r[3] * h];
+        }
+        out.push(Detection { class: class as usize, score, bbox: r });
+    }
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out
+}
+
+/// Class-wise non-maximum suppression: best first, a box is dropped when it
+/// overlaps a kept box of its class by more than `max_iou`.
+pub fn nms(mut dets: Vec<Detection>, max_iou: f32) -> Vec<Detection> {
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    dets.truncate(MAX_CANDIDATES);
+    let mut kept: Vec<Detection> = Vec::new();
+    for d in dets {
+        if kept.iter().all(|k| k.class != d.class || iou(&k.bbox, &d.bbox) <= max_iou) {
+            kept.push(d);
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn centernet_stops_at_threshold_and_skips_bad_classes() {
+        let rows = [
+            10., 20., 30., 40., 0.9, 0., //
+            1., 2., 3., 4., 0.8, 99., // class out of range
+            5., 6., 7., 8., 0.5, 2., //
+            0., 0., 1., 1., 0.2, 0., // below threshold: decoding ends
+            0., 0., 1., 1., 0.9, 0.,
+        ];
+        let d = centernet(&rows, 80, 0.3);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].bbox, [10., 20., 30., 40.]);
+        assert_eq!(d[1].class, 2);
+    }
+
+    /// A `[4 + C, A]` tensor from per-anchor `(cx, cy, w, h, scores)`.
+    fn yolo_tensor(anchors: &[([f32; 4], [f32; 3])]) -> Vec<f32> {
+        let a = anchors.len();
+        let mut t = vec![0.0; 7 * a];
+        for (i, (b, s)) in anchors.iter().enumerate() {
+            for k in 0..4 {
+                t[k * a + i] = b[k];
+            }
+            for c in 0..3 {
+                t[(4 + c) * a + i] = s[c];
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn yolo_nms_removes_the_duplicate_and_keeps_the_separate_object() {
+        let t = yolo_tensor(&[
+            ([100., 100., 40., 80.], [0.9, 0.1, 0.0]),  // person
+            ([102., 101., 40., 80.], [0.8, 0.0, 0.0]),  // the same person again: suppressed
+            ([300., 120., 40., 80.], [0.7, 0.0, 0.0]),  // another person
+            ([101., 100., 40., 80.], [0.0, 0.0, 0.75]), // same place, other class: kept
+            ([500., 500., 10., 10.], [0.1, 0.2, 0.1]),  // below the threshold
+        ]);
+        let d = yolo(&t, 3, 5, false, 0.25, 0.45);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert_eq!((d[0].class, d[0].score, d[0].bbox), (0, 0.9, [80., 60., 120., 140.]));
+        assert_eq!((d[1].class, d[1].score), (2, 0.75));
+        assert_eq!((d[2].class, d[2].score, d[2].bbox), (0, 0.7, [280., 80., 320., 160.]));
+        // The same anchors laid out [A, 4 + C] decode the same.
+        let mut tt = vec![0.0; t.len()];
+        for k in 0..7 {
+            for a in 0..5 {
+                tt[a * 7 + k] = t[k * 5 + a];
+            }
+        }
+        assert_eq!(yolo(&tt, 3, 5, true, 0.25, 0.45), d);
+    }
+
+    #[test]
+    fn ssd_reorders_scales_and_offsets() {
+        // TF style: y1, x1, y2, x2 as fractions; class 1 = first label.
+        let boxes = [0.1, 0.2, 0.5, 0.4, 0.0, 0.0, 0.1, 0.1, 0.5, 0.5, 0.9, 0.9];
+        let scores = [0.8, 0.1, 0.6];
+        let classes = [1.0, 1.0, 3.0];
+        let d = ssd(&boxes, &scores, &classes, 80, true, Some((300., 300.)), 1, 0.3);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].class, 0);
+        let want = [60., 30., 120., 150.];
+        assert!(d[0].bbox.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-3), "{:?}", d[0].bbox);
+        assert_eq!(d[1].class, 2);
+        // Class 0 with offset 1 is the background: dropped.
+        assert!(ssd(&boxes[..4], &[0.9], &[0.0], 80, true, None, 1, 0.3).is_empty());
+    }
+}
