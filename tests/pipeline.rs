@@ -5,14 +5,15 @@
 use std::time::Duration;
 use varta_e2e::*;
 
-fn config(sim_port: u16, api_port: u16) -> String {
+fn config(sim_port: u16, api_port: u16, snapshots: &std::path::Path) -> String {
     let mut s = format!(
         "[node]\nname = \"e2e\"\napi_listen = \"127.0.0.1:{api_port}\"\n\n\
-         [detect]\nmodels = \"{}\"\nworkers = 2\n\n\
+         [detect]\nmodels = \"{}\"\nworkers = 2\nsnapshot_dir = \"{}\"\n\n\
          [ingest]\nbackoff_initial_secs = 0.5\n\n\
          [store]\nflush_ms = 100\n\n\
          [[sites]]\nid = \"site-a\"\nname = \"A\"\n\n[[sites]]\nid = \"site-b\"\nname = \"B\"\n",
-        root().join("models/models.toml").display()
+        root().join("models/models.toml").display(),
+        snapshots.display()
     );
     for i in 1..=4 {
         let site = if i <= 2 { "site-a" } else { "site-b" };
@@ -21,6 +22,9 @@ fn config(sim_port: u16, api_port: u16) -> String {
              analysis_fps = 2.0\nclasses = [\"person\", \"car\"]\nmin_score = 0.4\n"
         );
     }
+    // cam-4 reports people entering the lower half of the picture instead.
+    s += "\n[[cameras.zones]]\nname = \"lower-half\"\npolygon = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]]\n\
+          \n[[cameras.rules]]\nname = \"enter-lower\"\nkind = \"enter\"\nzone = \"lower-half\"\n";
     s
 }
 
@@ -38,7 +42,8 @@ fn simulated_cameras_to_person_events_in_postgres_and_api() {
 
     let api_port = free_port();
     let cfg = dir.join("e2e.toml");
-    std::fs::write(&cfg, config(sim_port, api_port)).unwrap();
+    let snapshots = dir.join("snapshots");
+    std::fs::write(&cfg, config(sim_port, api_port, &snapshots)).unwrap();
     let mut serve_cmd = varta();
     serve_cmd.arg("serve").arg("--config").arg(&cfg).env("DATABASE_URL", &db);
     let mut serve = Proc::spawn(serve_cmd, dir.join("serve.log"));
@@ -58,6 +63,29 @@ fn simulated_cameras_to_person_events_in_postgres_and_api() {
         let b: Vec<f64> = e["bbox"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
         // Boxes are in the camera's 768x576 pixels.
         assert!(b[0] < b[2] && b[1] < b[3] && b[2] <= 800.0 && b[3] <= 600.0, "{e}");
+    }
+    // Each event has its snapshot, on disk and through the API.
+    for e in events.iter().take(5) {
+        let id = e["id"].as_str().unwrap();
+        assert_eq!(e["snapshot"].as_str(), Some(format!("{id}.jpg").as_str()), "{e}");
+        assert!(snapshots.join(format!("{id}.jpg")).exists());
+        for q in ["", "?crop=true"] {
+            let r = ureq::get(&format!("{api}/api/v1/events/{id}/snapshot{q}")).call().unwrap();
+            assert_eq!(r.content_type(), "image/jpeg");
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut r.into_reader(), &mut body).unwrap();
+            assert!(body.starts_with(&[0xFF, 0xD8]), "not a JPEG");
+        }
+    }
+    let missing = ureq::get(&format!("{api}/api/v1/events/0190b3a0-0000-7000-8000-000000000000/snapshot")).call();
+    assert!(matches!(missing, Err(ureq::Error::Status(404, _))));
+    // The zone rule of cam-4.
+    let zoned = wait_for("cam-4 zone events", Duration::from_secs(60), || {
+        let v = get_json(&format!("{api}/api/v1/events?camera=cam-4&limit=50"))?;
+        (!v.as_array()?.is_empty()).then_some(v)
+    });
+    for e in zoned.as_array().unwrap() {
+        assert_eq!((e["rule"].as_str(), e["zone"].as_str()), (Some("enter-lower"), Some("lower-half")), "{e}");
     }
     let times: Vec<&str> = events.iter().map(|e| e["started_at"].as_str().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
@@ -86,6 +114,7 @@ fn simulated_cameras_to_person_events_in_postgres_and_api() {
                 c["status"] == "streaming"
                     && c["frames_received"].as_u64().unwrap_or(0) > 0
                     && c["frames_analysed"].as_u64().unwrap_or(0) > 0
+                    && c["analysis"]["frames_offered"].as_u64().unwrap_or(0) > 0
                     && c["last_frame_at"].is_string()
             });
         ok.then_some(v)

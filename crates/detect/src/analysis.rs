@@ -41,6 +41,21 @@ impl From<&CameraConfig> for CameraRules {
     }
 }
 
+/// A confirmed track that ended, as `varta eval` reports it.
+#[derive(Clone, Debug)]
+pub struct TrackSummary {
+    /// Track id.
+    pub id: u64,
+    /// Class label.
+    pub class: String,
+    /// First match.
+    pub first_seen: chrono::DateTime<chrono::Utc>,
+    /// Last match.
+    pub last_seen: chrono::DateTime<chrono::Utc>,
+    /// Frames matched.
+    pub hits: u32,
+}
+
 /// Tracker and rule engine of one camera.
 #[derive(Debug)]
 pub struct CameraAnalyser {
@@ -53,6 +68,8 @@ pub struct CameraAnalyser {
     interest: f32,
     size: (u32, u32),
     last_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Ended tracks, when asked for (evaluation; the service keeps none).
+    track_log: Option<Vec<TrackSummary>>,
 }
 
 impl CameraAnalyser {
@@ -83,7 +100,31 @@ impl CameraAnalyser {
             interest,
             size: (0, 0),
             last_at: None,
+            track_log: None,
         })
+    }
+
+    /// Keeps a summary of every confirmed track that ends.
+    pub fn with_track_log(mut self) -> Self {
+        self.track_log = Some(Vec::new());
+        self
+    }
+
+    /// Confirmed tracks that ended so far (with [`CameraAnalyser::with_track_log`]).
+    pub fn track_log(&self) -> &[TrackSummary] {
+        self.track_log.as_deref().unwrap_or_default()
+    }
+
+    fn log(&mut self, ended: &[crate::tracker::Track]) {
+        if let Some(log) = &mut self.track_log {
+            log.extend(ended.iter().map(|t| TrackSummary {
+                id: t.id,
+                class: t.class.clone(),
+                first_seen: t.first_seen,
+                last_seen: t.last_seen,
+                hits: t.hits,
+            }));
+        }
     }
 
     /// The rules it was made from.
@@ -108,12 +149,14 @@ impl CameraAnalyser {
         self.last_at = Some(at);
         self.size = (frame.width, frame.height);
         let ended = self.tracker.update(at, &obs, Some(frame));
+        self.log(&ended);
         (self.engine.step(at, self.tracker.tracks(), &ended, self.size), interesting)
     }
 
     /// Ends everything open (camera removed or changed, shutdown).
     pub fn finish(&mut self) -> Vec<Emit> {
         let ended = self.tracker.finish();
+        self.log(&ended);
         let at = self.last_at.unwrap_or_else(chrono::Utc::now);
         self.engine.step(at, &[], &ended, self.size)
     }

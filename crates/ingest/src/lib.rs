@@ -10,6 +10,7 @@
 //!
 //! [`FrameHub`]: varta_core::frame::FrameHub
 
+pub mod file;
 pub mod gate;
 pub mod mainprobe;
 pub mod picture;

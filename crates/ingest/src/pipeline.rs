@@ -242,7 +242,7 @@ pub fn build(p: PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>)
 }
 
 /// Copies the three planes of an I420 frame into one buffer without row padding.
-fn pack_i420(vf: &gst_video::VideoFrameRef<&gst::BufferRef>) -> Vec<u8> {
+pub(crate) fn pack_i420(vf: &gst_video::VideoFrameRef<&gst::BufferRef>) -> Vec<u8> {
     use gst_video::prelude::VideoFrameExt;
     let (w, h) = (vf.width() as usize, vf.height() as usize);
     let mut out = Vec::with_capacity(Frame::i420_len(w as u32, h as u32));

@@ -1,6 +1,7 @@
 //! The `varta` command: see `varta --help`.
 
 mod demo;
+mod detect_cmd;
 mod ingest_bench;
 mod localpg;
 mod serve;
@@ -82,6 +83,12 @@ enum Cmd {
     /// URL_PREFIX1 … URL_PREFIXN; prints one JSON line. Used by bench/.
     #[command(name = "ingest-bench")]
     IngestBench(ingest_bench::Args),
+    /// Run a model on still images; prints each image's detections as a JSON line
+    /// (boxes in the image's pixels), through the service's own preprocessing.
+    Detect(detect_cmd::DetectArgs),
+    /// Run a clip through decoding, detection, tracker and rules (no database);
+    /// prints tracks, mean track length and events per minute as JSON.
+    Eval(detect_cmd::EvalArgs),
     /// Check a config file; problems are printed with key and line, exit code 2.
     CheckConfig {
         /// Config file.
@@ -182,6 +189,14 @@ fn main() -> ExitCode {
             }
             Cmd::IngestBench(args) => {
                 tokio::task::spawn_blocking(move || ingest_bench::run(args)).await??;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Detect(args) => {
+                tokio::task::spawn_blocking(move || detect_cmd::detect(args)).await??;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Eval(args) => {
+                tokio::task::spawn_blocking(move || detect_cmd::eval(args)).await??;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::CheckConfig { file } => Ok(match load_config(&file) {
