@@ -1,6 +1,7 @@
 //! The `varta` command: see `varta --help`.
 
 mod demo;
+mod detect_bench;
 mod detect_cmd;
 mod ingest_bench;
 mod localpg;
@@ -89,6 +90,10 @@ enum Cmd {
     /// Run a clip through decoding, detection, tracker and rules (no database);
     /// prints tracks, mean track length and events per minute as JSON.
     Eval(detect_cmd::EvalArgs),
+    /// Benchmark detection (preprocessing, or the pool against a raw ONNX Runtime
+    /// loop); prints JSON lines. Used by bench/.
+    #[command(name = "detect-bench")]
+    DetectBench(detect_bench::Args),
     /// Check a config file; problems are printed with key and line, exit code 2.
     CheckConfig {
         /// Config file.
@@ -197,6 +202,10 @@ fn main() -> ExitCode {
             }
             Cmd::Eval(args) => {
                 tokio::task::spawn_blocking(move || detect_cmd::eval(args)).await??;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::DetectBench(args) => {
+                tokio::task::spawn_blocking(move || detect_bench::run(args)).await??;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::CheckConfig { file } => Ok(match load_config(&file) {

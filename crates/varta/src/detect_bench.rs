@@ -1,0 +1,239 @@
+//! `varta detect-bench`: the detection benchmarks of bench/ (one JSON line each).
+//!
+//! - `preprocess`: scaling + colour conversion + layout of one frame (768x576 and
+//!   1080p I420, from the vtest clip) against the model's own inference time.
+//! - `pool`: frames per second through the inference pool (scheduler,
+//!   preprocessing, inference, decoding, tracker, rules) against a raw ONNX Runtime
+//!   loop (`Session::run` on a ready tensor) with the same model and thread count,
+//!   alternated in one run so both see the same machine load.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use varta_core::frame::{Frame, FrameHub, Pixels, SchedulerConfig};
+use varta_core::metrics::Registry;
+use varta_core::CameraId;
+use varta_detect::analysis::CameraRules;
+use varta_detect::manifest::ModelSpec;
+use varta_detect::pool::{InferencePool, PoolConfig};
+use varta_detect::runtime::{Detector, RuntimeOptions};
+
+/// Arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// `preprocess` or `pool`.
+    #[arg(value_parser = ["preprocess", "pool"])]
+    mode: String,
+    /// Model manifest.
+    #[arg(long, default_value = "models/models.toml")]
+    models: PathBuf,
+    /// Model name.
+    #[arg(long, default_value = "centernet_mbv3_coco_512")]
+    model: String,
+    /// Clip the frames come from.
+    #[arg(long, default_value = ".cache/media/vtest.mp4")]
+    clip: PathBuf,
+    /// `pool`: worker threads (and raw-loop threads).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// `pool`: simulated cameras feeding the pool.
+    #[arg(long, default_value_t = 8)]
+    cameras: usize,
+    /// Seconds per measured window (`pool`: each of raw and pool, twice).
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let spec = varta_detect::manifest::load(&a.models, &a.model)?;
+    spec.verify()?;
+    let mut frames = Vec::new();
+    varta_ingest::file::decode_file(&a.clip, &CameraId::from("bench"), 2.0, chrono::Utc::now(), |f| frames.push(f))?;
+    anyhow::ensure!(!frames.is_empty(), "no frames decoded from {}", a.clip.display());
+    match a.mode.as_str() {
+        "preprocess" => preprocess(&spec, &frames, a.seconds),
+        _ => pool(&spec, &frames, &a),
+    }
+}
+
+/// Nearest-neighbour upscale of an I420 frame (for a 1080p input of real content).
+fn upscale(f: &Frame, w: u32, h: u32) -> Frame {
+    let Pixels::I420(src) = &f.pixels else { unreachable!("decoded frames are I420") };
+    let (sw, sh) = (f.width as usize, f.height as usize);
+    let mut out = Vec::with_capacity(Frame::i420_len(w, h));
+    let planes = [(0, sw, sh, w as usize, h as usize)];
+    let (csw, csh) = (sw.div_ceil(2), sh.div_ceil(2));
+    let (cw, ch) = ((w as usize).div_ceil(2), (h as usize).div_ceil(2));
+    let all = planes.into_iter().chain([(sw * sh, csw, csh, cw, ch), (sw * sh + csw * csh, csw, csh, cw, ch)]);
+    for (off, pw, ph, ow, oh) in all {
+        for y in 0..oh {
+            let sy = y * ph / oh;
+            for x in 0..ow {
+                out.push(src[off + sy * pw + x * pw / ow]);
+            }
+        }
+    }
+    Frame { width: w, height: h, pixels: Pixels::I420(out.into()), ..f.clone() }
+}
+
+fn preprocess(spec: &ModelSpec, frames: &[Frame], seconds: u64) -> Result<()> {
+    let mut det = Detector::new(&RuntimeOptions::cpu(1), spec, spec.read_labels()?)?;
+    let mut input = vec![0.0f32; (spec.width * spec.height * 3) as usize];
+    let sizes = [(frames[0].width, frames[0].height), (1920, 1080)];
+    let budget = Duration::from_secs(seconds.max(2)) / 4;
+    for (w, h) in sizes {
+        let set: Vec<Frame> =
+            frames.iter().take(20).map(|f| if f.width == w { f.clone() } else { upscale(f, w, h) }).collect();
+        // Preprocessing alone.
+        let (mut n, t0) = (0usize, Instant::now());
+        while t0.elapsed() < budget {
+            varta_detect::preprocess::fill(&mut input, &set[n % set.len()], spec);
+            n += 1;
+        }
+        let pre_ms = t0.elapsed().as_secs_f64() * 1000.0 / n as f64;
+        // The whole detect call (preprocessing + inference + decoding).
+        let (mut m, t0) = (0usize, Instant::now());
+        while t0.elapsed() < budget {
+            det.detect_one(&set[m % set.len()], 0.2)?;
+            m += 1;
+        }
+        let total_ms = t0.elapsed().as_secs_f64() * 1000.0 / m as f64;
+        let infer_ms = (total_ms - pre_ms).max(1e-6);
+        let line = json!({
+            "bench": "preprocess", "input": format!("{w}x{h}"), "model": spec.name,
+            "preprocess_ms": (pre_ms * 1000.0).round() / 1000.0,
+            "inference_ms": (infer_ms * 100.0).round() / 100.0,
+            "share_of_inference": (pre_ms / infer_ms * 1000.0).round() / 1000.0,
+            "preprocess_runs": n, "detect_runs": m,
+        });
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Inferences per second of `threads` raw sessions looping on a ready tensor.
+fn raw_loop(spec: &ModelSpec, frame: &Frame, threads: usize, secs: u64) -> Result<f64> {
+    let env = varta_detect::runtime::environment(&varta_detect::runtime::library_path())?;
+    let mut input = vec![0.0f32; (spec.width * spec.height * 3) as usize];
+    varta_detect::preprocess::fill(&mut input, frame, spec);
+    let shape: Vec<i64> = match spec.layout {
+        varta_detect::manifest::Layout::Nhwc => vec![1, spec.height as i64, spec.width as i64, 3],
+        varta_detect::manifest::Layout::Nchw => vec![1, 3, spec.height as i64, spec.width as i64],
+    };
+    let input = Arc::new(input);
+    let mut sessions = Vec::new();
+    for _ in 0..threads {
+        sessions.push(
+            ort::session::Session::builder(env)?
+                .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3)
+                .map_err(ort::Error::<()>::from)?
+                .with_intra_threads(1)
+                .map_err(ort::Error::<()>::from)?
+                .with_intra_op_spinning(false)
+                .map_err(ort::Error::<()>::from)?
+                .commit_from_file(&spec.file)?,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let t0 = Instant::now();
+    let handles: Vec<_> = sessions
+        .into_iter()
+        .map(|mut s| {
+            let (input, shape, name) = (input.clone(), shape.clone(), spec.input.clone());
+            std::thread::spawn(move || -> Result<u64> {
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let t = ort::value::TensorRef::from_array_view((shape.clone(), input.as_slice()))?;
+                    let out = s.run(ort::inputs![name.as_str() => t])?;
+                    drop(out);
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for h in handles {
+        total += h.join().map_err(|_| anyhow::anyhow!("raw loop thread panicked"))??;
+    }
+    Ok(total as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// Frames per second analysed by a pool of `workers` fed by `cameras` busy cameras.
+fn pool_rate(spec: &ModelSpec, frames: &[Frame], a: &Args) -> Result<f64> {
+    // No frame may go stale or be skipped for lack of supply: this measures the
+    // pool's own overhead, not the scheduler's limits.
+    let hub = FrameHub::with_config(SchedulerConfig {
+        capacity: 2,
+        max_age: Duration::from_secs(3600),
+        ..Default::default()
+    });
+    let metrics = Arc::new(Registry::default());
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+    let drain = std::thread::spawn(move || while rx.blocking_recv().is_some() {});
+    let snapdir = std::env::temp_dir().join(format!("varta-bench-snap-{}", std::process::id()));
+    let cfg = PoolConfig {
+        runtime: RuntimeOptions::cpu(1),
+        workers: a.workers,
+        tracker: Default::default(),
+        snapshots: varta_detect::snapshot::SnapshotStore::new(&snapdir, 85)?,
+    };
+    let pool = InferencePool::start(spec, &cfg, hub.clone(), tx, metrics.clone())?;
+    let cams: Vec<CameraId> = (0..a.cameras).map(|i| CameraId::from(format!("b{i}").as_str())).collect();
+    let rules =
+        CameraRules { classes: vec!["person".into()], min_score: 0.4, zones: vec![], lines: vec![], rules: vec![] };
+    for c in &cams {
+        hub.add_camera(c, metrics.camera(c));
+        pool.set_camera(c, rules.clone())?;
+    }
+    // The feeder keeps every queue full with the clip's frames, in order per camera.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let (hub, cams, frames, stop) = (hub.clone(), cams.clone(), frames.to_vec(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0usize;
+            let t0 = chrono::Utc::now();
+            while !stop.load(Ordering::Relaxed) {
+                for c in &cams {
+                    let f = &frames[i % frames.len()];
+                    let at = t0 + chrono::Duration::milliseconds(500 * i as i64);
+                    hub.push(Frame { camera: c.clone(), captured_at: at, ..f.clone() });
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let analysed = || cams.iter().map(|c| metrics.camera(c).frames_analysed.get()).sum::<u64>();
+    std::thread::sleep(Duration::from_secs(3));
+    let (n0, t0) = (analysed(), Instant::now());
+    std::thread::sleep(Duration::from_secs(a.seconds));
+    let rate = (analysed() - n0) as f64 / t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().ok();
+    pool.stop();
+    drain.join().ok();
+    let _ = std::fs::remove_dir_all(snapdir);
+    Ok(rate)
+}
+
+fn pool(spec: &ModelSpec, frames: &[Frame], a: &Args) -> Result<()> {
+    let (mut raw, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        raw.push(raw_loop(spec, &frames[0], a.workers, a.seconds).context("raw ONNX Runtime loop")?);
+        ours.push(pool_rate(spec, frames, a).context("inference pool")?);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let r = |v: f64| (v * 100.0).round() / 100.0;
+    let line = json!({
+        "bench": "pool", "model": spec.name, "threads": a.workers, "cameras": a.cameras, "window_s": a.seconds,
+        "raw_fps": raw.iter().map(|v| r(*v)).collect::<Vec<_>>(),
+        "pool_fps": ours.iter().map(|v| r(*v)).collect::<Vec<_>>(),
+        "ratio": r(mean(&ours) / mean(&raw)),
+    });
+    println!("{line}");
+    Ok(())
+}
