@@ -54,7 +54,8 @@ pub fn yolo(
                 class = c;
             }
         }
-        if !(best >= min_score) {
+        // NaN scores fail this too.
+        if best.is_nan() || best < min_score {
             continue;
         }
         let (cx, cy, w, h) = (at(0, a), at(1, a), at(2, a), at(3, a));
@@ -79,7 +80,7 @@ pub fn ssd(
 ) -> Vec<Detection> {
     let mut out = Vec::new();
     for (i, (b, &score)) in boxes.chunks_exact(4).zip(scores).enumerate() {
-        if !(score >= min_score) {
+        if score.is_nan() || score < min_score {
             continue;
         }
         let Some(&c) = classes.get(i) else { break };

@@ -80,6 +80,7 @@ impl Taps {
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // the hot loop's taps, kept as plain values
 fn lerp2(plane: &[u8], stride: usize, y0: usize, y1: usize, fy: f32, x0: usize, x1: usize, fx: f32) -> f32 {
     let (r0, r1) = (y0 * stride, y1 * stride);
     let a = plane[r0 + x0] as f32 + (plane[r0 + x1] as f32 - plane[r0 + x0] as f32) * fx;

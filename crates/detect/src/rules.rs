@@ -252,6 +252,7 @@ impl Engine {
             }
         }
         // Count rules: one episode while more than `count` objects are inside.
+        #[allow(clippy::needless_range_loop)] // indexes rules, counts and in_zone_counts together
         for ri in 0..n {
             let r = &self.rules[ri];
             if r.kind != RuleKind::Count {

@@ -188,7 +188,7 @@ pub fn build(p: PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>)
     // does for 8-bit 4:2:0, the common case); it converts NV12 (NVDEC, VA-API).
     let tail = "videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false max-buffers=1 drop=true";
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", p.camera));
-    let tail = gst::parse::bin_from_description(&tail, true)
+    let tail = gst::parse::bin_from_description(tail, true)
         .map_err(|e| Error::wrap(ErrorKind::Internal, ctx("building pipeline"), e))?;
     let src = rtsp_source(p.url, p.credentials, p.transport, p.latency_ms)?;
     pipeline.add_many([&src, tail.upcast_ref()]).map_err(|e| Error::wrap(ErrorKind::Internal, ctx("adding"), e))?;
