@@ -97,6 +97,24 @@ pub struct RuleConfig {
     pub schedule: Vec<String>,
 }
 
+impl RuleConfig {
+    /// A rule of `kind` with every optional key left out.
+    pub fn new(name: &str, kind: RuleKind) -> Self {
+        RuleConfig {
+            name: name.into(),
+            kind,
+            zone: None,
+            line: None,
+            direction: Direction::Any,
+            seconds: None,
+            count: None,
+            classes: None,
+            min_score: None,
+            schedule: Vec::new(),
+        }
+    }
+}
+
 /// A time-of-day window in minutes since local midnight, `start..end`; wraps when
 /// `end <= start`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

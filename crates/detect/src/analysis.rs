@@ -160,9 +160,4 @@ impl CameraAnalyser {
         let at = self.last_at.unwrap_or_else(chrono::Utc::now);
         self.engine.step(at, &[], &ended, self.size)
     }
-
-    /// Confirmed tracks alive now.
-    pub fn live_tracks(&self) -> usize {
-        self.tracker.tracks().iter().filter(|t| t.confirmed).count()
-    }
 }

@@ -116,18 +116,7 @@ impl Engine {
     ) -> Engine {
         let presence;
         let rules = if rules.is_empty() {
-            presence = [RuleConfig {
-                name: "presence".into(),
-                kind: RuleKind::Presence,
-                zone: None,
-                line: None,
-                direction: Direction::Any,
-                seconds: None,
-                count: None,
-                classes: None,
-                min_score: None,
-                schedule: Vec::new(),
-            }];
+            presence = [RuleConfig::new("presence", RuleKind::Presence)];
             &presence[..]
         } else {
             rules
@@ -430,18 +419,7 @@ mod tests {
     }
 
     fn rule(name: &str, kind: RuleKind) -> RuleConfig {
-        RuleConfig {
-            name: name.into(),
-            kind,
-            zone: None,
-            line: None,
-            direction: Direction::Any,
-            seconds: None,
-            count: None,
-            classes: None,
-            min_score: None,
-            schedule: Vec::new(),
-        }
+        RuleConfig::new(name, kind)
     }
 
     /// Runs `paths` (per object: feet position per frame, `None` = not detected)
