@@ -55,7 +55,6 @@ pub struct InferencePool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     snapshots: JoinHandle<()>,
-    provider: crate::runtime::Provider,
 }
 
 impl InferencePool {
@@ -102,12 +101,7 @@ impl InferencePool {
             workers.push(h);
         }
         tracing::info!(model = %spec.name, workers = workers.len(), ?provider, batch = spec.max_batch, "inference pool started");
-        Ok(InferencePool { shared, workers, snapshots, provider })
-    }
-
-    /// The execution provider the sessions use (after any fallback).
-    pub fn provider(&self) -> crate::runtime::Provider {
-        self.provider
+        Ok(InferencePool { shared, workers, snapshots })
     }
 
     /// Sets (or replaces) what `camera` reports. Class names not in the model's

@@ -210,15 +210,16 @@ impl Detector {
             .session
             .run(ort::inputs![s.input.as_str() => tensor])
             .map_err(|e| Error::wrap(ErrorKind::Internal, format!("model {}: inference", s.name), e))?;
-        let get = |name: &str| -> Result<Vec<f32>, Error> {
+        // Float outputs are read in place; only integer ones (SSD classes) are converted.
+        let get = |name: &str| -> Result<std::borrow::Cow<'_, [f32]>, Error> {
             let v = outputs.get(name).ok_or_else(|| err!(Internal, "model {} has no output `{name}`", s.name))?;
             if let Ok((_, d)) = v.try_extract_tensor::<f32>() {
-                return Ok(d.to_vec());
+                return Ok(std::borrow::Cow::Borrowed(d));
             }
             let (_, d) = v
                 .try_extract_tensor::<i64>()
                 .map_err(|e| Error::wrap(ErrorKind::Internal, format!("model {}: output `{name}`", s.name), e))?;
-            Ok(d.iter().map(|&x| x as f32).collect())
+            Ok(std::borrow::Cow::Owned(d.iter().map(|&x| x as f32).collect()))
         };
         let labels = self.labels.len();
         let mut out = Vec::with_capacity(n);
@@ -261,9 +262,10 @@ impl Detector {
     }
 }
 
-/// Makes a session on provider `p` (registration failure is an error, not a
-/// silent fallback inside ONNX Runtime: [`Detector::new`] decides and logs).
-fn build_session(
+/// Makes a session on provider `p` with the service's session options
+/// (registration failure is an error, not a silent fallback inside ONNX Runtime:
+/// [`Detector::new`] decides and logs). Benchmarks use it for their raw loop.
+pub fn build_session(
     env: &ort::environment::Environment,
     opts: &RuntimeOptions,
     spec: &ModelSpec,

@@ -30,11 +30,6 @@ impl SnapshotStore {
         Ok(SnapshotStore { dir: dir.to_owned(), quality: quality.clamp(1, 100) })
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The full picture's path of event `id`.
     pub fn path(&self, id: &EventId) -> PathBuf {
         self.dir.join(snapshot_name(id))

@@ -40,9 +40,21 @@ pub struct TrackerConfig {
     pub high_score: f32,
 }
 
+impl From<&varta_core::config::DetectConfig> for TrackerConfig {
+    fn from(d: &varta_core::config::DetectConfig) -> Self {
+        TrackerConfig {
+            iou: d.track_iou,
+            min_hits: d.track_min_hits,
+            max_age: chrono::Duration::milliseconds((d.track_max_age_secs * 1000.0) as i64),
+            high_score: d.track_high_score,
+        }
+    }
+}
+
 impl Default for TrackerConfig {
+    /// The `[detect]` defaults.
     fn default() -> Self {
-        TrackerConfig { iou: 0.3, min_hits: 2, max_age: chrono::Duration::seconds(3), high_score: 0.5 }
+        (&varta_core::config::DetectConfig::default()).into()
     }
 }
 

@@ -63,17 +63,19 @@ pub fn run(a: Args) -> Result<()> {
 fn upscale(f: &Frame, w: u32, h: u32) -> Frame {
     let Pixels::I420(src) = &f.pixels else { unreachable!("decoded frames are I420") };
     let (sw, sh) = (f.width as usize, f.height as usize);
-    let mut out = Vec::with_capacity(Frame::i420_len(w, h));
-    let planes = [(0, sw, sh, w as usize, h as usize)];
     let (csw, csh) = (sw.div_ceil(2), sh.div_ceil(2));
     let (cw, ch) = ((w as usize).div_ceil(2), (h as usize).div_ceil(2));
-    let all = planes.into_iter().chain([(sw * sh, csw, csh, cw, ch), (sw * sh + csw * csh, csw, csh, cw, ch)]);
-    for (off, pw, ph, ow, oh) in all {
+    // (offset in the source, source plane size, output plane size) for Y, U and V.
+    let planes = [
+        (0, (sw, sh), (w as usize, h as usize)),
+        (sw * sh, (csw, csh), (cw, ch)),
+        (sw * sh + csw * csh, (csw, csh), (cw, ch)),
+    ];
+    let mut out = Vec::with_capacity(Frame::i420_len(w, h));
+    for (off, (pw, ph), (ow, oh)) in planes {
         for y in 0..oh {
-            let sy = y * ph / oh;
-            for x in 0..ow {
-                out.push(src[off + sy * pw + x * pw / ow]);
-            }
+            let row = off + (y * ph / oh) * pw;
+            out.extend((0..ow).map(|x| src[row + x * pw / ow]));
         }
     }
     Frame { width: w, height: h, pixels: Pixels::I420(out.into()), ..f.clone() }
@@ -124,19 +126,11 @@ fn raw_loop(spec: &ModelSpec, frame: &Frame, threads: usize, secs: u64) -> Resul
         varta_detect::manifest::Layout::Nchw => vec![1, 3, spec.height as i64, spec.width as i64],
     };
     let input = Arc::new(input);
-    let mut sessions = Vec::new();
-    for _ in 0..threads {
-        sessions.push(
-            ort::session::Session::builder(env)?
-                .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3)
-                .map_err(ort::Error::<()>::from)?
-                .with_intra_threads(1)
-                .map_err(ort::Error::<()>::from)?
-                .with_intra_op_spinning(false)
-                .map_err(ort::Error::<()>::from)?
-                .commit_from_file(&spec.file)?,
-        );
-    }
+    // The same session options as the pool's workers, so only the pool's own work differs.
+    let opts = RuntimeOptions::cpu(1);
+    let sessions = (0..threads)
+        .map(|_| varta_detect::runtime::build_session(env, &opts, spec, varta_detect::runtime::Provider::Cpu))
+        .collect::<Result<Vec<_>, _>>()?;
     let deadline = Instant::now() + Duration::from_secs(secs);
     let t0 = Instant::now();
     let handles: Vec<_> = sessions

@@ -128,12 +128,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         bail!("--fps must be greater than 0 and at most 60");
     }
     let d = &cfg.detect;
-    let tracker = TrackerConfig {
-        iou: d.track_iou,
-        min_hits: d.track_min_hits,
-        max_age: chrono::Duration::milliseconds((d.track_max_age_secs * 1000.0) as i64),
-        high_score: d.track_high_score,
-    };
+    let tracker = TrackerConfig::from(d);
     let (_spec, mut det) = args.model.load()?;
     let labels = det.labels().to_vec();
     let camera = CameraId::from("eval");

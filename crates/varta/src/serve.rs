@@ -233,12 +233,7 @@ pub async fn run(
             engine_cache_dir: d.engine_cache_dir.clone(),
         },
         workers,
-        tracker: TrackerConfig {
-            iou: d.track_iou,
-            min_hits: d.track_min_hits,
-            max_age: chrono::Duration::milliseconds((d.track_max_age_secs * 1000.0) as i64),
-            high_score: d.track_high_score,
-        },
+        tracker: TrackerConfig::from(d),
         snapshots: SnapshotStore::new(&d.snapshot_dir, d.snapshot_quality)?,
     };
     let pool = {
