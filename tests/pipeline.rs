@@ -10,10 +10,11 @@ fn config(sim_port: u16, api_port: u16, snapshots: &std::path::Path) -> String {
         "[node]\nname = \"e2e\"\napi_listen = \"127.0.0.1:{api_port}\"\n\n\
          [detect]\nmodels = \"{}\"\nworkers = 2\nsnapshot_dir = \"{}\"\n\n\
          [ingest]\nbackoff_initial_secs = 0.5\n\n\
-         [store]\nflush_ms = 100\n\n\
+         [store]\nflush_ms = 100\nspool_dir = \"{}\"\n\n\
          [[sites]]\nid = \"site-a\"\nname = \"A\"\n\n[[sites]]\nid = \"site-b\"\nname = \"B\"\n",
         root().join("models/models.toml").display(),
-        snapshots.display()
+        snapshots.display(),
+        snapshots.with_file_name("spool").display()
     );
     for i in 1..=4 {
         let site = if i <= 2 { "site-a" } else { "site-b" };

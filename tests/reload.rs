@@ -10,8 +10,10 @@ fn config(sim_port: u16, api_port: u16, cameras: &[(u32, f64)]) -> String {
         "[node]\nname = \"reload\"\napi_listen = \"127.0.0.1:{api_port}\"\n\n\
          [detect]\nmodels = \"{}\"\nworkers = 1\n\n\
          [ingest]\nbackoff_initial_secs = 0.5\n\n\
+         [store]\nspool_dir = \"{}\"\n\n\
          [[sites]]\nid = \"site-a\"\nname = \"A\"\n",
-        root().join("models/models.toml").display()
+        root().join("models/models.toml").display(),
+        std::env::temp_dir().join(format!("varta-reload-{}/spool", std::process::id())).display()
     );
     for (i, fps) in cameras {
         s += &format!(

@@ -105,6 +105,13 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Valu
     if !st.ready.load(Ordering::Relaxed) {
         return Err(varta_core::err!(Unavailable, "starting").into());
     }
+    if st.metrics.store.spool_full.get() != 0 {
+        return Err(varta_core::err!(
+            Unavailable,
+            "event spool full: the writer has stopped taking events until PostgreSQL is back"
+        )
+        .into());
+    }
     if !st.store.ping().await {
         return Err(varta_core::err!(Unavailable, "database unreachable").into());
     }

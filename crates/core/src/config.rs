@@ -49,11 +49,25 @@ pub struct NodeConfig {
     pub api_listen: SocketAddr,
     /// TOML file with camera credentials (`[credentials.NAME] username/password`).
     pub secrets_file: Option<PathBuf>,
+    /// Most cameras this node holds leases on at once.
+    pub capacity: u32,
+    /// How long a camera lease lasts without renewal: a dead node's cameras pass to
+    /// the others within this time.
+    pub lease_ttl_secs: f64,
+    /// How often leases are renewed and free cameras claimed.
+    pub lease_renew_secs: f64,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        NodeConfig { name: "node-1".into(), api_listen: SocketAddr::from(([127, 0, 0, 1], 8080)), secrets_file: None }
+        NodeConfig {
+            name: "node-1".into(),
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            secrets_file: None,
+            capacity: 256,
+            lease_ttl_secs: 15.0,
+            lease_renew_secs: 3.0,
+        }
     }
 }
 
@@ -273,11 +287,37 @@ pub struct StoreConfig {
     pub batch_max: usize,
     /// Longest a row waits before its batch is written, in milliseconds.
     pub flush_ms: u64,
+    /// Folder of the on-disk spool that holds batches while PostgreSQL is unreachable.
+    pub spool_dir: PathBuf,
+    /// Largest the spool may grow, in MiB. At the cap the writer stops taking
+    /// events (detection backs up, readiness fails, loudly) rather than drop any.
+    pub spool_max_mb: u64,
+    /// Event partitions (one per UTC day) older than this many days are dropped;
+    /// 0 keeps them for ever.
+    pub retention_days: u32,
+    /// Partitions created ahead of today.
+    pub partitions_ahead_days: u32,
+    /// How often retention runs, in seconds.
+    pub retention_interval_secs: u64,
+    /// Snapshots older than this many days are deleted; 0 keeps them by age.
+    pub snapshot_max_age_days: u32,
+    /// Most disk the snapshot folder may take, in MiB; the oldest go first. 0: no budget.
+    pub snapshot_budget_mb: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { batch_max: 500, flush_ms: 250 }
+        StoreConfig {
+            batch_max: 500,
+            flush_ms: 250,
+            spool_dir: PathBuf::from(".varta/spool"),
+            spool_max_mb: 2048,
+            retention_days: 90,
+            partitions_ahead_days: 3,
+            retention_interval_secs: 3600,
+            snapshot_max_age_days: 30,
+            snapshot_budget_mb: 20480,
+        }
     }
 }
 
@@ -607,6 +647,27 @@ impl Config {
         );
         if self.store.batch_max == 0 {
             p.add(&root.key("store").key("batch_max"), "must be at least 1");
+        }
+        let st = &self.store;
+        p.check_ranges(
+            &root.key("store"),
+            &[
+                ("spool_max_mb", st.spool_max_mb as f64, 1.0, 1e7),
+                ("partitions_ahead_days", st.partitions_ahead_days as f64, 1.0, 60.0),
+                ("retention_interval_secs", st.retention_interval_secs as f64, 1.0, 86400.0),
+            ],
+        );
+        let n = &self.node;
+        p.check_ranges(
+            &root.key("node"),
+            &[
+                ("capacity", n.capacity as f64, 1.0, 100000.0),
+                ("lease_ttl_secs", n.lease_ttl_secs, 2.0, 3600.0),
+                ("lease_renew_secs", n.lease_renew_secs, 0.5, 600.0),
+            ],
+        );
+        if n.lease_renew_secs * 2.0 > n.lease_ttl_secs {
+            p.add(&root.key("node").key("lease_renew_secs"), "must be at most half of lease_ttl_secs");
         }
 
         let mut site_ids = HashSet::new();

@@ -3,13 +3,13 @@
 
 use crate::{CameraId, EventId};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A box in source-image pixels: left, top, right, bottom.
 pub type BBox = [f32; 4];
 
 /// Where an event is in its life.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum EventPhase {
     /// The rule fired.
@@ -24,7 +24,7 @@ pub enum EventPhase {
 /// group of them). The same `id` is sent when it starts, when its best snapshot
 /// improves and when it ends; the store upserts by `id`, so a replay never
 /// duplicates an event. A track fires each rule at most once.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EventRecord {
     /// UUIDv7 made when the track was confirmed.
     pub id: EventId,
@@ -58,7 +58,7 @@ pub struct EventRecord {
 }
 
 /// A camera's coarse state, as operators and contractors see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CameraState {
     /// Pipeline being built or connecting.
@@ -151,7 +151,7 @@ impl RestartReason {
 }
 
 /// A camera state transition, recorded for uptime and maintenance.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StatusChange {
     /// Which camera.
     pub camera: CameraId,
@@ -163,8 +163,10 @@ pub struct StatusChange {
     pub reason: String,
 }
 
-/// Everything the store's writer accepts, in one channel so order is kept.
-#[derive(Clone, Debug)]
+/// Everything the store's writer accepts, in one channel so order is kept. The
+/// serde form is what the spool holds on disk.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
 pub enum StoreMsg {
     /// An event insert or update.
     Event(EventRecord),

@@ -42,6 +42,24 @@ pub mod names {
     pub const DECODE_FULL: &str = "varta_camera_decode_full";
     /// Switches between keyframe and full decoding.
     pub const DECODE_SWITCHES: &str = "varta_decode_mode_switches_total";
+    /// Bytes in the on-disk spool (batches waiting for PostgreSQL).
+    pub const SPOOL_BYTES: &str = "varta_spool_bytes";
+    /// 1 while the spool is at its cap and the writer has stopped taking events.
+    pub const SPOOL_FULL: &str = "varta_spool_full";
+    /// Event records written to the spool.
+    pub const EVENTS_SPOOLED: &str = "varta_events_spooled_total";
+    /// Event records replayed from the spool into PostgreSQL.
+    pub const EVENTS_REPLAYED: &str = "varta_events_replayed_total";
+    /// Spool records found torn or corrupt (skipped, reported).
+    pub const SPOOL_CORRUPT: &str = "varta_spool_corrupt_records_total";
+    /// Event partitions dropped by retention.
+    pub const PARTITIONS_DROPPED: &str = "varta_retention_partitions_dropped_total";
+    /// Snapshot files deleted by retention.
+    pub const SNAPSHOTS_DELETED: &str = "varta_retention_snapshots_deleted_total";
+    /// Bytes in the snapshot folder after the last retention run.
+    pub const SNAPSHOT_BYTES: &str = "varta_snapshot_bytes";
+    /// Camera leases this node holds.
+    pub const LEASES_HELD: &str = "varta_leases_held";
 }
 
 /// A camera's health measurements and the problems they show.
@@ -108,6 +126,21 @@ impl Counter {
     }
     /// Current value.
     pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Default, Debug)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    /// Sets the value.
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -326,6 +359,31 @@ pub struct Registry {
     pub inference_seconds: Histogram,
     /// Event rows written to PostgreSQL.
     pub events_written: Counter,
+    /// Store writer and spool.
+    pub store: StoreStats,
+    /// Camera leases held.
+    pub leases_held: Gauge,
+}
+
+/// The store writer's spool and retention numbers.
+#[derive(Default, Debug)]
+pub struct StoreStats {
+    /// Bytes in the spool.
+    pub spool_bytes: Gauge,
+    /// 1 while the spool is full.
+    pub spool_full: Gauge,
+    /// Event records spooled.
+    pub events_spooled: Counter,
+    /// Event records replayed.
+    pub events_replayed: Counter,
+    /// Torn or corrupt spool records skipped.
+    pub spool_corrupt: Counter,
+    /// Partitions dropped by retention.
+    pub partitions_dropped: Counter,
+    /// Snapshot files deleted by retention.
+    pub snapshots_deleted: Counter,
+    /// Bytes in the snapshot folder.
+    pub snapshot_bytes: Gauge,
 }
 
 impl Default for Registry {
@@ -334,6 +392,8 @@ impl Default for Registry {
             cameras: RwLock::new(Vec::new()),
             inference_seconds: Histogram::new(&[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
             events_written: Counter::default(),
+            store: StoreStats::default(),
+            leases_held: Gauge::default(),
         }
     }
 }
@@ -410,6 +470,21 @@ impl Registry {
         let _ = writeln!(out, "{name}_count {}", h.count());
         let _ = writeln!(out, "# TYPE {} counter", names::EVENTS_WRITTEN);
         let _ = writeln!(out, "{} {}", names::EVENTS_WRITTEN, self.events_written.get());
+        let st = &self.store;
+        let totals: [(&str, &str, i64); 9] = [
+            (names::SPOOL_BYTES, "gauge", st.spool_bytes.get()),
+            (names::SPOOL_FULL, "gauge", st.spool_full.get()),
+            (names::EVENTS_SPOOLED, "counter", st.events_spooled.get() as i64),
+            (names::EVENTS_REPLAYED, "counter", st.events_replayed.get() as i64),
+            (names::SPOOL_CORRUPT, "counter", st.spool_corrupt.get() as i64),
+            (names::PARTITIONS_DROPPED, "counter", st.partitions_dropped.get() as i64),
+            (names::SNAPSHOTS_DELETED, "counter", st.snapshots_deleted.get() as i64),
+            (names::SNAPSHOT_BYTES, "gauge", st.snapshot_bytes.get()),
+            (names::LEASES_HELD, "gauge", self.leases_held.get()),
+        ];
+        for (name, kind, v) in totals {
+            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");
+        }
         out
     }
 }

@@ -1,7 +1,12 @@
 //! The PostgreSQL event store: schema (embedded migrations), the batched writer,
 //! and the queries the API serves.
 
+pub mod copy;
+pub mod leases;
 pub mod queries;
+pub mod retention;
+pub mod spool;
+pub mod uptime;
 pub mod writer;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -17,15 +22,26 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub fn db_error(what: &str, e: sqlx::Error) -> Error {
     let kind = match &e {
         sqlx::Error::RowNotFound => ErrorKind::NotFound,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            ErrorKind::Unavailable
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => ErrorKind::Unavailable,
+        sqlx::Error::Database(d) if d.code().is_some_and(|c| is_transient_sqlstate(&c)) => ErrorKind::Unavailable,
         sqlx::Error::Database(d) if d.is_foreign_key_violation() || d.is_check_violation() => {
             ErrorKind::InvalidArgument
         }
         _ => ErrorKind::Internal,
     };
     Error::wrap(kind, what.to_owned(), e)
+}
+
+/// SQLSTATEs that say "try again later", not "this row is wrong": connection
+/// exceptions (08), insufficient resources (53), operator intervention such as a
+/// shutdown in progress (57P01–57P03), serialization failure and deadlock.
+fn is_transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || code == "40001" || code == "40P01"
 }
 
 /// A handle on the database.
@@ -44,6 +60,27 @@ impl Store {
             .await
             .map_err(|e| db_error(&format!("connecting to {}", redact_url(url)), e))?;
         Ok(Store { pool })
+    }
+
+    /// A handle that connects on first use, so that a process can start while the
+    /// database is down (the writer then spools).
+    pub fn connect_lazy(url: &str) -> Result<Store, Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy(url)
+            .map_err(|e| db_error(&format!("database URL {}", redact_url(url)), e))?;
+        Ok(Store { pool })
+    }
+
+    /// Creates the event partition of UTC day `day` if it is missing.
+    pub async fn ensure_partition(&self, day: chrono::NaiveDate) -> Result<(), Error> {
+        sqlx::query("SELECT varta_event_partition($1)")
+            .bind(day)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_error(&format!("creating the event partition of {day}"), e))?;
+        Ok(())
     }
 
     /// Wraps an existing pool (tests).
@@ -104,6 +141,11 @@ impl Store {
             .await
             .map_err(|e| db_error("upserting camera", e))?;
         }
+        // Every camera has a lease row, free until a node claims it.
+        sqlx::query("INSERT INTO camera_leases (camera_id) SELECT id FROM cameras ON CONFLICT DO NOTHING")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_error("adding camera leases", e))?;
         let ids: Vec<&str> = cfg.cameras.iter().map(|c| c.id.as_str()).collect();
         sqlx::query("UPDATE cameras SET removed_at = now() WHERE removed_at IS NULL AND NOT (id = ANY($1))")
             .bind(&ids)

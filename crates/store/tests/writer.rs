@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use varta_core::config::Config;
 use varta_core::event::{CameraState, EventRecord, StatusChange, StoreMsg};
 use varta_store::queries::EventFilter;
-use varta_store::writer::write_batch;
+use varta_store::writer::{Writer, WriterConfig};
 use varta_store::Store;
 
 const CFG: &str = r#"
@@ -25,6 +25,22 @@ id = "c2"
 site = "s2"
 url = "rtsp://h/2"
 "#;
+
+fn writer_config(name: &str) -> WriterConfig {
+    let spool_dir = std::env::temp_dir().join(format!("varta-writer-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&spool_dir);
+    WriterConfig {
+        batch_max: 10,
+        flush: std::time::Duration::from_millis(50),
+        node: "n".into(),
+        spool_dir,
+        spool_max_bytes: 1 << 30,
+    }
+}
+
+fn writer(s: &Store, name: &str) -> Writer {
+    Writer::open(s.clone(), &writer_config(name), Default::default()).unwrap().0
+}
 
 async fn store(pool: PgPool) -> Store {
     let s = Store::from_pool(pool);
@@ -66,10 +82,12 @@ async fn replays_never_duplicate_and_the_end_updates_the_row(pool: PgPool) {
     end.score = 0.9;
     end.frames = 20;
     // Start and end in one batch, then the same batch replayed, then the start alone again.
+    // The first write takes the COPY path; the replays find the row there and upsert.
+    let mut w = writer(&s, "replay");
     let batch = vec![StoreMsg::Event(start.clone()), StoreMsg::Event(end.clone())];
-    assert_eq!(write_batch(&s, &batch, "n").await.unwrap(), 1);
-    write_batch(&s, &batch, "n").await.unwrap();
-    write_batch(&s, &[StoreMsg::Event(start.clone())], "n").await.unwrap();
+    assert_eq!(w.write_batch(&batch).await.unwrap(), 1);
+    w.write_batch(&batch).await.unwrap();
+    w.write_batch(&[StoreMsg::Event(start.clone())]).await.unwrap();
     let rows = s.list_events(&EventFilter { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].id, start.id);
@@ -85,7 +103,7 @@ async fn filters_and_order(pool: PgPool) {
     let s = store(pool).await;
     let evs = [event("c1", "person", 30), event("c1", "car", 20), event("c2", "person", 10)];
     let batch: Vec<_> = evs.iter().cloned().map(StoreMsg::Event).collect();
-    write_batch(&s, &batch, "n").await.unwrap();
+    writer(&s, "filters").write_batch(&batch).await.unwrap();
     let all = s.list_events(&EventFilter { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), vec![evs[2].id, evs[1].id, evs[0].id]);
     let f = |camera: Option<&str>, site: Option<&str>, class: Option<&str>, since_mins: Option<i64>| EventFilter {
@@ -108,7 +126,11 @@ async fn filters_and_order(pool: PgPool) {
 async fn status_changes_are_recorded_and_removed_cameras_marked(pool: PgPool) {
     let s = store(pool.clone()).await;
     let st = |state| StoreMsg::Status(StatusChange { camera: "c2".into(), at: Utc::now(), state, reason: "r".into() });
-    write_batch(&s, &[st(CameraState::Starting), st(CameraState::Streaming)], "n").await.unwrap();
+    let mut w = writer(&s, "status");
+    let batch = [st(CameraState::Starting), st(CameraState::Streaming)];
+    w.write_batch(&batch).await.unwrap();
+    // Replayed after a crash: recognised, not added again.
+    w.write_batch(&batch).await.unwrap();
     let n: i64 =
         sqlx::query_scalar("SELECT count(*) FROM camera_status WHERE camera_id = 'c2'").fetch_one(&pool).await.unwrap();
     assert_eq!(n, 2);
@@ -119,7 +141,7 @@ async fn status_changes_are_recorded_and_removed_cameras_marked(pool: PgPool) {
         sqlx::query_scalar("SELECT id FROM cameras WHERE removed_at IS NOT NULL").fetch_all(&pool).await.unwrap();
     assert_eq!(removed, ["c2"]);
     // An event for an unknown camera is refused as invalid, not silently dropped.
-    let e = write_batch(&s, &[StoreMsg::Event(event("nope", "person", 1))], "n").await.unwrap_err();
+    let e = w.write_batch(&[StoreMsg::Event(event("nope", "person", 1))]).await.unwrap_err();
     assert_eq!(e.kind(), varta_core::ErrorKind::InvalidArgument);
 }
 
@@ -129,12 +151,9 @@ async fn a_refused_row_does_not_block_the_rest(pool: PgPool) {
     let s = store(pool).await;
     let (tx, rx) = tokio::sync::mpsc::channel(10);
     let metrics = Arc::new(varta_core::metrics::Registry::default());
-    let cfg = varta_store::writer::WriterConfig {
-        batch_max: 10,
-        flush: std::time::Duration::from_millis(50),
-        node: "n".into(),
-    };
-    let w = tokio::spawn(varta_store::writer::run(s.clone(), rx, cfg, metrics.clone()));
+    let cfg = writer_config("refused");
+    let (writer, _) = Writer::open(s.clone(), &cfg, metrics.clone()).unwrap();
+    let w = tokio::spawn(varta_store::writer::run(writer, rx, cfg));
     for cam in ["c1", "nope", "c2"] {
         tx.send(StoreMsg::Event(event(cam, "person", 1))).await.unwrap();
     }

@@ -88,13 +88,14 @@ pub async fn start(dir: &Path, port: u16) -> Result<String> {
     Ok(format!("postgres://varta@127.0.0.1:{port}/varta"))
 }
 
-/// Stops the cluster in `dir` (if it runs).
-pub fn stop(dir: &Path) -> Result<()> {
+/// Stops the cluster in `dir` (if it runs). `mode` is pg_ctl's shutdown mode:
+/// `fast` (clean) or `immediate` (no checkpoint: a crash, as the outage tests want).
+pub fn stop(dir: &Path, mode: &str) -> Result<()> {
     let bin = bindir()?;
     let data = dir.join("data");
     if data.join("postmaster.pid").exists() {
         let mut c = pg_cmd(&bin, "pg_ctl");
-        c.arg("stop").arg("-D").arg(&data).args(["-m", "fast", "-w"]);
+        c.arg("stop").arg("-D").arg(&data).args(["-m", mode, "-w"]);
         run(c, "pg_ctl stop")?;
     }
     Ok(())

@@ -6,6 +6,7 @@ mod detect_cmd;
 mod ingest_bench;
 mod localpg;
 mod serve;
+mod store_cmd;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -94,6 +95,25 @@ enum Cmd {
     /// loop); prints JSON lines. Used by bench/.
     #[command(name = "detect-bench")]
     DetectBench(detect_bench::Args),
+    /// Drives the store writer (database, spool, replay) with synthetic events:
+    /// the writer benchmark and the load of the outage and crash tests.
+    #[command(name = "store-load")]
+    StoreLoad(store_cmd::Args),
+    /// Per camera and per site share of time online, and the outages, over a period.
+    Uptime {
+        /// Period start (RFC 3339).
+        #[arg(long)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// Period end (RFC 3339; default now).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this site.
+        #[arg(long)]
+        site: Option<String>,
+        /// Only this camera.
+        #[arg(long)]
+        camera: Option<String>,
+    },
     /// Check a config file; problems are printed with key and line, exit code 2.
     CheckConfig {
         /// Config file.
@@ -120,7 +140,11 @@ enum LocalPgAction {
     /// Create (once) and start the cluster; print its DATABASE_URL.
     Start,
     /// Stop the cluster.
-    Stop,
+    Stop {
+        /// pg_ctl shutdown mode: `fast`, or `immediate` to simulate a crash.
+        #[arg(long, default_value = "fast", value_parser = ["fast", "smart", "immediate"])]
+        mode: String,
+    },
 }
 
 fn init_logs() {
@@ -208,6 +232,18 @@ fn main() -> ExitCode {
                 tokio::task::spawn_blocking(move || detect_bench::run(args)).await??;
                 Ok(ExitCode::SUCCESS)
             }
+            Cmd::StoreLoad(args) => {
+                store_cmd::run(args).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Uptime { from, to, site, camera } => {
+                let url = std::env::var("DATABASE_URL").map_err(|_| anyhow::anyhow!("DATABASE_URL is not set"))?;
+                let store = varta_store::Store::connect(&url).await?;
+                let to = to.unwrap_or_else(chrono::Utc::now);
+                let r = store.uptime(from, to, site.as_deref(), camera.as_deref()).await?;
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                Ok(ExitCode::SUCCESS)
+            }
             Cmd::CheckConfig { file } => Ok(match load_config(&file) {
                 Ok(cfg) => match serve::check_against_model(&cfg) {
                     Ok(()) => {
@@ -230,7 +266,7 @@ fn main() -> ExitCode {
             Cmd::LocalPg { action, dir, port } => {
                 match action {
                     LocalPgAction::Start => println!("{}", localpg::start(&dir, port).await?),
-                    LocalPgAction::Stop => localpg::stop(&dir)?,
+                    LocalPgAction::Stop { mode } => localpg::stop(&dir, &mode)?,
                 }
                 Ok(ExitCode::SUCCESS)
             }

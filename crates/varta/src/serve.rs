@@ -8,9 +8,16 @@
 //! Camera changes apply at run time: SIGHUP or `POST /api/v1/config/reload` re-read
 //! the config file; [`Ingest::apply`] starts, stops and restarts only the cameras
 //! that differ. Node-wide sections are reported as needing a restart.
+//!
+//! Which cameras run here is decided by leases in PostgreSQL
+//! ([`varta_store::leases`]): every `lease_renew_secs` a lease step renews, claims
+//! or hands back, and the running set is made to match. A single node holds every
+//! camera; several share them. On shutdown the leases are handed back after the
+//! cameras have stopped.
 
 use anyhow::{Context, Result};
 use std::future::Future;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,7 +34,8 @@ use varta_detect::runtime::RuntimeOptions;
 use varta_detect::snapshot::SnapshotStore;
 use varta_detect::tracker::TrackerConfig;
 use varta_ingest::{CameraSpec, Ingest, IngestSettings};
-use varta_store::writer::WriterConfig;
+use varta_store::leases::{LeaseConfig, Leases, Plan};
+use varta_store::writer::{Writer, WriterConfig};
 use varta_store::Store;
 
 /// Capacity of the channel into the store writer (events and status changes).
@@ -72,9 +80,11 @@ pub fn check_against_model(cfg: &Config) -> Result<(), String> {
     p.finish().map_err(|e| e.to_string())
 }
 
-/// The ingest's view of the configured, enabled cameras (credentials resolved).
-pub fn camera_specs(cfg: &Config) -> Result<Vec<CameraSpec>> {
+/// The ingest's view of the configured, enabled cameras (credentials resolved),
+/// only those in `only` when given.
+pub fn camera_specs(cfg: &Config, only: Option<&BTreeSet<String>>) -> Result<Vec<CameraSpec>> {
     cfg.enabled_cameras()
+        .filter(|c| only.is_none_or(|o| o.contains(&c.id)))
         .map(|c| {
             let credentials = match &c.credentials {
                 Some(name) => Some(
@@ -112,76 +122,131 @@ fn camera_infos(cfg: &Config) -> Vec<CameraInfo> {
         .collect()
 }
 
-/// The running stages that a reload changes.
+/// The running stages that a reload or a lease step changes.
 struct Controller {
     cfg: Config,
     ingest: Ingest,
     pool: InferencePool,
+    /// Cameras this node holds leases on and should run.
+    held: BTreeSet<String>,
 }
 
-/// Re-reads `path` and applies camera changes: added cameras start, removed ones stop
-/// and are released, changed ones restart, the others are not touched. Node-wide
-/// sections that changed are reported as needing a restart, not applied.
-async fn reload(
-    path: &Path,
+impl Controller {
+    /// Makes the running cameras those of the config that this node holds.
+    /// Blocking: stopping a camera waits for its pipeline.
+    fn apply(&mut self) -> Result<varta_ingest::Applied, varta_core::Error> {
+        let specs =
+            camera_specs(&self.cfg, Some(&self.held)).map_err(|e| varta_core::err!(InvalidArgument, "{e:#}"))?;
+        for cam in self.cfg.enabled_cameras().filter(|c| self.held.contains(&c.id)) {
+            self.pool.set_camera(&CameraId(cam.id.clone()), cam.into())?;
+        }
+        let applied = self.ingest.apply(specs);
+        for id in &applied.removed {
+            self.pool.remove_camera(id);
+        }
+        Ok(applied)
+    }
+}
+
+/// One lease step: renew and claim or hand back ([`Leases::tick`]), make the running
+/// cameras match, then release what was handed back (only once it has stopped, so
+/// no camera is ever run by two nodes). If the database cannot be reached the
+/// cameras keep running on the leases held (see `varta_store::leases`).
+async fn lease_step(
+    leases: &Leases,
     ctl: &Arc<Mutex<Option<Controller>>>,
-    store: &Store,
-    state: &AppState,
-) -> Result<ReloadReport, varta_core::Error> {
+    metrics: &Registry,
+) -> Result<varta_ingest::Applied, varta_core::Error> {
+    let plan = match leases.tick().await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, "lease renewal failed; keeping the cameras held");
+            None
+        }
+    };
+    let ctl2 = ctl.clone();
+    let run = plan.as_ref().map(|p| p.run.clone());
+    let applied = tokio::task::spawn_blocking(move || {
+        let mut guard = ctl2.lock().unwrap();
+        let c = guard.as_mut().ok_or_else(|| varta_core::err!(Unavailable, "shutting down"))?;
+        if let Some(run) = run {
+            c.held = run;
+        }
+        c.apply()
+    })
+    .await
+    .map_err(|e| varta_core::err!(Internal, "lease step: {e}"))??;
+    if let Some(Plan { run, hand_back, claimed, target }) = plan {
+        metrics.leases_held.set(run.len() as i64);
+        if !claimed.is_empty() || !hand_back.is_empty() {
+            tracing::info!(held = run.len(), target, claimed = ?claimed, handed_back = hand_back.len(), "leases changed");
+        }
+        for reason in ["rebalance", "removed"] {
+            let cams: Vec<String> = hand_back.iter().filter(|h| h.1 == reason).map(|h| h.0.clone()).collect();
+            leases.release(&cams, reason).await?;
+        }
+    }
+    Ok(applied)
+}
+
+/// Re-reads `path` and applies camera changes: added cameras are claimed and start,
+/// removed ones stop and are handed back, changed ones restart, the others are not
+/// touched. Node-wide sections that changed are reported as needing a restart.
+async fn reload(path: &Path, node: &NodeCtx) -> Result<ReloadReport, varta_core::Error> {
     let invalid = |e: String| varta_core::err!(InvalidArgument, "{e}");
     let new = Config::load(path).map_err(|e| invalid(e.to_string()))?;
     check_against_model(&new).map_err(invalid)?;
-    let specs = camera_specs(&new).map_err(|e| invalid(format!("{e:#}")))?;
-    store.sync_config(&new).await?;
-    let ctl = ctl.clone();
-    let (report, infos) = tokio::task::spawn_blocking(move || {
-        let mut guard = ctl.lock().unwrap();
+    // Every camera's credentials must resolve, held here or not.
+    camera_specs(&new, None).map_err(|e| invalid(format!("{e:#}")))?;
+    let _step = node.step.lock().await;
+    node.store.sync_config(&new).await?;
+    let (restart_required, infos) = {
+        let mut guard = node.ctl.lock().unwrap();
         let c = guard.as_mut().ok_or_else(|| varta_core::err!(Unavailable, "shutting down"))?;
         let old = &c.cfg;
         let mut restart_required = Vec::new();
-        if new.node != old.node {
-            restart_required.push("node".to_owned());
+        for (name, changed) in [
+            ("node", new.node != old.node),
+            ("ingest", new.ingest != old.ingest),
+            ("health", new.health != old.health),
+            ("detect", new.detect != old.detect),
+            ("store", new.store != old.store),
+        ] {
+            if changed {
+                restart_required.push(name.to_owned());
+            }
         }
-        if new.ingest != old.ingest {
-            restart_required.push("ingest".to_owned());
-        }
-        if new.health != old.health {
-            restart_required.push("health".to_owned());
-        }
-        if new.detect != old.detect {
-            restart_required.push("detect".to_owned());
-        }
-        if new.store != old.store {
-            restart_required.push("store".to_owned());
-        }
-        for cam in new.enabled_cameras() {
-            c.pool.set_camera(&CameraId(cam.id.clone()), cam.into())?;
-        }
-        let applied = c.ingest.apply(specs);
-        for id in &applied.removed {
-            c.pool.remove_camera(id);
-        }
-        // Node-wide sections stay as running; camera sections are the new ones.
         let infos = camera_infos(&new);
+        // Node-wide sections stay as running; camera sections are the new ones.
         c.cfg = Config { sites: new.sites, cameras: new.cameras, ..old.clone() };
-        let names = |v: Vec<CameraId>| v.into_iter().map(|c| c.0).collect::<Vec<_>>();
-        let report = ReloadReport {
-            unchanged: applied.unchanged.len(),
-            added: names(applied.added),
-            removed: names(applied.removed),
-            changed: names(applied.changed),
-            restart_required,
-        };
-        Ok::<_, varta_core::Error>((report, infos))
-    })
-    .await
-    .map_err(|e| varta_core::err!(Internal, "reload task: {e}"))??;
-    *state.cameras.write().unwrap() = infos;
+        (restart_required, infos)
+    };
+    let applied = lease_step(&node.leases, &node.ctl, &node.metrics).await?;
+    *node.state.cameras.write().unwrap() = infos;
+    let names = |v: Vec<CameraId>| v.into_iter().map(|c| c.0).collect::<Vec<_>>();
+    let report = ReloadReport {
+        unchanged: applied.unchanged.len(),
+        added: names(applied.added),
+        removed: names(applied.removed),
+        changed: names(applied.changed),
+        restart_required,
+    };
     tracing::info!(
         added = ?report.added, removed = ?report.removed, changed = ?report.changed,
         unchanged = report.unchanged, restart_required = ?report.restart_required, "config reloaded"
     );
     Ok(report)
+}
+
+/// What the lease loop and reloads share.
+struct NodeCtx {
+    ctl: Arc<Mutex<Option<Controller>>>,
+    leases: Leases,
+    store: Store,
+    state: Arc<AppState>,
+    metrics: Arc<Registry>,
+    /// One lease step (or reload) at a time.
+    step: tokio::sync::Mutex<()>,
 }
 
 /// Runs a node until `shutdown` resolves. With `config_path`, SIGHUP and
@@ -193,7 +258,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     check_against_model(&cfg).map_err(|e| anyhow::anyhow!(e))?;
-    let specs = camera_specs(&cfg)?;
+    camera_specs(&cfg, None)?;
     let store = Store::connect(database_url).await?;
     store.migrate().await?;
     store.sync_config(&cfg).await?;
@@ -208,16 +273,16 @@ pub async fn run(
         ..Default::default()
     });
     let (tx, rx) = mpsc::channel(STORE_QUEUE);
-    let writer = tokio::spawn(varta_store::writer::run(
-        store.clone(),
-        rx,
-        WriterConfig {
-            batch_max: cfg.store.batch_max,
-            flush: Duration::from_millis(cfg.store.flush_ms),
-            node: cfg.node.name.clone(),
-        },
-        metrics.clone(),
-    ));
+    let wcfg = WriterConfig {
+        batch_max: cfg.store.batch_max,
+        flush: Duration::from_millis(cfg.store.flush_ms),
+        node: cfg.node.name.clone(),
+        spool_dir: cfg.store.spool_dir.clone(),
+        spool_max_bytes: cfg.store.spool_max_mb << 20,
+    };
+    let (w, _) = Writer::open(store.clone(), &wcfg, metrics.clone())?;
+    let writer = tokio::spawn(varta_store::writer::run(w, rx, wcfg));
+    let retention = tokio::spawn(retention_loop(store.clone(), cfg.clone(), metrics.clone()));
 
     let workers = match cfg.detect.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -242,14 +307,24 @@ pub async fn run(
     };
 
     let settings = IngestSettings { ingest: cfg.ingest.clone(), health: cfg.health.clone() };
-    let mut ingest = Ingest::new(settings, hub.clone(), metrics.clone(), tx.clone())?;
+    let ingest = Ingest::new(settings, hub.clone(), metrics.clone(), tx.clone())?;
     drop(tx);
-    for c in cfg.enabled_cameras() {
-        pool.set_camera(&CameraId(c.id.clone()), c.into())?;
-    }
-    let n = specs.len();
-    ingest.apply(specs);
-    tracing::info!(cameras = n, "cameras started");
+
+    let listener = tokio::net::TcpListener::bind(cfg.node.api_listen)
+        .await
+        .with_context(|| format!("API cannot listen on {}", cfg.node.api_listen))?;
+    let addr = listener.local_addr()?;
+    let leases = Leases::register(
+        store.clone(),
+        LeaseConfig {
+            name: cfg.node.name.clone(),
+            capacity: cfg.node.capacity,
+            ttl: Duration::from_secs_f64(cfg.node.lease_ttl_secs),
+            api_addr: Some(addr.to_string()),
+        },
+    )
+    .await?;
+    let renew = Duration::from_secs_f64(cfg.node.lease_renew_secs);
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let state = Arc::new(AppState {
@@ -261,16 +336,45 @@ pub async fn run(
         reload: config_path.is_some().then(|| reload_tx.clone()),
         snapshot_dir: cfg.detect.snapshot_dir.clone(),
     });
-    let api_listen = cfg.node.api_listen;
-    let ctl = Arc::new(Mutex::new(Some(Controller { cfg, ingest, pool })));
+    let ctl = Arc::new(Mutex::new(Some(Controller { cfg, ingest, pool, held: BTreeSet::new() })));
+    let node = Arc::new(NodeCtx {
+        ctl: ctl.clone(),
+        leases,
+        store: store.clone(),
+        state: state.clone(),
+        metrics: metrics.clone(),
+        step: tokio::sync::Mutex::new(()),
+    });
+    {
+        let _step = node.step.lock().await;
+        let applied = lease_step(&node.leases, &ctl, &metrics).await?;
+        tracing::info!(cameras = applied.added.len(), "cameras started");
+    }
+
+    // Lease steps every `lease_renew_secs`; reloads take the same step lock.
+    let lease_loop = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(renew);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let _step = node.step.lock().await;
+                if let Err(e) = lease_step(&node.leases, &node.ctl, &node.metrics).await {
+                    tracing::warn!(error = %e, "lease step failed");
+                }
+            }
+        })
+    };
 
     // Reloads run one at a time, from the API or SIGHUP.
     let reloader = {
-        let (ctl, store, state) = (ctl.clone(), store.clone(), state.clone());
+        let node = node.clone();
         tokio::spawn(async move {
             while let Some(reply) = reload_rx.recv().await {
                 let result = match &config_path {
-                    Some(p) => reload(p, &ctl, &store, &state).await,
+                    Some(p) => reload(p, &node).await,
                     None => Err(varta_core::err!(Unavailable, "no config file to reload")),
                 };
                 if let Err(e) = &result {
@@ -292,10 +396,6 @@ pub async fn run(
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(api_listen)
-        .await
-        .with_context(|| format!("API cannot listen on {api_listen}"))?;
-    let addr = listener.local_addr()?;
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(%addr, "API listening");
     println!("API: http://{addr}");
@@ -303,6 +403,11 @@ pub async fn run(
 
     hup.abort();
     reloader.abort();
+    {
+        // Wait for a lease step in progress, then stop taking new ones.
+        let _step = node.step.lock().await;
+        lease_loop.abort();
+    }
     tokio::task::spawn_blocking(move || {
         if let Some(mut c) = ctl.lock().unwrap().take() {
             c.ingest.stop_all();
@@ -310,7 +415,56 @@ pub async fn run(
         }
     })
     .await?;
+    // The cameras are stopped: hand their leases to the other nodes now rather
+    // than make them wait one TTL.
+    if let Err(e) = node.leases.shutdown().await {
+        tracing::warn!(error = %e, "could not hand back the leases; they expire in one TTL");
+    }
+    retention.abort();
     writer.await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Creates event partitions ahead, drops old ones and trims the snapshot folder,
+/// at start and every `retention_interval_secs`.
+async fn retention_loop(store: Store, cfg: Config, metrics: Arc<Registry>) {
+    let st = &cfg.store;
+    let mut tick = tokio::time::interval(Duration::from_secs(st.retention_interval_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let today = chrono::Utc::now().date_naive();
+        match store.maintain_partitions(today, st.partitions_ahead_days, st.retention_days).await {
+            Ok(r) => {
+                metrics.store.partitions_dropped.add(r.dropped.len() as u64);
+                if !r.created.is_empty() || !r.dropped.is_empty() {
+                    tracing::info!(created = ?r.created, dropped = ?r.dropped, "retention: event partitions");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "retention: event partitions not maintained this time"),
+        }
+        let dir = cfg.detect.snapshot_dir.clone();
+        let max_age =
+            (st.snapshot_max_age_days > 0).then(|| Duration::from_secs(st.snapshot_max_age_days as u64 * 86400));
+        let budget = (st.snapshot_budget_mb > 0).then_some(st.snapshot_budget_mb << 20);
+        let r = tokio::task::spawn_blocking(move || {
+            varta_store::retention::trim_snapshots(&dir, max_age, budget, std::time::SystemTime::now())
+        })
+        .await;
+        match r {
+            Ok(Ok(r)) => {
+                metrics.store.snapshots_deleted.add(r.deleted_for_age + r.deleted_for_budget);
+                metrics.store.snapshot_bytes.set(r.bytes_left as i64);
+                if r.deleted_for_age + r.deleted_for_budget > 0 {
+                    tracing::info!(
+                        for_age = r.deleted_for_age, for_budget = r.deleted_for_budget,
+                        bytes_freed = r.bytes_freed, bytes_left = r.bytes_left, "retention: snapshots deleted"
+                    );
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention: snapshots not trimmed this time"),
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
+    }
 }

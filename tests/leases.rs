@@ -1,0 +1,170 @@
+//! Two `varta serve` nodes share 16 simulated cameras through leases in PostgreSQL:
+//! they split them; one is killed with SIGKILL and the other holds all 16, streaming,
+//! within one lease TTL + 5 s; the first comes back and they split again. The lease
+//! log must show no camera held by two nodes at once.
+
+use sqlx::{Connection, Row};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use varta_e2e::*;
+
+const CAMERAS: usize = 16;
+const TTL: f64 = 6.0;
+
+fn config(name: &str, sim_port: u16, api_port: u16, dir: &Path) -> String {
+    let mut s = format!(
+        "[node]\nname = \"{name}\"\napi_listen = \"127.0.0.1:{api_port}\"\nlease_ttl_secs = {TTL:.1}\n\
+         lease_renew_secs = 1.0\n\n\
+         [detect]\nmodels = \"{}\"\nworkers = 1\nsnapshot_dir = \"{}\"\n\n\
+         [ingest]\nbackoff_initial_secs = 0.5\n\n\
+         [store]\nspool_dir = \"{}\"\n\n\
+         [[sites]]\nid = \"site-a\"\nname = \"A\"\n",
+        root().join("models/models.toml").display(),
+        dir.join(format!("{name}-snapshots")).display(),
+        dir.join(format!("{name}-spool")).display(),
+    );
+    for i in 1..=CAMERAS {
+        s += &format!(
+            "\n[[cameras]]\nid = \"cam-{i:02}\"\nsite = \"site-a\"\nurl = \"rtsp://127.0.0.1:{sim_port}/cam/{i}\"\n\
+             analysis_fps = 0.5\ndecode = \"keyframes\"\n"
+        );
+    }
+    s
+}
+
+/// Streaming cameras in a node's API.
+fn streaming(api_port: u16) -> usize {
+    get_json(&format!("http://127.0.0.1:{api_port}/api/v1/cameras"))
+        .and_then(|v| v.as_array().map(|a| a.iter().filter(|c| c["status"] == "streaming").count()))
+        .unwrap_or(0)
+}
+
+/// Live leases per node name.
+async fn holders(db: &str) -> BTreeMap<String, usize> {
+    let mut c = sqlx::PgConnection::connect(db).await.unwrap();
+    sqlx::query(
+        "SELECT n.name, count(*) FROM camera_leases l JOIN nodes n ON n.id = l.node_id
+         WHERE l.expires_at > now() GROUP BY n.name",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) as usize))
+    .collect()
+}
+
+fn serve(name: &str, cfg: &Path, db: &str, dir: &Path, n: u32) -> Proc {
+    let mut c = varta();
+    c.arg("serve").arg("--config").arg(cfg).env("DATABASE_URL", db);
+    Proc::spawn(c, dir.join(format!("{name}-{n}.log")))
+}
+
+async fn wait_split(db: &str, ports: [u16; 2], what: &str, timeout: Duration) {
+    let end = Instant::now() + timeout;
+    loop {
+        let h = holders(db).await;
+        let s = [streaming(ports[0]), streaming(ports[1])];
+        if h.get("node-a") == Some(&8) && h.get("node-b") == Some(&8) && s == [8, 8] {
+            return;
+        }
+        assert!(Instant::now() < end, "{what}: leases {h:?}, streaming {s:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_split_cameras_take_over_a_dead_one_and_rebalance() {
+    let db = fresh_database("leases").await;
+    let dir = std::env::temp_dir().join(format!("varta-leases-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sim_port = free_port();
+    let mut sim_cmd = varta();
+    sim_cmd
+        .args(["sim", "--cameras", &CAMERAS.to_string(), "--listen", &format!("127.0.0.1:{sim_port}"), "--clip"])
+        .arg(clip());
+    let _sim = Proc::spawn(sim_cmd, dir.join("sim.log"));
+    let ports = [free_port(), free_port()];
+    let cfg_a = dir.join("a.toml");
+    let cfg_b = dir.join("b.toml");
+    std::fs::write(&cfg_a, config("node-a", sim_port, ports[0], &dir)).unwrap();
+    std::fs::write(&cfg_b, config("node-b", sim_port, ports[1], &dir)).unwrap();
+
+    let mut a = serve("node-a", &cfg_a, &db, &dir, 1);
+    wait_for("node-a up", Duration::from_secs(60), || get_json(&format!("http://127.0.0.1:{}/healthz", ports[0])));
+    let mut b = serve("node-b", &cfg_b, &db, &dir, 1);
+    wait_split(&db, ports, "two nodes split the cameras", Duration::from_secs(60)).await;
+
+    // SIGKILL node-a: node-b holds all 16, streaming, within one TTL + 5 s.
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGKILL) };
+    a.child.wait().unwrap();
+    let killed = Instant::now();
+    let limit = Duration::from_secs_f64(TTL + 5.0);
+    loop {
+        let h = holders(&db).await;
+        let s = streaming(ports[1]);
+        if h.get("node-b") == Some(&CAMERAS) && s == CAMERAS {
+            break;
+        }
+        assert!(killed.elapsed() < limit, "after {:?}: leases {h:?}, node-b streaming {s}", killed.elapsed());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let takeover = killed.elapsed();
+    eprintln!("takeover of a SIGKILLed node's cameras: {takeover:?} (TTL {TTL} s)");
+
+    // node-a comes back: they split again.
+    let mut a2 = serve("node-a", &cfg_a, &db, &dir, 2);
+    wait_split(&db, ports, "the cameras rebalance", Duration::from_secs(60)).await;
+
+    // A clean stop hands the leases back at once.
+    assert_eq!(b.terminate(Duration::from_secs(30)), Some(0), "{}", b.output());
+    let end = Instant::now() + Duration::from_secs(2 * TTL as u64);
+    while holders(&db).await.get("node-a") != Some(&CAMERAS) {
+        assert!(Instant::now() < end, "node-a took node-b's cameras after its clean stop");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(a2.terminate(Duration::from_secs(30)), Some(0), "{}", a2.output());
+
+    // The lease log: per camera, each holding ends before the next begins.
+    let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT l.camera_id, n.name, l.acquired_at, l.released_at, l.release_reason
+         FROM camera_lease_log l JOIN nodes n ON n.id = l.node_id ORDER BY l.camera_id, l.acquired_at",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    type Holding = (String, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>, Option<String>);
+    let mut by_cam: BTreeMap<String, Vec<Holding>> = BTreeMap::new();
+    for r in &rows {
+        by_cam.entry(r.get(0)).or_default().push((r.get(1), r.get(2), r.get(3), r.get(4)));
+    }
+    assert_eq!(by_cam.len(), CAMERAS);
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for (cam, hs) in &by_cam {
+        for w in hs.windows(2) {
+            let end = w[0].2.unwrap_or_else(|| panic!("{cam}: an earlier holding is still open: {hs:?}"));
+            assert!(end <= w[1].1, "{cam} held by two nodes at once: {hs:?}");
+        }
+        for h in hs {
+            assert!(h.2.is_some(), "{cam}: holding not closed after both stopped: {hs:?}");
+            *reasons.entry(h.3.clone().unwrap_or_default()).or_default() += 1;
+        }
+    }
+    eprintln!("lease log: {} holdings, release reasons {reasons:?}", rows.len());
+    assert_eq!(reasons.get("expired"), Some(&8), "the killed node's 8 leases expired: {reasons:?}");
+    assert!(reasons.get("rebalance").is_some_and(|&n| n >= 8), "node-b handed back 8: {reasons:?}");
+    assert_eq!(reasons.get("shutdown"), Some(&(CAMERAS + 8)), "{reasons:?}");
+    // The lost cameras' downtime is on record.
+    let lost: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM camera_status WHERE state = 'stopped' AND reason LIKE 'node node-a lost%'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(lost, 8);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,342 @@
+//! The event store loses nothing and duplicates nothing: a PostgreSQL crash of 20 s
+//! under load, SIGKILL of the writer while it spools and while it replays, a torn
+//! spool record; and retention and uptime against a real PostgreSQL.
+//!
+//! The load is `varta store-load`, the real writer and spool with synthetic events;
+//! it logs every id before handing it to the writer (`--ids`) and once the writer
+//! reports it durable (`--durable`).
+
+use chrono::{DateTime, Duration as Days, TimeZone, Utc};
+use sqlx::Connection;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use varta_e2e::*;
+
+fn work_dir(name: &str) -> PathBuf {
+    let d = root().join("target/e2e-store").join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn read_ids(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p).unwrap_or_default().lines().map(str::to_owned).collect()
+}
+
+async fn stored_ids(url: &str) -> (Vec<String>, i64) {
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id::text FROM events").fetch_all(&mut c).await.unwrap();
+    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT id) FROM events").fetch_one(&mut c).await.unwrap();
+    (ids, distinct)
+}
+
+async fn count_events(url: &str) -> i64 {
+    match sqlx::PgConnection::connect(url).await {
+        Ok(mut c) => sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&mut c).await.unwrap_or(-1),
+        Err(_) => -1,
+    }
+}
+
+fn local_pg(dir: &Path, port: u16, action: &[&str]) {
+    let st = varta()
+        .args(["local-pg"])
+        .args(action)
+        .arg("--dir")
+        .arg(dir)
+        .args(["--port", &port.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "varta local-pg {action:?} failed");
+}
+
+fn last_json(out: &str) -> serde_json::Value {
+    out.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| panic!("no JSON in:\n{out}"))
+}
+
+fn wait_exit(p: &mut Proc, timeout: Duration) -> i32 {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(st) = p.child.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < end, "process did not finish in {timeout:?}:\n{}", p.output());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every id made is stored, exactly once, and nothing else is.
+async fn assert_exactly_once(url: &str, made: &[String]) {
+    let (stored, distinct) = stored_ids(url).await;
+    assert_eq!(stored.len() as i64, distinct, "an event is stored twice");
+    let made: HashSet<&String> = made.iter().collect();
+    let stored: HashSet<&String> = stored.iter().collect();
+    let missing = made.difference(&stored).count();
+    let extra = stored.difference(&made).count();
+    assert_eq!((missing, extra), (0, 0), "{missing} events lost, {extra} stored that were never made");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_crash_of_20s_loses_and_duplicates_nothing() {
+    let dir = work_dir("outage");
+    let port = free_port();
+    let pg = dir.join("pg");
+    local_pg(&pg, port, &["start"]);
+    let url = format!("postgres://varta@127.0.0.1:{port}/varta");
+
+    // 1000 events/s for 32 s, with their `ended` updates; the crash is at ~5 s.
+    let ids = dir.join("ids");
+    let mut load = Proc::spawn(
+        {
+            let mut c = varta();
+            c.args(["store-load", "--events", "32000", "--rate", "1000", "--batch", "250", "--updates"])
+                .args(["--database-url", &url])
+                .arg("--spool")
+                .arg(dir.join("spool"))
+                .arg("--ids")
+                .arg(&ids);
+            c
+        },
+        dir.join("load.log"),
+    );
+    wait_for("events flowing", Duration::from_secs(30), || (read_ids(&ids).len() > 4000).then_some(()));
+    local_pg(&pg, port, &["stop", "--mode", "immediate"]);
+    let down_at = read_ids(&ids).len();
+    std::thread::sleep(Duration::from_secs(20));
+    let during = read_ids(&ids).len() - down_at;
+    assert!(during > 15_000, "events kept being made during the outage ({during})");
+    local_pg(&pg, port, &["start"]);
+    let code = wait_exit(&mut load, Duration::from_secs(180));
+    let out = load.output();
+    assert_eq!(code, 0, "{out}");
+    let res = last_json(&out);
+    assert!(res["batches_spooled"].as_u64().unwrap() > 50, "the outage went to the spool: {res}");
+    assert!(res["events_replayed_total"].as_u64().unwrap() > 15_000, "and was replayed: {res}");
+    assert_eq!(res["spool_left_batches"], 0, "{res}");
+
+    let made = read_ids(&ids);
+    assert_eq!(made.len(), 32000);
+    assert_exactly_once(&url, &made).await;
+    // The `ended` updates were replayed too (the last batch's arrived directly).
+    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE ended_at IS NULL").fetch_one(&mut c).await.unwrap();
+    assert_eq!(open, 0, "every event got its end");
+    local_pg(&pg, port, &["stop"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_while_spooling_and_while_replaying_loses_and_duplicates_nothing() {
+    let dir = work_dir("crash");
+    let url = fresh_database("crash").await;
+    let spool = dir.join("spool");
+    let (ids, durable) = (dir.join("ids"), dir.join("durable"));
+    let load = |events: u64, db: &str, log: &str| {
+        let mut c = varta();
+        c.args(["store-load", "--events", &events.to_string(), "--batch", "500", "--drain-timeout", "60"])
+            .args(["--database-url", db])
+            .arg("--spool")
+            .arg(&spool)
+            .arg("--ids")
+            .arg(&ids)
+            .arg("--durable")
+            .arg(&durable);
+        Proc::spawn(c, dir.join(log))
+    };
+    // Cameras and schema first, while the database is up.
+    let mut setup = load(0, &url, "setup.log");
+    assert_eq!(wait_exit(&mut setup, Duration::from_secs(60)), 0, "{}", setup.output());
+
+    // 1. The database is unreachable: everything is spooled. Kill mid-way.
+    let down = format!("postgres://varta@127.0.0.1:{}/nowhere", free_port());
+    let mut p = load(1_000_000, &down, "spooling.log");
+    wait_for("100k events spooled", Duration::from_secs(120), || (read_ids(&durable).len() >= 100_000).then_some(()));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGKILL) };
+    p.child.wait().unwrap();
+    let made_1 = read_ids(&ids).len();
+    let durable_1 = read_ids(&durable).len();
+    assert!(made_1 < 1_000_000, "killed before the end");
+
+    // 2. A crash in the middle of an append leaves a torn record at the tail.
+    let mut segs: Vec<_> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segs.sort();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(segs.last().unwrap()).unwrap();
+        f.write_all(&5000u32.to_le_bytes()).unwrap();
+        f.write_all(b"\x01\x02\x03\x04[{\"event\":{\"id\":").unwrap();
+    }
+
+    // 3. The database is back: replay, and kill in the middle of it.
+    let mut p = load(0, &url, "replay1.log");
+    let mut seen = 0;
+    let end = Instant::now() + Duration::from_secs(120);
+    while seen <= 0 {
+        seen = count_events(&url).await.max(0);
+        assert!(Instant::now() < end, "replay did not start:\n{}", p.output());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGKILL) };
+    p.child.wait().unwrap();
+    let at_kill = count_events(&url).await;
+    assert!(
+        at_kill > 0 && (at_kill as usize) < durable_1,
+        "killed during replay ({at_kill} of {durable_1} written)"
+    );
+    let out1 = p.output();
+    assert!(out1.contains("torn or corrupt record"), "the torn record is reported:\n{out1}");
+
+    // 4. Start again: the rest is replayed, and the run ends with an empty spool.
+    let mut p = load(0, &url, "replay2.log");
+    assert_eq!(wait_exit(&mut p, Duration::from_secs(120)), 0, "{}", p.output());
+    let res = last_json(&p.output());
+    assert_eq!(res["spool_left_batches"], 0, "{res}");
+
+    // Every event reported durable is stored once; nothing stored that was not made.
+    let (stored, distinct) = stored_ids(&url).await;
+    assert_eq!(stored.len() as i64, distinct, "an event is stored twice");
+    let stored: HashSet<String> = stored.into_iter().collect();
+    let made: HashSet<String> = read_ids(&ids).into_iter().collect();
+    let lost = read_ids(&durable).iter().filter(|id| !stored.contains(*id)).count();
+    assert_eq!(lost, 0, "durable events lost");
+    assert!(stored.is_subset(&made));
+    // At most the batch being handed over when the kill came was not yet durable.
+    assert!(made_1 - durable_1 <= 500, "made {made_1}, durable {durable_1}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn setup_db(prefix: &str) -> (String, varta_store::Store) {
+    let url = fresh_database(prefix).await;
+    let store = varta_store::Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    sqlx::query("INSERT INTO sites (id, name) VALUES ('s1', 'One'), ('s2', 'Two')").execute(store.pool()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO cameras (id, site_id, name, url, analysis_fps, classes, min_score, enabled) VALUES
+         ('cam-a', 's1', 'A', 'rtsp://x/a', 2, '{person}', 0.5, true),
+         ('cam-b', 's1', 'B', 'rtsp://x/b', 2, '{person}', 0.5, true),
+         ('cam-c', 's2', 'C', 'rtsp://x/c', 2, '{person}', 0.5, true)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    (url, store)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_drops_old_partitions_and_keeps_snapshots_within_budget() {
+    let (_, store) = setup_db("retention").await;
+    let today = Utc::now().date_naive();
+    for back in [10, 6, 5, 2, 0] {
+        let day = today - Days::days(back);
+        store.ensure_partition(day).await.unwrap();
+        let at = Utc.from_utc_datetime(&day.and_hms_opt(12, 0, 0).unwrap());
+        sqlx::query(
+            "INSERT INTO events (id, camera_id, track_id, class, score, bbox, started_at, last_seen_at, frames, node)
+             VALUES ($1, 'cam-a', 1, 'person', 0.9, '{0,0,1,1}', $2, $2, 1, 't')",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(at)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+    let r = store.maintain_partitions(today, 3, 5).await.unwrap();
+    let name = |back: i64| varta_store::retention::partition_name(today - Days::days(back));
+    assert_eq!(r.dropped, vec![name(10), name(6)], "{r:?}");
+    assert_eq!(r.created, (1..=3).map(|d| name(-d)).collect::<Vec<_>>());
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(left, 3, "the events of days 5, 2 and 0 stay");
+    // Again: nothing more to do.
+    let r = store.maintain_partitions(today, 3, 5).await.unwrap();
+    assert!(r.dropped.is_empty() && r.created.is_empty(), "{r:?}");
+
+    // Snapshots: 10 files of 1000 bytes, one per day back; 30 days max age gets none,
+    // 7 days gets 3 (days 7, 8, 9); then a budget of 4500 bytes leaves the 4 newest.
+    let dir = work_dir("snapshots");
+    let now = std::time::SystemTime::now();
+    for i in 0..10u64 {
+        let p = dir.join(format!("ev{i}.jpg"));
+        std::fs::write(&p, vec![0u8; 1000]).unwrap();
+        let f = std::fs::File::options().write(true).open(&p).unwrap();
+        f.set_modified(now - Duration::from_secs(i * 86400 + 3600)).unwrap();
+    }
+    std::fs::write(dir.join("notes.txt"), "not a snapshot").unwrap();
+    let day = Duration::from_secs(86400);
+    use varta_store::retention::trim_snapshots;
+    let r = trim_snapshots(&dir, Some(day * 30), None, now).unwrap();
+    assert_eq!((r.deleted_for_age, r.deleted_for_budget, r.bytes_left), (0, 0, 10_000));
+    let r = trim_snapshots(&dir, Some(day * 7), Some(4500), now).unwrap();
+    assert_eq!((r.deleted_for_age, r.deleted_for_budget), (3, 3), "{r:?}");
+    assert_eq!((r.bytes_freed, r.bytes_left), (6000, 4000));
+    let mut left: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, ["ev0.jpg", "ev1.jpg", "ev2.jpg", "ev3.jpg", "notes.txt"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uptime_of_a_scripted_outage_history_is_exact() {
+    let (_, store) = setup_db("uptime").await;
+    let t0: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
+    let h = |hours: f64| t0 + chrono::Duration::milliseconds((hours * 3_600_000.0) as i64);
+    let history = [
+        ("cam-a", h(-1.0), "streaming", "connected"),
+        ("cam-a", h(1.0), "backing_off", "connection refused"),
+        ("cam-a", h(1.0 + 5.0 / 60.0), "starting", "retry"),
+        ("cam-a", h(1.1), "streaming", "connected"),
+        ("cam-a", h(5.0), "degraded", "frozen picture"),
+        ("cam-a", h(5.5), "streaming", "picture moves again"),
+        ("cam-a", h(9.0), "stopped", "shutdown"),
+        ("cam-a", h(11.0), "streaming", "after the period"),
+        // cam-b: nothing recorded in or before the period.
+        ("cam-c", h(2.5), "streaming", "connected"),
+    ];
+    for (cam, at, state, reason) in history {
+        sqlx::query("INSERT INTO camera_status (camera_id, at, state, reason, node) VALUES ($1, $2, $3, $4, 't')")
+            .bind(cam)
+            .bind(at)
+            .bind(state)
+            .bind(reason)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    let r = store.uptime(t0, h(10.0), None, None).await.unwrap();
+    let a = &r.cameras[0];
+    assert_eq!(a.camera, "cam-a");
+    // Online: 1 h + (5 − 1.1) h + (9 − 5.5) h = 8.4 h of 10 h.
+    assert_eq!(a.period_secs, 36000.0);
+    assert_eq!(a.online_secs, 8.4 * 3600.0);
+    assert!((a.uptime_percent - 84.0).abs() < 1e-9, "{}", a.uptime_percent);
+    assert_eq!(a.degraded_secs, 1800.0);
+    let outages: Vec<_> = a.outages.iter().map(|o| (o.start, o.end, o.state.as_str(), o.reason.as_str(), o.ongoing)).collect();
+    assert_eq!(
+        outages,
+        vec![
+            (h(1.0), h(1.1), "backing_off", "connection refused", false),
+            (h(5.0), h(5.5), "degraded", "frozen picture", false),
+            (h(9.0), h(10.0), "stopped", "shutdown", true),
+        ]
+    );
+    let b = &r.cameras[1];
+    assert_eq!((b.camera.as_str(), b.uptime_percent, b.outages.len()), ("cam-b", 0.0, 1));
+    assert_eq!(b.outages[0].reason, "no status recorded");
+    let c = &r.cameras[2];
+    assert!((c.uptime_percent - 75.0).abs() < 1e-9);
+    // Site s1: (8.4 + 0) of 20 camera-hours.
+    assert_eq!(r.sites[0].site, "s1");
+    assert!((r.sites[0].uptime_percent - 42.0).abs() < 1e-9, "{:?}", r.sites[0]);
+    assert_eq!(r.sites[0].outages, 4);
+    // One site, one camera.
+    let r = store.uptime(t0, h(10.0), Some("s2"), None).await.unwrap();
+    assert_eq!(r.cameras.len(), 1);
+    let r = store.uptime(h(1.0), h(1.1), None, Some("cam-a")).await.unwrap();
+    assert_eq!(r.cameras[0].uptime_percent, 0.0);
+}
