@@ -24,6 +24,7 @@ DB=${DB%/*}/varta_latency
 {
   printf '[node]\nname = "bench"\napi_listen = "127.0.0.1:%s"\n\n' $API_PORT
   printf '[detect]\nsnapshot_dir = "%s/snapshots"\n\n' "$OUT"
+  printf '[store]\nspool_dir = "%s/spool"\n\n' "$OUT"
   printf '[[sites]]\nid = "s"\nname = "S"\n'
   for i in $(seq 1 "$N"); do
     printf '\n[[cameras]]\nid = "cam-%s"\nsite = "s"\nurl = "rtsp://127.0.0.1:%s/cam/%s"\nclasses = ["person"]\n' "$i" $SIM_PORT "$i"

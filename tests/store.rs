@@ -185,10 +185,7 @@ async fn sigkill_while_spooling_and_while_replaying_loses_and_duplicates_nothing
     unsafe { libc::kill(p.child.id() as i32, libc::SIGKILL) };
     p.child.wait().unwrap();
     let at_kill = count_events(&url).await;
-    assert!(
-        at_kill > 0 && (at_kill as usize) < durable_1,
-        "killed during replay ({at_kill} of {durable_1} written)"
-    );
+    assert!(at_kill > 0 && (at_kill as usize) < durable_1, "killed during replay ({at_kill} of {durable_1} written)");
     let out1 = p.output();
     assert!(out1.contains("torn or corrupt record"), "the torn record is reported:\n{out1}");
 
@@ -215,7 +212,10 @@ async fn setup_db(prefix: &str) -> (String, varta_store::Store) {
     let url = fresh_database(prefix).await;
     let store = varta_store::Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
-    sqlx::query("INSERT INTO sites (id, name) VALUES ('s1', 'One'), ('s2', 'Two')").execute(store.pool()).await.unwrap();
+    sqlx::query("INSERT INTO sites (id, name) VALUES ('s1', 'One'), ('s2', 'Two')")
+        .execute(store.pool())
+        .await
+        .unwrap();
     sqlx::query(
         "INSERT INTO cameras (id, site_id, name, url, analysis_fps, classes, min_score, enabled) VALUES
          ('cam-a', 's1', 'A', 'rtsp://x/a', 2, '{person}', 0.5, true),
@@ -316,7 +316,8 @@ async fn uptime_of_a_scripted_outage_history_is_exact() {
     assert_eq!(a.online_secs, 8.4 * 3600.0);
     assert!((a.uptime_percent - 84.0).abs() < 1e-9, "{}", a.uptime_percent);
     assert_eq!(a.degraded_secs, 1800.0);
-    let outages: Vec<_> = a.outages.iter().map(|o| (o.start, o.end, o.state.as_str(), o.reason.as_str(), o.ongoing)).collect();
+    let outages: Vec<_> =
+        a.outages.iter().map(|o| (o.start, o.end, o.state.as_str(), o.reason.as_str(), o.ongoing)).collect();
     assert_eq!(
         outages,
         vec![

@@ -238,8 +238,9 @@ impl Spool {
                     // write failed; stop here and let the next open sort it out.
                     break 'segments;
                 };
-                let msgs: Vec<StoreMsg> = serde_json::from_slice(&payload)
-                    .map_err(|e| Error::wrap(ErrorKind::Internal, format!("decoding a record of {}", path.display()), e))?;
+                let msgs: Vec<StoreMsg> = serde_json::from_slice(&payload).map_err(|e| {
+                    Error::wrap(ErrorKind::Internal, format!("decoding a record of {}", path.display()), e)
+                })?;
                 off += (HEADER + payload.len()) as u64;
                 bytes += (HEADER + payload.len()) as u64;
                 records += 1;
@@ -420,7 +421,8 @@ mod tests {
         assert!(s.is_empty());
         assert_eq!(s.pending_bytes(), 0);
         // Everything replayed: no segment is left behind.
-        let logs = fs::read_dir(&d).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"));
+        let logs =
+            fs::read_dir(&d).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"));
         assert_eq!(logs.count(), 0);
         // And it goes on working.
         s.append(&[msg(20)]).unwrap();

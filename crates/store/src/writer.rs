@@ -443,7 +443,10 @@ pub async fn run(mut w: Writer, mut rx: mpsc::Receiver<StoreMsg>, cfg: WriterCon
     }
     while !w.spool_is_empty() && w.replay_some().await > 0 {}
     if !w.spool_is_empty() {
-        tracing::warn!(batches = w.spool_pending(), "store writer stopping with batches in the spool; the next start replays them");
+        tracing::warn!(
+            batches = w.spool_pending(),
+            "store writer stopping with batches in the spool; the next start replays them"
+        );
     }
     tracing::info!("store writer finished");
 }

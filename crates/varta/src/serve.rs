@@ -16,8 +16,8 @@
 //! cameras have stopped.
 
 use anyhow::{Context, Result};
-use std::future::Future;
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
@@ -458,8 +458,11 @@ async fn retention_loop(store: Store, cfg: Config, metrics: Arc<Registry>) {
                 metrics.store.snapshot_bytes.set(r.bytes_left as i64);
                 if r.deleted_for_age + r.deleted_for_budget > 0 {
                     tracing::info!(
-                        for_age = r.deleted_for_age, for_budget = r.deleted_for_budget,
-                        bytes_freed = r.bytes_freed, bytes_left = r.bytes_left, "retention: snapshots deleted"
+                        for_age = r.deleted_for_age,
+                        for_budget = r.deleted_for_budget,
+                        bytes_freed = r.bytes_freed,
+                        bytes_left = r.bytes_left,
+                        "retention: snapshots deleted"
                     );
                 }
             }

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Sustained insert rate of the store writer against `psql \copy` of the same rows
+# into the same table, in one run, alternated ROUNDS times.
+#   bench/store-writer.sh [EVENTS] [BATCH] [ROUNDS]
+# The writer is `varta store-load` (the real Writer: binary COPY in one transaction
+# per batch of BATCH events, partition check, spool standing by). The same rows are
+# written to CSV and loaded with psql's \copy after a TRUNCATE. Both go through
+# PostgreSQL on this machine (port 54340, .varta/pg-bench), into the partitioned
+# `events` table with its indexes.
+# Needs ./scripts/setup and `cargo build --release -p varta`.
+set -eu
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+N=${1:-500000}; BATCH=${2:-500}; ROUNDS=${3:-2}
+BIN=./target/release/varta
+OUT=.varta/bench/store; mkdir -p "$OUT"; rm -rf "$OUT"/spool "$OUT"/rows.csv
+BASE=$($BIN local-pg start --dir .varta/pg-bench --port 54340)
+psql "$BASE" -qc "DROP DATABASE IF EXISTS varta_storebench" -qc "CREATE DATABASE varta_storebench" >/dev/null
+DB=${BASE%/*}/varta_storebench
+trap '$BIN local-pg stop --dir .varta/pg-bench' EXIT
+$BIN store-load --events 0 --database-url "$DB" --spool "$OUT/spool" > /dev/null
+COLS="id, camera_id, track_id, class, score, bbox, started_at, last_seen_at, ended_at, frames, node, rule, zone, snapshot"
+echo "events=$N batch=$BATCH rounds=$ROUNDS"
+for r in $(seq 1 "$ROUNDS"); do
+  psql "$DB" -qc "TRUNCATE events" -qc "CHECKPOINT"
+  J=$($BIN store-load --events "$N" --batch "$BATCH" --database-url "$DB" --spool "$OUT/spool" --csv "$OUT/rows.csv")
+  W=$(echo "$J" | sed -n 's/.*"events_per_sec":\([0-9.]*\).*/\1/p')
+  C=$(psql "$DB" -Atc "SELECT count(*) FROM events")
+  psql "$DB" -qc "TRUNCATE events" -qc "CHECKPOINT"
+  t0=$(date +%s%N)
+  psql "$DB" -qc "\\copy events ($COLS) FROM '$OUT/rows.csv' WITH (FORMAT csv)"
+  t1=$(date +%s%N)
+  P=$(awk -v n="$N" -v ns=$((t1 - t0)) 'BEGIN { printf "%.0f", n / (ns / 1e9) }')
+  C2=$(psql "$DB" -Atc "SELECT count(*) FROM events")
+  awk -v r="$r" -v w="$W" -v p="$P" -v c="$C" -v c2="$C2" \
+    'BEGIN { printf "round %d: writer %.0f events/s (%d rows), psql \\copy %.0f events/s (%d rows), ratio %.2f\n", r, w, c, p, c2, w / p }'
+done
