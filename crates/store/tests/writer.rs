@@ -162,3 +162,24 @@ async fn a_refused_row_does_not_block_the_rest(pool: PgPool) {
     assert_eq!(metrics.events_written.get(), 2);
     assert_eq!(s.list_events(&EventFilter { limit: 10, ..Default::default() }).await.unwrap().len(), 2);
 }
+
+/// With the database down and the spool at its cap, the writer stops taking
+/// batches (the caller waits) and says so in `varta_spool_full`, rather than drop.
+#[tokio::test]
+async fn a_full_spool_stops_the_writer_loudly_instead_of_dropping() {
+    use std::sync::Arc;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s = Store::connect_lazy(&format!("postgres://varta@127.0.0.1:{port}/nowhere")).unwrap();
+    let metrics = Arc::new(varta_core::metrics::Registry::default());
+    let cfg = WriterConfig { spool_max_bytes: 1, ..writer_config("full") };
+    let (mut w, _) = Writer::open(s, &cfg, metrics.clone()).unwrap();
+    let batch = [StoreMsg::Event(event("c1", "person", 1))];
+    assert_eq!(w.write(&batch).await.unwrap(), varta_store::writer::Outcome::Spooled);
+    assert_eq!(metrics.store.events_spooled.get(), 1);
+    assert_eq!(metrics.store.spool_full.get(), 0);
+    let blocked = tokio::time::timeout(std::time::Duration::from_secs(3), w.write(&batch)).await;
+    assert!(blocked.is_err(), "the writer must wait for room, not drop or overrun the cap");
+    assert_eq!(metrics.store.spool_full.get(), 1);
+    assert!(metrics.render_prometheus().contains("varta_spool_full 1"));
+    assert_eq!(metrics.store.events_spooled.get(), 1);
+}
