@@ -9,7 +9,7 @@
 # Needs ./scripts/setup and `cargo build --release -p varta`.
 set -eu
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-N=${1:-1000000}; BATCH=${2:-500}
+N=${1:-1000000}; BATCH=${2:-5000}
 BIN=./target/release/varta
 OUT=.varta/bench/store; mkdir -p "$OUT"; rm -rf "$OUT"/spool-replay
 BASE=$($BIN local-pg start --dir .varta/pg-bench --port 54340)

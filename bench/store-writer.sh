@@ -10,7 +10,7 @@
 # Needs ./scripts/setup and `cargo build --release -p varta`.
 set -eu
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-N=${1:-500000}; BATCH=${2:-500}; ROUNDS=${3:-2}
+N=${1:-500000}; BATCH=${2:-5000}; ROUNDS=${3:-5}
 BIN=./target/release/varta
 OUT=.varta/bench/store; mkdir -p "$OUT"; rm -rf "$OUT"/spool "$OUT"/rows.csv
 BASE=$($BIN local-pg start --dir .varta/pg-bench --port 54340)
@@ -20,6 +20,7 @@ trap '$BIN local-pg stop --dir .varta/pg-bench' EXIT
 $BIN store-load --events 0 --database-url "$DB" --spool "$OUT/spool" > /dev/null
 COLS="id, camera_id, track_id, class, score, bbox, started_at, last_seen_at, ended_at, frames, node, rule, zone, snapshot"
 echo "events=$N batch=$BATCH rounds=$ROUNDS"
+RATIOS=""; WS=""
 for r in $(seq 1 "$ROUNDS"); do
   psql "$DB" -qc "TRUNCATE events" -qc "CHECKPOINT"
   J=$($BIN store-load --events "$N" --batch "$BATCH" --database-url "$DB" --spool "$OUT/spool" --csv "$OUT/rows.csv")
@@ -33,4 +34,8 @@ for r in $(seq 1 "$ROUNDS"); do
   C2=$(psql "$DB" -Atc "SELECT count(*) FROM events")
   awk -v r="$r" -v w="$W" -v p="$P" -v c="$C" -v c2="$C2" \
     'BEGIN { printf "round %d: writer %.0f events/s (%d rows), psql \\copy %.0f events/s (%d rows), ratio %.2f\n", r, w, c, p, c2, w / p }'
+  RATIOS="$RATIOS $(awk -v w="$W" -v p="$P" 'BEGIN { print w / p }')"; WS="$WS $W"
 done
+med() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+printf 'median: writer %.0f events/s, ratio to psql \\copy %.2f (targets: >= 50000, >= 0.8)\n' \
+  "$(echo "$WS" | med)" "$(echo "$RATIOS" | med)"

@@ -308,7 +308,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            batch_max: 500,
+            batch_max: 5000,
             flush_ms: 250,
             spool_dir: PathBuf::from(".varta/spool"),
             spool_max_mb: 2048,

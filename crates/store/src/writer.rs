@@ -16,9 +16,9 @@
 //! spool cursor moving on) leaves the table as once.
 //!
 //! Event rows are written with binary `COPY`: rows whose first record in the batch
-//! is `started` are new, and are copied straight into `events` under a savepoint;
-//! if one exists already (a replay), the savepoint is rolled back and they join
-//! the rest, which is upserted with a multi-row `INSERT … ON CONFLICT`.
+//! is `started` are new, and are copied straight into `events`; the rest is upserted
+//! with a multi-row `INSERT … ON CONFLICT`. If a "new" row exists already (a
+//! replay), the transaction is void and the batch is written again, all upserted.
 
 use crate::spool::{OpenReport, Spool};
 use crate::{db_error, Store};
@@ -283,26 +283,33 @@ impl Writer {
         let mut days: Vec<NaiveDate> = merged.events.iter().map(|(e, _)| day_of(e.started_at)).collect();
         days.dedup();
         self.ensure_partitions(days).await?;
-        let (fresh, mut updates): (Vec<&EventRecord>, Vec<&EventRecord>) = {
-            let (f, u): (Vec<_>, Vec<_>) = merged.events.iter().partition(|(_, fresh)| *fresh);
+        match self.write_merged(&merged, true).await {
+            // Some "new" events were written before (a replay): the transaction is
+            // void; write the batch again, upserting everything.
+            Err(WriteError::Exists) => self.write_merged(&merged, false).await,
+            r => r,
+        }
+        .map_err(|e| match e {
+            WriteError::Db(e) => e,
+            WriteError::Exists => varta_core::err!(Internal, "unique violation on upsert"),
+        })
+    }
+
+    /// One transaction: new events by COPY (when `copy_fresh`), the others upserted,
+    /// then the status transitions. No savepoint around the COPY: a subtransaction
+    /// per batch costs more than redoing the rare batch that meets an existing row.
+    async fn write_merged(&self, merged: &Merged<'_>, copy_fresh: bool) -> Result<usize, WriteError> {
+        let (fresh, updates): (Vec<&EventRecord>, Vec<&EventRecord>) = {
+            let (f, u): (Vec<_>, Vec<_>) = merged.events.iter().partition(|(_, fresh)| *fresh && copy_fresh);
             (f.into_iter().map(|x| &x.0).collect(), u.into_iter().map(|x| &x.0).collect())
         };
         let mut tx = self.store.pool().begin().await.map_err(|e| db_error("begin", e))?;
         if !fresh.is_empty() {
-            sqlx::query("SAVEPOINT fresh").execute(&mut *tx).await.map_err(|e| db_error("savepoint", e))?;
             let data = crate::copy::encode_events(fresh.iter().copied(), &self.node);
-            let copied = copy_in(&mut tx, data).await;
-            match copied {
+            match copy_in(&mut tx, data).await {
                 Ok(_) => {}
-                Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-                    // Some were written before (a replay): upsert them all instead.
-                    sqlx::query("ROLLBACK TO SAVEPOINT fresh")
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| db_error("rollback to savepoint", e))?;
-                    updates.extend(fresh);
-                }
-                Err(e) => return Err(db_error("copying events", e)),
+                Err(sqlx::Error::Database(d)) if d.is_unique_violation() => return Err(WriteError::Exists),
+                Err(e) => return Err(db_error("copying events", e).into()),
             }
         }
         for chunk in updates.chunks(INSERT_ROWS) {
@@ -313,6 +320,18 @@ impl Writer {
         }
         tx.commit().await.map_err(|e| db_error("commit", e))?;
         Ok(merged.events.len())
+    }
+}
+
+enum WriteError {
+    /// The COPY met an event already stored.
+    Exists,
+    Db(Error),
+}
+
+impl From<Error> for WriteError {
+    fn from(e: Error) -> Self {
+        WriteError::Db(e)
     }
 }
 

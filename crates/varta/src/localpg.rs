@@ -13,6 +13,13 @@ use std::process::Command;
 /// Default port of the local cluster (not PostgreSQL's 5432, to stay clear of it).
 pub const DEFAULT_PORT: u16 = 54329;
 
+/// Settings for sustained event writes (PostgreSQL's defaults are sized for a
+/// small shared machine): a larger buffer cache and WAL buffers, and checkpoints
+/// spaced out so that a burst is not interrupted by them. The same are advised
+/// for a production server (README, "PostgreSQL").
+const BULK_SETTINGS: &str =
+    "-c shared_buffers=512MB -c wal_buffers=64MB -c max_wal_size=4GB -c checkpoint_timeout=15min";
+
 fn bindir() -> Result<PathBuf> {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .context("PostgreSQL server not installed (run ./scripts/setup)")?
@@ -67,14 +74,10 @@ pub async fn start(dir: &Path, port: u16) -> Result<String> {
     let running = pg_cmd(&bin, "pg_ctl").arg("status").arg("-D").arg(&data).output()?.status.success();
     if !running {
         let mut c = pg_cmd(&bin, "pg_ctl");
-        c.arg("start")
-            .arg("-D")
-            .arg(&data)
-            .arg("-w")
-            .arg("-l")
-            .arg(dir.join("postgres.log"))
-            .arg("-o")
-            .arg(format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200", dir.display()));
+        c.arg("start").arg("-D").arg(&data).arg("-w").arg("-l").arg(dir.join("postgres.log")).arg("-o").arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 {BULK_SETTINGS}",
+            dir.display()
+        ));
         run(c, "pg_ctl start").with_context(|| format!("see {}", dir.join("postgres.log").display()))?;
     }
     let admin = format!("postgres://varta@127.0.0.1:{port}/postgres");

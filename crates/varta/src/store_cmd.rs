@@ -25,8 +25,8 @@ pub struct Args {
     /// Events per second (0: as fast as the writer takes them).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
-    /// Events per batch (the writer's `batch_max`).
-    #[arg(long, default_value_t = 500)]
+    /// Events per batch (the writer's `batch_max`; the config's default).
+    #[arg(long, default_value_t = 5000)]
     batch: usize,
     /// Cameras the events are spread over (`load-1` … in site `load`).
     #[arg(long, default_value_t = 16)]
@@ -145,43 +145,64 @@ pub async fn run(a: Args) -> Result<()> {
     let mut durable_log = open_log(&a.durable)?;
     let mut all: Vec<EventRecord> = Vec::new();
     let (mut committed, mut spooled) = (0u64, 0u64);
-    let mut pending_end: Vec<EventRecord> = Vec::new();
+    // Events are made on their own thread, as detection makes them in the service,
+    // and handed over a short queue: the writer's time is the writer's alone.
+    let (btx, mut brx) = tokio::sync::mpsc::channel::<(Vec<StoreMsg>, usize)>(4);
+    let producer = {
+        let (events, batch, cameras, rate, updates) = (a.events, a.batch as u64, a.cameras, a.rate, a.updates);
+        std::thread::spawn(move || -> Result<()> {
+            let start = Instant::now();
+            let mut pending_end: Vec<EventRecord> = Vec::new();
+            let mut made = 0u64;
+            while made < events {
+                let n = batch.min(events - made);
+                let now = Utc::now();
+                let fresh: Vec<EventRecord> = (made..made + n).map(|i| make_event(i, cameras, now)).collect();
+                made += n;
+                append_ids(&mut ids_log, fresh.iter().map(|e| e.id))?;
+                let mut out: Vec<StoreMsg> = pending_end.drain(..).map(StoreMsg::Event).collect();
+                let ends = out.len();
+                if updates {
+                    pending_end = fresh
+                        .iter()
+                        .map(|e| EventRecord { ended_at: Some(now), frames: 5, phase: EventPhase::Ended, ..e.clone() })
+                        .collect();
+                }
+                out.extend(fresh.into_iter().map(StoreMsg::Event));
+                if btx.blocking_send((out, ends)).is_err() {
+                    return Ok(());
+                }
+                if rate > 0.0 {
+                    let due = start + Duration::from_secs_f64(made as f64 / rate);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
+            }
+            if !pending_end.is_empty() {
+                let _ = btx.blocking_send((pending_end.into_iter().map(StoreMsg::Event).collect(), 0));
+            }
+            Ok(())
+        })
+    };
     let start = Instant::now();
     let mut made = 0u64;
-    while made < a.events {
-        let n = (a.batch as u64).min(a.events - made);
-        let now = Utc::now();
-        let fresh: Vec<EventRecord> = (made..made + n).map(|i| make_event(i, a.cameras, now)).collect();
-        made += n;
-        append_ids(&mut ids_log, fresh.iter().map(|e| e.id))?;
-        let mut batch: Vec<StoreMsg> = pending_end.drain(..).map(StoreMsg::Event).collect();
-        batch.extend(fresh.iter().cloned().map(StoreMsg::Event));
-        if a.updates {
-            pending_end = fresh
-                .iter()
-                .map(|e| EventRecord { ended_at: Some(now), frames: 5, phase: EventPhase::Ended, ..e.clone() })
-                .collect();
-        }
+    while let Some((batch, ends)) = brx.recv().await {
         match write_until_kept(&mut w, &batch).await {
             Outcome::Committed => committed += 1,
             Outcome::Spooled => spooled += 1,
         }
-        append_ids(&mut durable_log, fresh.iter().map(|e| e.id))?;
+        let fresh = batch[ends..].iter().filter_map(|m| match m {
+            StoreMsg::Event(e) if e.phase == EventPhase::Started => Some(e),
+            _ => None,
+        });
+        append_ids(&mut durable_log, fresh.clone().map(|e| e.id))?;
+        made += fresh.clone().count() as u64;
         if a.csv.is_some() {
-            all.extend(fresh);
+            all.extend(fresh.cloned());
         }
-        if a.rate > 0.0 {
-            let due = start + Duration::from_secs_f64(made as f64 / a.rate);
-            tokio::time::sleep_until(due.into()).await;
-        } else {
-            // Between batches, as the service's writer does.
-            w.replay_some().await;
-        }
+        // Between batches, as the service's writer does.
+        w.replay_some().await;
     }
-    if !pending_end.is_empty() {
-        let batch: Vec<StoreMsg> = pending_end.drain(..).map(StoreMsg::Event).collect();
-        write_until_kept(&mut w, &batch).await;
-    }
+    producer.join().map_err(|_| anyhow::anyhow!("event producer panicked"))??;
     let generate_secs = start.elapsed().as_secs_f64();
     let replay_start = Instant::now();
     let replayed_before = metrics.store.events_replayed.get();
