@@ -203,8 +203,10 @@ async fn sigkill_while_spooling_and_while_replaying_loses_and_duplicates_nothing
     let lost = read_ids(&durable).iter().filter(|id| !stored.contains(*id)).count();
     assert_eq!(lost, 0, "durable events lost");
     assert!(stored.is_subset(&made));
-    // At most the batch being handed over when the kill came was not yet durable.
-    assert!(made_1 - durable_1 <= 500, "made {made_1}, durable {durable_1}");
+    // Not yet durable at the kill: only what was queued in front of the writer
+    // (store-load's queue of 4 batches, one being written, one being made: 6 × 500),
+    // as events in the service's channel are. Nothing the writer had reported.
+    assert!(made_1 - durable_1 <= 3000, "made {made_1}, durable {durable_1}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
