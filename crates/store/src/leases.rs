@@ -103,11 +103,6 @@ impl Leases {
         Ok(Leases { store, id, cfg })
     }
 
-    /// This process's node id.
-    pub fn id(&self) -> Uuid {
-        self.id
-    }
-
     /// Heartbeat, renew, then claim up to or hand back down to the fair share.
     pub async fn tick(&self) -> Result<Plan, Error> {
         let pool = self.store.pool();

@@ -290,13 +290,6 @@ pub struct ReplayPos {
     bytes: u64,
 }
 
-impl ReplayPos {
-    /// Records covered.
-    pub fn records(&self) -> u64 {
-        self.records
-    }
-}
-
 /// Reads one record; `None` if it is cut short or fails its check.
 fn read_record(r: &mut impl Read, room: u64) -> Result<Option<Vec<u8>>, Error> {
     if room < HEADER as u64 {

@@ -147,6 +147,12 @@ enum LocalPgAction {
     },
 }
 
+/// `DATABASE_URL`, or a clear error.
+fn database_url() -> anyhow::Result<String> {
+    std::env::var("DATABASE_URL")
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not set (e.g. from `varta local-pg start`)"))
+}
+
 fn init_logs() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("VARTA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -169,8 +175,7 @@ fn main() -> ExitCode {
                     Ok(c) => c,
                     Err(code) => return Ok(code),
                 };
-                let url = std::env::var("DATABASE_URL")
-                    .map_err(|_| anyhow::anyhow!("DATABASE_URL is not set (e.g. from `varta local-pg start`)"))?;
+                let url = database_url()?;
                 serve::run(cfg, Some(config), &url, serve::shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             }
@@ -237,7 +242,7 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Uptime { from, to, site, camera } => {
-                let url = std::env::var("DATABASE_URL").map_err(|_| anyhow::anyhow!("DATABASE_URL is not set"))?;
+                let url = database_url()?;
                 let store = varta_store::Store::connect(&url).await?;
                 let to = to.unwrap_or_else(chrono::Utc::now);
                 let r = store.uptime(from, to, site.as_deref(), camera.as_deref()).await?;
@@ -258,7 +263,7 @@ fn main() -> ExitCode {
                 Err(code) => code,
             }),
             Cmd::Migrate => {
-                let url = std::env::var("DATABASE_URL").map_err(|_| anyhow::anyhow!("DATABASE_URL is not set"))?;
+                let url = database_url()?;
                 varta_store::Store::connect(&url).await?.migrate().await?;
                 println!("migrations applied");
                 Ok(ExitCode::SUCCESS)
