@@ -15,12 +15,10 @@ set -eu
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N=${1:-32}; SECS=${2:-300}; WARM=30
 export ORT_DYLIB_PATH=$PWD/.cache/onnxruntime/lib/libonnxruntime.so.1.32.0
-BIN=./target/release/varta
+source bench/lib.sh
 OUT=.varta/bench/latency; mkdir -p "$OUT"; rm -rf "$OUT"/*
 SIM_PORT=18556; API_PORT=18081
-DB=$($BIN local-pg start --dir .varta/pg-bench --port 54340)
-psql "$DB" -qc "DROP DATABASE IF EXISTS varta_latency" -qc "CREATE DATABASE varta_latency" >/dev/null
-DB=${DB%/*}/varta_latency
+DB=$(bench_database varta_latency)
 {
   printf '[node]\nname = "bench"\napi_listen = "127.0.0.1:%s"\n\n' $API_PORT
   printf '[detect]\nsnapshot_dir = "%s/snapshots"\n\n' "$OUT"
@@ -36,7 +34,7 @@ SIM=$!
 sleep 3
 DATABASE_URL=$DB $BIN serve --config "$OUT/config.toml" > "$OUT/serve.log" 2>&1 &
 SERVE=$!
-trap 'kill $SIM $SERVE 2>/dev/null; wait 2>/dev/null; ./target/release/varta local-pg stop --dir .varta/pg-bench' EXIT
+trap 'kill $SIM $SERVE 2>/dev/null; wait 2>/dev/null; bench_stop_database' EXIT
 sleep $WARM
 start_ms=$(date +%s%3N)
 sleep "$SECS"

@@ -10,12 +10,10 @@
 set -eu
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N=${1:-1000000}; BATCH=${2:-5000}
-BIN=./target/release/varta
+source bench/lib.sh
 OUT=.varta/bench/store; mkdir -p "$OUT"; rm -rf "$OUT"/spool-replay
-BASE=$($BIN local-pg start --dir .varta/pg-bench --port 54340)
-psql "$BASE" -qc "DROP DATABASE IF EXISTS varta_replaybench" -qc "CREATE DATABASE varta_replaybench" >/dev/null
-DB=${BASE%/*}/varta_replaybench
-trap '$BIN local-pg stop --dir .varta/pg-bench' EXIT
+DB=$(bench_database varta_replaybench)
+trap bench_stop_database EXIT
 $BIN store-load --events 0 --database-url "$DB" --spool "$OUT/spool-replay" > /dev/null
 DOWN="postgres://varta@127.0.0.1:1/nowhere"
 J=$($BIN store-load --events "$N" --batch "$BATCH" --no-drain --database-url "$DOWN" --spool "$OUT/spool-replay" 2>/dev/null)

@@ -11,12 +11,10 @@
 set -eu
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N=${1:-500000}; BATCH=${2:-5000}; ROUNDS=${3:-5}
-BIN=./target/release/varta
+source bench/lib.sh
 OUT=.varta/bench/store; mkdir -p "$OUT"; rm -rf "$OUT"/spool "$OUT"/rows.csv
-BASE=$($BIN local-pg start --dir .varta/pg-bench --port 54340)
-psql "$BASE" -qc "DROP DATABASE IF EXISTS varta_storebench" -qc "CREATE DATABASE varta_storebench" >/dev/null
-DB=${BASE%/*}/varta_storebench
-trap '$BIN local-pg stop --dir .varta/pg-bench' EXIT
+DB=$(bench_database varta_storebench)
+trap bench_stop_database EXIT
 $BIN store-load --events 0 --database-url "$DB" --spool "$OUT/spool" > /dev/null
 COLS="id, camera_id, track_id, class, score, bbox, started_at, last_seen_at, ended_at, frames, node, rule, zone, snapshot"
 echo "events=$N batch=$BATCH rounds=$ROUNDS"

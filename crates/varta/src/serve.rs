@@ -152,10 +152,15 @@ impl Controller {
 /// cameras match, then release what was handed back (only once it has stopped, so
 /// no camera is ever run by two nodes). If the database cannot be reached the
 /// cameras keep running on the leases held (see `varta_store::leases`).
+///
+/// The cameras are re-applied only when the held set changed, or with `config_changed`
+/// (a reload): most steps only renew, and applying resolves every camera's
+/// credentials and compares its rules.
 async fn lease_step(
     leases: &Leases,
     ctl: &Arc<Mutex<Option<Controller>>>,
     metrics: &Registry,
+    config_changed: bool,
 ) -> Result<varta_ingest::Applied, varta_core::Error> {
     let plan = match leases.tick().await {
         Ok(p) => Some(p),
@@ -169,10 +174,15 @@ async fn lease_step(
     let applied = tokio::task::spawn_blocking(move || {
         let mut guard = ctl2.lock().unwrap();
         let c = guard.as_mut().ok_or_else(|| varta_core::err!(Unavailable, "shutting down"))?;
+        let changed = run.as_ref().is_some_and(|r| *r != c.held);
         if let Some(run) = run {
             c.held = run;
         }
-        c.apply()
+        if changed || config_changed {
+            c.apply()
+        } else {
+            Ok(varta_ingest::Applied::default())
+        }
     })
     .await
     .map_err(|e| varta_core::err!(Internal, "lease step: {e}"))??;
@@ -221,7 +231,7 @@ async fn reload(path: &Path, node: &NodeCtx) -> Result<ReloadReport, varta_core:
         c.cfg = Config { sites: new.sites, cameras: new.cameras, ..old.clone() };
         (restart_required, infos)
     };
-    let applied = lease_step(&node.leases, &node.ctl, &node.metrics).await?;
+    let applied = lease_step(&node.leases, &node.ctl, &node.metrics, true).await?;
     *node.state.cameras.write().unwrap() = infos;
     let names = |v: Vec<CameraId>| v.into_iter().map(|c| c.0).collect::<Vec<_>>();
     let report = ReloadReport {
@@ -347,7 +357,7 @@ pub async fn run(
     });
     {
         let _step = node.step.lock().await;
-        let applied = lease_step(&node.leases, &ctl, &metrics).await?;
+        let applied = lease_step(&node.leases, &ctl, &metrics, true).await?;
         tracing::info!(cameras = applied.added.len(), "cameras started");
     }
 
@@ -361,7 +371,7 @@ pub async fn run(
             loop {
                 tick.tick().await;
                 let _step = node.step.lock().await;
-                if let Err(e) = lease_step(&node.leases, &node.ctl, &node.metrics).await {
+                if let Err(e) = lease_step(&node.leases, &node.ctl, &node.metrics, false).await {
                     tracing::warn!(error = %e, "lease step failed");
                 }
             }
