@@ -4,6 +4,7 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$ROOT/.cache"
 ORT_VERSION="1.32.0"
+SCHEMATHESIS_VERSION="4.32.5"
 
 log() { printf '\033[1m[varta]\033[0m %s\n' "$*" >&2; }
 die() { printf '[varta] error: %s\n' "$*" >&2; exit 1; }

@@ -17,7 +17,7 @@ fn config(name: &str, sim_port: u16, api_port: u16, dir: &Path) -> String {
         "[node]\nname = \"{name}\"\napi_listen = \"127.0.0.1:{api_port}\"\nlease_ttl_secs = {TTL:.1}\n\
          lease_renew_secs = 1.0\n\n\
          [detect]\nmodels = \"{}\"\nworkers = 1\nsnapshot_dir = \"{}\"\n\n\
-         [ingest]\nbackoff_initial_secs = 0.5\n\n\
+         [ingest]\nbackoff_initial_secs = 0.5\nconnect_timeout_secs = 2.0\n\n\
          [store]\nspool_dir = \"{}\"\n\n\
          [[sites]]\nid = \"site-a\"\nname = \"A\"\n",
         root().join("models/models.toml").display(),
@@ -34,8 +34,10 @@ fn config(name: &str, sim_port: u16, api_port: u16, dir: &Path) -> String {
 }
 
 /// Streaming cameras in a node's API.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn streaming(api_port: u16) -> usize {
-    get_json(&format!("http://127.0.0.1:{api_port}/api/v1/cameras"))
+    get_json_as(&format!("http://127.0.0.1:{api_port}/api/v1/cameras"), TOKEN.get().expect("token made"))
         .and_then(|v| v.as_array().map(|a| a.iter().filter(|c| c["status"] == "streaming").count()))
         .unwrap_or(0)
 }
@@ -77,6 +79,14 @@ async fn wait_split(db: &str, ports: [u16; 2], what: &str, timeout: Duration) {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_nodes_split_cameras_take_over_a_dead_one_and_rebalance() {
     let db = fresh_database("leases").await;
+    {
+        let db = db.clone();
+        let t = tokio::task::spawn_blocking(move || {
+            varta().args(["migrate"]).env("DATABASE_URL", &db).output().unwrap();
+            token_for(&db, "lease-admin", "admin")
+        });
+        TOKEN.set(t.await.unwrap()).unwrap();
+    }
     let dir = std::env::temp_dir().join(format!("varta-leases-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

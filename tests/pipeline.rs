@@ -51,13 +51,14 @@ fn simulated_cameras_to_person_events_in_postgres_and_api() {
     let api = format!("http://127.0.0.1:{api_port}");
 
     wait_for("healthz", Duration::from_secs(30), || get_json(&format!("{api}/healthz")));
+    let tok = token_for(&db, "e2e-operator", "operator");
 
     // Person events within 60 s, through the API…
     let events = wait_for("person events in the API", Duration::from_secs(60), || {
-        let v = get_json(&format!("{api}/api/v1/events?class=person&limit=50"))?;
-        (!v.as_array()?.is_empty()).then_some(v)
+        let v = get_json_as(&format!("{api}/api/v1/events?class=person&limit=50"), &tok)?;
+        (!v["items"].as_array()?.is_empty()).then_some(v)
     });
-    let events = events.as_array().unwrap();
+    let events = events["items"].as_array().unwrap();
     for e in events {
         assert_eq!(e["class"], "person");
         assert!(e["score"].as_f64().unwrap() >= 0.4, "{e}");
@@ -71,21 +72,26 @@ fn simulated_cameras_to_person_events_in_postgres_and_api() {
         assert_eq!(e["snapshot"].as_str(), Some(format!("{id}.jpg").as_str()), "{e}");
         assert!(snapshots.join(format!("{id}.jpg")).exists());
         for q in ["", "?crop=true"] {
-            let r = ureq::get(&format!("{api}/api/v1/events/{id}/snapshot{q}")).call().unwrap();
+            let r = ureq::get(&format!("{api}/api/v1/events/{id}/snapshot{q}"))
+                .set("Authorization", &format!("Bearer {tok}"))
+                .call()
+                .unwrap();
             assert_eq!(r.content_type(), "image/jpeg");
             let mut body = Vec::new();
             std::io::Read::read_to_end(&mut r.into_reader(), &mut body).unwrap();
             assert!(body.starts_with(&[0xFF, 0xD8]), "not a JPEG");
         }
     }
-    let missing = ureq::get(&format!("{api}/api/v1/events/0190b3a0-0000-7000-8000-000000000000/snapshot")).call();
+    let missing = ureq::get(&format!("{api}/api/v1/events/0190b3a0-0000-7000-8000-000000000000/snapshot"))
+        .set("Authorization", &format!("Bearer {tok}"))
+        .call();
     assert!(matches!(missing, Err(ureq::Error::Status(404, _))));
     // The zone rule of cam-4.
     let zoned = wait_for("cam-4 zone events", Duration::from_secs(60), || {
-        let v = get_json(&format!("{api}/api/v1/events?camera=cam-4&limit=50"))?;
-        (!v.as_array()?.is_empty()).then_some(v)
+        let v = get_json_as(&format!("{api}/api/v1/events?camera=cam-4&limit=50"), &tok)?;
+        (!v["items"].as_array()?.is_empty()).then_some(v)
     });
-    for e in zoned.as_array().unwrap() {
+    for e in zoned["items"].as_array().unwrap() {
         assert_eq!((e["rule"].as_str(), e["zone"].as_str()), (Some("enter-lower"), Some("lower-half")), "{e}");
     }
     let times: Vec<&str> = events.iter().map(|e| e["started_at"].as_str().unwrap()).collect();
@@ -100,16 +106,19 @@ fn simulated_cameras_to_person_events_in_postgres_and_api() {
     assert!(in_db >= events.len() as i64);
 
     // Filters.
-    let one = get_json(&format!("{api}/api/v1/events?camera=cam-3&limit=5")).unwrap();
-    assert!(one.as_array().unwrap().iter().all(|e| e["camera"] == "cam-3" && e["site"] == "site-b"));
-    let bad = ureq::get(&format!("{api}/api/v1/events?since=yesterday")).call().unwrap_err();
+    let one = get_json_as(&format!("{api}/api/v1/events?camera=cam-3&limit=5"), &tok).unwrap();
+    assert!(one["items"].as_array().unwrap().iter().all(|e| e["camera"] == "cam-3" && e["site"] == "site-b"));
+    let bad = ureq::get(&format!("{api}/api/v1/events?since=yesterday"))
+        .set("Authorization", &format!("Bearer {tok}"))
+        .call()
+        .unwrap_err();
     let ureq::Error::Status(400, resp) = bad else { panic!("expected 400, got {bad:?}") };
     let body: serde_json::Value = resp.into_json().unwrap();
     assert_eq!(body["error"]["code"], "invalid_argument");
 
     // Every camera receives frames and is analysed.
     let cams = wait_for("all 4 cameras streaming and analysed", Duration::from_secs(30), || {
-        let v = get_json(&format!("{api}/api/v1/cameras"))?;
+        let v = get_json_as(&format!("{api}/api/v1/cameras"), &tok)?;
         let ok = v.as_array()?.len() == 4
             && v.as_array()?.iter().all(|c| {
                 c["status"] == "streaming"

@@ -24,8 +24,10 @@ fn config(sim_port: u16, api_port: u16, cameras: &[(u32, f64)]) -> String {
     s
 }
 
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn camera(api: &str, id: &str) -> Option<serde_json::Value> {
-    get_json(&format!("{api}/api/v1/cameras/{id}")).filter(|v| v.get("id").is_some())
+    get_json_as(&format!("{api}/api/v1/cameras/{id}"), TOKEN.get().unwrap()).filter(|v| v.get("id").is_some())
 }
 
 fn streaming(api: &str, id: &str) -> Option<serde_json::Value> {
@@ -33,17 +35,15 @@ fn streaming(api: &str, id: &str) -> Option<serde_json::Value> {
 }
 
 fn post(url: &str) -> (u16, serde_json::Value) {
-    match ureq::post(url).timeout(Duration::from_secs(30)).call() {
-        Ok(r) => (r.status(), r.into_json().unwrap()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
-        Err(e) => panic!("POST {url}: {e}"),
-    }
+    call("POST", url, TOKEN.get().map(String::as_str), None)
 }
 
 #[test]
 fn cameras_are_added_changed_and_removed_at_run_time() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(fresh_database("varta_reload"));
+    assert!(varta().args(["migrate"]).env("DATABASE_URL", &db).status().unwrap().success());
+    TOKEN.set(token_for(&db, "reload-admin", "admin")).unwrap();
     let dir = std::env::temp_dir().join(format!("varta-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sim_port = free_port();
@@ -97,6 +97,36 @@ fn cameras_are_added_changed_and_removed_at_run_time() {
     assert_eq!(after["restarts"], before["restarts"], "cam-1 was not restarted");
     let (f0, f1) = (before["frames_received"].as_u64().unwrap(), after["frames_received"].as_u64().unwrap());
     assert!(f1 > f0 + 5, "cam-1 kept receiving: {f0} -> {f1}");
+
+    // An administrator restarts one camera's pipeline through the API.
+    let (code, v) = post(&format!("{api}/api/v1/cameras/cam-1/restart"));
+    assert_eq!(code, 204, "{v}");
+    wait_for("cam-1 streaming after its restart", Duration::from_secs(30), || {
+        streaming(&api, "cam-1").filter(|c| c["status_since"] != after["status_since"])
+    });
+    assert_eq!(post(&format!("{api}/api/v1/cameras/cam-3/restart")).0, 404, "a removed camera");
+
+    // Every reload (two by API, one by SIGHUP) and the restart are in the audit log.
+    let audited: Vec<(String, Option<String>)> = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        sqlx::query_as(
+            "SELECT action, actor FROM audit_log WHERE action IN ('config_reload', 'camera_restart') ORDER BY id",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+    });
+    let admin = Some("reload-admin".to_owned());
+    assert_eq!(
+        audited,
+        vec![
+            ("config_reload".into(), admin.clone()),
+            ("config_reload".into(), admin.clone()),
+            ("config_reload".into(), Some("signal:SIGHUP".into())),
+            ("camera_restart".into(), admin),
+        ]
+    );
 
     assert_eq!(serve.terminate(Duration::from_secs(30)), Some(0), "{}", serve.output());
     let log = serve.output();

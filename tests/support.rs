@@ -118,3 +118,57 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// Password the test accounts get.
+pub const TEST_PASSWORD: &str = "test-password-123";
+
+/// Creates account `name` with `role` on database `db` through `varta user add`.
+pub fn add_user(db: &str, name: &str, role: &str) {
+    let out = varta()
+        .args(["user", "add", name, "--role", role, "--replace"])
+        .env("DATABASE_URL", db)
+        .env("VARTA_PASSWORD", TEST_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "varta user add: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A machine token of a new account `name` with `role` (through `varta user token`).
+pub fn token_for(db: &str, name: &str, role: &str) -> String {
+    add_user(db, name, role);
+    let out = varta().args(["user", "token", name]).env("DATABASE_URL", db).output().unwrap();
+    assert!(out.status.success(), "varta user token: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// GETs `url` with a bearer token and parses JSON; `None` on any failure.
+pub fn get_json_as(url: &str, token: &str) -> Option<serde_json::Value> {
+    ureq::get(url)
+        .set("Authorization", &format!("Bearer {token}"))
+        .timeout(Duration::from_secs(5))
+        .call()
+        .ok()?
+        .into_json()
+        .ok()
+}
+
+/// Sends `method url` with an optional bearer token and JSON body; returns the status
+/// and the parsed body (`Null` when it is not JSON).
+pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    let mut r = ureq::request(method, url).timeout(Duration::from_secs(30));
+    if let Some(t) = token {
+        r = r.set("Authorization", &format!("Bearer {t}"));
+    }
+    let res = match body {
+        Some(b) => r.send_json(b),
+        None => r.call(),
+    };
+    let resp = match res {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let code = resp.status();
+    let text = resp.into_string().unwrap_or_default();
+    (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}

@@ -1,5 +1,7 @@
 //! `GET /api/v1/cameras` and `GET /api/v1/cameras/{id}`.
 
+use crate::auth::{Caller, Perm};
+use crate::error::ApiResult;
 use crate::{ApiError, AppState, CameraInfo};
 use axum::extract::{Path, State};
 use axum::Json;
@@ -13,10 +15,11 @@ use varta_core::metrics::{Health, MainStream};
 use varta_core::CameraId;
 
 /// A camera with its live state and counters.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CameraView {
     #[serde(flatten)]
     info: CameraInfo,
+    #[schema(value_type = String)]
     status: CameraState,
     status_since: Option<DateTime<Utc>>,
     codec: Option<String>,
@@ -31,15 +34,18 @@ pub struct CameraView {
     bytes_received: u64,
     decode_errors: u64,
     restarts: u64,
+    #[schema(value_type = Object)]
     restarts_by_reason: BTreeMap<&'static str, u64>,
     last_frame_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
+    #[schema(value_type = Object)]
     health: Health,
+    #[schema(value_type = Option<Object>)]
     main_stream: Option<MainStream>,
 }
 
 /// What the inference scheduler did with the camera's frames.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Analysis {
     /// Frames offered to the scheduler.
     frames_offered: u64,
@@ -56,11 +62,13 @@ struct Analysis {
 }
 
 /// The decode policy and what it is doing now.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Decoding {
     /// Configured policy: `full`, `keyframes` or `adaptive`.
+    #[schema(value_type = String)]
     policy: varta_core::config::DecodePolicy,
     /// Current mode: `full` (every frame) or `keyframes`.
+    #[schema(value_type = String)]
     mode: &'static str,
     /// Compressed-stream activity (1 = the camera's idle baseline).
     activity_score: f32,
@@ -111,15 +119,55 @@ fn view(st: &AppState, info: &CameraInfo) -> CameraView {
     }
 }
 
-/// Every configured camera.
-pub async fn list(State(st): State<Arc<AppState>>) -> Json<Vec<CameraView>> {
+/// Every configured camera with this node's live counters (a camera another node
+/// holds shows `starting` here; `/api/v1/sites` has every camera's recorded state).
+#[utoipa::path(get, path = "/api/v1/cameras", tag = "cameras", security(("bearer" = [])),
+    responses((status = 200, body = Vec<CameraView>), (status = 401, body = crate::ErrorBody)))]
+pub async fn list(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Json<Vec<CameraView>>> {
+    c.require(Perm::Cameras)?;
     let cams = st.cameras.read().unwrap().clone();
-    Json(cams.iter().map(|c| view(&st, c)).collect())
+    Ok(Json(cams.iter().map(|c| view(&st, c)).collect()))
 }
 
 /// One camera.
-pub async fn one(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<CameraView>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/cameras/{id}", tag = "cameras", security(("bearer" = [])),
+    params(("id" = String, Path, description = "camera id")),
+    responses((status = 200, body = CameraView), (status = 404, body = crate::ErrorBody)))]
+pub async fn one(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CameraView>, ApiError> {
+    c.require(Perm::Cameras)?;
     let info = st.cameras.read().unwrap().iter().find(|c| c.id == id).cloned();
     let info = info.ok_or_else(|| varta_core::err!(NotFound, "no camera `{id}`"))?;
     Ok(Json(view(&st, &info)))
+}
+
+/// Restarts a camera's pipeline on this node (admin; audited). A camera another node
+/// holds is refused (409) with the holder's name: call that node's API.
+#[utoipa::path(post, path = "/api/v1/cameras/{id}/restart", tag = "cameras", security(("bearer" = [])),
+    params(("id" = String, Path, description = "camera id")),
+    responses((status = 204), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
+    (status = 409, body = crate::ErrorBody)))]
+pub async fn restart(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::http::StatusCode> {
+    c.require(Perm::Admin)?;
+    if !st.cameras.read().unwrap().iter().any(|x| x.id == id) {
+        return Err(varta_core::err!(NotFound, "no camera `{id}`").into());
+    }
+    let tx = st
+        .restart
+        .as_ref()
+        .ok_or_else(|| varta_core::err!(Conflict, "this process runs no cameras (an API-only process)"))?;
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    tx.send((id.clone(), reply)).await.map_err(|_| varta_core::err!(Unavailable, "shutting down"))?;
+    let result = rx.await.map_err(|_| varta_core::err!(Unavailable, "shutting down"))?;
+    let detail = serde_json::json!({"ok": result.is_ok(), "error": result.as_ref().err().map(|e| e.to_string())});
+    st.store.audit(&c.audit("camera_restart", Some(id), detail)).await?;
+    result?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

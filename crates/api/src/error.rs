@@ -5,6 +5,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use varta_core::{Error, ErrorKind};
 
+/// A handler's result.
+pub type ApiResult<T> = Result<T, ApiError>;
+
 /// An error on its way to the client.
 #[derive(Debug)]
 pub struct ApiError(pub Error);
@@ -22,6 +25,9 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -39,4 +45,48 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({"error": {"code": kind.code(), "message": message}});
         (status_of(kind), Json(body)).into_response()
     }
+}
+
+/// `Json<T>` whose rejections (bad JSON, wrong types, wrong content type) are 400s
+/// in the one error shape.
+pub struct Body<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Body<T>
+where
+    axum::Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(varta_core::err!(InvalidArgument, "request body too large").into())
+            }
+            Err(e) => Err(varta_core::err!(InvalidArgument, "{}", e.body_text()).into()),
+        }
+    }
+}
+
+/// `Query<T>` whose rejections are 400s in the one error shape.
+pub struct Q<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Q<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Q(q.0))
+            .map_err(|e| varta_core::err!(InvalidArgument, "{}", e.body_text()).into())
+    }
+}
+
+/// A path segment that must be an integer id.
+pub fn int_id(s: &str) -> Result<i64, ApiError> {
+    s.parse().map_err(|_| varta_core::err!(InvalidArgument, "`{s}` is not an id (an integer)").into())
 }

@@ -1,28 +1,58 @@
 //! `GET /api/v1/events`: newest first, filtered; `GET /api/v1/events/{id}/snapshot`:
 //! the event's best picture.
 
-use crate::{ApiError, AppState};
-use axum::extract::{Path, Query, State};
+use crate::auth::{Caller, Perm};
+use crate::error::{ApiResult, Q};
+use crate::{ApiError, AppState, Page};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::sync::Arc;
+use utoipa::IntoParams;
 use varta_store::queries::{EventFilter, EventRow};
 
-/// Query parameters.
-#[derive(Deserialize)]
+/// Event search filters.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Params {
+    /// Only this camera.
     camera: Option<String>,
+    /// Only cameras of this site.
     site: Option<String>,
+    /// Only this class (`person`, `car`, …).
     class: Option<String>,
+    /// Started at or after (RFC 3339).
     since: Option<String>,
+    /// Started before (RFC 3339).
     until: Option<String>,
+    /// Cursor from the previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
-fn time(name: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+/// An events cursor: the last row's start time and id, opaque to clients.
+fn event_cursor(e: &EventRow) -> String {
+    let raw = format!("{}.{}", e.started_at.timestamp_micros(), e.id);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn parse_event_cursor(c: &str) -> Result<(DateTime<Utc>, uuid::Uuid), ApiError> {
+    let bad = || varta_core::err!(InvalidArgument, "`cursor` is not one this API gave out");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (t, id) = raw.split_once('.').ok_or_else(bad)?;
+    let t = DateTime::from_timestamp_micros(t.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok((t, id.parse().map_err(|_| bad())?))
+}
+
+/// Parses an RFC 3339 query value named `name`.
+pub fn time(name: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     v.map(|s| {
         DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
@@ -31,16 +61,13 @@ fn time(name: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> 
     .transpose()
 }
 
-/// Lists events.
-pub async fn list(
-    State(st): State<Arc<AppState>>,
-    q: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<EventRow>>, ApiError> {
-    let Query(p) = q.map_err(|e| varta_core::err!(InvalidArgument, "{}", e.body_text()))?;
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(varta_core::err!(InvalidArgument, "`limit` must be between 1 and 1000").into());
-    }
+/// Searches events, newest first. Each search is audited with its filters.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", security(("bearer" = [])), params(Params),
+    responses((status = 200, body = Page<EventRow>), (status = 400, body = crate::ErrorBody),
+    (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<Params>) -> ApiResult<Json<Page<EventRow>>> {
+    c.require(Perm::Events)?;
+    let limit = crate::limit(p.limit, 100, 1000)?;
     let f = EventFilter {
         camera: p.camera,
         site: p.site,
@@ -48,13 +75,23 @@ pub async fn list(
         since: time("since", p.since.as_deref())?,
         until: time("until", p.until.as_deref())?,
         limit,
+        after: p.cursor.as_deref().map(parse_event_cursor).transpose()?,
     };
-    Ok(Json(st.store.list_events(&f).await?))
+    let detail = serde_json::json!({
+        "camera": f.camera, "site": f.site, "class": f.class, "since": f.since, "until": f.until,
+        "page": f.after.is_some(),
+    });
+    // Audited before the search: a search that cannot be recorded is not run.
+    st.store.audit(&c.audit("event_search", None, detail)).await?;
+    let items = st.store.list_events(&f).await?;
+    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(event_cursor)).flatten();
+    Ok(Json(Page { items, next_cursor }))
 }
 
 /// Snapshot query parameters.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SnapshotParams {
     /// `true`: the object alone rather than the whole picture with its box.
     #[serde(default)]
@@ -62,13 +99,18 @@ pub struct SnapshotParams {
 }
 
 /// The JPEG snapshot of an event: the whole picture with the object's box, or with
-/// `?crop=true` the object alone.
+/// `?crop=true` the object alone. Every view is audited.
+#[utoipa::path(get, path = "/api/v1/events/{id}/snapshot", tag = "events", security(("bearer" = [])),
+    params(("id" = String, Path, description = "event id (UUID)"), SnapshotParams),
+    responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), (status = 400, body = crate::ErrorBody),
+    (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn snapshot(
     State(st): State<Arc<AppState>>,
+    c: Caller,
     Path(id): Path<String>,
-    q: Result<Query<SnapshotParams>, axum::extract::rejection::QueryRejection>,
+    Q(p): Q<SnapshotParams>,
 ) -> Result<Response, ApiError> {
-    let Query(p) = q.map_err(|e| varta_core::err!(InvalidArgument, "{}", e.body_text()))?;
+    c.require(Perm::Snapshots)?;
     let id: uuid::Uuid = id.parse().map_err(|_| varta_core::err!(InvalidArgument, "`{id}` is not an event id"))?;
     let name = st
         .store
@@ -81,8 +123,9 @@ pub async fn snapshot(
         return Err(varta_core::err!(Internal, "event {id}: bad snapshot name").into());
     }
     let name = if p.crop { name.replace(".jpg", ".crop.jpg") } else { name };
-    let bytes = tokio::fs::read(st.snapshot_dir.join(&name)).await.map_err(|e| {
-        varta_core::err!(NotFound, "snapshot of event {id} is gone ({e}); retention may have removed it")
+    let bytes = tokio::fs::read(st.snapshot_dir.join(&name)).await.map_err(|_| {
+        varta_core::err!(NotFound, "the snapshot of event {id} is not on this node, or retention removed it")
     })?;
+    st.store.audit(&c.audit("snapshot_view", Some(id.to_string()), serde_json::json!({"crop": p.crop}))).await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "image/jpeg")], bytes).into_response())
 }

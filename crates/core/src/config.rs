@@ -31,6 +31,15 @@ pub struct Config {
     /// Camera health checks (beyond up/down).
     #[serde(default)]
     pub health: HealthConfig,
+    /// The control API and console: TLS, CORS, limits, sessions.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Where alerts go besides the console: MQTT, webhooks.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// When maintenance tasks open by themselves.
+    #[serde(default)]
+    pub maintenance: MaintenanceConfig,
     /// Camera sites.
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -128,6 +137,11 @@ pub struct IngestConfig {
     pub latency_ms: u32,
     /// Seconds without a buffer from the camera after which the pipeline is restarted.
     pub stall_timeout_secs: f64,
+    /// Seconds from starting a pipeline to its first buffer after which the attempt is
+    /// abandoned (reason `connect`) and retried with backoff: a camera or link that
+    /// accepts the connection and then says nothing must not hold a camera for a whole
+    /// stall timeout, or for rtspsrc's own 20 s TCP timeout.
+    pub connect_timeout_secs: f64,
     /// `adaptive` decode: activity score (recent delta-frame bytes over the camera's
     /// idle baseline) at which full decoding starts.
     pub activity_threshold: f64,
@@ -147,6 +161,7 @@ impl Default for IngestConfig {
             rtsp_transport: RtspTransport::Tcp,
             latency_ms: 200,
             stall_timeout_secs: 10.0,
+            connect_timeout_secs: 10.0,
             activity_threshold: 2.5,
             activity_quiet_secs: 5.0,
             idle_keyframe_secs: 4.0,
@@ -318,6 +333,77 @@ impl Default for StoreConfig {
             snapshot_max_age_days: 30,
             snapshot_budget_mb: 20480,
         }
+    }
+}
+
+/// `[api]`: the control API and web console. The listen address is `[node] api_listen`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// PEM certificate chain; with `tls_key`, the API speaks HTTPS only (rustls).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Origins (`https://host:port`) allowed to call the API from a browser page
+    /// served elsewhere; empty (the default) allows none but the console's own.
+    pub cors_origins: Vec<String>,
+    /// Largest request body accepted, in KiB.
+    pub body_limit_kb: usize,
+    /// How long a login session lasts, in hours.
+    pub session_hours: f64,
+    /// Failed logins allowed per account, and per address, within `login_window_secs`
+    /// before further attempts are refused (HTTP 429) until the window passes.
+    pub login_max_failures: u32,
+    /// The window of `login_max_failures`, in seconds.
+    pub login_window_secs: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            tls_cert: None,
+            tls_key: None,
+            cors_origins: Vec::new(),
+            body_limit_kb: 64,
+            session_hours: 12.0,
+            login_max_failures: 5,
+            login_window_secs: 300,
+        }
+    }
+}
+
+/// `[alerts]`: optional alert sinks. The console's live stream needs no setting.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// MQTT broker, `mqtt://host:port`; unset: no MQTT.
+    pub mqtt_url: Option<String>,
+    /// Topic prefix; an alert goes to `TOPIC/SITE/CAMERA`.
+    pub mqtt_topic: Option<String>,
+    /// Credentials name (environment or secrets file) for the broker.
+    pub mqtt_credentials: Option<String>,
+    /// URLs that each alert is POSTed to as JSON, retried with backoff on failure.
+    pub webhooks: Vec<String>,
+    /// Attempts per webhook delivery before it is given up (and logged).
+    pub webhook_attempts: Option<u32>,
+}
+
+/// `[maintenance]`: when a camera's trouble becomes a work order.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceConfig {
+    /// A camera offline (stalled, backing off) this long opens an `offline` task.
+    pub offline_after_secs: f64,
+    /// A camera degraded (frozen, blackout, low fps, decode errors) this long opens a
+    /// task of that kind.
+    pub degraded_after_secs: f64,
+    /// How often cameras are checked, in seconds.
+    pub check_interval_secs: f64,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig { offline_after_secs: 300.0, degraded_after_secs: 900.0, check_interval_secs: 10.0 }
     }
 }
 
@@ -599,6 +685,7 @@ impl Config {
                 ("backoff_reset_secs", i.backoff_reset_secs, 0.0, 86400.0),
                 ("backoff_jitter", i.backoff_jitter, 0.0, 1.0),
                 ("stall_timeout_secs", i.stall_timeout_secs, 1.0, 3600.0),
+                ("connect_timeout_secs", i.connect_timeout_secs, 1.0, 3600.0),
                 ("activity_threshold", i.activity_threshold, 1.0, 1000.0),
                 ("activity_quiet_secs", i.activity_quiet_secs, 0.0, 3600.0),
                 ("idle_keyframe_secs", i.idle_keyframe_secs, 0.0, 3600.0),
@@ -655,6 +742,63 @@ impl Config {
                 ("spool_max_mb", st.spool_max_mb as f64, 1.0, 1e7),
                 ("partitions_ahead_days", st.partitions_ahead_days as f64, 1.0, 60.0),
                 ("retention_interval_secs", st.retention_interval_secs as f64, 1.0, 86400.0),
+            ],
+        );
+        let a = &self.api;
+        p.check_ranges(
+            &root.key("api"),
+            &[
+                ("body_limit_kb", a.body_limit_kb as f64, 1.0, 1e6),
+                ("session_hours", a.session_hours, 0.01, 8760.0),
+                ("login_max_failures", a.login_max_failures as f64, 1.0, 1000.0),
+                ("login_window_secs", a.login_window_secs as f64, 1.0, 86400.0),
+            ],
+        );
+        if a.tls_cert.is_some() != a.tls_key.is_some() {
+            p.add(
+                &root.key("api").key(if a.tls_cert.is_some() { "tls_key" } else { "tls_cert" }),
+                "tls_cert and tls_key go together",
+            );
+        }
+        for (i, o) in a.cors_origins.iter().enumerate() {
+            let ok = url::Url::parse(o).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.path() == "/"
+                    && !o.ends_with('/')
+                    && u.username().is_empty()
+            });
+            if !ok {
+                p.add(
+                    &root.key("api").key("cors_origins").index(i),
+                    format!("`{o}` is not an origin like https://host:port"),
+                );
+            }
+        }
+        let al = root.key("alerts");
+        if let Some(u) = &self.alerts.mqtt_url {
+            if !url::Url::parse(u).is_ok_and(|u| u.scheme() == "mqtt" && u.host().is_some() && u.username().is_empty())
+            {
+                p.add(&al.key("mqtt_url"), "must be mqtt://host:port (credentials go in mqtt_credentials)");
+            }
+        }
+        for (i, w) in self.alerts.webhooks.iter().enumerate() {
+            if !url::Url::parse(w).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+                p.add(
+                    &al.key("webhooks").index(i),
+                    format!("`{}` is not an http(s) URL", crate::redact::redact_url(w)),
+                );
+            }
+        }
+        if self.alerts.webhook_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
+            p.add(&al.key("webhook_attempts"), "must be between 1 and 100");
+        }
+        let m = &self.maintenance;
+        p.check_ranges(
+            &root.key("maintenance"),
+            &[
+                ("offline_after_secs", m.offline_after_secs, 1.0, 30.0 * 86400.0),
+                ("degraded_after_secs", m.degraded_after_secs, 1.0, 30.0 * 86400.0),
+                ("check_interval_secs", m.check_interval_secs, 0.5, 3600.0),
             ],
         );
         let n = &self.node;

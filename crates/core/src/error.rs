@@ -17,6 +17,12 @@ pub enum ErrorKind {
     Unavailable,
     /// The caller may not do this.
     PermissionDenied,
+    /// The caller did not say who it is, or its credentials are wrong or expired.
+    Unauthenticated,
+    /// Too many attempts; try again later.
+    RateLimited,
+    /// The request conflicts with the current state (e.g. a forbidden state change).
+    Conflict,
     /// A bug or an unexpected state.
     Internal,
 }
@@ -29,6 +35,9 @@ impl ErrorKind {
             ErrorKind::InvalidArgument => "invalid_argument",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Internal => "internal",
         }
     }

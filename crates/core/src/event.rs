@@ -49,6 +49,10 @@ pub struct EventRecord {
     pub frames: u32,
     /// Name of the rule that fired (`presence` when the camera has no rules).
     pub rule: String,
+    /// Whether the rule makes alerts: the store raises one when the event is first
+    /// written. Absent in spool records from before alerts existed.
+    #[serde(default)]
+    pub alert: bool,
     /// Zone (or line) of the rule, if it has one.
     pub zone: Option<String>,
     /// Snapshot file name in the snapshot directory, if one was written.

@@ -363,6 +363,8 @@ pub struct Registry {
     pub store: StoreStats,
     /// Camera leases held.
     pub leases_held: Gauge,
+    /// From an alert's commit to this process hearing of it (LISTEN/NOTIFY).
+    pub alert_latency: Histogram,
 }
 
 /// The store writer's spool and retention numbers.
@@ -394,6 +396,7 @@ impl Default for Registry {
             events_written: Counter::default(),
             store: StoreStats::default(),
             leases_held: Gauge::default(),
+            alert_latency: Histogram::new(&[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
         }
     }
 }
@@ -459,15 +462,17 @@ impl Registry {
                 let _ = writeln!(out, "{name}{{camera=\"{id}\",reason=\"{reason}\"}} {}", s.restarts(r));
             }
         }
-        let h = &self.inference_seconds;
-        let name = names::INFERENCE_SECONDS;
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (b, n) in h.bounds.iter().zip(&h.buckets) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", n.load(Ordering::Relaxed));
+        for (name, h) in
+            [(names::INFERENCE_SECONDS, &self.inference_seconds), ("varta_alert_latency_seconds", &self.alert_latency)]
+        {
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for (b, n) in h.bounds.iter().zip(&h.buckets) {
+                let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", n.load(Ordering::Relaxed));
+            }
+            let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
+            let _ = writeln!(out, "{name}_sum {}", h.sum());
+            let _ = writeln!(out, "{name}_count {}", h.count());
         }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
-        let _ = writeln!(out, "{name}_sum {}", h.sum());
-        let _ = writeln!(out, "{name}_count {}", h.count());
         let _ = writeln!(out, "# TYPE {} counter", names::EVENTS_WRITTEN);
         let _ = writeln!(out, "{} {}", names::EVENTS_WRITTEN, self.events_written.get());
         let st = &self.store;

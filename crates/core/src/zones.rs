@@ -95,6 +95,15 @@ pub struct RuleConfig {
     /// wrap past midnight); empty = always.
     #[serde(default)]
     pub schedule: Vec<String>,
+    /// Whether its events are alerts for operators (live stream, MQTT, webhooks).
+    /// Default true for a configured rule; the implicit `presence` rule of a camera
+    /// without rules never alerts.
+    #[serde(default = "yes")]
+    pub alert: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl RuleConfig {
@@ -111,6 +120,7 @@ impl RuleConfig {
             classes: None,
             min_score: None,
             schedule: Vec::new(),
+            alert: true,
         }
     }
 }

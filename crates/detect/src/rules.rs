@@ -37,6 +37,7 @@ struct Rule {
     classes: HashSet<String>,
     min_score: f32,
     schedule: Vec<Window>,
+    alert: bool,
 }
 
 /// Where the rule is for one track.
@@ -116,7 +117,7 @@ impl Engine {
     ) -> Engine {
         let presence;
         let rules = if rules.is_empty() {
-            presence = [RuleConfig::new("presence", RuleKind::Presence)];
+            presence = [RuleConfig { alert: false, ..RuleConfig::new("presence", RuleKind::Presence) }];
             &presence[..]
         } else {
             rules
@@ -135,6 +136,7 @@ impl Engine {
                 classes: r.classes.as_deref().unwrap_or(classes).iter().cloned().collect(),
                 min_score: r.min_score.unwrap_or(min_score),
                 schedule: r.schedule.iter().filter_map(|w| Window::parse(w).ok()).collect(),
+                alert: r.alert,
             })
             .collect();
         Engine {
@@ -353,6 +355,7 @@ fn record(
         ended_at,
         frames: t.hits,
         rule: r.name.clone(),
+        alert: r.alert,
         zone,
         snapshot: snapshot.as_ref().map(|_| snapshot_name(&f.id)),
         phase,

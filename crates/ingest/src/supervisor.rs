@@ -289,6 +289,7 @@ impl Supervisor {
             return Ended::Failed(RestartReason::Connect, format!("cannot start pipeline: {e}"));
         }
         let stall = Duration::from_secs_f64(self.settings.ingest.stall_timeout_secs);
+        let connect = Duration::from_secs_f64(self.settings.ingest.connect_timeout_secs);
         let bus = pipe.bus().expect("pipelines have a bus");
         let started = Instant::now();
         let start_ms = Utc::now().timestamp_millis();
@@ -345,6 +346,10 @@ impl Supervisor {
             // The watchdog: nothing from the camera, or nothing decodable from it.
             let quiet = if last_buffer >= start_ms { since_ms(last_buffer) } else { started.elapsed() };
             let undecoded = if last_frame >= start_ms { since_ms(last_frame) } else { started.elapsed() };
+            if last_buffer < start_ms && quiet > connect {
+                let why = format!("no data {:.1} s after connecting", quiet.as_secs_f64());
+                return Ended::Failed(RestartReason::Connect, why);
+            }
             let why = if quiet > stall {
                 Some(format!("no data for {:.1} s", quiet.as_secs_f64()))
             } else if undecoded > stall * 3 {

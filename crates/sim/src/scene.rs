@@ -1,6 +1,11 @@
-//! Still scenes encoded once at start-up: an idle scene (the clip's first picture with
+//! Still scenes encoded once at start-up: an idle scene (the clip's background, with
 //! sensor noise, as a real camera shows an empty street) and a dark one (a covered
 //! lens or dead illuminator).
+//!
+//! The background is the per-pixel median of pictures spread over the whole clip:
+//! people walking through are in any one place for a minority of the pictures, so
+//! the median is the street without them. (The clip's first picture, used before,
+//! has people standing in it, which a detector rightly keeps "active".)
 //!
 //! They are encoded the way a typical IP camera encodes (constant quality, so a still
 //! picture costs few bytes per delta frame, its noise, and motion costs many), with the clip's
@@ -42,8 +47,8 @@ impl Track {
 /// What a still scene shows.
 #[derive(Clone, Copy, Debug)]
 pub enum Still {
-    /// The clip's first picture with faint sensor noise and an on-screen clock, as a
-    /// real camera shows an empty street.
+    /// The clip's background (moving people removed) with faint sensor noise and an
+    /// on-screen clock, as a real camera shows an empty street.
     Idle,
     /// A black picture with faint noise.
     Dark,
@@ -51,7 +56,10 @@ pub enum Still {
 
 /// Encodes `gops` keyframe intervals of a still scene for `clip` (H.264 clips only).
 pub fn encode_still(clip_path: &Path, clip: &Clip, still: Still, gops: usize) -> Result<Track, Error> {
-    let (w, h, mut picture) = first_picture(clip_path)?;
+    let (w, h, mut picture) = match still {
+        Still::Idle => background(clip_path, (clip.frames.len() / 31).max(1))?,
+        Still::Dark => pictures(clip_path, 1, 1)?.swap_remove(0),
+    };
     if let Still::Dark = still {
         let (y, _) = picture.split_at_mut(w * h);
         y.fill(16);
@@ -122,29 +130,56 @@ pub fn encode_still(clip_path: &Path, clip: &Clip, still: Still, gops: usize) ->
     Ok(Track { frames, is_key })
 }
 
-/// The first decoded picture of the clip as I420 (width, height, planes).
-fn first_picture(path: &Path) -> Result<(usize, usize, Vec<u8>), Error> {
+/// The per-pixel median of every `every`-th picture of the clip, as I420.
+fn background(path: &Path, every: usize) -> Result<(usize, usize, Vec<u8>), Error> {
+    let picked = pictures(path, every, usize::MAX)?;
+    let (w, h) = (picked[0].0, picked[0].1);
+    let mut out = vec![0u8; picked[0].2.len()];
+    let mut vals = Vec::with_capacity(picked.len());
+    for (i, o) in out.iter_mut().enumerate() {
+        vals.clear();
+        vals.extend(picked.iter().map(|p| p.2[i]));
+        let mid = vals.len() / 2;
+        *o = *vals.select_nth_unstable(mid).1;
+    }
+    Ok((w, h, out))
+}
+
+/// Every `every`-th decoded picture of the clip (at most `max`) as I420 (width,
+/// height, planes).
+fn pictures(path: &Path, every: usize, max: usize) -> Result<Vec<(usize, usize, Vec<u8>)>, Error> {
     let desc = "filesrc name=src ! decodebin ! videoconvert ! video/x-raw,format=I420 \
-                ! appsink name=sink sync=false max-buffers=1";
+                ! appsink name=sink sync=false";
     let pipeline = gst::parse::launch(desc)
-        .map_err(|e| Error::wrap(ErrorKind::Internal, "first picture", e))?
+        .map_err(|e| Error::wrap(ErrorKind::Internal, "clip pictures", e))?
         .downcast::<gst::Pipeline>()
         .expect("a pipeline");
     pipeline.by_name("src").unwrap().set_property("location", path.to_string_lossy().as_ref());
     let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    pipeline.set_state(gst::State::Playing).map_err(|e| Error::wrap(ErrorKind::Internal, "first picture", e))?;
-    let sample = sink.try_pull_sample(gst::ClockTime::from_seconds(10));
-    let _ = pipeline.set_state(gst::State::Null);
-    let sample = sample.ok_or_else(|| err!(Internal, "cannot decode the clip's first picture"))?;
-    let caps = sample.caps().ok_or_else(|| err!(Internal, "first picture without caps"))?;
-    let s = caps.structure(0).ok_or_else(|| err!(Internal, "first picture without caps"))?;
-    let (w, h) = (s.get::<i32>("width").unwrap_or(0) as usize, s.get::<i32>("height").unwrap_or(0) as usize);
-    let buf = sample.buffer().ok_or_else(|| err!(Internal, "first picture without data"))?;
-    let map = buf.map_readable().map_err(|_| err!(Internal, "first picture unreadable"))?;
-    // I420 with even sizes has no padding between planes when width is a multiple of 4.
-    let size = w * h * 3 / 2;
-    if w == 0 || h == 0 || map.len() < size || w % 4 != 0 || h % 2 != 0 {
-        return Err(err!(Internal, "first picture of unexpected size {w}x{h}"));
+    pipeline.set_state(gst::State::Playing).map_err(|e| Error::wrap(ErrorKind::Internal, "clip pictures", e))?;
+    let mut out = Vec::new();
+    let mut n = 0;
+    while out.len() < max {
+        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) else { break };
+        n += 1;
+        if (n - 1) % every.max(1) != 0 {
+            continue;
+        }
+        let caps = sample.caps().ok_or_else(|| err!(Internal, "picture without caps"))?;
+        let s = caps.structure(0).ok_or_else(|| err!(Internal, "picture without caps"))?;
+        let (w, h) = (s.get::<i32>("width").unwrap_or(0) as usize, s.get::<i32>("height").unwrap_or(0) as usize);
+        let buf = sample.buffer().ok_or_else(|| err!(Internal, "picture without data"))?;
+        let map = buf.map_readable().map_err(|_| err!(Internal, "picture unreadable"))?;
+        // I420 with even sizes has no padding between planes when width is a multiple of 4.
+        let size = w * h * 3 / 2;
+        if w == 0 || h == 0 || map.len() < size || w % 4 != 0 || h % 2 != 0 {
+            return Err(err!(Internal, "picture of unexpected size {w}x{h}"));
+        }
+        out.push((w, h, map.as_slice()[..size].to_vec()));
     }
-    Ok((w, h, map.as_slice()[..size].to_vec()))
+    let _ = pipeline.set_state(gst::State::Null);
+    if out.is_empty() {
+        return Err(err!(Internal, "cannot decode the clip's pictures"));
+    }
+    Ok(out)
 }

@@ -1,11 +1,14 @@
 //! The PostgreSQL event store: schema (embedded migrations), the batched writer,
 //! and the queries the API serves.
 
+pub mod accounts;
+pub mod alerts;
 pub mod copy;
 pub mod leases;
 pub mod queries;
 pub mod retention;
 pub mod spool;
+pub mod tasks;
 pub mod uptime;
 pub mod writer;
 

@@ -21,10 +21,12 @@ pub struct EventFilter {
     pub until: Option<DateTime<Utc>>,
     /// Most rows (1..=1000).
     pub limit: i64,
+    /// Continue after this (started_at, id), the last row of the previous page.
+    pub after: Option<(DateTime<Utc>, uuid::Uuid)>,
 }
 
 /// One event as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EventRow {
     /// UUIDv7.
     pub id: uuid::Uuid,
@@ -68,6 +70,7 @@ impl Store {
                 AND ($3::text IS NULL OR e.class = $3)
                 AND ($4::timestamptz IS NULL OR e.started_at >= $4)
                 AND ($5::timestamptz IS NULL OR e.started_at < $5)
+                AND ($7::timestamptz IS NULL OR (e.started_at, e.id) < ($7, $8::uuid))
               ORDER BY e.started_at DESC, e.id DESC
               LIMIT $6",
         )
@@ -77,6 +80,8 @@ impl Store {
         .bind(f.since)
         .bind(f.until)
         .bind(f.limit.clamp(1, 1000))
+        .bind(f.after.map(|a| a.0))
+        .bind(f.after.map(|a| a.1))
         .fetch_all(self.pool())
         .await
         .map_err(|e| db_error("listing events", e))?;
@@ -111,5 +116,133 @@ impl Store {
             .fetch_optional(self.pool())
             .await
             .map_err(|e| db_error("reading an event", e))
+    }
+}
+
+/// A camera's last recorded state, from `camera_status` (whichever node wrote it).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct CameraStatusRow {
+    /// Camera id.
+    pub camera: String,
+    /// Camera name.
+    pub name: String,
+    /// Site id.
+    pub site: String,
+    /// Site name.
+    pub site_name: String,
+    /// Whether the camera is configured to be pulled.
+    pub enabled: bool,
+    /// Last state (`streaming`, `degraded`, `backing_off`, …); null if none recorded.
+    pub state: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// Since when.
+    pub since: Option<DateTime<Utc>>,
+    /// Node holding its lease, if any.
+    pub node: Option<String>,
+    /// Open maintenance tasks of the camera.
+    pub open_tasks: i64,
+}
+
+/// A node with its leases.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct NodeRow {
+    /// Node run id.
+    pub id: uuid::Uuid,
+    /// Configured name.
+    pub name: String,
+    /// Started.
+    pub started_at: DateTime<Utc>,
+    /// Last heartbeat.
+    pub last_heartbeat: DateTime<Utc>,
+    /// Set on clean shutdown.
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// Most cameras it may hold.
+    pub capacity: i32,
+    /// Its API address.
+    pub api_addr: Option<String>,
+    /// Varta version.
+    pub version: String,
+    /// Cameras it holds now.
+    pub cameras: Vec<String>,
+}
+
+impl Store {
+    /// Every configured camera (not removed) with its last recorded state.
+    pub async fn camera_states(&self) -> Result<Vec<CameraStatusRow>, Error> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.name, c.site_id, s.name, c.enabled, st.state, st.reason, st.at, n.name,
+                    (SELECT count(*) FROM maintenance_tasks t
+                      WHERE t.camera_id = c.id AND t.state IN ('open', 'assigned', 'in_progress'))
+               FROM cameras c JOIN sites s ON s.id = c.site_id
+               LEFT JOIN LATERAL (SELECT state, reason, at FROM camera_status x
+                                   WHERE x.camera_id = c.id ORDER BY at DESC LIMIT 1) st ON true
+               LEFT JOIN camera_leases l ON l.camera_id = c.id AND l.expires_at > now()
+               LEFT JOIN nodes n ON n.id = l.node_id
+              WHERE c.removed_at IS NULL
+              ORDER BY c.site_id, c.id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| db_error("reading camera states", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| CameraStatusRow {
+                camera: r.get(0),
+                name: r.get(1),
+                site: r.get(2),
+                site_name: r.get(3),
+                enabled: r.get(4),
+                state: r.get(5),
+                reason: r.get(6),
+                since: r.get(7),
+                node: r.get(8),
+                open_tasks: r.get(9),
+            })
+            .collect())
+    }
+
+    /// Nodes seen in the last `days` days, newest first, with the cameras they hold.
+    pub async fn nodes(&self, days: i32) -> Result<Vec<NodeRow>, Error> {
+        let rows = sqlx::query(
+            "SELECT n.id, n.name, n.started_at, n.last_heartbeat, n.stopped_at, n.capacity, n.api_addr, n.version,
+                    COALESCE(array_agg(l.camera_id ORDER BY l.camera_id) FILTER (WHERE l.camera_id IS NOT NULL), '{}')
+               FROM nodes n
+               LEFT JOIN camera_leases l ON l.node_id = n.id AND l.expires_at > now()
+              WHERE n.last_heartbeat > now() - make_interval(days => $1)
+              GROUP BY n.id ORDER BY n.stopped_at IS NOT NULL, n.last_heartbeat DESC",
+        )
+        .bind(days)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| db_error("listing nodes", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| NodeRow {
+                id: r.get(0),
+                name: r.get(1),
+                started_at: r.get(2),
+                last_heartbeat: r.get(3),
+                stopped_at: r.get(4),
+                capacity: r.get(5),
+                api_addr: r.get(6),
+                version: r.get(7),
+                cameras: r.get(8),
+            })
+            .collect())
+    }
+
+    /// Benchmark runs, newest first.
+    pub async fn bench_runs(&self, limit: i64) -> Result<Vec<serde_json::Value>, Error> {
+        let rows = sqlx::query(
+            "SELECT json_build_object('id', id, 'started_at', started_at, 'finished_at', finished_at, 'node', node,
+                    'kind', kind, 'params', params, 'results', results, 'version', version)
+               FROM bench_runs ORDER BY started_at DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| db_error("listing benchmark runs", e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }

@@ -395,7 +395,8 @@ async fn upsert_events(tx: &mut sqlx::PgConnection, events: &[&EventRecord], nod
             .push_bind(node)
             .push_bind(&e.rule)
             .push_bind(&e.zone)
-            .push_bind(&e.snapshot);
+            .push_bind(&e.snapshot)
+            .push_bind(e.alert);
     });
     // Idempotent and order-free: a replay of an older record leaves the row as it was.
     qb.push(

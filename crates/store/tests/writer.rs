@@ -62,6 +62,7 @@ fn event(camera: &str, class: &str, mins_ago: i64) -> EventRecord {
         ended_at: None,
         frames: 2,
         rule: "presence".into(),
+        alert: false,
         zone: None,
         snapshot: None,
         phase: varta_core::event::EventPhase::Started,
@@ -113,6 +114,7 @@ async fn filters_and_order(pool: PgPool) {
         since: since_mins.map(|m| Utc::now() - Duration::minutes(m)),
         until: None,
         limit: 10,
+        after: None,
     };
     assert_eq!(s.list_events(&f(Some("c1"), None, None, None)).await.unwrap().len(), 2);
     assert_eq!(s.list_events(&f(None, Some("s2"), None, None)).await.unwrap().len(), 1);

@@ -60,6 +60,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             u
         }
     };
+    let accounts = demo_accounts(&url).await?;
     let n = cfg.cameras.len();
     let (clip, listen) = (a.clip.clone(), a.sim_listen);
     let sim =
@@ -76,7 +77,50 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             None => serve::shutdown_signal().await,
         }
     };
+    println!("Console: http://{}/ — accounts (also in {}):", cfg.node.api_listen, ACCOUNTS_FILE);
+    for line in accounts.lines() {
+        println!("  {line}");
+    }
     let result = serve::run(cfg, None, &url, stop).await;
     tokio::task::spawn_blocking(move || sim.stop()).await?;
     result
+}
+
+/// Where the demo keeps the passwords it generated (readable by the owner only).
+const ACCOUNTS_FILE: &str = ".varta/demo-accounts.txt";
+
+/// Makes the demo's three accounts (admin, operator, contractor) with generated
+/// passwords the first time, and returns "name (role): password" lines.
+async fn demo_accounts(database_url: &str) -> Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = std::path::Path::new(ACCOUNTS_FILE);
+    let store = varta_store::Store::connect(database_url).await?;
+    store.migrate().await?;
+    let existing = store.list_users().await?;
+    let known = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines = Vec::new();
+    for (name, role) in [
+        ("admin", varta_api::auth::Role::Admin),
+        ("operator", varta_api::auth::Role::Operator),
+        ("contractor", varta_api::auth::Role::Contractor),
+    ] {
+        if let Some(line) = known.lines().find(|l| l.starts_with(&format!("{name} ("))) {
+            if existing.iter().any(|u| u.name == name) {
+                lines.push(line.to_owned());
+                continue;
+            }
+        }
+        // New, or its password was not kept: (re)set it.
+        let (token, _) = varta_api::auth::new_token();
+        let password = token.trim_start_matches("vt_")[..16].to_owned();
+        let p = password.clone();
+        let hash = tokio::task::spawn_blocking(move || varta_api::auth::hash_password(&p)).await??;
+        store.upsert_user(name, role, &hash, true).await?;
+        lines.push(format!("{name} ({}): {password}", role.as_str()));
+    }
+    let text = lines.join("\n") + "\n";
+    std::fs::create_dir_all(".varta")?;
+    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+    std::io::Write::write_all(&mut f, text.as_bytes())?;
+    Ok(text)
 }

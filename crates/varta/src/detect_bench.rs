@@ -117,7 +117,7 @@ fn preprocess(spec: &ModelSpec, frames: &[Frame], seconds: u64) -> Result<()> {
 }
 
 /// Inferences per second of `threads` raw sessions looping on a ready tensor.
-fn raw_loop(spec: &ModelSpec, frame: &Frame, threads: usize, secs: u64) -> Result<f64> {
+pub(crate) fn raw_loop(spec: &ModelSpec, frame: &Frame, threads: usize, secs: u64) -> Result<f64> {
     let env = varta_detect::runtime::environment(&varta_detect::runtime::library_path())?;
     let mut input = vec![0.0f32; (spec.width * spec.height * 3) as usize];
     varta_detect::preprocess::fill(&mut input, frame, spec);

@@ -1,5 +1,8 @@
 //! The `varta` command: see `varta --help`.
 
+mod alert_bench;
+mod api_cmd;
+mod bench_cmd;
 mod demo;
 mod detect_bench;
 mod detect_cmd;
@@ -27,6 +30,18 @@ enum Cmd {
         /// Node config file (see config/README.md).
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Run the API and console alone (no cameras): a second API process, or a
+    /// console host. Needs DATABASE_URL.
+    Api {
+        /// Config file (its [node], [api] and cameras are used).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Manage accounts (operator, contractor, admin). Needs DATABASE_URL.
+    User {
+        #[command(subcommand)]
+        cmd: api_cmd::UserCmd,
     },
     /// Serve simulated RTSP cameras at rtsp://LISTEN/cam/1..N.
     Sim {
@@ -99,6 +114,14 @@ enum Cmd {
     /// the writer benchmark and the load of the outage and crash tests.
     #[command(name = "store-load")]
     StoreLoad(store_cmd::Args),
+    /// Throughput and capacity benchmarks: `run`, `capacity`, `compare` (see bench/README.md).
+    Bench {
+        #[command(subcommand)]
+        cmd: bench_cmd::BenchCmd,
+    },
+    /// Alert latency from commit to SSE clients of an API (prints JSON). Used by bench/.
+    #[command(name = "alert-bench")]
+    AlertBench(alert_bench::Args),
     /// Per camera and per site share of time online, and the outages, over a period.
     Uptime {
         /// Period start (RFC 3339).
@@ -179,6 +202,19 @@ fn main() -> ExitCode {
                 serve::run(cfg, Some(config), &url, serve::shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             }
+            Cmd::Api { config } => {
+                let cfg = match load_config(&config) {
+                    Ok(c) => c,
+                    Err(code) => return Ok(code),
+                };
+                let url = database_url()?;
+                api_cmd::run_api_only(cfg, &url, serve::shutdown_signal()).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::User { cmd } => {
+                api_cmd::user(cmd, &database_url()?).await?;
+                Ok(ExitCode::SUCCESS)
+            }
             Cmd::Sim {
                 cameras,
                 listen,
@@ -239,6 +275,14 @@ fn main() -> ExitCode {
             }
             Cmd::StoreLoad(args) => {
                 store_cmd::run(args).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Bench { cmd } => {
+                bench_cmd::main(cmd).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::AlertBench(args) => {
+                alert_bench::run(args, &database_url()?).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Uptime { from, to, site, camera } => {

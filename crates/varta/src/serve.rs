@@ -20,11 +20,12 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use varta_api::{AppState, CameraInfo, ReloadReport, ReloadRequest};
 use varta_core::config::{resolve_credentials, Config, KeyPath, Problems};
+use varta_core::event::CameraState;
 use varta_core::frame::{FrameHub, SchedulerConfig};
 use varta_core::metrics::Registry;
 use varta_core::redact::redact_url;
@@ -106,7 +107,7 @@ pub fn camera_specs(cfg: &Config, only: Option<&BTreeSet<String>>) -> Result<Vec
         .collect()
 }
 
-fn camera_infos(cfg: &Config) -> Vec<CameraInfo> {
+pub(crate) fn camera_infos(cfg: &Config) -> Vec<CameraInfo> {
     cfg.cameras
         .iter()
         .map(|c| CameraInfo {
@@ -267,6 +268,18 @@ pub async fn run(
     database_url: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    run_with(cfg, config_path, database_url, Arc::new(Registry::default()), shutdown).await
+}
+
+/// [`run`] with the caller's metrics registry, so that `varta bench` reads the
+/// node's counters directly.
+pub async fn run_with(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    database_url: &str,
+    metrics: Arc<Registry>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     check_against_model(&cfg).map_err(|e| anyhow::anyhow!(e))?;
     camera_specs(&cfg, None)?;
     let store = Store::connect(database_url).await?;
@@ -274,7 +287,6 @@ pub async fn run(
     store.sync_config(&cfg).await?;
 
     let spec = varta_detect::manifest::load(&cfg.detect.models, &cfg.detect.model)?;
-    let metrics = Arc::new(Registry::default());
     let d = &cfg.detect;
     let hub = FrameHub::with_config(SchedulerConfig {
         capacity: d.queue_per_camera,
@@ -337,15 +349,17 @@ pub async fn run(
     let renew = Duration::from_secs_f64(cfg.node.lease_renew_secs);
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let state = Arc::new(AppState {
-        node: cfg.node.name.clone(),
-        store: store.clone(),
-        metrics: metrics.clone(),
-        cameras: RwLock::new(camera_infos(&cfg)),
-        ready: Default::default(),
-        reload: config_path.is_some().then(|| reload_tx.clone()),
-        snapshot_dir: cfg.detect.snapshot_dir.clone(),
-    });
+    let (restart_tx, mut restart_rx) = mpsc::channel::<varta_api::RestartRequest>(4);
+    let state = crate::api_cmd::app_state(
+        &cfg,
+        store.clone(),
+        metrics.clone(),
+        camera_infos(&cfg),
+        config_path.is_some().then(|| reload_tx.clone()),
+        Some(restart_tx),
+    )?;
+    let mcfg = cfg.maintenance.clone();
+    let api_cfg = cfg.api.clone();
     let ctl = Arc::new(Mutex::new(Some(Controller { cfg, ingest, pool, held: BTreeSet::new() })));
     let node = Arc::new(NodeCtx {
         ctl: ctl.clone(),
@@ -394,6 +408,21 @@ pub async fn run(
             }
         })
     };
+    // Camera restarts asked for through the API, under the step lock too.
+    let restarter = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            while let Some((id, reply)) = restart_rx.recv().await {
+                let _step = node.step.lock().await;
+                let ctl = node.ctl.clone();
+                let result = tokio::task::spawn_blocking(move || restart_camera(&ctl, &id))
+                    .await
+                    .unwrap_or_else(|e| Err(varta_core::err!(Internal, "camera restart: {e}")));
+                let _ = reply.send(result);
+            }
+        })
+    };
+    let hup_store = store.clone();
     let hup = tokio::spawn(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("SIGHUP handler");
         while hup.recv().await.is_some() {
@@ -402,17 +431,40 @@ pub async fn run(
             if reload_tx.send(reply).await.is_err() {
                 break;
             }
-            let _ = rx.await;
+            // Audited like an API reload; the actor is whoever could signal the process.
+            let detail = match rx.await {
+                Ok(Ok(r)) => {
+                    serde_json::json!({"ok": true, "added": r.added, "removed": r.removed, "changed": r.changed})
+                }
+                Ok(Err(e)) => serde_json::json!({"ok": false, "error": e.to_string()}),
+                Err(_) => break,
+            };
+            let entry = varta_store::accounts::AuditEntry {
+                actor: Some("signal:SIGHUP"),
+                action: "config_reload",
+                target: None,
+                address: None,
+                detail,
+            };
+            if let Err(e) = hup_store.audit(&entry).await {
+                tracing::warn!(error = %e, "could not audit the SIGHUP reload");
+            }
         }
     });
 
+    let maintenance = tokio::spawn(maintenance_loop(node.clone(), mcfg));
+
     state.ready.store(true, Ordering::Relaxed);
-    tracing::info!(%addr, "API listening");
-    println!("API: http://{addr}");
-    axum::serve(listener, varta_api::router(state)).with_graceful_shutdown(shutdown).await?;
+    let scheme = if api_cfg.tls_cert.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "API listening");
+    println!("API: {scheme}://{addr}");
+    let shutdown = state.shutdown_with(shutdown);
+    varta_api::tls::serve(&api_cfg, listener, varta_api::router(state), shutdown).await?;
+    maintenance.abort();
 
     hup.abort();
     reloader.abort();
+    restarter.abort();
     {
         // Wait for a lease step in progress, then stop taking new ones.
         let _step = node.step.lock().await;
@@ -434,6 +486,116 @@ pub async fn run(
     writer.await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Restarts camera `id`'s pipeline if this node runs it.
+fn restart_camera(ctl: &Mutex<Option<Controller>>, id: &str) -> Result<(), varta_core::Error> {
+    let mut guard = ctl.lock().unwrap();
+    let c = guard.as_mut().ok_or_else(|| varta_core::err!(Unavailable, "shutting down"))?;
+    if !c.held.contains(id) {
+        return Err(varta_core::err!(Conflict, "camera `{id}` is not held by this node; restart it on its holder"));
+    }
+    let spec = camera_specs(&c.cfg, Some(&c.held))
+        .map_err(|e| varta_core::err!(InvalidArgument, "{e:#}"))?
+        .into_iter()
+        .find(|s| s.id.as_str() == id)
+        .ok_or_else(|| varta_core::err!(Conflict, "camera `{id}` is disabled"))?;
+    tracing::info!(camera = id, "restarting the camera's pipeline (API)");
+    c.ingest.start(spec);
+    Ok(())
+}
+
+/// What the maintenance check remembers of one camera.
+#[derive(Default)]
+struct Trouble {
+    /// Since when it has been down (not streaming), as first seen.
+    down_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Health problems (`frozen`, `blackout`, `low_fps`, `decode_errors`) and since when.
+    problems: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// Whether a task of this camera may still be waiting for its recovery.
+    maybe_open: bool,
+}
+
+/// Opens a maintenance task when a held camera has been down longer than
+/// `offline_after_secs`, or has had a health problem longer than
+/// `degraded_after_secs` (the database refuses a second open task of a kind), and
+/// records on the task when the camera is well again.
+async fn maintenance_loop(node: Arc<NodeCtx>, m: varta_core::config::MaintenanceConfig) {
+    let mut seen: std::collections::HashMap<String, Trouble> = Default::default();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(m.check_interval_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let offline_after = chrono::Duration::milliseconds((m.offline_after_secs * 1000.0) as i64);
+    let degraded_after = chrono::Duration::milliseconds((m.degraded_after_secs * 1000.0) as i64);
+    loop {
+        tick.tick().await;
+        let held: Vec<String> = match node.ctl.lock().unwrap().as_ref() {
+            Some(c) => c.held.iter().cloned().collect(),
+            None => return,
+        };
+        seen.retain(|k, _| held.contains(k));
+        let now = chrono::Utc::now();
+        for cam in held {
+            let stats = node.metrics.camera(&varta_core::CameraId(cam.clone()));
+            let state = stats.state();
+            let t = seen.entry(cam.clone()).or_insert_with(|| Trouble { maybe_open: true, ..Default::default() });
+            let mut recovered: Vec<String> = Vec::new();
+            if state == CameraState::Stopped {
+                continue;
+            }
+            if state.is_up() {
+                if t.down_since.take().is_some() || t.maybe_open {
+                    recovered.push("offline".into());
+                }
+            } else {
+                let since = *t.down_since.get_or_insert(stats.state_since().unwrap_or(now).min(now));
+                if now - since >= offline_after {
+                    let reason = stats.last_error().unwrap_or_else(|| format!("camera {}", state.as_str()));
+                    let reason = varta_core::redact::redact_text(&reason);
+                    match node.store.open_camera_task(&cam, "offline", &reason, since).await {
+                        Ok(Some(id)) => tracing::warn!(camera = %cam, task = id, "maintenance task opened: offline"),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(camera = %cam, error = %e, "cannot open a maintenance task"),
+                    }
+                    t.maybe_open = true;
+                }
+            }
+            let problems = if state.is_up() { stats.health().problems } else { Vec::new() };
+            for p in &problems {
+                let since = *t.problems.entry(p.clone()).or_insert(now);
+                if now - since >= degraded_after && varta_store::tasks::KINDS.contains(&p.as_str()) {
+                    let reason = format!("{p} since {}", since.to_rfc3339());
+                    match node.store.open_camera_task(&cam, p, &reason, since).await {
+                        Ok(Some(id)) => tracing::warn!(camera = %cam, task = id, kind = %p, "maintenance task opened"),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(camera = %cam, error = %e, "cannot open a maintenance task"),
+                    }
+                }
+            }
+            let gone: Vec<String> = t.problems.keys().filter(|p| !problems.contains(p)).cloned().collect();
+            for p in gone {
+                t.problems.remove(&p);
+                recovered.push(p);
+            }
+            if state.is_up() && t.maybe_open {
+                recovered.extend(["frozen", "blackout", "low_fps", "decode_errors"].map(String::from));
+                recovered.retain(|k| !problems.contains(k));
+                t.maybe_open = false;
+            }
+            if !recovered.is_empty() {
+                let kinds: Vec<&str> = recovered.iter().map(String::as_str).collect();
+                match node.store.camera_recovered(&cam, &kinds, now).await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(camera = %cam, kinds = ?kinds, "maintenance task: camera recovered")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(camera = %cam, error = %e, "cannot record a recovery; will retry");
+                        t.maybe_open = true;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Creates event partitions ahead, drops old ones and trims the snapshot folder,

@@ -77,6 +77,7 @@ fn make_event(i: u64, cameras: usize, now: DateTime<Utc>) -> EventRecord {
         ended_at: None,
         frames: 2,
         rule: "presence".into(),
+        alert: false,
         zone: None,
         snapshot: None,
         phase: EventPhase::Started,

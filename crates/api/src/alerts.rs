@@ -1,0 +1,281 @@
+//! Alerts: the list, acknowledgement, and the live stream (SSE).
+//!
+//! Each API process LISTENs on [`varta_store::alerts::CHANNEL`] through one
+//! connection ([`AlertHub`]) and fans out to its SSE clients, so an alert committed
+//! by any node reaches every console of every API process. A client that reconnects
+//! with `Last-Event-ID` first gets what it missed from the `alerts` table, then the
+//! live stream; ids are alert ids, and a client drops an id it has seen (see
+//! [`varta_store::Store::alerts_since`] for why an alert may come twice).
+
+use crate::auth::{Caller, Perm};
+use crate::error::{int_id, ApiResult, Q};
+use crate::{AppState, Page};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use utoipa::IntoParams;
+use varta_core::err;
+use varta_core::metrics::Registry;
+use varta_store::alerts::AlertRow;
+use varta_store::Store;
+
+/// What the hub hears.
+#[derive(Clone, Debug)]
+pub enum HubMsg {
+    /// A new alert.
+    Alert(Arc<AlertRow>),
+    /// An alert was acknowledged.
+    Ack(Arc<AlertRow>),
+}
+
+/// One LISTEN connection per process, fanned out to its clients.
+pub struct AlertHub {
+    tx: broadcast::Sender<HubMsg>,
+}
+
+/// How far back a resuming client is re-sent lower ids (see `alerts_since`).
+const RESUME_OVERLAP_SECS: f64 = 5.0;
+/// Most alerts replayed to one resuming client.
+const RESUME_MAX: i64 = 1000;
+
+impl AlertHub {
+    /// Starts listening. Never fails: while the database is away the task retries,
+    /// and after a reconnect it reads the alerts raised meanwhile from the table.
+    pub fn start(store: Store, metrics: Arc<Registry>) -> Arc<AlertHub> {
+        let (tx, _) = broadcast::channel(4096);
+        let hub = Arc::new(AlertHub { tx: tx.clone() });
+        tokio::spawn(listen(store, tx, metrics));
+        hub
+    }
+
+    /// A receiver of everything heard from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<HubMsg> {
+        self.tx.subscribe()
+    }
+}
+
+#[derive(Deserialize)]
+struct Note {
+    alert: Option<i64>,
+    ack: Option<i64>,
+}
+
+async fn listen(store: Store, tx: broadcast::Sender<HubMsg>, metrics: Arc<Registry>) {
+    let mut last: Option<i64> = None;
+    loop {
+        let mut l = match sqlx::postgres::PgListener::connect_with(store.pool()).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "alert listener cannot connect; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = l.listen(varta_store::alerts::CHANNEL).await {
+            tracing::warn!(error = %e, "alert listener cannot LISTEN; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        // Anything raised while we were not listening.
+        if let Some(id) = last {
+            match store.alerts_since(id, 0.0, RESUME_MAX).await {
+                Ok(rows) => {
+                    for a in rows {
+                        last = Some(last.map_or(a.id, |l| l.max(a.id)));
+                        let _ = tx.send(HubMsg::Alert(Arc::new(a)));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "alert listener: catching up failed"),
+            }
+        }
+        loop {
+            // `try_recv` says `None` when the connection dropped, so we re-LISTEN and
+            // catch up rather than silently miss notifications.
+            let n = match l.try_recv().await {
+                Ok(Some(n)) => n,
+                Ok(None) => {
+                    tracing::warn!("alert listener lost its connection; reconnecting");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "alert listener failed; reconnecting");
+                    break;
+                }
+            };
+            let Ok(note) = serde_json::from_str::<Note>(n.payload()) else {
+                tracing::warn!(payload = n.payload(), "alert listener: unexpected payload");
+                continue;
+            };
+            let (id, is_ack) = match (note.alert, note.ack) {
+                (Some(id), _) => (id, false),
+                (None, Some(id)) => (id, true),
+                _ => continue,
+            };
+            match store.alert(id).await {
+                Ok(Some(a)) => {
+                    let a = Arc::new(a);
+                    if is_ack {
+                        let _ = tx.send(HubMsg::Ack(a));
+                    } else {
+                        let lat = (chrono::Utc::now() - a.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                        metrics.alert_latency.observe(lat.max(0.0));
+                        last = Some(last.map_or(id, |l| l.max(id)));
+                        let _ = tx.send(HubMsg::Alert(a));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, alert = id, "alert listener: cannot read the alert"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Alert list filters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only alerts nobody acknowledged yet.
+    #[serde(default)]
+    open: bool,
+    /// Cursor from the previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+}
+
+/// Alerts, newest first.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", security(("bearer" = [])), params(ListParams),
+    responses((status = 200, body = Page<AlertRow>), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<ListParams>) -> ApiResult<Json<Page<AlertRow>>> {
+    c.require(Perm::Alerts)?;
+    let limit = crate::limit(p.limit, 100, 500)?;
+    let before = p.cursor.as_deref().map(crate::id_cursor).transpose()?;
+    let items = st.store.list_alerts(p.open, before, limit).await?;
+    Ok(Json(Page::by_id(items, limit, |a| a.id)))
+}
+
+/// Acknowledges an alert in the caller's name. A second acknowledgement is refused
+/// (409) and names the first.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "alert id")),
+    responses((status = 200, body = AlertRow), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
+pub async fn ack(State(st): State<Arc<AppState>>, c: Caller, Path(id): Path<String>) -> ApiResult<Json<AlertRow>> {
+    c.require(Perm::Alerts)?;
+    let id = int_id(&id)?;
+    let a = st.store.ack_alert(id, &c.who.name).await?;
+    st.store.audit(&c.audit("alert_ack", Some(id.to_string()), serde_json::json!({"event": a.event_id}))).await?;
+    Ok(Json(a))
+}
+
+/// Stream parameters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// Resume after this alert id (same as the `Last-Event-ID` header, which wins).
+    #[param(minimum = 0)]
+    last_id: Option<i64>,
+}
+
+/// The live alert stream (Server-Sent Events). Each alert is an `alert` event whose
+/// id is the alert id and whose data is the alert (JSON); acknowledgements come as
+/// `ack` events. Reconnect with `Last-Event-ID` to get what was missed.
+#[utoipa::path(get, path = "/api/v1/alerts/stream", tag = "alerts", security(("bearer" = [])), params(StreamParams),
+    responses((status = 200, content_type = "text/event-stream", body = String), (status = 403, body = crate::ErrorBody)))]
+pub async fn stream(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    headers: HeaderMap,
+    Q(p): Q<StreamParams>,
+) -> ApiResult<Response> {
+    c.require(Perm::Alerts)?;
+    let last = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| err!(InvalidArgument, "Last-Event-ID must be an alert id"))?,
+        ),
+        None => p.last_id,
+    };
+    // Subscribe before reading the backlog, so nothing falls between the two.
+    let mut rx = st.alerts.subscribe();
+    let backlog = match last {
+        Some(id) => st.store.alerts_since(id, RESUME_OVERLAP_SECS, RESUME_MAX).await?,
+        None => Vec::new(),
+    };
+    let (out, out_rx) = mpsc::channel(64);
+    let store = st.store.clone();
+    let mut closing = st.closing.subscribe();
+    tokio::spawn(async move {
+        // Ids already sent, to drop repeats; pruned far below the newest.
+        let mut seen: HashSet<i64> = HashSet::new();
+        let mut newest = last.unwrap_or(0);
+        for a in backlog {
+            newest = newest.max(a.id);
+            seen.insert(a.id);
+            if out.send(Ok(alert_event(&a))).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let next = tokio::select! {
+                m = rx.recv() => m,
+                _ = closing.wait_for(|c| *c) => return,
+            };
+            let msg = match next {
+                Ok(m) => m,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    // A slow client: re-read from the table instead of dropping.
+                    tracing::warn!(skipped = n, "SSE client lagged; re-reading missed alerts");
+                    match store.alerts_since(newest, RESUME_OVERLAP_SECS, RESUME_MAX).await {
+                        Ok(rows) => {
+                            for a in rows.into_iter().filter(|a| seen.insert(a.id)) {
+                                newest = newest.max(a.id);
+                                if out.send(Ok(alert_event(&a))).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            if seen.len() > 20_000 {
+                seen.retain(|&i| i > newest - 10_000);
+            }
+            let ev = match msg {
+                HubMsg::Alert(a) => {
+                    if !seen.insert(a.id) {
+                        continue;
+                    }
+                    newest = newest.max(a.id);
+                    alert_event(&a)
+                }
+                HubMsg::Ack(a) => Event::default().event("ack").data(serde_json::to_string(&*a).unwrap_or_default()),
+            };
+            if out.send(Ok(ev)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let events = tokio_stream::wrappers::ReceiverStream::<Result<Event, Infallible>>::new(out_rx);
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+}
+
+fn alert_event(a: &AlertRow) -> Event {
+    Event::default().id(a.id.to_string()).event("alert").data(serde_json::to_string(a).unwrap_or_default())
+}

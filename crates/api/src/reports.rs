@@ -1,0 +1,231 @@
+//! Read-mostly views: sites with their cameras' state, uptime reports (JSON and CSV),
+//! nodes, benchmark runs, the audit log.
+
+use crate::auth::{Caller, Perm};
+use crate::error::{ApiResult, Q};
+use crate::{AppState, Page};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use varta_core::err;
+use varta_store::accounts::AuditRow;
+use varta_store::queries::{CameraStatusRow, NodeRow};
+use varta_store::uptime::UptimeReport;
+
+/// A site with its cameras' last recorded state (across every node).
+#[derive(Serialize, ToSchema)]
+pub struct SiteView {
+    /// Site id.
+    pub id: String,
+    /// Site name.
+    pub name: String,
+    /// Cameras with a state other than `streaming` (disabled ones excepted).
+    pub cameras_down: usize,
+    /// Its cameras.
+    pub cameras: Vec<CameraStatusRow>,
+}
+
+/// Sites and their cameras' state: the contractor's overview.
+#[utoipa::path(get, path = "/api/v1/sites", tag = "health", security(("bearer" = [])),
+    responses((status = 200, body = Vec<SiteView>), (status = 403, body = crate::ErrorBody)))]
+pub async fn sites(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Json<Vec<SiteView>>> {
+    c.require(Perm::Health)?;
+    let mut out: Vec<SiteView> = Vec::new();
+    for cam in st.store.camera_states().await? {
+        if out.last().is_none_or(|s| s.id != cam.site) {
+            out.push(SiteView { id: cam.site.clone(), name: cam.site_name.clone(), cameras_down: 0, cameras: vec![] });
+        }
+        let s = out.last_mut().expect("pushed above");
+        if cam.enabled && cam.state.as_deref() != Some("streaming") {
+            s.cameras_down += 1;
+        }
+        s.cameras.push(cam);
+    }
+    Ok(Json(out))
+}
+
+/// Uptime report parameters: a month, or from/to.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UptimeParams {
+    /// `YYYY-MM` (UTC); the default when neither month nor from is given: this month.
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}$")]
+    month: Option<String>,
+    /// Period start (RFC 3339), instead of `month`.
+    from: Option<String>,
+    /// Period end (RFC 3339), default now.
+    to: Option<String>,
+    /// `camera` (default) or `site`: which rows a CSV has.
+    #[param(pattern = "^(camera|site)$")]
+    scope: Option<String>,
+    /// Only this site.
+    site: Option<String>,
+    /// Only this camera.
+    camera: Option<String>,
+    /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
+    format: Option<String>,
+}
+
+fn month_range(m: &str) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
+    let bad = || err!(InvalidArgument, "`month` must be YYYY-MM, got `{m}`");
+    let first = NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").map_err(|_| bad())?;
+    let next = first.checked_add_months(chrono::Months::new(1)).ok_or_else(bad)?;
+    let at = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"));
+    Ok((at(first), at(next)))
+}
+
+/// Uptime per camera and site over a period, from the recorded state transitions;
+/// as JSON, or as CSV (`format=csv`) for the contract's monthly statement.
+#[utoipa::path(get, path = "/api/v1/uptime", tag = "health", security(("bearer" = [])), params(UptimeParams),
+    responses((status = 200, body = UptimeReport), (status = 200, content_type = "text/csv", body = String),
+    (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub async fn uptime(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<UptimeParams>) -> ApiResult<Response> {
+    c.require(Perm::Health)?;
+    let scope = p.scope.as_deref().unwrap_or("camera");
+    if !matches!(scope, "camera" | "site") {
+        return Err(err!(InvalidArgument, "`scope` must be camera or site").into());
+    }
+    let csv = match p.format.as_deref().unwrap_or("json") {
+        "json" => false,
+        "csv" => true,
+        f => return Err(err!(InvalidArgument, "`format` must be json or csv, not `{f}`").into()),
+    };
+    let (from, to) = match (&p.month, &p.from) {
+        (Some(_), Some(_)) => return Err(err!(InvalidArgument, "give `month` or `from`, not both").into()),
+        (Some(m), None) => month_range(m)?,
+        (None, Some(f)) => {
+            let from = crate::events::time("from", Some(f))?.expect("given");
+            (from, crate::events::time("to", p.to.as_deref())?.unwrap_or_else(Utc::now))
+        }
+        (None, None) => month_range(&Utc::now().format("%Y-%m").to_string())?,
+    };
+    if from >= Utc::now() {
+        return Err(err!(InvalidArgument, "the period starts in the future").into());
+    }
+    let r = st.store.uptime(from, to, p.site.as_deref(), p.camera.as_deref()).await?;
+    if !csv {
+        return Ok(Json(r).into_response());
+    }
+    let mut out = String::new();
+    if scope == "site" {
+        out.push_str("site,cameras,period_secs,online_secs,uptime_percent,outages\r\n");
+        for s in &r.sites {
+            let _ = write!(
+                out,
+                "{},{},{:.0},{:.0},{:.3},{}\r\n",
+                csv_field(&s.site),
+                s.cameras,
+                s.period_secs,
+                s.online_secs,
+                s.uptime_percent,
+                s.outages
+            );
+        }
+    } else {
+        out.push_str("camera,site,period_secs,online_secs,degraded_secs,uptime_percent,outages\r\n");
+        for c in &r.cameras {
+            let _ = write!(
+                out,
+                "{},{},{:.0},{:.0},{:.0},{:.3},{}\r\n",
+                csv_field(&c.camera),
+                csv_field(&c.site),
+                c.period_secs,
+                c.online_secs,
+                c.degraded_secs,
+                c.uptime_percent,
+                c.outages.len()
+            );
+        }
+    }
+    let name = format!("uptime-{scope}-{}.csv", r.from.format("%Y-%m-%d"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+/// Quotes a CSV field when it needs it; a leading formula character is defused so a
+/// spreadsheet does not run it.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// Nodes seen in the last week and the cameras each holds.
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = Vec<NodeRow>), (status = 403, body = crate::ErrorBody)))]
+pub async fn nodes(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Json<Vec<NodeRow>>> {
+    c.require(Perm::Nodes)?;
+    Ok(Json(st.store.nodes(7).await?))
+}
+
+/// Benchmark runs (`varta bench`), newest first.
+#[utoipa::path(get, path = "/api/v1/bench/runs", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Object>), (status = 403, body = crate::ErrorBody)))]
+pub async fn bench_runs(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    c.require(Perm::Nodes)?;
+    Ok(Json(st.store.bench_runs(100).await?))
+}
+
+/// Audit log filters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    /// Only this user.
+    actor: Option<String>,
+    /// Only this action (`login`, `login_failed`, `snapshot_view`, `event_search`,
+    /// `alert_ack`, `task_open`, `task_change`, `config_reload`, `user_add`, …).
+    action: Option<String>,
+    /// Cursor from the previous page.
+    cursor: Option<String>,
+    /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+}
+
+/// The audit log, newest first (admin; read-only: nothing in the API changes it).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", security(("bearer" = [])), params(AuditParams),
+    responses((status = 200, body = Page<AuditRow>), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub async fn audit(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Q(p): Q<AuditParams>,
+) -> ApiResult<Json<Page<AuditRow>>> {
+    c.require(Perm::Admin)?;
+    let limit = crate::limit(p.limit, 100, 500)?;
+    let before = p.cursor.as_deref().map(crate::id_cursor).transpose()?;
+    let items = st.store.list_audit(p.actor.as_deref(), p.action.as_deref(), before, limit).await?;
+    Ok(Json(Page::by_id(items, limit, |a| a.id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_and_csv_fields() {
+        let (a, b) = month_range("2026-12").unwrap();
+        assert_eq!(a.to_rfc3339(), "2026-12-01T00:00:00+00:00");
+        assert_eq!(b.to_rfc3339(), "2027-01-01T00:00:00+00:00");
+        assert!(month_range("2026-13").is_err());
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("=cmd()"), "'=cmd()");
+    }
+}

@@ -1,0 +1,199 @@
+//! Login, logout, who am I; user management for administrators.
+
+use crate::auth::{self, Caller, ClientAddr, Perm, Role, COOKIE};
+use crate::error::{ApiResult, Body};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::ToSchema;
+use varta_core::err;
+use varta_store::accounts::{AuditEntry, User};
+
+/// Login request.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// Account name.
+    #[schema(min_length = 1, max_length = 64)]
+    pub username: String,
+    /// Password.
+    #[schema(min_length = 1, max_length = 1024)]
+    pub password: String,
+}
+
+/// A session.
+#[derive(Serialize, ToSchema)]
+pub struct Session {
+    /// Bearer token for `Authorization: Bearer …`.
+    pub token: String,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// Account name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// Who the caller is.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    /// Account name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// Logs in: a bearer token (also set as the console's cookie). Failed attempts are
+/// audited and, past `[api] login_max_failures` per account or per address within
+/// `login_window_secs`, refused with 429 without checking the password.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Login,
+    responses((status = 200, body = Session), (status = 401, body = crate::ErrorBody), (status = 429, body = crate::ErrorBody)))]
+pub async fn login(
+    State(st): State<Arc<AppState>>,
+    ClientAddr(addr): ClientAddr,
+    Body(l): Body<Login>,
+) -> ApiResult<Response> {
+    if l.username.is_empty() || l.username.len() > 64 || l.password.len() > 1024 {
+        return Err(err!(InvalidArgument, "username must be 1 to 64 characters, password at most 1024").into());
+    }
+    let st = &*st;
+    let (by_name, by_addr) = st.store.recent_login_failures(&l.username, addr, st.api.login_window_secs).await?;
+    let max = st.api.login_max_failures as i64;
+    if by_name >= max || by_addr >= max {
+        st.store
+            .audit(&AuditEntry {
+                actor: None,
+                action: "login_throttled",
+                target: Some(l.username.clone()),
+                address: addr,
+                detail: serde_json::json!({"failures_account": by_name, "failures_address": by_addr}),
+            })
+            .await?;
+        return Err(err!(
+            RateLimited,
+            "too many failed logins; try again in up to {} seconds",
+            st.api.login_window_secs
+        )
+        .into());
+    }
+    let Some((user_id, role)) = auth::check_password(st, &l.username, &l.password).await? else {
+        st.store
+            .audit(&AuditEntry {
+                actor: None,
+                action: "login_failed",
+                target: Some(l.username.clone()),
+                address: addr,
+                detail: serde_json::json!({}),
+            })
+            .await?;
+        return Err(err!(Unauthenticated, "wrong user name or password").into());
+    };
+    let (token, hash) = auth::new_token();
+    let expires_at = Utc::now() + chrono::Duration::seconds((st.api.session_hours * 3600.0) as i64);
+    st.store.add_token(user_id, "session", &hash, None, Some(expires_at)).await?;
+    st.store
+        .audit(&AuditEntry {
+            actor: Some(&l.username),
+            action: "login",
+            target: Some(l.username.clone()),
+            address: addr,
+            detail: serde_json::json!({"role": role.as_str()}),
+        })
+        .await?;
+    let secure = if st.api.tls { "; Secure" } else { "" };
+    let max_age = (expires_at - Utc::now()).num_seconds();
+    let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    let body = Session { token, expires_at, name: l.username, role };
+    Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
+}
+
+/// Ends the caller's session (revokes its token, clears the cookie).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = crate::ErrorBody)))]
+pub async fn logout(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Response> {
+    st.store.revoke_token(c.who.token_id).await?;
+    st.store.audit(&c.audit("logout", Some(c.who.name.clone()), serde_json::json!({}))).await?;
+    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+}
+
+/// Who the token belongs to.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = crate::ErrorBody)))]
+pub async fn me(c: Caller) -> Json<Me> {
+    Json(Me { name: c.who.name, role: c.who.role })
+}
+
+/// A new account.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// Login name: 1–64 of a-z, 0-9, '.', '-', '_'.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9._-]+$")]
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Password, at least 12 characters.
+    #[schema(min_length = 12, max_length = 1024)]
+    pub password: String,
+}
+
+/// Checks a user name and password for `varta user add` and the API alike.
+pub fn check_new_user(name: &str, password: &str) -> Result<(), varta_core::Error> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    {
+        return Err(err!(InvalidArgument, "user name must be 1 to 64 of a-z, 0-9, '.', '-', '_'"));
+    }
+    if password.chars().count() < 12 || password.len() > 1024 {
+        return Err(err!(InvalidArgument, "password must be 12 to 1024 characters"));
+    }
+    Ok(())
+}
+
+/// Lists accounts (admin).
+#[utoipa::path(get, path = "/api/v1/users", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = Vec<User>), (status = 403, body = crate::ErrorBody)))]
+pub async fn list_users(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Json<Vec<User>>> {
+    c.require(Perm::Admin)?;
+    Ok(Json(st.store.list_users().await?))
+}
+
+/// Creates an account (admin).
+#[utoipa::path(post, path = "/api/v1/users", tag = "admin", security(("bearer" = [])), request_body = NewUser,
+    responses((status = 201, body = Me), (status = 400, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
+pub async fn add_user(State(st): State<Arc<AppState>>, c: Caller, Body(u): Body<NewUser>) -> ApiResult<Response> {
+    c.require(Perm::Admin)?;
+    check_new_user(&u.name, &u.password)?;
+    let pw = u.password;
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
+        .await
+        .map_err(|e| err!(Internal, "hashing: {e}"))??;
+    st.store.upsert_user(&u.name, u.role, &hash, false).await?;
+    st.store.audit(&c.audit("user_add", Some(u.name.clone()), serde_json::json!({"role": u.role.as_str()}))).await?;
+    Ok((StatusCode::CREATED, Json(Me { name: u.name, role: u.role })).into_response())
+}
+
+/// Disables an account and revokes its tokens (admin). Accounts are never deleted:
+/// the audit log names them.
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "admin", security(("bearer" = [])),
+    params(("name" = String, Path, description = "account name")),
+    responses((status = 204), (status = 404, body = crate::ErrorBody)))]
+pub async fn disable_user(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    c.require(Perm::Admin)?;
+    if !st.store.disable_user(&name).await? {
+        return Err(err!(NotFound, "no enabled user `{name}`").into());
+    }
+    st.store.audit(&c.audit("user_disable", Some(name), serde_json::json!({}))).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,153 @@
+//! Optional alert sinks: MQTT and HTTP webhooks (`[alerts]`).
+//!
+//! Every API process hears every alert (see [`crate::alerts::AlertHub`]); before
+//! delivering, a process claims the (alert, sink) row in `alert_deliveries`, so each
+//! sink gets each alert from one process only. A webhook is retried with backoff
+//! (1, 2, 4 … s) up to `webhook_attempts`; MQTT publishes at QoS 1 through a client
+//! that reconnects by itself. The outcome of each delivery is kept in the table.
+
+use crate::alerts::{AlertHub, HubMsg};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use varta_core::config::AlertsConfig;
+use varta_core::redact::redact_url;
+use varta_store::alerts::AlertRow;
+use varta_store::Store;
+
+/// MQTT connection settings, resolved from config and credentials.
+#[derive(Clone, Debug)]
+pub struct MqttSettings {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Topic prefix.
+    pub topic: String,
+    /// User name and password, if the broker wants them.
+    pub credentials: Option<(String, String)>,
+}
+
+impl MqttSettings {
+    /// From `[alerts]`; `None` when `mqtt_url` is unset.
+    pub fn from_config(c: &AlertsConfig, credentials: Option<(String, String)>) -> Option<MqttSettings> {
+        let u = url::Url::parse(c.mqtt_url.as_deref()?).ok()?;
+        Some(MqttSettings {
+            host: u.host_str()?.to_owned(),
+            port: u.port().unwrap_or(1883),
+            topic: c.mqtt_topic.clone().unwrap_or_else(|| "varta/alerts".into()),
+            credentials,
+        })
+    }
+}
+
+/// Starts the configured sinks (nothing when none is configured).
+pub fn start(store: Store, hub: &AlertHub, node: String, c: &AlertsConfig, mqtt: Option<MqttSettings>) {
+    let webhooks = c.webhooks.clone();
+    if webhooks.is_empty() && mqtt.is_none() {
+        return;
+    }
+    let attempts = c.webhook_attempts.unwrap_or(5);
+    let rx = hub.subscribe();
+    let mqtt = mqtt.map(|m| {
+        let mut opts = rumqttc::MqttOptions::new(format!("varta-{node}-{}", std::process::id()), &m.host, m.port);
+        opts.set_keep_alive(Duration::from_secs(15));
+        if let Some((u, p)) = &m.credentials {
+            opts.set_credentials(u, p);
+        }
+        let (client, mut events) = rumqttc::AsyncClient::new(opts, 256);
+        let host = format!("{}:{}", m.host, m.port);
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = events.poll().await {
+                    tracing::warn!(broker = %host, error = %e, "MQTT: connection trouble; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
+        (client, m.topic)
+    });
+    tokio::spawn(run(store, rx, node, webhooks, attempts, mqtt));
+}
+
+async fn run(
+    store: Store,
+    mut rx: broadcast::Receiver<HubMsg>,
+    node: String,
+    webhooks: Vec<String>,
+    attempts: u32,
+    mqtt: Option<(rumqttc::AsyncClient, String)>,
+) {
+    loop {
+        let a = match rx.recv().await {
+            Ok(HubMsg::Alert(a)) => a,
+            Ok(HubMsg::Ack(_)) => continue,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(skipped = n, "alert sinks lagged; those alerts are not forwarded");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if let Some((client, topic)) = &mqtt {
+            if claim(&store, &a, "mqtt", &node).await {
+                let topic = format!("{topic}/{}/{}", a.site, a.camera);
+                let payload = serde_json::to_vec(&*a).unwrap_or_default();
+                let r = client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload).await;
+                let err = r.err().map(|e| e.to_string());
+                if let Some(e) = &err {
+                    tracing::warn!(alert = a.id, error = %e, "MQTT: alert not published");
+                }
+                let _ = store.finish_delivery(a.id, "mqtt", 1, err.as_deref()).await;
+            }
+        }
+        for (i, url) in webhooks.iter().enumerate() {
+            let sink = format!("webhook:{i}");
+            if claim(&store, &a, &sink, &node).await {
+                tokio::spawn(webhook(store.clone(), a.clone(), sink, url.clone(), attempts));
+            }
+        }
+    }
+}
+
+async fn claim(store: &Store, a: &AlertRow, sink: &str, node: &str) -> bool {
+    match store.claim_delivery(a.id, sink, node).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(alert = a.id, sink, error = %e, "cannot claim an alert delivery");
+            false
+        }
+    }
+}
+
+/// POSTs the alert as JSON, retrying with backoff.
+async fn webhook(store: Store, a: Arc<AlertRow>, sink: String, url: String, attempts: u32) {
+    let body = serde_json::to_value(&*a).unwrap_or_default();
+    let mut last = String::new();
+    for n in 1..=attempts {
+        let (u, b) = (url.clone(), body.clone());
+        // ureq's errors name the URL; keep any userinfo out of logs and the table.
+        let r = tokio::task::spawn_blocking(move || {
+            ureq::post(&u)
+                .timeout(Duration::from_secs(5))
+                .set("User-Agent", "varta")
+                .send_json(b)
+                .map(drop)
+                .map_err(|e| varta_core::redact::redact_text(&e.to_string()))
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => {
+                let _ = store.finish_delivery(a.id, &sink, n, None).await;
+                return;
+            }
+            Ok(Err(e)) => last = e,
+            Err(e) => last = e.to_string(),
+        }
+        tracing::warn!(alert = a.id, url = %redact_url(&url), attempt = n, error = %last, "webhook failed");
+        if n < attempts {
+            tokio::time::sleep(Duration::from_secs(1 << (n - 1).min(6))).await;
+        }
+    }
+    tracing::error!(alert = a.id, url = %redact_url(&url), "webhook given up after {attempts} attempts");
+    let _ = store.finish_delivery(a.id, &sink, attempts, Some(&last)).await;
+}

@@ -1,0 +1,175 @@
+//! Maintenance tasks: `GET|POST /api/v1/maintenance/tasks`,
+//! `PATCH /api/v1/maintenance/tasks/{id}`. Every change is audited with its before
+//! and after.
+
+use crate::auth::{Caller, Perm};
+use crate::error::{int_id, ApiResult, Body, Q};
+use crate::{AppState, Page};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use varta_core::err;
+use varta_store::tasks::{Task, TaskChange, TaskFilter, KINDS, STATES};
+
+/// Task list filters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this site.
+    site: Option<String>,
+    /// Only this camera.
+    camera: Option<String>,
+    /// Only this state.
+    #[param(pattern = "^(open|assigned|in_progress|resolved|verified)$")]
+    state: Option<String>,
+    /// Only tasks not yet resolved.
+    #[serde(default)]
+    open: bool,
+    /// Cursor from the previous page.
+    cursor: Option<String>,
+    /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+}
+
+fn check_state(s: &str) -> ApiResult<()> {
+    if STATES.contains(&s) {
+        Ok(())
+    } else {
+        Err(err!(InvalidArgument, "`{s}` is not a task state ({})", STATES.join(", ")).into())
+    }
+}
+
+/// Tasks, newest first.
+#[utoipa::path(get, path = "/api/v1/maintenance/tasks", tag = "maintenance", security(("bearer" = [])),
+    params(ListParams), responses((status = 200, body = Page<Task>), (status = 400, body = crate::ErrorBody),
+    (status = 403, body = crate::ErrorBody)))]
+pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<ListParams>) -> ApiResult<Json<Page<Task>>> {
+    c.require(Perm::Tasks)?;
+    if let Some(s) = &p.state {
+        check_state(s)?;
+    }
+    let limit = crate::limit(p.limit, 100, 500)?;
+    let f = TaskFilter {
+        site: p.site,
+        camera: p.camera,
+        state: p.state,
+        open: p.open,
+        before: p.cursor.as_deref().map(crate::id_cursor).transpose()?,
+        limit,
+    };
+    let items = st.store.list_tasks(&f).await?;
+    Ok(Json(Page::by_id(items, limit, |t| t.id)))
+}
+
+/// A task opened by hand.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    /// Site id.
+    site: String,
+    /// Camera id (of that site), if the task is about one camera.
+    camera: Option<String>,
+    /// `offline`, `frozen`, `blackout`, `low_fps`, `decode_errors` or `other`.
+    #[schema(pattern = "^(offline|frozen|blackout|low_fps|decode_errors|other)$")]
+    kind: String,
+    /// What is wrong.
+    #[schema(min_length = 1, max_length = 2000)]
+    reason: String,
+}
+
+/// Opens a task by hand.
+#[utoipa::path(post, path = "/api/v1/maintenance/tasks", tag = "maintenance", security(("bearer" = [])),
+    request_body = NewTask, responses((status = 201, body = Task), (status = 400, body = crate::ErrorBody),
+    (status = 409, body = crate::ErrorBody)))]
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Body(t): Body<NewTask>,
+) -> ApiResult<(StatusCode, Json<Task>)> {
+    c.require(Perm::Tasks)?;
+    if !KINDS.contains(&t.kind.as_str()) {
+        return Err(err!(InvalidArgument, "`{}` is not a task kind ({})", t.kind, KINDS.join(", ")).into());
+    }
+    if t.reason.trim().is_empty() || t.reason.len() > 2000 {
+        return Err(err!(InvalidArgument, "reason must be 1 to 2000 characters").into());
+    }
+    let states = st.store.camera_states().await?;
+    let site_known = states.iter().any(|s| s.site == t.site);
+    if let Some(cam) = &t.camera {
+        if !states.iter().any(|s| &s.camera == cam && s.site == t.site) {
+            return Err(err!(InvalidArgument, "no camera `{cam}` on site `{}`", t.site).into());
+        }
+    } else if !site_known {
+        return Err(err!(InvalidArgument, "no site `{}` with cameras", t.site).into());
+    }
+    let task = st.store.open_task_by(&c.who.name, &t.site, t.camera.as_deref(), &t.kind, t.reason.trim()).await?;
+    st.store
+        .audit(&c.audit(
+            "task_open",
+            Some(task.id.to_string()),
+            serde_json::json!({"site": task.site, "camera": task.camera, "kind": task.kind}),
+        ))
+        .await?;
+    Ok((StatusCode::CREATED, Json(task)))
+}
+
+/// A change to a task.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    /// New state; allowed moves: open → assigned/in_progress/resolved, assigned →
+    /// open/in_progress/resolved, in_progress → assigned/resolved, resolved →
+    /// verified/in_progress.
+    #[schema(pattern = "^(open|assigned|in_progress|resolved|verified)$")]
+    state: Option<String>,
+    /// Who works on it ("" for nobody).
+    #[schema(max_length = 200)]
+    assignee: Option<String>,
+    /// Notes (replace the old ones).
+    #[schema(max_length = 10000)]
+    notes: Option<String>,
+}
+
+/// Changes a task's state, assignee or notes.
+#[utoipa::path(patch, path = "/api/v1/maintenance/tasks/{id}", tag = "maintenance", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "task id")), request_body = Change,
+    responses((status = 200, body = Task), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
+    (status = 409, body = crate::ErrorBody)))]
+pub async fn change(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Path(id): Path<String>,
+    Body(ch): Body<Change>,
+) -> ApiResult<Json<Task>> {
+    c.require(Perm::Tasks)?;
+    let id = int_id(&id)?;
+    if let Some(s) = &ch.state {
+        check_state(s)?;
+    }
+    if ch.assignee.as_ref().is_some_and(|a| a.len() > 200) || ch.notes.as_ref().is_some_and(|n| n.len() > 10000) {
+        return Err(err!(InvalidArgument, "assignee is at most 200 characters, notes at most 10000").into());
+    }
+    if ch.state.is_none() && ch.assignee.is_none() && ch.notes.is_none() {
+        return Err(err!(InvalidArgument, "nothing to change: give state, assignee or notes").into());
+    }
+    let change = TaskChange { state: ch.state, assignee: ch.assignee, notes: ch.notes };
+    let (before, after) = st.store.change_task(id, &c.who.name, &change).await?;
+    st.store
+        .audit(&c.audit(
+            "task_change",
+            Some(id.to_string()),
+            serde_json::json!({
+                "state": [before.state, after.state],
+                "assignee": [before.assignee, after.assignee],
+                "notes_changed": before.notes != after.notes,
+                "resolved_while_down": after.resolved_while_down,
+            }),
+        ))
+        .await?;
+    Ok(Json(after))
+}

@@ -1,0 +1,305 @@
+//! Maintenance tasks (work orders): opened by the node that sees a camera in
+//! trouble, or by a person; moved through open → assigned → in_progress →
+//! resolved → verified by contractors and administrators.
+//!
+//! The database keeps one open task per camera and kind (a partial unique index),
+//! so two nodes, or one node checking every few seconds, never open a duplicate.
+
+use crate::{db_error, Store};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use varta_core::{err, Error};
+
+/// Kinds a node opens by itself; `other` is for people.
+pub const KINDS: &[&str] = &["offline", "frozen", "blackout", "low_fps", "decode_errors", "other"];
+/// States in order.
+pub const STATES: &[&str] = &["open", "assigned", "in_progress", "resolved", "verified"];
+
+/// A task as the API shows it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Task {
+    /// Row id.
+    pub id: i64,
+    /// Site id.
+    pub site: String,
+    /// Camera id, if the task is about one camera.
+    pub camera: Option<String>,
+    /// `offline`, `frozen`, `blackout`, `low_fps`, `decode_errors` or `other`.
+    pub kind: String,
+    /// What was seen.
+    pub reason: String,
+    /// `open`, `assigned`, `in_progress`, `resolved` or `verified`.
+    pub state: String,
+    /// Who works on it.
+    pub assignee: Option<String>,
+    /// `system` or the user who opened it.
+    pub opened_by: String,
+    /// Opened.
+    pub opened_at: DateTime<Utc>,
+    /// Since when the trouble lasted when the task was opened.
+    pub trouble_since: Option<DateTime<Utc>>,
+    /// When the camera was seen well again (cleared if the trouble comes back).
+    pub recovered_at: Option<DateTime<Utc>>,
+    /// Marked resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// By whom.
+    pub resolved_by: Option<String>,
+    /// Set when it was marked resolved while the camera had not recovered.
+    pub resolved_while_down: bool,
+    /// Verified.
+    pub verified_at: Option<DateTime<Utc>>,
+    /// By whom.
+    pub verified_by: Option<String>,
+    /// Free text.
+    pub notes: String,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Filters of a task list.
+#[derive(Clone, Debug, Default)]
+pub struct TaskFilter {
+    /// Only this site.
+    pub site: Option<String>,
+    /// Only this camera.
+    pub camera: Option<String>,
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only open, assigned and in-progress tasks.
+    pub open: bool,
+    /// Before this id (cursor).
+    pub before: Option<i64>,
+    /// Most rows.
+    pub limit: i64,
+}
+
+/// A change asked for by a person.
+#[derive(Clone, Debug, Default)]
+pub struct TaskChange {
+    /// New state.
+    pub state: Option<String>,
+    /// New assignee (empty string: nobody).
+    pub assignee: Option<String>,
+    /// New notes.
+    pub notes: Option<String>,
+}
+
+const SELECT: &str =
+    "SELECT id, site_id, camera_id, kind, reason, state, assignee, opened_by, opened_at, trouble_since,
+        recovered_at, resolved_at, resolved_by, resolved_while_down, verified_at, verified_by, notes, updated_at
+   FROM maintenance_tasks";
+
+fn task(r: &sqlx::postgres::PgRow) -> Task {
+    Task {
+        id: r.get(0),
+        site: r.get(1),
+        camera: r.get(2),
+        kind: r.get(3),
+        reason: r.get(4),
+        state: r.get(5),
+        assignee: r.get(6),
+        opened_by: r.get(7),
+        opened_at: r.get(8),
+        trouble_since: r.get(9),
+        recovered_at: r.get(10),
+        resolved_at: r.get(11),
+        resolved_by: r.get(12),
+        resolved_while_down: r.get(13),
+        verified_at: r.get(14),
+        verified_by: r.get(15),
+        notes: r.get(16),
+        updated_at: r.get(17),
+    }
+}
+
+/// Whether a person may move a task from `from` to `to`.
+pub fn transition_allowed(from: &str, to: &str) -> bool {
+    matches!(
+        (from, to),
+        ("open", "assigned" | "in_progress" | "resolved")
+            | ("assigned", "open" | "in_progress" | "resolved")
+            | ("in_progress", "assigned" | "resolved")
+            | ("resolved", "verified" | "in_progress")
+    )
+}
+
+impl Store {
+    /// Opens a task for `camera`'s trouble of `kind` unless one is open already;
+    /// returns the new task's id. When one is open, its `recovered_at` is cleared
+    /// (the trouble is back).
+    pub async fn open_camera_task(
+        &self,
+        camera: &str,
+        kind: &str,
+        reason: &str,
+        trouble_since: DateTime<Utc>,
+    ) -> Result<Option<i64>, Error> {
+        let row = sqlx::query(
+            "INSERT INTO maintenance_tasks (site_id, camera_id, kind, reason, trouble_since)
+             SELECT site_id, id, $2, $3, $4 FROM cameras WHERE id = $1
+             ON CONFLICT (camera_id, kind) WHERE state IN ('open', 'assigned', 'in_progress')
+             DO UPDATE SET recovered_at = NULL, updated_at = now()
+                 WHERE maintenance_tasks.recovered_at IS NOT NULL
+             RETURNING id, xmax = 0",
+        )
+        .bind(camera)
+        .bind(kind)
+        .bind(reason)
+        .bind(trouble_since)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db_error("opening a maintenance task", e))?;
+        Ok(row.and_then(|r| r.get::<bool, _>(1).then(|| r.get(0))))
+    }
+
+    /// Marks `camera`'s not-yet-verified tasks of `kinds` as recovered at `at`;
+    /// returns how many changed.
+    pub async fn camera_recovered(&self, camera: &str, kinds: &[&str], at: DateTime<Utc>) -> Result<u64, Error> {
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        let r = sqlx::query(
+            "UPDATE maintenance_tasks SET recovered_at = $3, updated_at = now()
+              WHERE camera_id = $1 AND kind = ANY($2) AND recovered_at IS NULL AND opened_by = 'system'
+                AND state <> 'verified'",
+        )
+        .bind(camera)
+        .bind(&kinds)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| db_error("recording a recovery", e))?;
+        Ok(r.rows_affected())
+    }
+
+    /// Opens a task by hand.
+    pub async fn open_task_by(
+        &self,
+        by: &str,
+        site: &str,
+        camera: Option<&str>,
+        kind: &str,
+        reason: &str,
+    ) -> Result<Task, Error> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO maintenance_tasks (site_id, camera_id, kind, reason, opened_by) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id",
+        )
+        .bind(site)
+        .bind(camera)
+        .bind(kind)
+        .bind(reason)
+        .bind(by)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                err!(Conflict, "an open `{kind}` task for this camera already exists")
+            }
+            _ => db_error("opening a maintenance task", e),
+        })?;
+        self.task(id).await?.ok_or_else(|| err!(Internal, "task {id} vanished"))
+    }
+
+    /// One task.
+    pub async fn task(&self, id: i64) -> Result<Option<Task>, Error> {
+        let r = sqlx::query(&format!("{SELECT} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| db_error("reading a task", e))?;
+        Ok(r.as_ref().map(task))
+    }
+
+    /// Tasks newest first.
+    pub async fn list_tasks(&self, f: &TaskFilter) -> Result<Vec<Task>, Error> {
+        let rows = sqlx::query(&format!(
+            "{SELECT} WHERE ($1::text IS NULL OR site_id = $1) AND ($2::text IS NULL OR camera_id = $2)
+                AND ($3::text IS NULL OR state = $3)
+                AND (NOT $4 OR state IN ('open', 'assigned', 'in_progress'))
+                AND ($5::bigint IS NULL OR id < $5)
+              ORDER BY id DESC LIMIT $6"
+        ))
+        .bind(&f.site)
+        .bind(&f.camera)
+        .bind(&f.state)
+        .bind(f.open)
+        .bind(f.before)
+        .bind(f.limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_error("listing tasks", e))?;
+        Ok(rows.iter().map(task).collect())
+    }
+
+    /// Applies a person's change, checking the state machine; returns the task before
+    /// and after.
+    pub async fn change_task(&self, id: i64, by: &str, c: &TaskChange) -> Result<(Task, Task), Error> {
+        let mut tx = self.pool.begin().await.map_err(|e| db_error("changing a task", e))?;
+        let before = sqlx::query(&format!("{SELECT} WHERE id = $1 FOR UPDATE"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| db_error("changing a task", e))?
+            .as_ref()
+            .map(task)
+            .ok_or_else(|| err!(NotFound, "no task {id}"))?;
+        if let Some(to) = &c.state {
+            if *to != before.state && !transition_allowed(&before.state, to) {
+                return Err(err!(Conflict, "a task cannot go from `{}` to `{to}`", before.state));
+            }
+        }
+        let to = c.state.clone().unwrap_or_else(|| before.state.clone());
+        let entering = |s: &str| to == s && before.state != s;
+        sqlx::query(
+            "UPDATE maintenance_tasks SET state = $2,
+                    assignee = CASE WHEN $3::text IS NULL THEN assignee ELSE NULLIF($3, '') END,
+                    notes = COALESCE($4, notes),
+                    resolved_at = CASE WHEN $5 THEN now() WHEN $2 IN ('open', 'assigned', 'in_progress') THEN NULL
+                                       ELSE resolved_at END,
+                    resolved_by = CASE WHEN $5 THEN $7 WHEN $2 IN ('open', 'assigned', 'in_progress') THEN NULL
+                                       ELSE resolved_by END,
+                    resolved_while_down = CASE WHEN $5 THEN opened_by = 'system' AND recovered_at IS NULL
+                                               WHEN $2 IN ('open', 'assigned', 'in_progress') THEN false
+                                               ELSE resolved_while_down END,
+                    verified_at = CASE WHEN $6 THEN now() ELSE verified_at END,
+                    verified_by = CASE WHEN $6 THEN $7 ELSE verified_by END,
+                    updated_at = now()
+              WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&to)
+        .bind(&c.assignee)
+        .bind(&c.notes)
+        .bind(entering("resolved"))
+        .bind(entering("verified"))
+        .bind(by)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                err!(Conflict, "another open task of this kind exists for the camera")
+            }
+            _ => db_error("changing a task", e),
+        })?;
+        tx.commit().await.map_err(|e| db_error("changing a task", e))?;
+        let after = self.task(id).await?.ok_or_else(|| err!(NotFound, "no task {id}"))?;
+        Ok((before, after))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verified_is_final_and_resolved_can_reopen() {
+        assert!(transition_allowed("open", "assigned"));
+        assert!(transition_allowed("resolved", "verified"));
+        assert!(transition_allowed("resolved", "in_progress"));
+        assert!(!transition_allowed("verified", "open"));
+        assert!(!transition_allowed("open", "verified"));
+        for s in STATES {
+            assert!(!transition_allowed("verified", s));
+        }
+    }
+}

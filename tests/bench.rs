@@ -1,0 +1,57 @@
+//! A 20-second smoke run of `varta bench run` with 4 simulated cameras: every figure
+//! is present and plausible, the floors were measured, and the run is stored.
+
+use std::time::Duration;
+use varta_e2e::*;
+
+#[test]
+fn bench_run_smoke_reports_every_figure() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(fresh_database("varta_bench"));
+    let out = std::env::temp_dir().join(format!("varta-bench-{}.json", std::process::id()));
+    let mut cmd = varta();
+    cmd.args(["bench", "run", "--cameras", "4", "--warmup", "8", "--duration", "20", "--floor-secs", "5", "--json"])
+        .arg(&out)
+        .env("DATABASE_URL", &db);
+    let mut p = Proc::spawn(cmd, std::env::temp_dir().join(format!("varta-bench-{}.log", std::process::id())));
+    let status = wait_for("varta bench run to finish", Duration::from_secs(180), || p.child.try_wait().unwrap());
+    let log = p.output();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("varta bench run") && log.contains("floor: raw ort"), "the table: {log}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let num = |path: &str| r.pointer(path).and_then(|v| v.as_f64()).unwrap_or_else(|| panic!("{path} missing: {r:#}"));
+    // Frames flow through every stage.
+    for path in
+        ["/frames_per_sec/received", "/frames_per_sec/decoded", "/frames_per_sec/analysed", "/inference/mean_ms"]
+    {
+        assert!(num(path) > 0.0, "{path} = {}", num(path));
+    }
+    let per_cam = num("/per_camera/received_fps");
+    assert!(per_cam > 5.0 && per_cam < 15.0, "the clip is 10 fps: {per_cam}");
+    assert!(num("/per_camera/analysed_fps") <= 2.5, "analysis is 2 fps per camera");
+    assert!(num("/frames_per_sec/dropped_stale") >= 0.0 && num("/frames_per_sec/dropped_queue_full") >= 0.0);
+    // CPU, memory, latency.
+    assert!(num("/cpu/total_pct") > 0.0 && num("/cpu/secs_per_camera_minute") > 0.0);
+    assert!(num("/memory/rss_mb_peak") > 50.0);
+    assert!(r["latency"]["capture_to_commit"]["n"].as_u64().unwrap() > 0, "events in the window: {r:#}");
+    let p95 = num("/latency/capture_to_commit/p95_ms");
+    assert!(p95 > 0.0 && p95 < 10_000.0, "capture → commit p95 {p95} ms");
+    // The floors, measured in the same run, and the ratios to them.
+    for path in ["/floors/decode/ratio", "/floors/model/ratio"] {
+        let v = num(path);
+        assert!(v > 0.0 && v < 2.0, "{path} = {v}");
+    }
+    assert!(r["gpu"].is_null() || r["gpu"]["utilization_pct"].is_number());
+    // Kept in bench_runs, which the admin console lists.
+    let n: i64 = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        sqlx::query_scalar(
+            "SELECT count(*) FROM bench_runs WHERE kind = 'run' AND (results->'params'->>'cameras')::int = 4",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+    });
+    assert_eq!(n, 1);
+}

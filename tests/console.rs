@@ -1,0 +1,287 @@
+//! The console in Debian's headless Chromium (driven through chromedriver's W3C
+//! WebDriver HTTP API), against `varta sim` → `varta serve` → PostgreSQL:
+//! an operator sees a live alert from the simulator and acknowledges it; a camera
+//! that is offline longer than the threshold (15 s here) gets exactly one maintenance task,
+//! which a contractor sees with the camera's red tile, and which records the
+//! camera's recovery once it streams again. Screenshots of the operator, contractor
+//! and admin views go to `target/e2e-artifacts/console/`.
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use varta_e2e::*;
+
+fn config(sim_port: u16, dead_port: u16, api_port: u16, dir: &Path) -> String {
+    format!(
+        "[node]\nname = \"console\"\napi_listen = \"127.0.0.1:{api_port}\"\n\n\
+         [detect]\nmodels = \"{}\"\nworkers = 1\nsnapshot_dir = \"{}\"\n\n\
+         [ingest]\nbackoff_initial_secs = 0.5\nbackoff_max_secs = 2.0\n\n\
+         [store]\nflush_ms = 100\nspool_dir = \"{}\"\n\n\
+         [maintenance]\noffline_after_secs = 15.0\ncheck_interval_secs = 1.0\n\n\
+         [[sites]]\nid = \"station\"\nname = \"Вокзал\"\n\n[[sites]]\nid = \"depot\"\nname = \"Депо\"\n\n\
+         [[cameras]]\nid = \"cam-1\"\nsite = \"station\"\nname = \"Платформа 1\"\n\
+         url = \"rtsp://127.0.0.1:{sim_port}/cam/1\"\nanalysis_fps = 2.0\nclasses = [\"person\"]\n\n\
+         [[cameras.rules]]\nname = \"person-on-platform\"\nkind = \"presence\"\n\n\
+         [[cameras]]\nid = \"cam-2\"\nsite = \"depot\"\nname = \"Ворота\"\n\
+         url = \"rtsp://127.0.0.1:{dead_port}/cam/1\"\nanalysis_fps = 1.0\nclasses = [\"person\"]\n",
+        root().join("models/models.toml").display(),
+        dir.join("snapshots").display(),
+        dir.join("spool").display()
+    )
+}
+
+/// A minimal W3C WebDriver client over chromedriver.
+struct Browser {
+    _driver: Proc,
+    base: String,
+    session: String,
+}
+
+impl Browser {
+    fn start(dir: &Path) -> Browser {
+        let port = free_port();
+        let mut cmd = Command::new("chromedriver");
+        cmd.arg(format!("--port={port}"));
+        let driver = Proc::spawn(cmd, dir.join("chromedriver.log"));
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for("chromedriver", Duration::from_secs(20), || get_json(&format!("{base}/status")));
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1400,1000", "--lang=uk-UA"]
+        }}}});
+        let (code, v) = call("POST", &format!("{base}/session"), None, Some(caps));
+        assert_eq!(code, 200, "new session: {v}");
+        let session = v["value"]["sessionId"].as_str().unwrap().to_owned();
+        Browser { _driver: driver, base, session }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (code, v) = call(method, &format!("{}/session/{}{path}", self.base, self.session), None, body);
+        assert_eq!(code, 200, "{method} {path}: {v}");
+        v["value"].clone()
+    }
+
+    fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({"url": url})));
+    }
+
+    /// Runs `script` (a function body) in the page and returns its value.
+    fn js(&self, script: &str) -> Value {
+        self.cmd("POST", "/execute/sync", Some(json!({"script": script, "args": []})))
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})));
+        v.as_object().and_then(|o| o.values().next()).and_then(|x| x.as_str()).unwrap().to_owned()
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.element(css);
+        self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.element(css);
+        self.cmd("POST", &format!("/element/{e}/clear"), Some(json!({})));
+        self.cmd("POST", &format!("/element/{e}/value"), Some(json!({"text": text})));
+    }
+
+    /// Polls `script` until it returns a truthy value.
+    fn wait(&self, what: &str, secs: u64, script: &str) -> Value {
+        wait_for(what, Duration::from_secs(secs), || {
+            let v = self.js(script);
+            (!(v.is_null() || v == false || v == 0 || v == "")).then_some(v)
+        })
+    }
+
+    fn screenshot(&self, path: &Path) {
+        let v = self.cmd("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+
+    fn login(&self, api: &str, user: &str) {
+        self.goto(&format!("{api}/"));
+        self.js("sessionStorage.clear(); return true;");
+        self.goto(&format!("{api}/"));
+        self.wait("login form", 10, "return document.querySelector('#login-submit') !== null");
+        self.type_into("#username", user);
+        self.type_into("#password", TEST_PASSWORD);
+        self.click("#login-submit");
+        self.wait("signed in", 10, "return !document.querySelector('#logout').hidden");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = ureq::delete(&format!("{}/session/{}", self.base, self.session)).call();
+    }
+}
+
+fn artifacts() -> PathBuf {
+    let d = root().join("target/e2e-artifacts/console");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_task() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(fresh_database("varta_console"));
+    let dir = std::env::temp_dir().join(format!("varta-console-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (u, r) in [("olena", "operator"), ("petro", "contractor"), ("admin", "admin")] {
+        add_user(&db, u, r);
+    }
+
+    let sim_port = free_port();
+    let mut sim_cmd = varta();
+    sim_cmd.args(["sim", "--cameras", "1", "--listen", &format!("127.0.0.1:{sim_port}"), "--clip"]).arg(clip());
+    let _sim = Proc::spawn(sim_cmd, dir.join("sim.log"));
+    let dead_port = free_port();
+    let api_port = free_port();
+    let cfg = dir.join("console.toml");
+    std::fs::write(&cfg, config(sim_port, dead_port, api_port, &dir)).unwrap();
+    let mut serve_cmd = varta();
+    serve_cmd.arg("serve").arg("--config").arg(&cfg).env("DATABASE_URL", &db);
+    let _serve = Proc::spawn(serve_cmd, dir.join("serve.log"));
+    let api = format!("http://127.0.0.1:{api_port}");
+    wait_for("readyz", Duration::from_secs(60), || get_json(&format!("{api}/readyz")));
+    let out = artifacts();
+
+    // ---- operator: a live alert arrives, one click acknowledges it ----
+    let b = Browser::start(&dir);
+    b.login(&api, "olena");
+    b.wait("operator's alert view", 10, "return document.querySelector('#alert-list') !== null");
+    assert_eq!(b.js("return document.documentElement.lang"), "uk");
+    assert_eq!(b.js("return document.querySelector('[data-view=alerts]').textContent"), "Тривоги");
+    let id = b.wait(
+        "an alert from the simulator in the console",
+        90,
+        "const a = document.querySelector('.alert:not(.acked)'); return a ? a.dataset.alert : null",
+    );
+    b.wait(
+        "its snapshot loaded",
+        20,
+        &format!(
+            "const i = document.querySelector('[data-alert=\"{}\"] img'); return i && i.complete && i.naturalWidth > 0",
+            id.as_str().unwrap()
+        ),
+    );
+    b.screenshot(&out.join("operator-alerts.png"));
+    b.click(&format!("[data-alert=\"{}\"] button.ack", id.as_str().unwrap()));
+    let acked = b.wait(
+        "the alert marked acknowledged",
+        10,
+        &format!(
+            "const a = document.querySelector('[data-alert=\"{}\"].acked .ackd'); return a ? a.textContent : null",
+            id.as_str().unwrap()
+        ),
+    );
+    assert!(acked.as_str().unwrap().contains("olena"), "{acked}");
+    // English on one click.
+    b.click("#lang");
+    assert_eq!(b.js("return document.querySelector('[data-view=alerts]').textContent"), "Alerts");
+    b.click("#lang");
+    // In the database too, by name.
+    let by: String = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        sqlx::query_scalar(&format!("SELECT acked_by FROM alerts WHERE id = {}", id.as_str().unwrap()))
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    });
+    assert_eq!(by, "olena");
+
+    // ---- maintenance: exactly one task for the offline camera ----
+    let count_tasks = || -> i64 {
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+            sqlx::query_scalar("SELECT count(*) FROM maintenance_tasks WHERE camera_id = 'cam-2'")
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        })
+    };
+    wait_for("a task for the offline camera", Duration::from_secs(60), || (count_tasks() > 0).then_some(()));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(count_tasks(), 1, "one open task per camera and reason, however often the node checks");
+    assert_eq!(
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM maintenance_tasks WHERE camera_id = 'cam-1' AND recovered_at IS NULL",
+            )
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+        }),
+        0,
+        "the streaming camera has no task waiting for it (one opened while it was starting on a loaded machine is \
+         recovered)"
+    );
+
+    // ---- contractor: the red tile and the task ----
+    b.login(&api, "petro");
+    b.wait("contractor's site view", 15, "return document.querySelector('[data-camera=\"cam-2\"]') !== null");
+    let state = b.js("return document.querySelector('.tile[data-camera=\"cam-2\"]').dataset.state");
+    assert!(matches!(state.as_str(), Some("backing_off" | "starting" | "stalled")), "offline tile state {state}");
+    assert_eq!(b.js("return document.querySelector('.tile[data-camera=\"cam-1\"]').dataset.state"), "streaming");
+    assert_eq!(
+        b.js("return document.querySelector('[data-view=events]') === null"),
+        true,
+        "no event search for contractors"
+    );
+    b.screenshot(&out.join("contractor-sites.png"));
+    b.click("[data-view=tasks]");
+    b.wait(
+        "the offline camera's task on the board",
+        10,
+        "return document.querySelector('.col[data-col=open] .task[data-camera=\"cam-2\"]') !== null",
+    );
+    b.screenshot(&out.join("contractor-tasks.png"));
+
+    // ---- the camera comes back: its recovery shows on the task ----
+    let mut sim2_cmd = varta();
+    sim2_cmd.args(["sim", "--cameras", "1", "--listen", &format!("127.0.0.1:{dead_port}"), "--clip"]).arg(clip());
+    let _sim2 = Proc::spawn(sim2_cmd, dir.join("sim2.log"));
+    let tok = token_for(&db, "check", "contractor");
+    let task = wait_for("the task records the recovery", Duration::from_secs(60), || {
+        let v = get_json_as(&format!("{api}/api/v1/maintenance/tasks?camera=cam-2"), &tok)?;
+        let t = v["items"].as_array()?.first()?.clone();
+        (!t["recovered_at"].is_null()).then_some(t)
+    });
+    assert_eq!(task["state"], "open");
+    assert_eq!(task["kind"], "offline");
+    b.click("[data-view=sites]");
+    b.click("[data-view=tasks]");
+    b.wait(
+        "recovery on the board",
+        10,
+        "const t = document.querySelector('.task[data-camera=\"cam-2\"] .good'); return t !== null",
+    );
+
+    // ---- admin: nodes, users, audit ----
+    b.login(&api, "admin");
+    b.click("[data-view=nodes]");
+    b.wait(
+        "the node with its cameras",
+        10,
+        "const t = document.querySelector('#nodes'); return t && t.textContent.includes('cam-1')",
+    );
+    b.screenshot(&out.join("admin-nodes.png"));
+    b.click("[data-view=audit]");
+    b.wait(
+        "the audit log with the acknowledgement",
+        10,
+        "const t = document.querySelector('#audit'); return t && t.textContent.includes('alert_ack')",
+    );
+    b.screenshot(&out.join("admin-audit.png"));
+}
