@@ -101,7 +101,7 @@ pub struct SnapshotParams {
 /// The JPEG snapshot of an event: the whole picture with the object's box, or with
 /// `?crop=true` the object alone. Every view is audited.
 #[utoipa::path(get, path = "/api/v1/events/{id}/snapshot", tag = "events", security(("bearer" = [])),
-    params(("id" = String, Path, description = "event id (UUID)"), SnapshotParams),
+    params(("id" = String, Path, format = Uuid, description = "event id (UUID)"), SnapshotParams),
     responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), (status = 400, body = crate::ErrorBody),
     (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub async fn snapshot(
