@@ -47,25 +47,43 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `Json<T>` whose rejections (bad JSON, wrong types, wrong content type) are 400s
-/// in the one error shape.
+/// `Json<T>` whose rejections (bad JSON, wrong types, wrong content type, a NUL
+/// character in any string) are 400s in the one error shape.
 pub struct Body<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for Body<T>
 where
-    axum::Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Body(v)),
+        // Parsed as a value first so that strings can be checked for NUL, which
+        // PostgreSQL text cannot store (it would fail as a 500 at the database).
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(varta_core::err!(InvalidArgument, "request body too large").into())
+                return Err(varta_core::err!(InvalidArgument, "request body too large").into());
             }
-            Err(e) => Err(varta_core::err!(InvalidArgument, "{}", e.body_text()).into()),
+            Err(e) => return Err(varta_core::err!(InvalidArgument, "{}", e.body_text()).into()),
+        };
+        if has_nul(&value) {
+            return Err(varta_core::err!(InvalidArgument, "the request body contains a NUL character (\\u0000)").into());
         }
+        serde_json::from_value(value)
+            .map(Body)
+            .map_err(|e| varta_core::err!(InvalidArgument, "Failed to deserialize the JSON body: {e}").into())
+    }
+}
+
+/// Whether any string (or object key) in `v` holds a NUL character.
+fn has_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(a) => a.iter().any(has_nul),
+        serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
     }
 }
 

@@ -272,7 +272,14 @@ async fn guard(origins: Arc<Vec<String>>, req: Request, next: Next) -> Response 
         return r;
     }
     let api = req.uri().path().starts_with("/api/");
-    let mut r = next.run(req).await;
+    // PostgreSQL text cannot hold NUL, so a `%00` in a path or query parameter would
+    // reach the database only to fail there as a 500; it is the caller's mistake.
+    let mut r = if req.uri().path_and_query().is_some_and(|pq| pq.as_str().contains("%00")) {
+        ApiError::from(varta_core::err!(InvalidArgument, "the request's URL contains a NUL character (%00)"))
+            .into_response()
+    } else {
+        next.run(req).await
+    };
     let h = r.headers_mut();
     if let Some(o) = allowed {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_str(&o).expect("checked origin"));
