@@ -77,6 +77,34 @@ fn unreachable_camera_is_retried_with_growing_backoff_and_its_password_never_sho
 }
 
 #[test]
+fn a_camera_that_accepts_and_then_says_nothing_is_abandoned_after_the_connect_timeout() {
+    // A listener that accepts every connection and never answers (a hung camera or a
+    // half-dead link): rtspsrc alone would wait 20 s for its RTSP reply.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let mut settings = settings(RtspTransport::Tcp);
+    settings.ingest.connect_timeout_secs = 1.5;
+    settings.ingest.stall_timeout_secs = 60.0;
+    let mut rig = Rig::new(settings);
+    rig.ingest.start(spec("silent", format!("rtsp://127.0.0.1:{port}/cam/1"), DecodePolicy::Adaptive));
+    let s = rig.metrics.camera(&"silent".into());
+    let t0 = std::time::Instant::now();
+    wait_for("two connect restarts", Duration::from_secs(15), || s.restarts(RestartReason::Connect) >= 2);
+    // Two attempts of 1.5 s plus a 0.5–0.6 s backoff, far below the 60 s stall timeout.
+    assert!(t0.elapsed() < Duration::from_secs(8), "took {:?}", t0.elapsed());
+    assert_eq!(s.restarts(RestartReason::Stall), 0);
+    let err = s.last_error().unwrap();
+    assert!(err.contains("after connecting"), "{err}");
+    rig.ingest.stop_all();
+}
+
+#[test]
 fn keyframes_policy_decodes_only_keyframes() {
     let sim = sim(1, Scene::Active);
     let mut rig = Rig::new(settings(RtspTransport::Tcp));
