@@ -1,39 +1,18 @@
 # Sourced by the API benchmarks: a fresh database on the benchmark cluster with one
 # site and two cameras, an operator token in $TOKEN, and `varta api` listening at
 # $API (stopped on exit). $1 names the database.
+source scripts/lib.sh
 source bench/lib.sh
 DB=$(bench_database "$1")
 WORK=.varta/bench/api; rm -rf "$WORK"; mkdir -p "$WORK"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 API="http://127.0.0.1:$PORT"
-cat > "$WORK/api.toml" <<TOML
-[node]
-name = "bench-api"
-api_listen = "127.0.0.1:$PORT"
-[detect]
-snapshot_dir = "$WORK/snapshots"
-[[sites]]
-id = "site-a"
-name = "A"
-[[cameras]]
-id = "cam-1"
-site = "site-a"
-url = "rtsp://127.0.0.1:1/cam/1"
-[[cameras]]
-id = "cam-2"
-site = "site-a"
-url = "rtsp://127.0.0.1:1/cam/2"
-TOML
-DATABASE_URL="$DB" $BIN migrate >/dev/null
+api_fixture "$DB" "$PORT" bench-api "$WORK" 2 "$BIN"
 # Diagnosis only: BENCH_SYNC_COMMIT=off shows how much of the tail is WAL flushes
 # (each audited search commits one audit row). Varta itself never turns it off.
 if [ "${BENCH_SYNC_COMMIT:-on}" = off ]; then
   psql -q "$DB" -c "ALTER DATABASE ${DB##*/} SET synchronous_commit = off" >/dev/null
 fi
-psql -q "$DB" -c "INSERT INTO sites (id, name) VALUES ('site-a', 'A');
-  INSERT INTO cameras (id, site_id, name, url, analysis_fps, classes, min_score, enabled) VALUES
-  ('cam-1', 'site-a', 'cam-1', 'rtsp://127.0.0.1:1/cam/1', 2, '{person}', 0.4, true),
-  ('cam-2', 'site-a', 'cam-2', 'rtsp://127.0.0.1:1/cam/2', 2, '{person}', 0.4, true);" >/dev/null
 DATABASE_URL="$DB" VARTA_PASSWORD="bench-password-1" $BIN user add bench-op --role operator --replace >/dev/null
 TOKEN=$(DATABASE_URL="$DB" $BIN user token bench-op)
 export VARTA_TOKEN="$TOKEN"

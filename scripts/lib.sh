@@ -15,3 +15,24 @@ varta_env() {
   export ORT_DYLIB_PATH="$CACHE/onnxruntime/lib/libonnxruntime.so.$ORT_VERSION"
   export VARTA_MEDIA_DIR="$CACHE/media"
 }
+
+# An API-only fixture for the API benchmarks and the schemathesis run: writes a
+# `varta api` config to $4/api.toml (node $3, listening on 127.0.0.1:$2, snapshots under
+# $4/snapshots, site-a with cameras cam-1..cam-$5 at unreachable URLs), migrates the
+# database $1 with binary $6 and inserts the same site and cameras into it.
+api_fixture() {
+  local db=$1 port=$2 name=$3 dir=$4 n=$5 bin=$6 i values=""
+  {
+    printf '[node]\nname = "%s"\napi_listen = "127.0.0.1:%s"\n' "$name" "$port"
+    printf '[detect]\nsnapshot_dir = "%s/snapshots"\n' "$dir"
+    printf '[[sites]]\nid = "site-a"\nname = "A"\n'
+    for i in $(seq "$n"); do
+      printf '[[cameras]]\nid = "cam-%s"\nsite = "site-a"\nurl = "rtsp://127.0.0.1:1/cam/%s"\n' "$i" "$i"
+      values+="${values:+,}('cam-$i', 'site-a', 'cam-$i', 'rtsp://127.0.0.1:1/cam/$i', 2, '{person}', 0.4, true)"
+    done
+  } > "$dir/api.toml"
+  DATABASE_URL="$db" "$bin" migrate >/dev/null
+  psql -q "$db" -c "INSERT INTO sites (id, name) VALUES ('site-a', 'A');
+    INSERT INTO cameras (id, site_id, name, url, analysis_fps, classes, min_score, enabled)
+    VALUES $values;" >/dev/null
+}

@@ -24,24 +24,7 @@ trap cleanup EXIT
 psql -q "$DATABASE_URL" -c "CREATE DATABASE $db" >/dev/null
 url="${DATABASE_URL%/*}/$db"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-cat > "$work/api.toml" <<TOML
-[node]
-name = "schemathesis"
-api_listen = "127.0.0.1:$port"
-[detect]
-snapshot_dir = "$work/snapshots"
-[[sites]]
-id = "site-a"
-name = "A"
-[[cameras]]
-id = "cam-1"
-site = "site-a"
-url = "rtsp://127.0.0.1:1/cam/1"
-TOML
-DATABASE_URL="$url" "$BIN" migrate >/dev/null
-psql -q "$url" -c "INSERT INTO sites (id, name) VALUES ('site-a', 'A');
-  INSERT INTO cameras (id, site_id, name, url, analysis_fps, classes, min_score, enabled)
-  VALUES ('cam-1', 'site-a', 'cam-1', 'rtsp://127.0.0.1:1/cam/1', 2, '{person}', 0.4, true);" >/dev/null
+api_fixture "$url" "$port" schemathesis "$work" 1 "$BIN"
 DATABASE_URL="$url" VARTA_PASSWORD="schemathesis-password" "$BIN" user add fuzz-admin --role admin >/dev/null
 token="$(DATABASE_URL="$url" "$BIN" user token fuzz-admin)"
 DATABASE_URL="$url" "$BIN" api --config "$work/api.toml" > "$work/api.log" 2>&1 &
