@@ -172,3 +172,22 @@ pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<serde_jso
     let text = resp.into_string().unwrap_or_default();
     (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
 }
+
+/// The complete lines of a file another process appends to and may be killed while
+/// writing: a last line without its newline is left out (a SIGKILL can cut a
+/// `write` at a page boundary), and so is anything that is not UTF-8.
+pub fn complete_lines(bytes: &[u8]) -> impl Iterator<Item = &str> {
+    let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    bytes[..end].split(|&b| b == b'\n').filter(|l| !l.is_empty()).filter_map(|l| std::str::from_utf8(l).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_torn_last_line_is_left_out() {
+        let lines: Vec<_> = super::complete_lines(b"one\ntwo\nthr").collect();
+        assert_eq!(lines, ["one", "two"]);
+        assert_eq!(super::complete_lines(b"").count(), 0);
+        assert_eq!(super::complete_lines(b"partial").count(), 0);
+    }
+}

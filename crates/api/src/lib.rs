@@ -177,8 +177,14 @@ pub struct AppState {
     pub metrics: Arc<Registry>,
     /// Configured cameras (replaced on reload).
     pub cameras: RwLock<Vec<CameraInfo>>,
-    /// Set once every stage has started.
+    /// True while the node is ready: its stages run and it holds its share of the
+    /// cameras (`varta serve` updates it at every lease step; `varta api` sets it once
+    /// it listens).
     pub ready: AtomicBool,
+    /// Whether `/readyz` fails while PostgreSQL is unreachable: true for an API-only
+    /// process (it has nothing to serve without it), false for a node (it analyses
+    /// and keeps events in its event log until the database is back).
+    pub database_required: bool,
     /// Where reload requests go; `None` when the process has no config file to re-read
     /// or runs the API alone.
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
@@ -302,22 +308,37 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Ready when the pipeline stages have started and the database answers.
+/// Ready when the node's stages run and it holds its cameras, its event log can be
+/// written and has room, and (for an API-only process) the database answers. The
+/// body says whether the database answers either way.
 async fn readyz(State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
     if !st.ready.load(Ordering::Relaxed) {
-        return Err(varta_core::err!(Unavailable, "starting").into());
+        return Err(varta_core::err!(
+            Unavailable,
+            "starting: the inference pool is loading or the node does not hold its cameras yet"
+        )
+        .into());
+    }
+    if st.metrics.store.wal_failing.get() != 0 {
+        return Err(varta_core::err!(
+            Unavailable,
+            "the event log on disk cannot be written (disk full or failing): detection is held back"
+        )
+        .into());
     }
     if st.metrics.store.spool_full.get() != 0 {
         return Err(varta_core::err!(
             Unavailable,
-            "event spool full: the writer has stopped taking events until PostgreSQL is back"
+            "event log full: no more events are taken until PostgreSQL is back and takes them"
         )
         .into());
     }
-    if !st.store.ping().await {
+    let db = tokio::time::timeout(std::time::Duration::from_secs(1), st.store.ping()).await.unwrap_or(false);
+    if !db && st.database_required {
         return Err(varta_core::err!(Unavailable, "database unreachable").into());
     }
-    Ok(Json(serde_json::json!({"status": "ready", "node": st.node})))
+    let database = if db { "reachable" } else { "unreachable (events are kept in the event log on disk)" };
+    Ok(Json(serde_json::json!({"status": "ready", "node": st.node, "database": database})))
 }
 
 /// Re-reads the node's config file and applies camera changes (admin; audited).

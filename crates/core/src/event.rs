@@ -20,6 +20,37 @@ pub enum EventPhase {
     Ended,
 }
 
+/// Why an event ended (`events.end_reason`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The object left (the zone, or the picture for the tracker's max age) or the
+    /// count fell: the rule's own end.
+    Ended,
+    /// This node stopped analysing the camera: shutdown, the camera handed to another
+    /// node, removed, disabled or its rules changed. `ended_at` is when the object was
+    /// last seen.
+    NodeStopped,
+    /// The process that made the event died without ending it (SIGKILL, crash, power
+    /// loss); closed by the next process of the node, or by the node that took the
+    /// camera over, at `last_seen_at`.
+    NodeLost,
+    /// The camera stopped sending pictures; closed at `last_seen_at`.
+    CameraLost,
+}
+
+impl EndReason {
+    /// snake_case name, as stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Ended => "ended",
+            EndReason::NodeStopped => "node_stopped",
+            EndReason::NodeLost => "node_lost",
+            EndReason::CameraLost => "camera_lost",
+        }
+    }
+}
+
 /// One event: a rule that fired on a tracked object (or, for a `count` rule, on a
 /// group of them). The same `id` is sent when it starts, when its best snapshot
 /// improves and when it ends; the store upserts by `id`, so a replay never
@@ -45,6 +76,10 @@ pub struct EventRecord {
     pub last_seen_at: DateTime<Utc>,
     /// Set once the track has ended (object gone for the tracker's max age).
     pub ended_at: Option<DateTime<Utc>>,
+    /// Why it ended; set with `ended_at`. Absent in journal records from before
+    /// end reasons existed (read as `ended`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<EndReason>,
     /// Number of analysed frames in which the object was matched.
     pub frames: u32,
     /// Name of the rule that fired (`presence` when the camera has no rules).
@@ -59,6 +94,10 @@ pub struct EventRecord {
     pub snapshot: Option<String>,
     /// Which step of the event this record is.
     pub phase: EventPhase,
+    /// The process that made it (`nodes.id`, one per process start), stamped by the
+    /// node's journal when the record is made durable; `None` before that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<uuid::Uuid>,
 }
 
 /// A camera's coarse state, as operators and contractors see it.

@@ -4,11 +4,13 @@
 //! This crate has no I/O of its own beyond reading config files; every other crate
 //! depends on it and on nothing else of Varta's unless the architecture says so.
 
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod event;
 pub mod frame;
 pub mod ids;
+pub mod journal;
 pub mod metrics;
 pub mod redact;
 pub mod zones;

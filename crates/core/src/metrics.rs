@@ -42,16 +42,22 @@ pub mod names {
     pub const DECODE_FULL: &str = "varta_camera_decode_full";
     /// Switches between keyframe and full decoding.
     pub const DECODE_SWITCHES: &str = "varta_decode_mode_switches_total";
-    /// Bytes in the on-disk spool (batches waiting for PostgreSQL).
+    /// Bytes in the event log on disk (the write-ahead log) that PostgreSQL has not
+    /// taken yet.
     pub const SPOOL_BYTES: &str = "varta_spool_bytes";
-    /// 1 while the spool is at its cap and the writer has stopped taking events.
+    /// 1 while the event log is at its cap and no more records are taken.
     pub const SPOOL_FULL: &str = "varta_spool_full";
-    /// Event records written to the spool.
+    /// Event records written (synced) to the event log: every event record passes it.
     pub const EVENTS_SPOOLED: &str = "varta_events_spooled_total";
-    /// Event records replayed from the spool into PostgreSQL.
+    /// Event records read back from the event log into PostgreSQL (from before a
+    /// start, or after a PostgreSQL outage).
     pub const EVENTS_REPLAYED: &str = "varta_events_replayed_total";
-    /// Spool records found torn or corrupt (skipped, reported).
+    /// Event log records found torn or corrupt (set aside, reported).
     pub const SPOOL_CORRUPT: &str = "varta_spool_corrupt_records_total";
+    /// 1 while the event log cannot be written (disk full, read-only, I/O error).
+    pub const WAL_FAILING: &str = "varta_wal_failing";
+    /// Time of one group commit to the event log: write and `fdatasync`.
+    pub const WAL_SYNC_SECONDS: &str = "varta_wal_sync_seconds";
     /// Event partitions dropped by retention.
     pub const PARTITIONS_DROPPED: &str = "varta_retention_partitions_dropped_total";
     /// Snapshot files deleted by retention.
@@ -367,14 +373,18 @@ pub struct Registry {
     pub alert_latency: Histogram,
 }
 
-/// The store writer's spool and retention numbers.
-#[derive(Default, Debug)]
+/// The store writer's event log and retention numbers.
+#[derive(Debug)]
 pub struct StoreStats {
-    /// Bytes in the spool.
+    /// Bytes in the event log not yet in PostgreSQL.
     pub spool_bytes: Gauge,
-    /// 1 while the spool is full.
+    /// 1 while the event log is full.
     pub spool_full: Gauge,
-    /// Event records spooled.
+    /// 1 while the event log cannot be written.
+    pub wal_failing: Gauge,
+    /// Group commits to the event log (write + fdatasync), in seconds.
+    pub wal_sync_seconds: Histogram,
+    /// Event records written to the event log.
     pub events_spooled: Counter,
     /// Event records replayed.
     pub events_replayed: Counter,
@@ -386,6 +396,23 @@ pub struct StoreStats {
     pub snapshots_deleted: Counter,
     /// Bytes in the snapshot folder.
     pub snapshot_bytes: Gauge,
+}
+
+impl Default for StoreStats {
+    fn default() -> Self {
+        StoreStats {
+            spool_bytes: Gauge::default(),
+            spool_full: Gauge::default(),
+            wal_failing: Gauge::default(),
+            wal_sync_seconds: Histogram::new(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
+            events_spooled: Counter::default(),
+            events_replayed: Counter::default(),
+            spool_corrupt: Counter::default(),
+            partitions_dropped: Counter::default(),
+            snapshots_deleted: Counter::default(),
+            snapshot_bytes: Gauge::default(),
+        }
+    }
 }
 
 impl Default for Registry {
@@ -462,9 +489,11 @@ impl Registry {
                 let _ = writeln!(out, "{name}{{camera=\"{id}\",reason=\"{reason}\"}} {}", s.restarts(r));
             }
         }
-        for (name, h) in
-            [(names::INFERENCE_SECONDS, &self.inference_seconds), ("varta_alert_latency_seconds", &self.alert_latency)]
-        {
+        for (name, h) in [
+            (names::INFERENCE_SECONDS, &self.inference_seconds),
+            ("varta_alert_latency_seconds", &self.alert_latency),
+            (names::WAL_SYNC_SECONDS, &self.store.wal_sync_seconds),
+        ] {
             let _ = writeln!(out, "# TYPE {name} histogram");
             for (b, n) in h.bounds.iter().zip(&h.buckets) {
                 let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", n.load(Ordering::Relaxed));
@@ -476,9 +505,10 @@ impl Registry {
         let _ = writeln!(out, "# TYPE {} counter", names::EVENTS_WRITTEN);
         let _ = writeln!(out, "{} {}", names::EVENTS_WRITTEN, self.events_written.get());
         let st = &self.store;
-        let totals: [(&str, &str, i64); 9] = [
+        let totals: [(&str, &str, i64); 10] = [
             (names::SPOOL_BYTES, "gauge", st.spool_bytes.get()),
             (names::SPOOL_FULL, "gauge", st.spool_full.get()),
+            (names::WAL_FAILING, "gauge", st.wal_failing.get()),
             (names::EVENTS_SPOOLED, "counter", st.events_spooled.get() as i64),
             (names::EVENTS_REPLAYED, "counter", st.events_replayed.get() as i64),
             (names::SPOOL_CORRUPT, "counter", st.spool_corrupt.get() as i64),

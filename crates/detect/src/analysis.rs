@@ -6,7 +6,9 @@ use crate::rules::{Emit, Engine};
 use crate::tracker::{Observation, Tracker, TrackerConfig};
 use crate::Detection;
 use std::collections::HashSet;
+use varta_core::clock::Clock;
 use varta_core::config::CameraConfig;
+use varta_core::event::{EndReason, EventPhase};
 use varta_core::frame::Frame;
 use varta_core::{err, CameraId, Error};
 
@@ -67,7 +69,10 @@ pub struct CameraAnalyser {
     /// Score from which a wanted detection confirms activity to the decode gate.
     interest: f32,
     size: (u32, u32),
+    /// Capture time of the last frame analysed.
     last_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The tracker's max age: how long a silent camera keeps its tracks.
+    max_age: chrono::Duration,
     /// Ended tracks, when asked for (evaluation; the service keeps none).
     track_log: Option<Vec<TrackSummary>>,
 }
@@ -100,6 +105,7 @@ impl CameraAnalyser {
             interest,
             size: (0, 0),
             last_at: None,
+            max_age: tracker.max_age,
             track_log: None,
         })
     }
@@ -153,11 +159,147 @@ impl CameraAnalyser {
         (self.engine.step(at, self.tracker.tracks(), &ended, self.size), interesting)
     }
 
-    /// Ends everything open (camera removed or changed, shutdown).
-    pub fn finish(&mut self) -> Vec<Emit> {
+    /// Ends everything open, for `reason`: [`EndReason::NodeStopped`] when this node
+    /// stops analysing the camera (shutdown, camera handed over, removed or its rules
+    /// changed), [`EndReason::CameraLost`] when the camera stopped sending pictures.
+    /// Every event ends when its object was last seen (`ended_at = last_seen_at`).
+    pub fn finish(&mut self, reason: EndReason) -> Vec<Emit> {
         let ended = self.tracker.finish();
         self.log(&ended);
         let at = self.last_at.unwrap_or_else(chrono::Utc::now);
-        self.engine.step(at, &[], &ended, self.size)
+        let mut out = self.engine.step(at, &[], &ended, self.size);
+        for e in &mut out {
+            if e.record.phase == EventPhase::Ended {
+                e.record.ended_at = Some(e.record.last_seen_at);
+                e.record.end_reason = Some(reason);
+            }
+        }
+        out
+    }
+
+    /// The recovery rule for a camera that went silent: when the camera is not
+    /// streaming (`camera_up` false) and no frame of it has been analysed for the
+    /// tracker's max age by `clock`, its open events end as
+    /// [`EndReason::CameraLost`] at their last sighting. A camera that is back
+    /// within the max age keeps its tracks (a reconnect is not a new person), and a
+    /// streaming camera's tracks are left to the tracker, which ends them at its next
+    /// frame. Returns the `ended` records (none when nothing was open).
+    pub fn expire(&mut self, clock: &dyn Clock, camera_up: bool) -> Vec<Emit> {
+        let silent = self.last_at.is_some_and(|l| clock.now() - l >= self.max_age);
+        if camera_up || !silent || !self.has_open() {
+            return Vec::new();
+        }
+        self.finish(EndReason::CameraLost)
+    }
+
+    /// True while a track or an event is open.
+    pub fn has_open(&self) -> bool {
+        !self.tracker.tracks().is_empty() || self.engine.has_open()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The recovery rules of one camera, with an injected clock.
+    use super::*;
+    use chrono::{Duration, TimeZone, Utc};
+    use varta_core::clock::ManualClock;
+
+    fn analyser() -> CameraAnalyser {
+        let rules =
+            CameraRules { classes: vec!["person".into()], min_score: 0.4, zones: vec![], lines: vec![], rules: vec![] };
+        CameraAnalyser::new(&"cam".into(), rules, &["person".to_string()], TrackerConfig::default()).unwrap()
+    }
+
+    /// Feeds frames 500 ms apart from `t0` with one walking person; returns the
+    /// records made and the capture time of the last frame.
+    fn walk(a: &mut CameraAnalyser, t0: chrono::DateTime<Utc>, frames: i64) -> (Vec<Emit>, chrono::DateTime<Utc>) {
+        let labels = ["person".to_string()];
+        let mut out = Vec::new();
+        let mut at = t0;
+        for i in 0..frames {
+            at = t0 + Duration::milliseconds(500 * i);
+            let frame = Frame::from_rgb("cam".into(), at, 2, 2, vec![0; 12]);
+            let det = Detection { class: 0, score: 0.8, bbox: [10.0 * i as f32, 100., 10.0 * i as f32 + 40., 200.] };
+            out.extend(a.process(&frame, &[det], &labels).0);
+        }
+        (out, at)
+    }
+
+    #[test]
+    fn a_silent_camera_that_is_down_ends_its_events_as_camera_lost_at_the_last_sighting() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+        let mut a = analyser();
+        let (started, last) = walk(&mut a, t0, 6);
+        assert_eq!(started.iter().filter(|e| e.record.phase == EventPhase::Started).count(), 1);
+        let clock = ManualClock::new(last);
+        let max_age = TrackerConfig::default().max_age;
+        // Streaming, however long: the tracker ends tracks at the next frame.
+        clock.advance(max_age * 10);
+        assert!(a.expire(&clock, true).is_empty());
+        // Down, but not yet silent for the max age: a reconnect keeps the tracks.
+        clock.set(last + max_age - Duration::milliseconds(1));
+        assert!(a.expire(&clock, false).is_empty());
+        assert!(a.has_open());
+        // Down and silent for the max age: the event ends, when it was last seen.
+        clock.set(last + max_age);
+        let ended = a.expire(&clock, false);
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        let r = &ended[0].record;
+        assert_eq!(r.phase, EventPhase::Ended);
+        assert_eq!(r.end_reason, Some(EndReason::CameraLost));
+        assert_eq!(r.ended_at, Some(r.last_seen_at));
+        assert_eq!(r.last_seen_at, last);
+        assert_eq!(r.id, started[0].record.id);
+        assert!(!a.has_open());
+        // Nothing left: nothing more ends.
+        clock.advance(max_age);
+        assert!(a.expire(&clock, false).is_empty());
+    }
+
+    #[test]
+    fn a_camera_that_comes_back_within_the_max_age_keeps_its_event() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+        let mut a = analyser();
+        let (_, last) = walk(&mut a, t0, 6);
+        let clock = ManualClock::new(last + Duration::seconds(1));
+        assert!(a.expire(&clock, false).is_empty());
+        // Frames again, the person still there: the same event goes on, no new one.
+        let labels = ["person".to_string()];
+        let mut more = Vec::new();
+        for i in 6..10 {
+            let at = t0 + Duration::milliseconds(500 * i + 1000);
+            let frame = Frame::from_rgb("cam".into(), at, 2, 2, vec![0; 12]);
+            let det = Detection { class: 0, score: 0.8, bbox: [10.0 * i as f32, 100., 10.0 * i as f32 + 40., 200.] };
+            more.extend(a.process(&frame, &[det], &labels).0);
+        }
+        assert!(more.iter().all(|e| e.record.phase != EventPhase::Started), "{more:?}");
+        assert!(a.has_open());
+    }
+
+    #[test]
+    fn stopping_analysis_ends_events_as_node_stopped_at_the_last_sighting() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+        let mut a = analyser();
+        let (_, last) = walk(&mut a, t0, 4);
+        let ended = a.finish(EndReason::NodeStopped);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].record.end_reason, Some(EndReason::NodeStopped));
+        assert_eq!(ended[0].record.ended_at, Some(last));
+    }
+
+    #[test]
+    fn an_event_the_tracker_ends_ends_as_ended() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+        let mut a = analyser();
+        let (_, last) = walk(&mut a, t0, 4);
+        // An empty frame after the max age: the track ends normally.
+        let at = last + TrackerConfig::default().max_age + Duration::seconds(1);
+        let frame = Frame::from_rgb("cam".into(), at, 2, 2, vec![0; 12]);
+        let (out, _) = a.process(&frame, &[], &["person".to_string()]);
+        let ended: Vec<_> = out.iter().filter(|e| e.record.phase == EventPhase::Ended).collect();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].record.end_reason, Some(EndReason::Ended));
+        assert_eq!(ended[0].record.ended_at, Some(last));
     }
 }

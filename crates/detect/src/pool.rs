@@ -3,9 +3,17 @@
 //!
 //! Never tokio workers: an inference takes tens of milliseconds of CPU. Each worker
 //! takes up to the model's batch of frames of distinct cameras, runs the model once,
-//! and feeds each camera's [`CameraAnalyser`]. Event records go, in order, to one
-//! snapshot thread that writes their JPEG files first and then hands them to the
-//! store (blocking when the store's queue is full: events are never dropped).
+//! and feeds each camera's [`CameraAnalyser`]. The event records it makes go straight
+//! into the node's [`Journal`] (durable within one flush interval); records with a
+//! snapshot are *held* there while one snapshot thread encodes their JPEGs, waits
+//! until the records are on disk, writes the files and releases them. So a JPEG on
+//! disk always has its record (even after SIGKILL), and a row that names a snapshot
+//! never reaches PostgreSQL before its file. A full journal blocks the workers:
+//! events are never dropped.
+//!
+//! Once a second a worker also applies the recovery rule for silent cameras
+//! ([`CameraAnalyser::expire`]): a camera that stopped streaming ends its open events
+//! as `camera_lost`.
 
 use crate::analysis::{CameraAnalyser, CameraRules, FLOOR};
 use crate::manifest::ModelSpec;
@@ -19,9 +27,11 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use varta_core::clock::Clock;
+use varta_core::event::EndReason;
 use varta_core::event::StoreMsg;
 use varta_core::frame::FrameHub;
+use varta_core::journal::{Durability, Hold, Journal};
 use varta_core::metrics::Registry;
 use varta_core::{CameraId, Error, ErrorKind};
 
@@ -36,6 +46,8 @@ pub struct PoolConfig {
     pub tracker: TrackerConfig,
     /// Where snapshots go.
     pub snapshots: SnapshotStore,
+    /// The time the recovery rule for silent cameras reads.
+    pub clock: Arc<dyn Clock>,
 }
 
 type Analysers = RwLock<HashMap<CameraId, Arc<Mutex<CameraAnalyser>>>>;
@@ -45,9 +57,20 @@ struct Shared {
     analysers: Analysers,
     tracker_cfg: TrackerConfig,
     labels: Vec<String>,
+    /// Where every record goes.
+    journal: Arc<Journal>,
     /// To the snapshot thread; taken at stop so that it ends.
-    out: Mutex<Option<SyncSender<Vec<Emit>>>>,
+    out: Mutex<Option<SyncSender<SnapshotBatch>>>,
     metrics: Arc<Registry>,
+    clock: Arc<dyn Clock>,
+    /// Unix milliseconds of the last silent-camera check.
+    last_sweep_ms: std::sync::atomic::AtomicI64,
+}
+
+/// Snapshots of records held in the journal until their files exist.
+struct SnapshotBatch {
+    jobs: Vec<(varta_core::EventId, crate::rules::SnapshotJob)>,
+    hold: Hold,
 }
 
 /// A running pool. Dropping it does not stop it; call [`InferencePool::stop`].
@@ -63,7 +86,7 @@ impl InferencePool {
         spec: &ModelSpec,
         cfg: &PoolConfig,
         hub: Arc<FrameHub>,
-        sink: mpsc::Sender<StoreMsg>,
+        journal: Arc<Journal>,
         metrics: Arc<Registry>,
     ) -> Result<Self, Error> {
         spec.verify()?;
@@ -74,28 +97,31 @@ impl InferencePool {
             dets.push(Detector::new(&cfg.runtime, spec, labels.clone())?);
         }
         let provider = dets[0].provider();
-        let (tx, rx) = sync_channel::<Vec<Emit>>(256);
+        let (tx, rx) = sync_channel::<SnapshotBatch>(256);
         let store = cfg.snapshots.clone();
         let snapshots = std::thread::Builder::new()
             .name("snapshots".into())
-            .spawn(move || snapshot_thread(rx, store, sink))
+            .spawn(move || snapshot_thread(rx, store))
             .map_err(|e| Error::wrap(ErrorKind::Internal, "spawning snapshot thread", e))?;
         let shared = Arc::new(Shared {
             hub,
             analysers: RwLock::new(HashMap::new()),
             tracker_cfg: cfg.tracker,
             labels,
-            out: Mutex::new(Some(tx.clone())),
+            journal,
+            out: Mutex::new(Some(tx)),
             metrics,
+            clock: cfg.clock.clone(),
+            last_sweep_ms: Default::default(),
         });
         let mut workers = Vec::new();
         for (i, det) in dets.into_iter().enumerate() {
-            let (sh, tx) = (shared.clone(), tx.clone());
+            let sh = shared.clone();
             let h = std::thread::Builder::new()
                 .name(format!("infer-{i}"))
                 .spawn(move || {
                     let _span = tracing::info_span!("infer", worker = i).entered();
-                    worker(det, &sh, &tx)
+                    worker(det, &sh)
                 })
                 .map_err(|e| Error::wrap(ErrorKind::Internal, "spawning inference thread", e))?;
             workers.push(h);
@@ -106,7 +132,7 @@ impl InferencePool {
 
     /// Sets (or replaces) what `camera` reports. Class names not in the model's
     /// labels are an error naming them. Unchanged rules keep the camera's tracks;
-    /// changed ones end its open events first.
+    /// changed ones end its open events first (`node_stopped`).
     pub fn set_camera(&self, camera: &CameraId, rules: CameraRules) -> Result<(), Error> {
         if let Some(a) = self.shared.analysers.read().unwrap().get(camera) {
             if a.lock().unwrap().rules() == &rules {
@@ -116,68 +142,142 @@ impl InferencePool {
         let new = CameraAnalyser::new(camera, rules, &self.shared.labels, self.shared.tracker_cfg)?;
         let old = self.shared.analysers.write().unwrap().insert(camera.clone(), Arc::new(Mutex::new(new)));
         if let Some(old) = old {
-            let ended = old.lock().unwrap().finish();
-            self.send(ended);
+            let ended = old.lock().unwrap().finish(EndReason::NodeStopped);
+            self.shared.emit(ended);
         }
         Ok(())
     }
 
-    /// Forgets a camera that was removed: its open events end. Call from a
-    /// blocking context.
+    /// Forgets a camera this node no longer analyses (removed, disabled or handed to
+    /// another node): its open events end as `node_stopped`. Call from a blocking
+    /// context.
     pub fn remove_camera(&self, camera: &CameraId) {
         let a = self.shared.analysers.write().unwrap().remove(camera);
         if let Some(a) = a {
-            let ended = a.lock().unwrap().finish();
-            self.send(ended);
+            let ended = a.lock().unwrap().finish(EndReason::NodeStopped);
+            self.shared.emit(ended);
         }
     }
 
-    fn send(&self, emits: Vec<Emit>) {
-        if emits.is_empty() {
-            return;
-        }
-        if let Some(tx) = self.shared.out.lock().unwrap().as_ref() {
-            let _ = tx.send(emits);
-        }
-    }
-
-    /// Stops the workers (closing the hub), ends every open event, and waits until
-    /// every record has been handed to the store.
+    /// Stops the workers (closing the hub), ends every open event (`node_stopped`),
+    /// and waits until every snapshot is written and its record released to the
+    /// store. The journal itself stays open (the caller closes it).
     pub fn stop(self) {
         self.shared.hub.close();
         for w in self.workers {
             let _ = w.join();
         }
         let all: Vec<_> = self.shared.analysers.write().unwrap().drain().map(|(_, a)| a).collect();
-        let ended: Vec<Emit> = all.iter().flat_map(|a| a.lock().unwrap().finish()).collect();
-        if let Some(tx) = self.shared.out.lock().unwrap().take() {
-            let _ = tx.send(ended);
-        }
+        let ended: Vec<Emit> = all.iter().flat_map(|a| a.lock().unwrap().finish(EndReason::NodeStopped)).collect();
+        self.shared.emit(ended);
+        drop(self.shared.out.lock().unwrap().take());
         let _ = self.snapshots.join();
         tracing::info!("inference pool stopped");
     }
 }
 
-/// Writes each record's snapshot, then passes the record to the store, in order.
-fn snapshot_thread(rx: Receiver<Vec<Emit>>, store: SnapshotStore, sink: mpsc::Sender<StoreMsg>) {
-    for emits in rx {
-        for mut e in emits {
-            if let Some(job) = &e.snapshot {
-                if let Err(err) = store.write(&e.record.id, job) {
-                    tracing::error!(event = %e.record.id, error = %err, "snapshot not written");
-                    e.record.snapshot = None;
+impl Shared {
+    /// Appends the records to the journal, in order; those with a snapshot are held
+    /// until the snapshot thread has written their files. Blocks while the journal is
+    /// full.
+    fn emit(&self, emits: Vec<Emit>) {
+        if emits.is_empty() {
+            return;
+        }
+        let mut jobs = Vec::new();
+        let mut records: Vec<StoreMsg> = Vec::with_capacity(emits.len());
+        for e in emits {
+            if let Some(job) = e.snapshot {
+                jobs.push((e.record.id, job));
+            }
+            records.push(StoreMsg::Event(e.record));
+        }
+        if jobs.is_empty() {
+            if self.journal.append(records).is_err() {
+                tracing::error!("event journal closed; events not recorded");
+            }
+            return;
+        }
+        let hold = match self.journal.append_held(records) {
+            Ok(h) => h,
+            Err(_) => {
+                tracing::error!("event journal closed; events not recorded");
+                return;
+            }
+        };
+        match self.out.lock().unwrap().as_ref() {
+            // Blocks while the snapshot thread is behind: detection backs up.
+            Some(tx) => {
+                if tx.send(SnapshotBatch { jobs, hold }).is_err() {
+                    tracing::error!("snapshot thread is gone; snapshots not written");
                 }
             }
-            if sink.blocking_send(StoreMsg::Event(e.record)).is_err() {
-                tracing::error!("store writer is gone; event not written");
+            None => tracing::error!("inference pool stopping; snapshots not written"),
+        }
+    }
+
+    /// At most once a second: ends the open events of cameras that stopped
+    /// streaming and have been silent for the tracker's max age.
+    fn sweep(&self) {
+        let now_ms = self.clock.now().timestamp_millis();
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if now_ms - last < 1000
+            || self.last_sweep_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        let analysers: Vec<_> = self.analysers.read().unwrap().iter().map(|(c, a)| (c.clone(), a.clone())).collect();
+        for (camera, a) in analysers {
+            let up = self.metrics.camera(&camera).state().is_up();
+            // A camera a worker holds right now is not silent.
+            let Ok(mut a) = a.try_lock() else { continue };
+            let ended = a.expire(self.clock.as_ref(), up);
+            drop(a);
+            if !ended.is_empty() {
+                tracing::info!(%camera, events = ended.len(), "camera not streaming: its open events end (camera_lost)");
+                self.emit(ended);
             }
         }
     }
 }
 
-fn worker(mut det: Detector, sh: &Shared, out: &SyncSender<Vec<Emit>>) {
+/// Encodes each batch's JPEGs while its records are being synced, waits until they
+/// are on disk, writes the files and releases the records to the store, in order.
+fn snapshot_thread(rx: Receiver<SnapshotBatch>, store: SnapshotStore) {
+    for SnapshotBatch { jobs, hold } in rx {
+        let encoded: Vec<_> = jobs.iter().map(|(id, job)| (id, store.encode(job))).collect();
+        let mut waited = 0;
+        let durable = loop {
+            match hold.wait_durable(Duration::from_secs(10)) {
+                Durability::Durable => break true,
+                Durability::Never => break false,
+                Durability::NotYet => {
+                    waited += 10;
+                    tracing::warn!(seconds = waited, "snapshots wait for their events to reach the disk");
+                }
+            }
+        };
+        if !durable {
+            // The records are not on disk (stopped with a failing disk), so their
+            // JPEGs must not be either: a JPEG always has its row.
+            tracing::error!(events = jobs.len(), "events never reached the disk; their snapshots are not written");
+        } else {
+            for (id, e) in encoded {
+                if let Err(err) = e.and_then(|e| store.write_encoded(id, &e)) {
+                    // The record names the file; the store drops the name of a
+                    // snapshot that does not exist when it writes the row.
+                    tracing::error!(event = %id, error = %err, "snapshot not written");
+                }
+            }
+        }
+        hold.release();
+    }
+}
+
+fn worker(mut det: Detector, sh: &Shared) {
     let mut last_err: Option<Instant> = None;
     loop {
+        sh.sweep();
         let batch = sh.hub.take_batch(det.max_batch(), Duration::from_millis(500));
         if batch.is_empty() {
             if sh.hub.is_closed() {
@@ -221,8 +321,6 @@ fn worker(mut det: Detector, sh: &Shared, out: &SyncSender<Vec<Emit>>) {
             }
             sh.hub.done(&f.camera);
         }
-        if !emits.is_empty() && out.send(emits).is_err() {
-            tracing::error!("snapshot thread is gone; events not written");
-        }
+        sh.emit(emits);
     }
 }

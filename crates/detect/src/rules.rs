@@ -11,7 +11,7 @@
 use crate::tracker::Track;
 use chrono::{DateTime, Timelike, Utc};
 use std::collections::{HashMap, HashSet};
-use varta_core::event::{BBox, EventPhase, EventRecord};
+use varta_core::event::{BBox, EndReason, EventPhase, EventRecord};
 use varta_core::frame::Frame;
 use varta_core::ids::new_event_id;
 use varta_core::zones::{Direction, LineConfig, RuleConfig, RuleKind, Window, ZoneConfig};
@@ -154,6 +154,11 @@ impl Engine {
     pub fn with_utc_offset(mut self, minutes: i32) -> Engine {
         self.utc_offset_minutes = Some(minutes);
         self
+    }
+
+    /// True while some rule has an event open (a track's, or a count episode).
+    pub fn has_open(&self) -> bool {
+        self.counts.iter().any(Option::is_some) || self.tracks.values().flatten().any(|st| st.event.is_some())
     }
 
     /// Every class some rule wants.
@@ -353,12 +358,14 @@ fn record(
         started_at: f.started_at,
         last_seen_at: t.last_seen,
         ended_at,
+        end_reason: ended_at.map(|_| EndReason::Ended),
         frames: t.hits,
         rule: r.name.clone(),
         alert: r.alert,
         zone,
         snapshot: snapshot.as_ref().map(|_| snapshot_name(&f.id)),
         phase,
+        run_id: None,
     };
     Emit { record, snapshot }
 }

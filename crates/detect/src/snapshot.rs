@@ -27,6 +27,14 @@ impl SnapshotStore {
     pub fn new(dir: &Path, quality: u8) -> Result<Self, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::wrap(ErrorKind::Unavailable, format!("snapshot directory {}", dir.display()), e))?;
+        // A process killed while writing leaves a temporary file, never a JPEG.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".jpg.tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         Ok(SnapshotStore { dir: dir.to_owned(), quality: quality.clamp(1, 100) })
     }
 
@@ -42,6 +50,12 @@ impl SnapshotStore {
 
     /// Writes both files of event `id`.
     pub fn write(&self, id: &EventId, job: &SnapshotJob) -> Result<(), Error> {
+        let e = self.encode(job)?;
+        self.write_encoded(id, &e)
+    }
+
+    /// Encodes both pictures of `job` as JPEG, in memory (the CPU part; no file yet).
+    pub fn encode(&self, job: &SnapshotJob) -> Result<Encoded, Error> {
         let (w, h) = (job.frame.width as usize, job.frame.height as usize);
         let mut rgb = to_rgb(&job.frame);
         let crop = crop_rect(job.crop, w, h);
@@ -49,20 +63,39 @@ impl SnapshotStore {
         for b in &job.boxes {
             draw_box(&mut rgb, w, h, *b);
         }
-        self.save(&self.path(id), &rgb, w, h)?;
-        self.save(&self.crop_path(id), &cropped, crop.2, crop.3)
+        Ok(Encoded { full: self.jpeg(&rgb, w, h)?, crop: self.jpeg(&cropped, crop.2, crop.3)? })
     }
 
-    fn save(&self, path: &Path, rgb: &[u8], w: usize, h: usize) -> Result<(), Error> {
-        let tmp = path.with_extension("jpg.tmp");
-        let io = |e: std::io::Error| Error::wrap(ErrorKind::Unavailable, format!("writing {}", path.display()), e);
+    /// Writes the encoded pictures of event `id`, each to a temporary name renamed
+    /// into place.
+    pub fn write_encoded(&self, id: &EventId, e: &Encoded) -> Result<(), Error> {
+        save(&self.path(id), &e.full)?;
+        save(&self.crop_path(id), &e.crop)
+    }
+
+    fn jpeg(&self, rgb: &[u8], w: usize, h: usize) -> Result<Vec<u8>, Error> {
         let mut buf = Vec::with_capacity(w * h / 4);
         JpegEncoder::new_with_quality(&mut buf, self.quality)
             .encode(rgb, w as u32, h as u32, ExtendedColorType::Rgb8)
-            .map_err(|e| Error::wrap(ErrorKind::Internal, format!("encoding {}", path.display()), e))?;
-        std::fs::write(&tmp, &buf).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+            .map_err(|e| Error::wrap(ErrorKind::Internal, "encoding a snapshot", e))?;
+        Ok(buf)
     }
+}
+
+/// An event's two JPEG pictures, encoded, not yet written.
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    /// The whole picture with the boxes drawn.
+    pub full: Vec<u8>,
+    /// The object alone.
+    pub crop: Vec<u8>,
+}
+
+fn save(path: &Path, jpeg: &[u8]) -> Result<(), Error> {
+    let tmp = path.with_extension("jpg.tmp");
+    let io = |e: std::io::Error| Error::wrap(ErrorKind::Unavailable, format!("writing {}", path.display()), e);
+    std::fs::write(&tmp, jpeg).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// The crop rectangle `(x, y, w, h)`: the box with 15% margin, inside the picture,

@@ -21,9 +21,8 @@ pub use supervisor::{Backoff, CameraSpec, IngestSettings};
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::mpsc;
-use varta_core::event::StoreMsg;
 use varta_core::frame::FrameHub;
+use varta_core::journal::Journal;
 use varta_core::metrics::Registry;
 use varta_core::{CameraId, Error, ErrorKind};
 
@@ -50,7 +49,7 @@ pub struct Ingest {
     settings: IngestSettings,
     hub: Arc<FrameHub>,
     metrics: Arc<Registry>,
-    status: mpsc::Sender<StoreMsg>,
+    status: Arc<Journal>,
     cameras: HashMap<CameraId, Running>,
 }
 
@@ -60,7 +59,7 @@ impl Ingest {
         settings: IngestSettings,
         hub: Arc<FrameHub>,
         metrics: Arc<Registry>,
-        status: mpsc::Sender<StoreMsg>,
+        status: Arc<Journal>,
     ) -> Result<Self, Error> {
         gstreamer::init().map_err(|e| Error::wrap(ErrorKind::Internal, "GStreamer init", e))?;
         Ok(Ingest { settings, hub, metrics, status, cameras: HashMap::new() })

@@ -25,10 +25,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use varta_core::config::{Credentials, DecodePolicy, HealthConfig, IngestConfig};
 use varta_core::event::{CameraState, RestartReason, StatusChange, StoreMsg};
 use varta_core::frame::FrameHub;
+use varta_core::journal::Journal;
 use varta_core::metrics::{CameraStats, Health};
 use varta_core::redact::{redact_text, redact_url};
 use varta_core::{CameraId, Shutdown};
@@ -129,7 +129,7 @@ pub fn spawn(
     settings: IngestSettings,
     hub: Arc<FrameHub>,
     stats: Arc<CameraStats>,
-    status: mpsc::Sender<StoreMsg>,
+    status: Arc<Journal>,
 ) -> Handle {
     let cancel = Shutdown::new();
     let c = cancel.clone();
@@ -164,7 +164,7 @@ struct Supervisor {
     settings: IngestSettings,
     hub: Arc<FrameHub>,
     stats: Arc<CameraStats>,
-    status: mpsc::Sender<StoreMsg>,
+    status: Arc<Journal>,
     cancel: Shutdown,
     /// The last state and reason recorded, so each transition is recorded once.
     announced: RefCell<Option<(CameraState, String)>>,
@@ -517,8 +517,11 @@ impl Supervisor {
             tracing::info!(to = state.as_str(), reason, "camera state");
         }
         let msg = StatusChange { camera: self.spec.id.clone(), at: Utc::now(), state, reason: reason.to_owned() };
-        // Blocking: transitions feed uptime and must not be lost; the writer drains fast.
-        let _ = self.status.blocking_send(StoreMsg::Status(msg));
+        // Blocking while the journal is full: transitions feed uptime and must not be
+        // lost. Closed only once every camera has stopped.
+        if self.status.append(vec![StoreMsg::Status(msg)]).is_err() {
+            tracing::warn!("event journal closed; status transition not recorded");
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! Criterion micro-benchmarks of the store's per-event hot paths: encoding event rows
-//! for binary COPY, and appending a batch to the spool (with its fdatasync).
+//! for binary COPY, and appending a group to the event log (with its fdatasync).
 //! `cargo bench -p varta-store` (not in CI; bench/README.md has the figures).
 
 use chrono::Utc;
@@ -25,6 +25,8 @@ fn events(n: usize) -> Vec<EventRecord> {
             zone: None,
             snapshot: Some(format!("{i}.jpg")),
             phase: EventPhase::Started,
+            end_reason: None,
+            run_id: Some(uuid::Uuid::now_v7()),
         })
         .collect()
 }
@@ -42,14 +44,14 @@ fn copy_encoding(c: &mut Criterion) {
 fn spool_append(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("varta-spool-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (mut spool, _) = varta_store::spool::Spool::open(&dir, 1 << 40).expect("spool");
+    let (wal, _) = varta_store::wal::Wal::open(&dir, 1 << 40).expect("event log");
     let batch: Vec<StoreMsg> = events(500).into_iter().map(StoreMsg::Event).collect();
-    let mut g = c.benchmark_group("spool");
+    let mut g = c.benchmark_group("wal");
     g.throughput(Throughput::Elements(batch.len() as u64));
     g.sample_size(20);
-    g.bench_function("append 500 events (fdatasync)", |b| b.iter(|| spool.append(black_box(&batch)).expect("append")));
+    g.bench_function("append 500 events (fdatasync)", |b| b.iter(|| wal.append(&[black_box(&batch)]).expect("append")));
     g.finish();
-    drop(spool);
+    drop(wal);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -10,7 +10,8 @@ use varta_core::event::EventRecord;
 
 /// The columns, in the order [`encode_events`] writes them.
 pub const EVENT_COLUMNS: &str =
-    "id, camera_id, track_id, class, score, bbox, started_at, last_seen_at, ended_at, frames, node, rule, zone, snapshot, alert";
+    "id, camera_id, track_id, class, score, bbox, started_at, last_seen_at, ended_at, frames, node, rule, zone, snapshot, \
+     alert, end_reason, run_id";
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 /// `float4`'s type oid, written in array headers.
@@ -25,7 +26,7 @@ pub fn encode_events<'a>(events: impl IntoIterator<Item = &'a EventRecord>, node
     b.extend_from_slice(&0i32.to_be_bytes()); // flags
     b.extend_from_slice(&0i32.to_be_bytes()); // header extension length
     for e in events {
-        b.extend_from_slice(&15i16.to_be_bytes());
+        b.extend_from_slice(&17i16.to_be_bytes());
         field(&mut b, e.id.as_bytes());
         text(&mut b, e.camera.as_str());
         field(&mut b, &(e.track_id as i64).to_be_bytes());
@@ -48,6 +49,11 @@ pub fn encode_events<'a>(events: impl IntoIterator<Item = &'a EventRecord>, node
         opt_text(&mut b, e.zone.as_deref());
         opt_text(&mut b, e.snapshot.as_deref());
         field(&mut b, &[e.alert as u8]);
+        opt_text(&mut b, e.end_reason.map(|r| r.as_str()));
+        match &e.run_id {
+            Some(id) => field(&mut b, id.as_bytes()),
+            None => null(&mut b),
+        }
     }
     b.extend_from_slice(&(-1i16).to_be_bytes());
     b

@@ -16,8 +16,19 @@
 //!
 //! A node that dies stops renewing; its leases expire after one TTL and the next
 //! tick of a live node takes them over, closing the dead holder's log row at the
-//! moment its lease expired and recording a `stopped` transition for the camera
-//! (reason: the node was lost) so that uptime counts the gap.
+//! moment its lease expired, recording a `stopped` transition for the camera
+//! (reason: the node was lost) so that uptime counts the gap, and closing the
+//! events the dead process left open on those cameras (`node_lost`, at their last
+//! sighting).
+//!
+//! A node restarted under the same name does not wait for its own leases to expire.
+//! Each process holds a PostgreSQL advisory lock on its node name, on a connection
+//! of its own, for its whole life; the server drops it the moment the process's
+//! connection closes (a SIGKILL closes it too). A process that gets the lock knows
+//! every other process of that name is dead: it marks their rows stopped (`lost`)
+//! and takes their leases at once. If the lock is held, another live process runs
+//! under the same name (a configuration mistake, logged), and leases are shared
+//! with it as with any other node.
 //!
 //! A node that cannot reach the database keeps its cameras and spools their events
 //! (availability first: an outage of PostgreSQL must not blind every camera). If the
@@ -25,8 +36,9 @@
 //! meanwhile; its next successful renew then no longer lists them and it stops them.
 
 use crate::{db_error, Store};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 use varta_core::Error;
@@ -63,6 +75,16 @@ pub struct Leases {
     store: Store,
     id: Uuid,
     cfg: LeaseConfig,
+    registered: AtomicBool,
+    name_lock: tokio::sync::Mutex<NameLock>,
+}
+
+/// The advisory lock on the node's name, on a connection of its own.
+#[derive(Default)]
+struct NameLock {
+    conn: Option<sqlx::PgConnection>,
+    held: bool,
+    warned: bool,
 }
 
 /// Splits `total` cameras over nodes given as (id, capacity), smallest capacity
@@ -87,24 +109,93 @@ fn secs(d: Duration) -> f64 {
 }
 
 impl Leases {
-    /// Registers this process as a node.
-    pub async fn register(store: Store, cfg: LeaseConfig) -> Result<Leases, Error> {
-        let id = Uuid::now_v7();
-        sqlx::query("INSERT INTO nodes (id, name, capacity, api_addr, version) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind(&cfg.name)
-            .bind(cfg.capacity as i32)
-            .bind(&cfg.api_addr)
-            .bind(env!("CARGO_PKG_VERSION"))
-            .execute(store.pool())
-            .await
-            .map_err(|e| db_error("registering the node", e))?;
-        tracing::info!(node = %cfg.name, %id, capacity = cfg.capacity, "node registered");
-        Ok(Leases { store, id, cfg })
+    /// This process as a node; nothing is written until [`Leases::register`] or the
+    /// first [`Leases::tick`], so a node can start while PostgreSQL is down.
+    pub fn new(store: Store, cfg: LeaseConfig) -> Leases {
+        Leases { store, id: Uuid::now_v7(), cfg, registered: AtomicBool::new(false), name_lock: Default::default() }
     }
 
-    /// Heartbeat, renew, then claim up to or hand back down to the fair share.
+    /// This process's id (`nodes.id`; also the `run_id` of the events it makes).
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Registers this process as a node (once) and takes the lock on its name.
+    pub async fn register(&self) -> Result<(), Error> {
+        if !self.registered.load(Ordering::Relaxed) {
+            sqlx::query(
+                "INSERT INTO nodes (id, name, capacity, api_addr, version) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(self.id)
+            .bind(&self.cfg.name)
+            .bind(self.cfg.capacity as i32)
+            .bind(&self.cfg.api_addr)
+            .bind(env!("CARGO_PKG_VERSION"))
+            .execute(self.store.pool())
+            .await
+            .map_err(|e| db_error("registering the node", e))?;
+            self.registered.store(true, Ordering::Relaxed);
+            tracing::info!(node = %self.cfg.name, id = %self.id, capacity = self.cfg.capacity, "node registered");
+        }
+        self.hold_name().await;
+        Ok(())
+    }
+
+    /// True while this process holds the lock on its node name: every other process
+    /// of the name is dead.
+    pub async fn holds_name(&self) -> bool {
+        self.name_lock.lock().await.held
+    }
+
+    /// Keeps the name lock: checks its connection, and reconnects and locks again
+    /// after the database was away (the server dropped the lock with the connection).
+    async fn hold_name(&self) {
+        let mut g = self.name_lock.lock().await;
+        if let Some(c) = g.conn.as_mut() {
+            if sqlx::query("SELECT 1").execute(&mut *c).await.is_ok() {
+                return;
+            }
+            g.conn = None;
+            g.held = false;
+        }
+        let opts = self.store.pool().connect_options();
+        let mut conn = match sqlx::PgConnection::connect_with(&opts).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "name lock: no connection");
+                return;
+            }
+        };
+        let got: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(format!("varta-node:{}", self.cfg.name))
+            .fetch_one(&mut conn)
+            .await;
+        match got {
+            Ok(true) => {
+                g.held = true;
+                g.warned = false;
+                g.conn = Some(conn);
+            }
+            Ok(false) => {
+                if !g.warned {
+                    g.warned = true;
+                    tracing::error!(
+                        node = %self.cfg.name,
+                        "another running process uses this node name: give every node its own [node] name; \
+                         until then this one waits for leases like any other node"
+                    );
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "name lock not taken"),
+        }
+    }
+
+    /// Registers (the first time), heartbeat, renew, then claim up to or hand back
+    /// down to the fair share.
     pub async fn tick(&self) -> Result<Plan, Error> {
+        self.register().await?;
+        let holds_name = self.holds_name().await;
         let pool = self.store.pool();
         let ttl = secs(self.cfg.ttl);
         let mut tx = pool.begin().await.map_err(|e| db_error("lease tick", e))?;
@@ -113,6 +204,21 @@ impl Leases {
             .execute(&mut *tx)
             .await
             .map_err(|e| db_error("heartbeat", e))?;
+        if holds_name {
+            // Every other process of this name is dead: its leases are free now.
+            let lost: Vec<Uuid> = sqlx::query_scalar(
+                "UPDATE nodes SET stopped_at = GREATEST(last_heartbeat, started_at), stop_reason = 'lost'
+                 WHERE name = $1 AND id <> $2 AND stopped_at IS NULL RETURNING id",
+            )
+            .bind(&self.cfg.name)
+            .bind(self.id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| db_error("marking dead processes of this node", e))?;
+            if !lost.is_empty() {
+                tracing::warn!(processes = ?lost, "earlier processes of this node died; taking their leases back");
+            }
+        }
         let held = sqlx::query(
             "UPDATE camera_leases l SET expires_at = now() + make_interval(secs => $2)
              FROM cameras c WHERE l.node_id = $1 AND c.id = l.camera_id
@@ -154,9 +260,11 @@ impl Leases {
             let want = (plan.target - plan.run.len()) as i64;
             let claimed = sqlx::query(
                 "WITH free AS (
-                    SELECT l.camera_id, l.node_id AS prev_node, l.expires_at AS prev_expires
+                    SELECT l.camera_id, l.node_id AS prev_node, l.expires_at AS prev_expires,
+                           (l.expires_at >= now()) AS prev_stopped
                     FROM camera_leases l JOIN cameras c ON c.id = l.camera_id
-                    WHERE c.removed_at IS NULL AND c.enabled AND (l.node_id IS NULL OR l.expires_at < now())
+                    WHERE c.removed_at IS NULL AND c.enabled AND (l.node_id IS NULL OR l.expires_at < now()
+                          OR l.node_id IN (SELECT id FROM nodes WHERE stopped_at IS NOT NULL))
                     ORDER BY l.camera_id
                     LIMIT $2
                     FOR UPDATE OF l SKIP LOCKED
@@ -164,7 +272,7 @@ impl Leases {
                  UPDATE camera_leases l
                  SET node_id = $1, acquired_at = now(), expires_at = now() + make_interval(secs => $3)
                  FROM free WHERE l.camera_id = free.camera_id
-                 RETURNING l.camera_id, free.prev_node, free.prev_expires",
+                 RETURNING l.camera_id, free.prev_node, free.prev_expires, free.prev_stopped",
             )
             .bind(self.id)
             .bind(want)
@@ -172,37 +280,48 @@ impl Leases {
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| db_error("claiming leases", e))?;
+            let mut lost_cameras = Vec::new();
             for r in &claimed {
                 let camera: String = r.get(0);
                 let prev: Option<Uuid> = r.get(1);
                 if let Some(prev) = prev {
-                    // Taken over from a node that stopped renewing: close its holding
-                    // when its lease ran out, and mark the camera down from the
-                    // node's last sign of life (after anything it recorded).
+                    // Taken over from a process that died: close its holding (when its
+                    // lease ran out, or now for a process found dead before that),
+                    // mark the camera down from the process's last sign of life
+                    // (after anything it recorded), and close the events it left open.
+                    let stopped: Option<bool> = r.get(3);
+                    let (at, reason, why) = if stopped == Some(true) {
+                        (None, "lost", "restarted")
+                    } else {
+                        (r.get::<Option<chrono::DateTime<chrono::Utc>>, _>(2), "expired", "lease expired")
+                    };
                     sqlx::query(
-                        "UPDATE camera_lease_log SET released_at = $3, release_reason = 'expired'
+                        "UPDATE camera_lease_log SET released_at = COALESCE($3, now()), release_reason = $4
                          WHERE camera_id = $1 AND node_id = $2 AND released_at IS NULL",
                     )
                     .bind(&camera)
                     .bind(prev)
-                    .bind(r.get::<Option<chrono::DateTime<chrono::Utc>>, _>(2))
+                    .bind(at)
+                    .bind(reason)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| db_error("closing an expired lease", e))?;
+                    .map_err(|e| db_error("closing a dead node's lease", e))?;
                     sqlx::query(
                         "INSERT INTO camera_status (camera_id, at, state, reason, node)
                          SELECT $1, GREATEST(n.last_heartbeat,
                                    (SELECT max(at) FROM camera_status WHERE camera_id = $1)) + interval '1 millisecond',
-                                'stopped', 'node ' || n.name || ' lost (lease expired)', n.name
+                                'stopped', 'node ' || n.name || ' lost (' || $3 || ')', n.name
                          FROM nodes n WHERE n.id = $2
                          ON CONFLICT DO NOTHING",
                     )
                     .bind(&camera)
                     .bind(prev)
+                    .bind(why)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| db_error("recording a lost camera", e))?;
                     tracing::warn!(camera, previous_node = %prev, "took over the lease of a lost node");
+                    lost_cameras.push(camera.clone());
                 }
                 sqlx::query("INSERT INTO camera_lease_log (camera_id, node_id, acquired_at) VALUES ($1, $2, now())")
                     .bind(&camera)
@@ -212,6 +331,17 @@ impl Leases {
                     .map_err(|e| db_error("logging a lease", e))?;
                 plan.run.insert(camera.clone());
                 plan.claimed.push(camera);
+            }
+            if !lost_cameras.is_empty() {
+                let n = crate::recovery::close_lost_events(
+                    &mut *tx,
+                    crate::recovery::Scope::Cameras(&lost_cameras),
+                    self.id,
+                )
+                .await?;
+                if n > 0 {
+                    tracing::warn!(events = n, cameras = ?lost_cameras, "closed the events a lost node left open (node_lost)");
+                }
             }
         } else if plan.run.len() > plan.target {
             // Hand back the excess, newest ids first (the others keep theirs).
@@ -265,7 +395,7 @@ impl Leases {
             .await
             .map_err(|e| db_error("listing leases", e))?;
         self.release(&held, "shutdown").await?;
-        sqlx::query("UPDATE nodes SET stopped_at = now() WHERE id = $1")
+        sqlx::query("UPDATE nodes SET stopped_at = now(), stop_reason = 'shutdown' WHERE id = $1")
             .bind(self.id)
             .execute(self.store.pool())
             .await

@@ -6,10 +6,11 @@ pub mod alerts;
 pub mod copy;
 pub mod leases;
 pub mod queries;
+pub mod recovery;
 pub mod retention;
-pub mod spool;
 pub mod tasks;
 pub mod uptime;
+pub mod wal;
 pub mod writer;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};

@@ -21,6 +21,7 @@ pub fn app_state(
     cameras: Vec<varta_api::CameraInfo>,
     reload: Option<tokio::sync::mpsc::Sender<varta_api::ReloadRequest>>,
     restart: Option<tokio::sync::mpsc::Sender<varta_api::RestartRequest>>,
+    database_required: bool,
 ) -> Result<Arc<AppState>> {
     let alerts = varta_api::alerts::AlertHub::start(store.clone(), metrics.clone());
     let mqtt_credentials = match &cfg.alerts.mqtt_credentials {
@@ -39,6 +40,7 @@ pub fn app_state(
         metrics,
         cameras: RwLock::new(cameras),
         ready: Default::default(),
+        database_required,
         reload,
         restart,
         snapshot_dir: cfg.detect.snapshot_dir.clone(),
@@ -57,7 +59,7 @@ pub async fn run_api_only(
     let store = Store::connect(database_url).await?;
     store.migrate().await?;
     let metrics = Arc::new(Registry::default());
-    let state = app_state(&cfg, store, metrics, crate::serve::camera_infos(&cfg), None, None)?;
+    let state = app_state(&cfg, store, metrics, crate::serve::camera_infos(&cfg), None, None, true)?;
     let listener = tokio::net::TcpListener::bind(cfg.node.api_listen)
         .await
         .with_context(|| format!("API cannot listen on {}", cfg.node.api_listen))?;

@@ -166,16 +166,17 @@ fn pool_rate(spec: &ModelSpec, frames: &[Frame], a: &Args) -> Result<f64> {
         ..Default::default()
     });
     let metrics = Arc::new(Registry::default());
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
-    let drain = std::thread::spawn(move || while rx.blocking_recv().is_some() {});
+    let journal = varta_core::journal::Journal::new(4096);
+    let drain = journal.drain_with(|_| {});
     let snapdir = std::env::temp_dir().join(format!("varta-bench-snap-{}", std::process::id()));
     let cfg = PoolConfig {
         runtime: RuntimeOptions::cpu(1),
         workers: a.workers,
         tracker: Default::default(),
         snapshots: varta_detect::snapshot::SnapshotStore::new(&snapdir, 85)?,
+        clock: varta_core::clock::system(),
     };
-    let pool = InferencePool::start(spec, &cfg, hub.clone(), tx, metrics.clone())?;
+    let pool = InferencePool::start(spec, &cfg, hub.clone(), journal.clone(), metrics.clone())?;
     let cams: Vec<CameraId> = (0..a.cameras).map(|i| CameraId::from(format!("b{i}").as_str())).collect();
     let rules =
         CameraRules { classes: vec!["person".into()], min_score: 0.4, zones: vec![], lines: vec![], rules: vec![] };
@@ -209,6 +210,7 @@ fn pool_rate(spec: &ModelSpec, frames: &[Frame], a: &Args) -> Result<f64> {
     stop.store(true, Ordering::Relaxed);
     feeder.join().ok();
     pool.stop();
+    journal.close();
     drain.join().ok();
     let _ = std::fs::remove_dir_all(snapdir);
     Ok(rate)

@@ -154,7 +154,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if let Some(e) = err {
         return Err(e.into());
     }
-    emits.extend(analyser.finish());
+    emits.extend(analyser.finish(varta_core::event::EndReason::Ended));
     let wall = t0.elapsed().as_secs_f64();
     let mut snapshots = 0;
     for e in &emits {

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use varta_core::config::{DecodePolicy, HealthConfig, IngestConfig};
 use varta_core::frame::FrameHub;
 use varta_core::metrics::{CameraStats, Registry};
@@ -68,10 +67,10 @@ fn proc_status(key: &str) -> u64 {
 pub fn run(a: Args) -> Result<()> {
     let metrics = Arc::new(Registry::default());
     let hub = FrameHub::new(2);
-    let (tx, mut rx) = mpsc::channel(10_000);
-    std::thread::spawn(move || while rx.blocking_recv().is_some() {});
+    let journal = varta_core::journal::Journal::new(10_000);
+    journal.drain_with(|_| {});
     let settings = IngestSettings { ingest: IngestConfig::default(), health: HealthConfig::default() };
-    let mut ingest = Ingest::new(settings, hub.clone(), metrics.clone(), tx)?;
+    let mut ingest = Ingest::new(settings, hub.clone(), metrics.clone(), journal)?;
     let stop = Arc::new(AtomicBool::new(false));
     let drain = {
         let (hub, stop) = (hub.clone(), stop.clone());

@@ -1,9 +1,17 @@
 //! `varta serve`: one node running every stage, wired together.
 //!
-//! Start order: database (migrate, sync config) → store writer → inference pool →
-//! cameras → API. Stop order is the reverse of the data flow so nothing in flight
-//! is lost: API, cameras (pipelines to Null), inference (open tracks are ended and
-//! sent), then the writer drains its channel and exits.
+//! Start order: event log and store writer → database (migrate, sync config; in the
+//! background when PostgreSQL does not answer) → inference pool → cameras → API.
+//! Stop order is the reverse of the data flow so nothing in flight is lost: API,
+//! cameras (pipelines to Null), inference (open events end as `node_stopped`), leases
+//! handed back, then the journal closes and the writer syncs and writes what is left.
+//!
+//! A node starts without PostgreSQL: it runs the cameras it held last (kept in
+//! `held-cameras.json` in its spool folder; all enabled cameras of the config the
+//! first time), its events go to the event log on disk, and once the database
+//! answers it applies the migrations, syncs the config, joins the lease split and
+//! writes what the log holds. Events its earlier processes left open are closed
+//! (`node_lost`) once that log is replayed.
 //!
 //! Camera changes apply at run time: SIGHUP or `POST /api/v1/config/reload` re-read
 //! the config file; [`Ingest::apply`] starts, stops and restarts only the cameras
@@ -22,11 +30,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use varta_api::{AppState, CameraInfo, ReloadReport, ReloadRequest};
 use varta_core::config::{resolve_credentials, Config, KeyPath, Problems};
 use varta_core::event::CameraState;
 use varta_core::frame::{FrameHub, SchedulerConfig};
+use varta_core::journal::Journal;
 use varta_core::metrics::Registry;
 use varta_core::redact::redact_url;
 use varta_core::CameraId;
@@ -36,11 +45,17 @@ use varta_detect::snapshot::SnapshotStore;
 use varta_detect::tracker::TrackerConfig;
 use varta_ingest::{CameraSpec, Ingest, IngestSettings};
 use varta_store::leases::{LeaseConfig, Leases, Plan};
-use varta_store::writer::{Writer, WriterConfig};
+use varta_store::writer::WriterConfig;
 use varta_store::Store;
 
-/// Capacity of the channel into the store writer (events and status changes).
-const STORE_QUEUE: usize = 10_000;
+/// Messages that may wait for the disk before detection and the ingest block (the
+/// event log syncs every flush interval; a node makes far fewer in that time).
+const JOURNAL_CAPACITY: usize = 20_000;
+/// The cameras a node held last, in its spool folder: what it runs when it starts
+/// while PostgreSQL is down.
+const HELD_FILE: &str = "held-cameras.json";
+/// How long the first attempt to reach the database may hold up the start.
+const FIRST_DB_ATTEMPT: Duration = Duration::from_secs(2);
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
@@ -156,28 +171,53 @@ impl Controller {
 ///
 /// The cameras are re-applied only when the held set changed, or with `config_changed`
 /// (a reload): most steps only renew, and applying resolves every camera's
-/// credentials and compares its rules.
-async fn lease_step(
-    leases: &Leases,
-    ctl: &Arc<Mutex<Option<Controller>>>,
-    metrics: &Registry,
+/// credentials and compares its rules. The node is ready once it holds its share.
+async fn lease_step(node: &NodeCtx, config_changed: bool) -> Result<varta_ingest::Applied, varta_core::Error> {
+    let plan = if *node.db_ready.borrow() {
+        match node.leases.tick().await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "lease renewal failed; keeping the cameras held");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let applied = apply_held(node, plan.as_ref().map(|p| p.run.clone()), config_changed).await?;
+    if let Some(Plan { run, hand_back, claimed, target }) = plan {
+        node.metrics.leases_held.set(run.len() as i64);
+        node.state.ready.store(run.len() >= target, Ordering::Relaxed);
+        if !claimed.is_empty() || !hand_back.is_empty() {
+            tracing::info!(held = run.len(), target, claimed = ?claimed, handed_back = hand_back.len(), "leases changed");
+        }
+        for reason in ["rebalance", "removed"] {
+            let cams: Vec<String> = hand_back.iter().filter(|h| h.1 == reason).map(|h| h.0.clone()).collect();
+            node.leases.release(&cams, reason).await?;
+        }
+    }
+    Ok(applied)
+}
+
+/// Makes `run` (when given) the held set and the running cameras match it, and
+/// records the set in the spool folder when it changed.
+async fn apply_held(
+    node: &NodeCtx,
+    run: Option<BTreeSet<String>>,
     config_changed: bool,
 ) -> Result<varta_ingest::Applied, varta_core::Error> {
-    let plan = match leases.tick().await {
-        Ok(p) => Some(p),
-        Err(e) => {
-            tracing::warn!(error = %e, "lease renewal failed; keeping the cameras held");
-            None
-        }
-    };
-    let ctl2 = ctl.clone();
-    let run = plan.as_ref().map(|p| p.run.clone());
-    let applied = tokio::task::spawn_blocking(move || {
-        let mut guard = ctl2.lock().unwrap();
+    let (ctl, file) = (node.ctl.clone(), node.held_file.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut guard = ctl.lock().unwrap();
         let c = guard.as_mut().ok_or_else(|| varta_core::err!(Unavailable, "shutting down"))?;
         let changed = run.as_ref().is_some_and(|r| *r != c.held);
         if let Some(run) = run {
             c.held = run;
+        }
+        if changed {
+            if let Err(e) = save_held(&file, &c.held) {
+                tracing::warn!(error = %e, file = %file.display(), "cannot record the cameras held");
+            }
         }
         if changed || config_changed {
             c.apply()
@@ -186,18 +226,26 @@ async fn lease_step(
         }
     })
     .await
-    .map_err(|e| varta_core::err!(Internal, "lease step: {e}"))??;
-    if let Some(Plan { run, hand_back, claimed, target }) = plan {
-        metrics.leases_held.set(run.len() as i64);
-        if !claimed.is_empty() || !hand_back.is_empty() {
-            tracing::info!(held = run.len(), target, claimed = ?claimed, handed_back = hand_back.len(), "leases changed");
-        }
-        for reason in ["rebalance", "removed"] {
-            let cams: Vec<String> = hand_back.iter().filter(|h| h.1 == reason).map(|h| h.0.clone()).collect();
-            leases.release(&cams, reason).await?;
-        }
-    }
-    Ok(applied)
+    .map_err(|e| varta_core::err!(Internal, "lease step: {e}"))?
+}
+
+/// Writes the held set (by rename: a crash leaves the old or the new list).
+fn save_held(path: &Path, held: &BTreeSet<String>) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(held)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The cameras held last, if recorded.
+fn load_held(path: &Path) -> Option<BTreeSet<String>> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Applies migrations and syncs the config: what the node needs of the database
+/// before it takes leases and writes events.
+async fn bring_up_database(store: &Store, cfg: &Config) -> Result<(), varta_core::Error> {
+    store.migrate().await?;
+    store.sync_config(cfg).await
 }
 
 /// Re-reads `path` and applies camera changes: added cameras are claimed and start,
@@ -232,7 +280,7 @@ async fn reload(path: &Path, node: &NodeCtx) -> Result<ReloadReport, varta_core:
         c.cfg = Config { sites: new.sites, cameras: new.cameras, ..old.clone() };
         (restart_required, infos)
     };
-    let applied = lease_step(&node.leases, &node.ctl, &node.metrics, true).await?;
+    let applied = lease_step(node, true).await?;
     *node.state.cameras.write().unwrap() = infos;
     let names = |v: Vec<CameraId>| v.into_iter().map(|c| c.0).collect::<Vec<_>>();
     let report = ReloadReport {
@@ -252,12 +300,16 @@ async fn reload(path: &Path, node: &NodeCtx) -> Result<ReloadReport, varta_core:
 /// What the lease loop and reloads share.
 struct NodeCtx {
     ctl: Arc<Mutex<Option<Controller>>>,
-    leases: Leases,
+    leases: Arc<Leases>,
     store: Store,
     state: Arc<AppState>,
     metrics: Arc<Registry>,
     /// One lease step (or reload) at a time.
     step: tokio::sync::Mutex<()>,
+    /// True once the database is migrated and has the config.
+    db_ready: watch::Receiver<bool>,
+    /// Where the held set is recorded.
+    held_file: PathBuf,
 }
 
 /// Runs a node until `shutdown` resolves. With `config_path`, SIGHUP and
@@ -282,9 +334,46 @@ pub async fn run_with(
 ) -> Result<()> {
     check_against_model(&cfg).map_err(|e| anyhow::anyhow!(e))?;
     camera_specs(&cfg, None)?;
-    let store = Store::connect(database_url).await?;
-    store.migrate().await?;
-    store.sync_config(&cfg).await?;
+    let store = Store::connect_lazy(database_url)?;
+    let listener = tokio::net::TcpListener::bind(cfg.node.api_listen)
+        .await
+        .with_context(|| format!("API cannot listen on {}", cfg.node.api_listen))?;
+    let addr = listener.local_addr()?;
+    let leases = Arc::new(Leases::new(
+        store.clone(),
+        LeaseConfig {
+            name: cfg.node.name.clone(),
+            capacity: cfg.node.capacity,
+            ttl: Duration::from_secs_f64(cfg.node.lease_ttl_secs),
+            api_addr: Some(addr.to_string()),
+        },
+    ));
+
+    // Every record passes the event log on disk before PostgreSQL sees it.
+    let journal = Journal::new(JOURNAL_CAPACITY);
+    let (db_ready_tx, db_ready) = watch::channel(false);
+    let wcfg = WriterConfig {
+        batch_max: cfg.store.batch_max,
+        flush: Duration::from_millis(cfg.store.flush_ms),
+        node: cfg.node.name.clone(),
+        run_id: leases.id(),
+        spool_dir: cfg.store.spool_dir.clone(),
+        spool_max_bytes: cfg.store.spool_max_mb << 20,
+        snapshot_dir: Some(cfg.detect.snapshot_dir.clone()),
+        ledger: std::env::var_os("VARTA_TEST_LEDGER").map(PathBuf::from),
+    };
+    let writer = varta_store::writer::start(store.clone(), &wcfg, journal.clone(), metrics.clone(), db_ready.clone())?;
+    let held_file = cfg.store.spool_dir.join(HELD_FILE);
+
+    // The database, if it answers now; otherwise in the background (below).
+    match tokio::time::timeout(FIRST_DB_ATTEMPT, bring_up_database(&store, &cfg)).await {
+        Ok(Ok(())) => {
+            let _ = db_ready_tx.send(true);
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "PostgreSQL not ready at start; going on without it"),
+        Err(_) => tracing::warn!("PostgreSQL does not answer at start; going on without it"),
+    }
+    let retention = tokio::spawn(retention_loop(store.clone(), cfg.clone(), metrics.clone()));
 
     let spec = varta_detect::manifest::load(&cfg.detect.models, &cfg.detect.model)?;
     let d = &cfg.detect;
@@ -294,18 +383,6 @@ pub async fn run_with(
         max_age: Duration::from_millis(d.max_frame_age_ms),
         ..Default::default()
     });
-    let (tx, rx) = mpsc::channel(STORE_QUEUE);
-    let wcfg = WriterConfig {
-        batch_max: cfg.store.batch_max,
-        flush: Duration::from_millis(cfg.store.flush_ms),
-        node: cfg.node.name.clone(),
-        spool_dir: cfg.store.spool_dir.clone(),
-        spool_max_bytes: cfg.store.spool_max_mb << 20,
-    };
-    let (w, _) = Writer::open(store.clone(), &wcfg, metrics.clone())?;
-    let writer = tokio::spawn(varta_store::writer::run(w, rx, wcfg));
-    let retention = tokio::spawn(retention_loop(store.clone(), cfg.clone(), metrics.clone()));
-
     let workers = match cfg.detect.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n => n,
@@ -322,30 +399,15 @@ pub async fn run_with(
         workers,
         tracker: TrackerConfig::from(d),
         snapshots: SnapshotStore::new(&d.snapshot_dir, d.snapshot_quality)?,
+        clock: varta_core::clock::system(),
     };
     let pool = {
-        let (spec, hub, tx, metrics) = (spec.clone(), hub.clone(), tx.clone(), metrics.clone());
-        tokio::task::spawn_blocking(move || InferencePool::start(&spec, &pool_cfg, hub, tx, metrics)).await??
+        let (spec, hub, journal, metrics) = (spec.clone(), hub.clone(), journal.clone(), metrics.clone());
+        tokio::task::spawn_blocking(move || InferencePool::start(&spec, &pool_cfg, hub, journal, metrics)).await??
     };
 
     let settings = IngestSettings { ingest: cfg.ingest.clone(), health: cfg.health.clone() };
-    let ingest = Ingest::new(settings, hub.clone(), metrics.clone(), tx.clone())?;
-    drop(tx);
-
-    let listener = tokio::net::TcpListener::bind(cfg.node.api_listen)
-        .await
-        .with_context(|| format!("API cannot listen on {}", cfg.node.api_listen))?;
-    let addr = listener.local_addr()?;
-    let leases = Leases::register(
-        store.clone(),
-        LeaseConfig {
-            name: cfg.node.name.clone(),
-            capacity: cfg.node.capacity,
-            ttl: Duration::from_secs_f64(cfg.node.lease_ttl_secs),
-            api_addr: Some(addr.to_string()),
-        },
-    )
-    .await?;
+    let ingest = Ingest::new(settings, hub.clone(), metrics.clone(), journal.clone())?;
     let renew = Duration::from_secs_f64(cfg.node.lease_renew_secs);
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
@@ -357,23 +419,91 @@ pub async fn run_with(
         camera_infos(&cfg),
         config_path.is_some().then(|| reload_tx.clone()),
         Some(restart_tx),
+        false,
     )?;
     let mcfg = cfg.maintenance.clone();
     let api_cfg = cfg.api.clone();
     let ctl = Arc::new(Mutex::new(Some(Controller { cfg, ingest, pool, held: BTreeSet::new() })));
     let node = Arc::new(NodeCtx {
         ctl: ctl.clone(),
-        leases,
+        leases: leases.clone(),
         store: store.clone(),
         state: state.clone(),
         metrics: metrics.clone(),
         step: tokio::sync::Mutex::new(()),
+        db_ready: db_ready.clone(),
+        held_file,
     });
     {
         let _step = node.step.lock().await;
-        let applied = lease_step(&node.leases, &ctl, &metrics, true).await?;
-        tracing::info!(cameras = applied.added.len(), "cameras started");
+        if *db_ready.borrow() {
+            let applied = lease_step(&node, true).await?;
+            tracing::info!(cameras = applied.added.len(), "cameras started");
+        } else {
+            // No database: the cameras held last (all enabled ones the first time).
+            let held = load_held(&node.held_file).unwrap_or_else(|| {
+                let guard = ctl.lock().unwrap();
+                guard.as_ref().expect("running").cfg.enabled_cameras().map(|c| c.id.clone()).collect()
+            });
+            tracing::warn!(
+                cameras = held.len(),
+                "starting without PostgreSQL: running the cameras held last; events are kept on disk until it answers"
+            );
+            apply_held(&node, Some(held), true).await?;
+            state.ready.store(true, Ordering::Relaxed);
+        }
     }
+
+    // The database, until it answers: then migrations, config, and the lease loop
+    // joins the split at its next step.
+    let bring_up = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            while !*node.db_ready.borrow() {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let cfg = match node.ctl.lock().unwrap().as_ref() {
+                    Some(c) => c.cfg.clone(),
+                    None => return,
+                };
+                match bring_up_database(&node.store, &cfg).await {
+                    Ok(()) => {
+                        tracing::info!("PostgreSQL answers: migrations applied, config synced");
+                        let _ = db_ready_tx.send(true);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "PostgreSQL still not ready"),
+                }
+            }
+        })
+    };
+
+    // Once the event log's records from before this start are in PostgreSQL and
+    // this process holds its node name, the events earlier processes of the node
+    // left open are closed.
+    let recovery = {
+        let (node, mut replayed) = (node.clone(), writer.replayed());
+        tokio::spawn(async move {
+            let _ = replayed.wait_for(|r| *r).await;
+            loop {
+                if *node.db_ready.borrow() && node.leases.holds_name().await {
+                    let name = node.state.node.clone();
+                    match node.store.close_lost_events_of_node(&name, node.leases.id()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(
+                            events = n,
+                            "closed the events earlier processes of this node left open (node_lost)"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot close the events left open yet; retrying");
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            continue;
+                        }
+                    }
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
 
     // Lease steps every `lease_renew_secs`; reloads take the same step lock.
     let lease_loop = {
@@ -385,7 +515,7 @@ pub async fn run_with(
             loop {
                 tick.tick().await;
                 let _step = node.step.lock().await;
-                if let Err(e) = lease_step(&node.leases, &node.ctl, &node.metrics, false).await {
+                if let Err(e) = lease_step(&node, false).await {
                     tracing::warn!(error = %e, "lease step failed");
                 }
             }
@@ -454,13 +584,14 @@ pub async fn run_with(
 
     let maintenance = tokio::spawn(maintenance_loop(node.clone(), mcfg));
 
-    state.ready.store(true, Ordering::Relaxed);
     let scheme = if api_cfg.tls_cert.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, "API listening");
     println!("API: {scheme}://{addr}");
     let shutdown = state.shutdown_with(shutdown);
     varta_api::tls::serve(&api_cfg, listener, varta_api::router(state), shutdown).await?;
     maintenance.abort();
+    bring_up.abort();
+    recovery.abort();
 
     hup.abort();
     reloader.abort();
@@ -479,11 +610,13 @@ pub async fn run_with(
     .await?;
     // The cameras are stopped: hand their leases to the other nodes now rather
     // than make them wait one TTL.
-    if let Err(e) = node.leases.shutdown().await {
-        tracing::warn!(error = %e, "could not hand back the leases; they expire in one TTL");
+    if *node.db_ready.borrow() {
+        if let Err(e) = node.leases.shutdown().await {
+            tracing::warn!(error = %e, "could not hand back the leases; they expire in one TTL");
+        }
     }
     retention.abort();
-    writer.await?;
+    writer.finish().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,8 +1,10 @@
-//! `varta store-load`: drives the real store writer (database, spool, replay) with
-//! synthetic events. It is the writer benchmark and the load of the outage and
-//! crash tests: every id is logged before it is handed to the writer (`--ids`) and
-//! again once the writer says it is durable, committed or synced to the spool
-//! (`--durable`), so a test can compare what was made with what is stored.
+//! `varta store-load`: drives the real store path (journal, event log on disk, WAL
+//! thread, PostgreSQL writer, replay) with synthetic events. It is the writer
+//! benchmark and the load of the outage and crash tests: every id is logged before
+//! it is appended to the journal (`--ids`) and again by the WAL thread once it is
+//! synced to disk (`--durable`, the same ledger `varta serve` writes under
+//! `VARTA_TEST_LEDGER`), so a test can compare what was made, what was durable and
+//! what is stored.
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -12,8 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use varta_core::event::{EventPhase, EventRecord, StoreMsg};
+use varta_core::journal::Journal;
 use varta_core::metrics::Registry;
-use varta_store::writer::{write_until_kept, Outcome, Writer, WriterConfig};
+use varta_store::writer::WriterConfig;
 use varta_store::Store;
 
 /// `varta store-load` arguments.
@@ -25,9 +28,16 @@ pub struct Args {
     /// Events per second (0: as fast as the writer takes them).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
-    /// Events per batch (the writer's `batch_max`; the config's default).
+    /// Events per append to the journal, and the writer's `batch_max` (the config's
+    /// default).
     #[arg(long, default_value_t = 5000)]
     batch: usize,
+    /// Group-commit interval of the event log in milliseconds (`[store] flush_ms`).
+    #[arg(long, default_value_t = 250)]
+    flush_ms: u64,
+    /// Messages the journal holds before the producer blocks.
+    #[arg(long, default_value_t = 20_000)]
+    queue: usize,
     /// Cameras the events are spread over (`load-1` … in site `load`).
     #[arg(long, default_value_t = 16)]
     cameras: usize,
@@ -43,10 +53,11 @@ pub struct Args {
     /// Append each generated event id to this file before it is written.
     #[arg(long)]
     ids: Option<PathBuf>,
-    /// Append each event id to this file once the writer reports it durable.
+    /// Ledger of the event records made durable (one line `ID CAMERA UNIX_MS` per
+    /// `started` record, written by the WAL thread after each sync).
     #[arg(long)]
     durable: Option<PathBuf>,
-    /// Exit as soon as the events are generated, leaving the spool as it is.
+    /// Exit as soon as the events are on disk, leaving the log as it is.
     #[arg(long)]
     no_drain: bool,
     /// Longest to wait for the database to take the spool before exiting.
@@ -81,6 +92,8 @@ fn make_event(i: u64, cameras: usize, now: DateTime<Utc>) -> EventRecord {
         zone: None,
         snapshot: None,
         phase: EventPhase::Started,
+        end_reason: None,
+        run_id: None,
     }
 }
 
@@ -134,27 +147,31 @@ pub async fn run(a: Args) -> Result<()> {
     }
 
     let metrics = Arc::new(Registry::default());
+    let journal = Journal::new(a.queue);
     let wcfg = WriterConfig {
         batch_max: a.batch,
-        flush: Duration::from_millis(250),
+        flush: Duration::from_millis(a.flush_ms),
         node: a.node.clone(),
+        run_id: uuid::Uuid::now_v7(),
         spool_dir: a.spool.clone(),
         spool_max_bytes: a.spool_max_mb << 20,
+        snapshot_dir: None,
+        ledger: a.durable.clone(),
     };
-    let (mut w, report) = Writer::open(store.clone(), &wcfg, metrics.clone())?;
+    let (_db_ready_tx, db_ready) = tokio::sync::watch::channel(true);
+    let writer = varta_store::writer::start(store.clone(), &wcfg, journal.clone(), metrics.clone(), db_ready)?;
+    let report = writer.open_report().clone();
     let mut ids_log = open_log(&a.ids)?;
-    let mut durable_log = open_log(&a.durable)?;
-    let mut all: Vec<EventRecord> = Vec::new();
-    let (mut committed, mut spooled) = (0u64, 0u64);
-    // Events are made on their own thread, as detection makes them in the service,
-    // and handed over a short queue: the writer's time is the writer's alone.
-    let (btx, mut brx) = tokio::sync::mpsc::channel::<(Vec<StoreMsg>, usize)>(4);
+    let (made_tx, made_rx) = std::sync::mpsc::channel::<Vec<EventRecord>>();
+    // Events are made on their own thread, as detection makes them in the service.
     let producer = {
         let (events, batch, cameras, rate, updates) = (a.events, a.batch as u64, a.cameras, a.rate, a.updates);
-        std::thread::spawn(move || -> Result<()> {
+        let (journal, csv) = (journal.clone(), a.csv.is_some());
+        std::thread::spawn(move || -> Result<u64> {
             let start = Instant::now();
             let mut pending_end: Vec<EventRecord> = Vec::new();
             let mut made = 0u64;
+            let mut last_seq = 0;
             while made < events {
                 let n = batch.min(events - made);
                 let now = Utc::now();
@@ -162,16 +179,19 @@ pub async fn run(a: Args) -> Result<()> {
                 made += n;
                 append_ids(&mut ids_log, fresh.iter().map(|e| e.id))?;
                 let mut out: Vec<StoreMsg> = pending_end.drain(..).map(StoreMsg::Event).collect();
-                let ends = out.len();
                 if updates {
                     pending_end = fresh
                         .iter()
                         .map(|e| EventRecord { ended_at: Some(now), frames: 5, phase: EventPhase::Ended, ..e.clone() })
                         .collect();
                 }
+                if csv {
+                    let _ = made_tx.send(fresh.clone());
+                }
                 out.extend(fresh.into_iter().map(StoreMsg::Event));
-                if btx.blocking_send((out, ends)).is_err() {
-                    return Ok(());
+                match journal.append(out) {
+                    Ok(s) => last_seq = s,
+                    Err(_) => return Ok(last_seq),
                 }
                 if rate > 0.0 {
                     let due = start + Duration::from_secs_f64(made as f64 / rate);
@@ -179,59 +199,59 @@ pub async fn run(a: Args) -> Result<()> {
                 }
             }
             if !pending_end.is_empty() {
-                let _ = btx.blocking_send((pending_end.into_iter().map(StoreMsg::Event).collect(), 0));
+                if let Ok(s) = journal.append(pending_end.into_iter().map(StoreMsg::Event).collect()) {
+                    last_seq = s;
+                }
             }
-            Ok(())
+            Ok(last_seq)
         })
     };
     let start = Instant::now();
-    let mut made = 0u64;
-    while let Some((batch, ends)) = brx.recv().await {
-        match write_until_kept(&mut w, &batch).await {
-            Outcome::Committed => committed += 1,
-            Outcome::Spooled => spooled += 1,
-        }
-        let fresh = batch[ends..].iter().filter_map(|m| match m {
-            StoreMsg::Event(e) if e.phase == EventPhase::Started => Some(e),
-            _ => None,
-        });
-        append_ids(&mut durable_log, fresh.clone().map(|e| e.id))?;
-        made += fresh.clone().count() as u64;
-        if a.csv.is_some() {
-            all.extend(fresh.cloned());
-        }
-        // Between batches, as the service's writer does.
-        w.replay_some().await;
+    let mut max_pending = 0u64;
+    while !producer.is_finished() {
+        max_pending = max_pending.max(writer.pending_records());
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    producer.join().map_err(|_| anyhow::anyhow!("event producer panicked"))??;
-    let generate_secs = start.elapsed().as_secs_f64();
-    let replay_start = Instant::now();
-    let replayed_before = metrics.store.events_replayed.get();
+    let last_seq = producer.join().map_err(|_| anyhow::anyhow!("event producer panicked"))??;
+    // Every event made is on disk...
+    while journal.durable() < last_seq {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let durable_secs = start.elapsed().as_secs_f64();
+    // ... and, unless told not to wait, in PostgreSQL.
+    let deadline = Instant::now() + Duration::from_secs_f64(a.drain_timeout);
     if !a.no_drain {
-        let deadline = Instant::now() + Duration::from_secs_f64(a.drain_timeout);
-        while !w.spool_is_empty() && Instant::now() < deadline {
-            if w.replay_some().await == 0 {
-                tokio::time::sleep_until(w.next_attempt().min((Instant::now() + Duration::from_secs(1)).into())).await;
-            }
+        while writer.pending_records() > 0 && Instant::now() < deadline {
+            max_pending = max_pending.max(writer.pending_records());
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    let replay_secs = replay_start.elapsed().as_secs_f64();
-    let replayed = metrics.store.events_replayed.get() - replayed_before;
+    let written_secs = start.elapsed().as_secs_f64();
+    // Records read back from disk over the whole run (those of an earlier run, and
+    // any this run could not keep in memory), and the time until all were written.
+    let (replayed, replay_secs) = (metrics.store.events_replayed.get(), written_secs);
+    let left = writer.pending_records();
+    writer.finish().await;
     if let Some(p) = &a.csv {
+        let all: Vec<EventRecord> = made_rx.try_iter().flatten().collect();
         write_csv(p, &all, &a.node)?;
     }
+    // The rate: events made until all were in PostgreSQL (or on disk, with
+    // --no-drain or when PostgreSQL never took them).
+    let secs = if a.no_drain || left > 0 { durable_secs } else { written_secs };
     let out = serde_json::json!({
-        "events": made,
-        "batches_committed": committed,
-        "batches_spooled": spooled,
-        "generate_secs": generate_secs,
-        "events_per_sec": if generate_secs > 0.0 { made as f64 / generate_secs } else { 0.0 },
+        "events": a.events,
+        "generate_secs": secs,
+        "events_per_sec": if secs > 0.0 { a.events as f64 / secs } else { 0.0 },
+        "durable_secs": durable_secs,
         "spool_at_open": { "records": report.records, "corrupt": report.corrupt },
+        "max_pending_records": max_pending,
         "replayed_events_at_end": replayed,
         "replay_secs": replay_secs,
         "replay_events_per_sec": if replay_secs > 0.0 { replayed as f64 / replay_secs } else { 0.0 },
         "events_replayed_total": metrics.store.events_replayed.get(),
-        "spool_left_batches": w.spool_pending(),
+        "wal_syncs": metrics.store.wal_sync_seconds.count(),
+        "spool_left_records": left,
     });
     println!("{out}");
     Ok(())

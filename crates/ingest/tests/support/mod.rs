@@ -6,10 +6,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use varta_core::config::{DecodePolicy, HealthConfig, IngestConfig, RtspTransport};
 use varta_core::event::{CameraState, StatusChange, StoreMsg};
 use varta_core::frame::FrameHub;
+use varta_core::journal::Journal;
 use varta_core::metrics::Registry;
 use varta_ingest::{CameraSpec, Ingest, IngestSettings};
 use varta_sim::{Scene, SimConfig, SimServer};
@@ -73,17 +73,17 @@ impl Rig {
     pub fn new(settings: IngestSettings) -> Rig {
         let hub = FrameHub::new(4);
         let metrics = Arc::new(Registry::default());
-        let (tx, mut rx) = mpsc::channel(1000);
+        let journal = Journal::new(1000);
         let changes = Arc::new(Mutex::new(Vec::new()));
         let c = changes.clone();
-        std::thread::spawn(move || {
-            while let Some(m) = rx.blocking_recv() {
+        journal.drain_with(move |msgs| {
+            for m in msgs {
                 if let StoreMsg::Status(s) = m {
                     c.lock().unwrap().push(s);
                 }
             }
         });
-        let ingest = Ingest::new(settings, hub.clone(), metrics.clone(), tx).unwrap();
+        let ingest = Ingest::new(settings, hub.clone(), metrics.clone(), journal).unwrap();
         Rig { ingest, metrics, hub, changes }
     }
 
