@@ -24,6 +24,8 @@ const T = {
     to_verified: 'Перевірено', to_open: 'Повернути', s_streaming: 'працює', s_degraded: 'погіршена',
     s_backing_off: 'недоступна', s_stalled: 'зависла', s_starting: 'запуск', s_stopped: 'зупинена',
     s_unknown: 'невідомо', error: 'Помилка',
+    e_ended: 'завершено', e_node_stopped: 'вузол зупинено', e_node_lost: 'вузол втрачено (збій)',
+    e_camera_lost: 'камера втрачена', e_open: 'триває',
   },
   en: {
     login_title: 'Sign in to Varta', username: 'User', password: 'Password', login: 'Sign in',
@@ -46,6 +48,8 @@ const T = {
     to_verified: 'Verified', to_open: 'Reopen', s_streaming: 'up', s_degraded: 'degraded',
     s_backing_off: 'unreachable', s_stalled: 'stalled', s_starting: 'starting', s_stopped: 'stopped',
     s_unknown: 'unknown', error: 'Error',
+    e_ended: 'ended', e_node_stopped: 'node stopped', e_node_lost: 'node lost (crash)',
+    e_camera_lost: 'camera lost', e_open: 'ongoing',
   },
 };
 
@@ -178,7 +182,7 @@ const RENDER = {
       el('label', {}, t('since'), el('input', { name: 'since', type: 'datetime-local' })),
       el('label', {}, t('until'), el('input', { name: 'until', type: 'datetime-local' })),
       el('button', { type: 'submit' }, t('search')));
-    const table = el('table', {}, el('thead', {}, el('tr', {}, ...['time', 'camera', 'site', 'class', 'rule', 'score', 'snapshot'].map((k) => el('th', {}, t(k))))), el('tbody'));
+    const table = el('table', {}, el('thead', {}, el('tr', {}, ...['time', 'end', 'camera', 'site', 'class', 'rule', 'score', 'snapshot'].map((k) => el('th', {}, t(k))))), el('tbody'));
     const more = el('button', { type: 'button', hidden: true }, t('more'));
     let cursor = null;
     const run = async (append) => {
@@ -189,7 +193,9 @@ const RENDER = {
       const body = $('tbody', table);
       if (!append) body.replaceChildren();
       for (const e of page.items) {
-        body.append(el('tr', {}, el('td', {}, fmt(e.started_at)), el('td', {}, e.camera), el('td', {}, e.site),
+        // When and why it ended: an event a crash or a lost camera closed says so.
+        const end = e.ended_at ? `${fmt(e.ended_at)} · ${t('e_' + (e.end_reason || 'ended'))}` : t('e_open');
+        body.append(el('tr', { 'data-end-reason': e.end_reason || 'open' }, el('td', {}, fmt(e.started_at)), el('td', {}, end), el('td', {}, e.camera), el('td', {}, e.site),
           el('td', {}, e.class), el('td', {}, e.rule), el('td', {}, e.score.toFixed(2)),
           el('td', {}, e.snapshot ? el('a', { href: `/api/v1/events/${e.id}/snapshot`, target: '_blank', rel: 'noopener' }, t('snapshot')) : t('none'))));
       }

@@ -334,7 +334,7 @@ impl Leases {
             }
             if !lost_cameras.is_empty() {
                 let n = crate::recovery::close_lost_events(
-                    &mut *tx,
+                    &mut tx,
                     crate::recovery::Scope::Cameras(&lost_cameras),
                     self.id,
                 )

@@ -102,6 +102,21 @@ impl Store {
         MIGRATOR.run(&self.pool).await.map_err(|e| Error::wrap(ErrorKind::Internal, "applying database migrations", e))
     }
 
+    /// True if one connection attempt succeeds within `timeout` (the pool itself
+    /// retries until its acquire timeout, which is too long to decide at start
+    /// whether to wait for the database).
+    pub async fn reachable(&self, timeout: Duration) -> bool {
+        use sqlx::Connection;
+        let opts = self.pool.connect_options();
+        match tokio::time::timeout(timeout, sqlx::PgConnection::connect_with(&opts)).await {
+            Ok(Ok(c)) => {
+                let _ = c.close().await;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// True if the database answers.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()

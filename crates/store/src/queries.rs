@@ -46,8 +46,14 @@ pub struct EventRow {
     pub started_at: DateTime<Utc>,
     /// Last seen.
     pub last_seen_at: DateTime<Utc>,
-    /// When the track ended; null while it is live.
+    /// When the event ended; null while it is open. For an event closed by recovery
+    /// (`end_reason` other than `ended`), when the object was last seen.
     pub ended_at: Option<DateTime<Utc>>,
+    /// Why it ended: `ended` (the object left, or the count fell), `node_stopped`
+    /// (the node stopped analysing the camera), `node_lost` (the process that made it
+    /// died; closed by recovery), `camera_lost` (the camera stopped sending
+    /// pictures); null while open.
+    pub end_reason: Option<String>,
     /// Analysed frames the object was matched in.
     pub frames: i32,
     /// Rule that fired.
@@ -63,7 +69,8 @@ impl Store {
     pub async fn list_events(&self, f: &EventFilter) -> Result<Vec<EventRow>, Error> {
         let rows = sqlx::query(
             "SELECT e.id, e.camera_id, c.site_id, e.track_id, e.class, e.score, e.bbox,
-                    e.started_at, e.last_seen_at, e.ended_at, e.frames, e.rule, e.zone, e.snapshot
+                    e.started_at, e.last_seen_at, e.ended_at, e.frames, e.rule, e.zone, e.snapshot,
+                    CASE WHEN e.ended_at IS NOT NULL THEN COALESCE(e.end_reason, 'ended') END
                FROM events e JOIN cameras c ON c.id = e.camera_id
               WHERE ($1::text IS NULL OR e.camera_id = $1)
                 AND ($2::text IS NULL OR c.site_id = $2)
@@ -102,6 +109,7 @@ impl Store {
                     rule: r.try_get(11)?,
                     zone: r.try_get(12)?,
                     snapshot: r.try_get(13)?,
+                    end_reason: r.try_get(14)?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

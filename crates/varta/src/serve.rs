@@ -366,12 +366,16 @@ pub async fn run_with(
     let held_file = cfg.store.spool_dir.join(HELD_FILE);
 
     // The database, if it answers now; otherwise in the background (below).
-    match tokio::time::timeout(FIRST_DB_ATTEMPT, bring_up_database(&store, &cfg)).await {
-        Ok(Ok(())) => {
-            let _ = db_ready_tx.send(true);
+    if !store.reachable(FIRST_DB_ATTEMPT).await {
+        tracing::warn!("PostgreSQL does not answer at start; going on without it");
+    } else {
+        match tokio::time::timeout(FIRST_DB_ATTEMPT * 5, bring_up_database(&store, &cfg)).await {
+            Ok(Ok(())) => {
+                let _ = db_ready_tx.send(true);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "PostgreSQL not ready at start; going on without it"),
+            Err(_) => tracing::warn!("PostgreSQL too slow at start; going on without it"),
         }
-        Ok(Err(e)) => tracing::warn!(error = %e, "PostgreSQL not ready at start; going on without it"),
-        Err(_) => tracing::warn!("PostgreSQL does not answer at start; going on without it"),
     }
     let retention = tokio::spawn(retention_loop(store.clone(), cfg.clone(), metrics.clone()));
 
