@@ -383,9 +383,10 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
     let stream_b = format!("{}/api/v1/alerts/stream", b.base);
     let rx = {
         let (u, t) = (stream_b.clone(), ops.clone());
+        // Returns once the response has begun: the stream subscribes to the alert
+        // fan-out before it answers, so nothing raised from now on is missed.
         tokio::task::spawn_blocking(move || sse(&u, &t, None)).await.unwrap()
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let t0 = Instant::now();
     let ev1 = alerting_event(&db, "cam-2").await;
     let (id1, kind, data) = rx.recv_timeout(Duration::from_secs(5)).expect("alert on the other API process");

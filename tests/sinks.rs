@@ -62,7 +62,8 @@ async fn mqtt_and_webhooks_get_each_alert_once() {
     std::fs::create_dir_all(&dir).unwrap();
     let mqtt_port = free_port();
     let mut broker = Command::new("mosquitto");
-    broker.args(["-p", &mqtt_port.to_string()]);
+    // Verbose: the log says when the subscriber has subscribed.
+    broker.args(["-v", "-p", &mqtt_port.to_string()]);
     let _broker = Proc::spawn(broker, dir.join("mosquitto.log"));
     let (hook, seen) = receiver();
 
@@ -109,7 +110,16 @@ async fn mqtt_and_webhooks_get_each_alert_once() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The alert must not be raised before the subscription exists (MQTT keeps no
+    // message for a subscriber that comes later).
+    let broker_log = dir.join("mosquitto.log");
+    tokio::task::spawn_blocking(move || {
+        wait_for("mosquitto_sub subscribed", Duration::from_secs(10), || {
+            std::fs::read_to_string(&broker_log).unwrap_or_default().contains("Received SUBSCRIBE").then_some(())
+        })
+    })
+    .await
+    .unwrap();
 
     let id = uuid::Uuid::now_v7();
     sql(format!(

@@ -22,12 +22,13 @@ fn frames_arrive_over_tcp_and_udp_at_the_analysis_rate() {
     udp.wait_state("udp", CameraState::Streaming, Duration::from_secs(20));
     let before = t.frames_sampled.get();
     let decoded_before = t.frames_decoded.get();
-    std::thread::sleep(Duration::from_secs(3));
+    // The clip is 10 fps: all of it is decoded, half of it sampled for analysis.
+    // Compared as a ratio over 30 decoded frames, however fast they come.
+    wait_for("30 frames decoded", Duration::from_secs(30), || t.frames_decoded.get() >= decoded_before + 30);
     let sampled = t.frames_sampled.get() - before;
     let decoded = t.frames_decoded.get() - decoded_before;
-    // The clip is 10 fps: all of it is decoded, half of it sampled for analysis.
-    assert!((22..=38).contains(&decoded), "decoded {decoded} in 3 s");
-    assert!((11..=19).contains(&sampled), "sampled {sampled} in 3 s at 5 fps");
+    let ratio = sampled as f64 / decoded as f64;
+    assert!((0.4..=0.6).contains(&ratio), "sampled {sampled} of {decoded} decoded frames at 5 of 10 fps");
     assert!(u.frames_sampled.get() > 0);
     assert_eq!(t.decoder().as_deref(), Some("avdec_h264"));
     assert_eq!(t.codec().as_deref(), Some("h264"));
@@ -112,10 +113,9 @@ fn keyframes_policy_decodes_only_keyframes() {
     let s = rig.metrics.camera(&"k".into());
     rig.wait_state("k", CameraState::Streaming, Duration::from_secs(20));
     let (r0, d0) = (s.frames_received.get(), s.frames_decoded.get());
-    std::thread::sleep(Duration::from_secs(6));
+    // The clip has a keyframe every 20 frames: of 60 received, 3 are keyframes.
+    wait_for("60 frames received", Duration::from_secs(30), || s.frames_received.get() >= r0 + 60);
     let (received, decoded) = (s.frames_received.get() - r0, s.frames_decoded.get() - d0);
-    // The clip has a keyframe every 20 frames (2 s at 10 fps): ~60 received, ~3 decoded.
-    assert!(received >= 45, "received {received}");
     assert!((2..=5).contains(&decoded), "decoded {decoded} of {received}");
     assert!(!s.decode_full());
     rig.ingest.stop_all();
@@ -154,15 +154,20 @@ fn adaptive_policy_decodes_keyframes_while_idle_and_everything_soon_after_activi
     }
     let end_ms = chrono::Utc::now().timestamp_millis();
     let idle: Vec<_> = seconds.iter().filter(|s| !s.2).map(|s| s.0).collect();
-    let full: Vec<_> = seconds.iter().filter(|s| s.2).map(|s| s.0).collect();
+    let full: Vec<_> = seconds.iter().filter(|s| s.2).map(|s| (s.0, s.1)).collect();
     assert!(idle.len() >= 4 && full.len() >= 4, "both modes seen: {seconds:?}");
     // Idle: a keyframe every 2 s decoded (a switch second may decode a replayed GOP).
     let idle_decoded: u64 = idle.iter().sum();
     assert!(idle_decoded <= idle.len() as u64 + 20, "{seconds:?}");
-    assert!(full.iter().filter(|&&d| d >= 8).count() >= full.len() - 2, "full decode at ~10 fps: {seconds:?}");
+    // Full: every frame received is decoded (as a ratio, so a slow second on a
+    // loaded machine does not count against it).
+    let (dec, rec) = full.iter().fold((0, 0), |(d, r), s| (d + s.0, r + s.1));
+    assert!(dec as f64 >= 0.8 * rec as f64, "full decode: {dec} of {rec} received: {seconds:?}");
     // Activity onsets from the simulator's log, against the switches to full decoding.
-    let onsets: Vec<i64> = std::fs::read_to_string(&log)
-        .unwrap()
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    // Complete lines only: the simulator may be in the middle of writing the last.
+    let complete = &log_text[..log_text.rfind('\n').map_or(0, |i| i + 1)];
+    let onsets: Vec<i64> = complete
         .lines()
         .filter(|l| l.contains("\"active\""))
         .map(|l| l.split("\"at_ms\":").nth(1).unwrap().split(',').next().unwrap().parse().unwrap())
@@ -232,7 +237,9 @@ fn frozen_and_dark_pictures_degrade_the_camera_with_a_reason() {
     rig.ingest.start(spec("blk", sim.url(2), DecodePolicy::Adaptive));
     rig.wait_state("frz", CameraState::Streaming, Duration::from_secs(20));
     rig.wait_state("blk", CameraState::Streaming, Duration::from_secs(20));
-    std::thread::sleep(Duration::from_secs(2));
+    // The health window (3 s) full of moving, lit pictures before the faults.
+    let frz_stats = rig.metrics.camera(&"frz".into());
+    wait_for("a healthy window", Duration::from_secs(20), || frz_stats.health().fps_measured.is_some_and(|f| f > 5.0));
     sim.inject(1, Fault::Freeze(Duration::from_secs(8)));
     sim.inject(2, Fault::Dark(Duration::from_secs(10)));
     rig.wait_state("frz", CameraState::Degraded, Duration::from_secs(10));

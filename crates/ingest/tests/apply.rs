@@ -48,13 +48,14 @@ fn apply_adds_changes_and_removes_cameras_without_touching_the_others() {
     rig.wait_state("edit", CameraState::Streaming, Duration::from_secs(20));
 
     let samples = sampler.join().unwrap();
-    // 10 fps: every 100 ms sample should see the count rise; a gap would be a run of
-    // equal samples.
+    // 10 fps: every 100 ms sample should see the count rise; a restart would be a
+    // run of equal samples of seconds (teardown, reconnect, the next keyframe up to
+    // a 2 s GOP later). A loaded machine may pause a few samples; not a second.
     let longest_flat = samples.windows(2).fold((0, 0), |(cur, max), w| {
         let cur = if w[1] == w[0] { cur + 1 } else { 0 };
         (cur, max.max(cur))
     });
-    assert!(longest_flat.1 <= 3, "unchanged camera's frames paused: {samples:?}");
+    assert!(longest_flat.1 <= 9, "unchanged camera's frames paused: {samples:?}");
     assert_eq!(rig.changes("keep").len(), keep_changes, "no transition recorded for the unchanged camera");
     assert_eq!(k.restarts_total(), 0);
     assert_eq!(rig.states("gone").last(), Some(&CameraState::Stopped));

@@ -43,7 +43,12 @@ fn add_remove_cycles_leak_neither_threads_nor_memory() {
             println!("after {} cycles: threads {}, RSS {} KiB", i - 9, thread_count(), rss_kib());
         }
     }
-    std::thread::sleep(Duration::from_secs(1));
+    // Stopped pipelines release their threads asynchronously: wait for them (a
+    // leak never gets there and fails at the deadline).
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while thread_count() > threads0 + 2 && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (threads1, rss1) = (thread_count(), rss_kib());
     println!("{cycles} cycles: threads {threads0} -> {threads1}, RSS {rss0} -> {rss1} KiB");
     assert!(threads1 <= threads0 + 2, "threads {threads0} -> {threads1}");
