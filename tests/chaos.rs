@@ -244,6 +244,16 @@ async fn sigkills_a_database_outage_and_a_start_without_the_database_lose_nothin
             .collect();
     assert!(left_open.is_empty(), "events of dead processes left open 30 s after the last restart: {left_open:?}");
 
+    // The API says why each event ended.
+    let token = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || token_for(&db, "chaos-operator", "operator")).await.unwrap()
+    };
+    let page = get_json_as(&format!("{}/api/v1/events?limit=1000", rig.api), &token).expect("events from the API");
+    let items = page["items"].as_array().unwrap();
+    assert!(items.iter().any(|e| e["end_reason"] == "node_lost" && e["ended_at"] == e["last_seen_at"]), "{page}");
+    assert!(items.iter().filter(|e| e["ended_at"].is_null()).all(|e| e["end_reason"].is_null()));
+
     // A clean stop ends the rest.
     assert_eq!(serve.terminate(Duration::from_secs(30)), Some(0), "{}", serve.output());
     let ledger = rig.ledger();

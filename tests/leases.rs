@@ -106,6 +106,11 @@ async fn two_nodes_split_cameras_take_over_a_dead_one_and_rebalance() {
     wait_for("node-a up", Duration::from_secs(60), || get_json(&format!("http://127.0.0.1:{}/healthz", ports[0])));
     let mut b = serve("node-b", &cfg_b, &db, &dir, 1);
     wait_split(&db, ports, "two nodes split the cameras", Duration::from_secs(60)).await;
+    // Each holds its share: both ready.
+    for p in ports {
+        let r = get_json(&format!("http://127.0.0.1:{p}/readyz")).expect("ready");
+        assert_eq!(r["status"], "ready", "{r}");
+    }
 
     // SIGKILL node-a: node-b holds all 16, streaming, within one TTL + 5 s.
     // SAFETY: kill(2) on our own child.

@@ -215,14 +215,17 @@ async fn records_wait_on_disk_while_the_database_is_away_and_the_next_start_writ
         last = journal.append(vec![StoreMsg::Event(e.clone())]).unwrap();
     }
     assert_eq!(journal.wait_durable(last, std::time::Duration::from_secs(10)), Durability::Durable);
-    assert_eq!(h.pending_records(), 3, "25 messages in records of at most batch_max = 10");
+    // 25 messages in records of at most batch_max = 10 (how many depends on how
+    // the appends fell into groups).
+    let records = h.pending_records();
+    assert!(records >= 3, "{records} records");
     assert_eq!(metrics.store.events_spooled.get(), 25);
     h.finish().await;
 
     // The next start, with the database there: the log is replayed first.
     let metrics = Arc::new(Registry::default());
     let (journal, h) = started(&s, &cfg, &metrics);
-    assert_eq!(h.open_report().records, 3);
+    assert_eq!(h.open_report().records, records);
     let mut replayed = h.replayed();
     tokio::time::timeout(std::time::Duration::from_secs(20), replayed.wait_for(|r| *r)).await.unwrap().unwrap();
     assert_eq!(count(&pool, "SELECT count(*) FROM events").await, 25);
