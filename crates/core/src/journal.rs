@@ -19,7 +19,11 @@
 //!
 //! Back-pressure, never loss: when `capacity` messages wait for the disk (the disk
 //! is slow, full or failing), [`Journal::append`] blocks, so detection backs up
-//! instead of dropping.
+//! instead of dropping. It blocks too while the store reports a *downstream*
+//! backlog at its limit ([`Journal::set_downstream`]): PostgreSQL answers but takes
+//! records slower than they come, so they would pile up in memory (and then be read
+//! back from disk at a cost). The WAL thread itself never waits for PostgreSQL, so
+//! whatever was appended is on disk within the flush interval either way.
 
 use crate::event::StoreMsg;
 use std::collections::{BTreeSet, VecDeque};
@@ -72,6 +76,9 @@ struct State {
     closed: bool,
     /// The WAL thread has exited: what is not durable now never will be.
     wal_gone: bool,
+    /// Messages synced but not yet in PostgreSQL while it answers (see
+    /// [`Journal::set_downstream`]).
+    downstream: usize,
 }
 
 /// The hand-off between the record makers and the store's WAL thread. Shared as
@@ -84,6 +91,7 @@ pub struct Journal {
     /// Wakes the asynchronous PostgreSQL writer when [`Journal::released_through`] moves.
     released: tokio::sync::Notify,
     capacity: usize,
+    downstream_limit: usize,
 }
 
 /// Records kept from PostgreSQL until released (or dropped).
@@ -122,7 +130,8 @@ impl Drop for Hold {
 }
 
 impl Journal {
-    /// A journal that blocks producers once `capacity` messages wait for the disk.
+    /// A journal that blocks producers once `capacity` messages wait for the disk, or
+    /// while the store's downstream backlog is at `capacity` × 2.
     pub fn new(capacity: usize) -> Arc<Journal> {
         Arc::new(Journal {
             state: Mutex::new(State {
@@ -133,17 +142,21 @@ impl Journal {
                 holds: BTreeSet::new(),
                 closed: false,
                 wal_gone: false,
+                downstream: 0,
             }),
             changed: Condvar::new(),
             released: tokio::sync::Notify::new(),
             capacity: capacity.max(1),
+            downstream_limit: capacity.max(1) * 2,
         })
     }
 
     fn push(&self, msgs: Vec<StoreMsg>, hold: bool) -> Result<u64, Closed> {
         let mut st = self.state.lock().unwrap();
         // A single append larger than the capacity still goes in once the queue is empty.
-        while !st.closed && st.queued > 0 && st.queued + msgs.len() > self.capacity {
+        while !st.closed
+            && ((st.queued > 0 && st.queued + msgs.len() > self.capacity) || st.downstream >= self.downstream_limit)
+        {
             st = self.changed.wait(st).unwrap();
         }
         if st.closed {
@@ -220,6 +233,19 @@ impl Journal {
     /// Messages that may wait for the disk before producers block.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// The store's backlog: messages on disk that PostgreSQL, answering, has not
+    /// taken yet (0 while PostgreSQL is away: then the log grows instead). Producers
+    /// wait while it is at twice the capacity.
+    pub fn set_downstream(&self, msgs: usize) {
+        let mut st = self.state.lock().unwrap();
+        let was = st.downstream;
+        st.downstream = msgs;
+        drop(st);
+        if msgs < was {
+            self.changed.notify_all();
+        }
     }
 
     /// Messages waiting for the disk.
@@ -379,6 +405,18 @@ mod tests {
         assert_eq!(p.msgs.len(), 2);
         assert_eq!(producer.join().unwrap(), 2);
         assert_eq!(j.queued(), 1);
+    }
+
+    #[test]
+    fn a_downstream_backlog_at_its_limit_blocks_producers_until_it_shrinks() {
+        let j = Journal::new(2);
+        j.set_downstream(4);
+        let j2 = j.clone();
+        let producer = std::thread::spawn(move || j2.append(vec![msg(1)]).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!producer.is_finished(), "a producer must wait while PostgreSQL is behind");
+        j.set_downstream(3);
+        assert_eq!(producer.join().unwrap(), 1);
     }
 
     #[test]

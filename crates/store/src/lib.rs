@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod copy;
 pub mod leases;
 pub mod queries;
+pub mod record;
 pub mod recovery;
 pub mod retention;
 pub mod tasks;

@@ -9,10 +9,11 @@
 //! ```text
 //! u32 LE  payload length
 //! u32 LE  CRC-32 (IEEE) of the payload
-//! payload JSON array of StoreMsg
+//! payload a batch of StoreMsg (crate::record: binary format 1, or JSON)
 //! ```
 //!
-//! (the format of the spool of issue #6, so an old spool is replayed as it is).
+//! (the framing of the spool of issue #6, whose JSON payloads still decode, so an
+//! old spool is replayed as it is).
 //! [`Wal::append`] writes a group of records with one `write` and one `fdatasync`
 //! (group commit), on the WAL thread. [`Wal::read`] and [`Wal::commit`] are the
 //! PostgreSQL writer's: it reads records back (when they are no longer in memory),
@@ -123,15 +124,16 @@ fn segment_name(n: u64) -> String {
     format!("spool-{n:010}.log")
 }
 
-/// Encodes one record: header and JSON payload.
-fn encode(msgs: &[StoreMsg]) -> Result<Vec<u8>, Error> {
-    let mut rec = vec![0u8; HEADER];
-    serde_json::to_writer(&mut rec, msgs).map_err(|e| Error::wrap(ErrorKind::Internal, "encoding a record", e))?;
-    let len = (rec.len() - HEADER) as u32;
-    let crc = crc32fast::hash(&rec[HEADER..]);
-    rec[..4].copy_from_slice(&len.to_le_bytes());
-    rec[4..HEADER].copy_from_slice(&crc.to_le_bytes());
-    Ok(rec)
+/// Appends one record (header and payload) to `buf`; returns its size.
+fn encode_into(msgs: &[StoreMsg], buf: &mut Vec<u8>) -> u64 {
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; HEADER]);
+    crate::record::encode(msgs, buf);
+    let len = (buf.len() - start - HEADER) as u32;
+    let crc = crc32fast::hash(&buf[start + HEADER..]);
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+    (buf.len() - start) as u64
 }
 
 impl Wal {
@@ -241,12 +243,7 @@ impl Wal {
     /// segment is cut back, so the caller can try the same records again.
     pub fn append(&self, groups: &[&[StoreMsg]]) -> Result<Vec<Appended>, Error> {
         let mut buf = Vec::new();
-        let mut sizes = Vec::with_capacity(groups.len());
-        for g in groups {
-            let rec = encode(g)?;
-            sizes.push(rec.len() as u64);
-            buf.extend_from_slice(&rec);
-        }
+        let sizes: Vec<u64> = groups.iter().map(|g| encode_into(g, &mut buf)).collect();
         let (sync, before, segment) = {
             let mut inner = self.inner.lock().unwrap();
             self.ensure_tail(&mut inner)?;
@@ -348,9 +345,8 @@ impl Wal {
                         path.display()
                     ));
                 };
-                let msgs: Vec<StoreMsg> = serde_json::from_slice(&payload).map_err(|e| {
-                    Error::wrap(ErrorKind::Internal, format!("decoding a record of {}", path.display()), e)
-                })?;
+                let msgs = crate::record::decode(&payload)
+                    .map_err(|e| varta_core::err!(Internal, "{} at {off}: {e}", path.display()))?;
                 let len = (HEADER + payload.len()) as u64;
                 off += len;
                 out.bytes += len;
@@ -383,6 +379,59 @@ impl Wal {
         }
         Ok(())
     }
+}
+
+/// One record of a log folder, as [`dump`] reads it.
+#[derive(Debug)]
+pub struct Dumped {
+    /// Where the record starts.
+    pub at: Pos,
+    /// Whether PostgreSQL has not taken it yet (at or after the cursor).
+    pub pending: bool,
+    /// Its messages, or why they could not be read (a torn or corrupt record ends
+    /// its segment).
+    pub msgs: Result<Vec<StoreMsg>, String>,
+}
+
+/// Reads every record of the log in `dir` without opening it for writing (no lock,
+/// nothing moved or cut), for people: `varta spool-dump`. Segments are read in
+/// order; a bad record ends its segment.
+pub fn dump(dir: &Path, mut f: impl FnMut(Dumped)) -> Result<(), Error> {
+    let cursor = read_cursor(dir).unwrap_or_default();
+    let mut segments: Vec<u64> = fs::read_dir(dir)
+        .map_err(|e| io_err(format!("reading spool folder {}", dir.display()), e))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("spool-")?.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    segments.sort_unstable();
+    for n in segments {
+        let path = dir.join(segment_name(n));
+        let mut r =
+            io::BufReader::new(File::open(&path).map_err(|e| io_err(format!("opening {}", path.display()), e))?);
+        let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let mut off = 0;
+        while off < len {
+            let at = Pos { segment: n, offset: off };
+            match read_record(&mut r, len - off)? {
+                Some(p) => {
+                    off += (HEADER + p.len()) as u64;
+                    f(Dumped { at, pending: at >= cursor, msgs: crate::record::decode(&p).map_err(|e| e.to_string()) });
+                }
+                None => {
+                    f(Dumped {
+                        at,
+                        pending: at >= cursor,
+                        msgs: Err(format!("torn or corrupt record ({} bytes)", len - off)),
+                    });
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads one record; `None` if it is cut short or fails its check.

@@ -80,7 +80,8 @@ pub struct WriterConfig {
 /// Messages read back from disk per transaction.
 const REPLAY_CHUNK: usize = 20_000;
 /// Messages kept in memory for the PostgreSQL writer; beyond that it reads them
-/// back from disk when it gets to them (PostgreSQL away for long).
+/// back from disk when it gets to them (PostgreSQL away for long). While PostgreSQL
+/// answers, producers are held back before this (at twice the journal's capacity).
 const MEMORY_MSGS: usize = 100_000;
 /// Rows per multi-row INSERT (17 parameters each; PostgreSQL allows 65535).
 const INSERT_ROWS: usize = 2_000;
@@ -429,6 +430,9 @@ async fn pg_writer(mut s: PgWriter) {
                 }
             }
         }
+        // While PostgreSQL answers, what waits for it in memory holds the producers
+        // back at the journal's limit; while it is away the log grows instead.
+        s.journal.set_downstream(if s.w.retry_at.is_none() { in_memory } else { 0 });
         let released = s.journal.released_through();
         let ready = pending.front().is_some_and(|d| d.last_seq <= released);
         let db_open = *s.db_ready.borrow();
@@ -440,6 +444,7 @@ async fn pg_writer(mut s: PgWriter) {
             continue;
         }
         if pending.is_empty() && closed {
+            s.journal.set_downstream(0);
             break;
         }
         if stopping && (!db_open || !s.w.db_ready() || !ready) {
@@ -450,6 +455,7 @@ async fn pg_writer(mut s: PgWriter) {
                     "store writer stopping with records PostgreSQL has not taken; the next start writes them"
                 );
             }
+            s.journal.set_downstream(0);
             break;
         }
         let retry = s.w.next_attempt();

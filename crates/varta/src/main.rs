@@ -110,10 +110,22 @@ enum Cmd {
     /// loop); prints JSON lines. Used by bench/.
     #[command(name = "detect-bench")]
     DetectBench(detect_bench::Args),
-    /// Drives the store writer (database, spool, replay) with synthetic events:
-    /// the writer benchmark and the load of the outage and crash tests.
+    /// Drives the store writer (journal, event log, PostgreSQL, replay) with synthetic
+    /// events: the writer benchmark and the load of the outage and crash tests.
     #[command(name = "store-load")]
     StoreLoad(store_cmd::Args),
+    /// Prints the records of a node's event log (`[store] spool_dir`) as JSON lines,
+    /// without touching it (safe while the node runs): where each record is, whether
+    /// PostgreSQL has it yet, and its messages.
+    #[command(name = "spool-dump")]
+    SpoolDump {
+        /// The event log's folder.
+        #[arg(long, default_value = ".varta/spool")]
+        dir: std::path::PathBuf,
+        /// Only the records PostgreSQL has not taken yet.
+        #[arg(long)]
+        pending: bool,
+    },
     /// Throughput and capacity benchmarks: `run`, `capacity`, `compare` (see bench/README.md).
     Bench {
         #[command(subcommand)]
@@ -275,6 +287,10 @@ fn main() -> ExitCode {
             }
             Cmd::StoreLoad(args) => {
                 store_cmd::run(args).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::SpoolDump { dir, pending } => {
+                store_cmd::dump(&dir, pending)?;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Bench { cmd } => {

@@ -257,6 +257,28 @@ pub async fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
+/// `varta spool-dump`: one JSON line per record of the event log in `dir`.
+pub fn dump(dir: &std::path::Path, only_pending: bool) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut result = Ok(());
+    varta_store::wal::dump(dir, |d| {
+        if only_pending && !d.pending || result.is_err() {
+            return;
+        }
+        let line = serde_json::json!({
+            "segment": d.at.segment,
+            "offset": d.at.offset,
+            "pending": d.pending,
+            "msgs": d.msgs.as_ref().ok(),
+            "error": d.msgs.as_ref().err(),
+        });
+        result = writeln!(out, "{line}");
+    })?;
+    result?;
+    out.flush()?;
+    Ok(())
+}
+
 /// The rows as `psql \copy events (…) FROM FILE WITH (FORMAT csv)` reads them.
 fn write_csv(path: &std::path::Path, events: &[EventRecord], node: &str) -> Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
