@@ -12,7 +12,7 @@
 //! every JPEG on disk has its row, and the first new event after each restart
 //! comes within 5 s. `VARTA_CHAOS_SEED` replays a run's instants.
 
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -234,14 +234,11 @@ async fn sigkills_a_database_outage_and_a_start_without_the_database_lose_nothin
     .await
     .unwrap();
     let left_open: Vec<(String, Option<uuid::Uuid>)> =
-        sqlx::query("SELECT id::text, run_id FROM events WHERE ended_at IS NULL AND run_id IS DISTINCT FROM $1")
+        sqlx::query_as("SELECT id::text, run_id FROM events WHERE ended_at IS NULL AND run_id IS DISTINCT FROM $1")
             .bind(current)
             .fetch_all(&mut c)
             .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+            .unwrap();
     assert!(left_open.is_empty(), "events of dead processes left open 30 s after the last restart: {left_open:?}");
 
     // The API says why each event ended.
@@ -263,13 +260,10 @@ async fn sigkills_a_database_outage_and_a_start_without_the_database_lose_nothin
     let open = query_i64(&db, "SELECT count(*) FROM events WHERE ended_at IS NULL").await;
     let alerts_twice = query_i64(&db, "SELECT count(*) - count(DISTINCT (event_id, rule)) FROM alerts").await;
     let reasons: Vec<(String, i64)> =
-        sqlx::query("SELECT coalesce(end_reason, 'open'), count(*) FROM events GROUP BY 1 ORDER BY 1")
+        sqlx::query_as("SELECT coalesce(end_reason, 'open'), count(*) FROM events GROUP BY 1 ORDER BY 1")
             .fetch_all(&mut c)
             .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+            .unwrap();
     eprintln!(
         "ledger {} durable events, {} rows, end reasons {reasons:?}, first events after starts {firsts:?}",
         ledger.len(),

@@ -492,6 +492,13 @@ async fn write_some(s: &mut PgWriter, pending: &mut VecDeque<Durable>, released:
                 return;
             }
         };
+        if r.records == 0 {
+            // Positions that do not match the files: a bug. Say so and try again
+            // later rather than spin or skip records.
+            tracing::error!(from = ?from, to = ?to, "nothing to read back between these event log positions");
+            s.w.retry_at = Some(Instant::now() + MAX_RETRY);
+            return;
+        }
         drop_missing_snapshots(&s.snapshot_dir, &mut r.msgs);
         let refs: Vec<&StoreMsg> = r.msgs.iter().collect();
         match s.w.write(&refs).await {
