@@ -274,7 +274,7 @@ impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
             models: PathBuf::from("models/models.toml"),
-            model: "centernet_mbv3_coco_512".into(),
+            model: "yolox_nano_352x256".into(),
             provider: Provider::Cpu,
             device_id: 0,
             fp16: true,
@@ -971,7 +971,7 @@ url = "rtsp://127.0.0.1:8554/cam/1"
         let c = Config::parse("good.toml", GOOD).unwrap();
         assert_eq!(c.cameras[0].analysis_fps, 2.0);
         assert_eq!(c.cameras[0].display_name(), "cam-01");
-        assert_eq!(c.detect.model, "centernet_mbv3_coco_512");
+        assert_eq!(c.detect.model, "yolox_nano_352x256");
         assert_eq!(c.node.api_listen.port(), 8080);
     }
 

@@ -68,7 +68,8 @@ fn decoding(c: &mut Criterion) {
 
 fn preprocessing(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/models.toml");
-    let spec = varta_detect::manifest::load(&root, "centernet_mbv3_coco_512").expect("models/models.toml");
+    let spec = varta_detect::manifest::load(&root, &varta_core::config::DetectConfig::default().model)
+        .expect("models/models.toml");
     let mut dst = vec![0.0f32; (spec.width * spec.height * 3) as usize];
     for (w, h) in [(768, 576), (1920, 1080)] {
         let f = frame(w, h);

@@ -64,6 +64,56 @@ pub fn yolo(
     nms(cand, nms_iou)
 }
 
+/// `yolox`: one image's `[A, 5 + C]` raw head outputs for an input of `width ×
+/// height` and grids at `strides` (anchors level by level, each row by row):
+/// `cx = (x + gx) · s`, `cy = (y + gy) · s`, `w = e^lw · s`, `h = e^lh · s`, score =
+/// objectness × best class score. Keeps those scoring at least `min_score`, then
+/// class-wise NMS at `nms_iou`. Boxes in input pixels.
+#[allow(clippy::too_many_arguments)]
+pub fn yolox(
+    data: &[f32],
+    labels: usize,
+    width: u32,
+    height: u32,
+    strides: &[u32],
+    min_score: f32,
+    nms_iou: f32,
+) -> Vec<Detection> {
+    let stride = 5 + labels;
+    let mut cand = Vec::new();
+    let mut a = 0;
+    for &s in strides {
+        let (gw, gh) = ((width / s) as usize, (height / s) as usize);
+        for gy in 0..gh {
+            for gx in 0..gw {
+                let Some(r) = data.get(a * stride..(a + 1) * stride) else { return nms(cand, nms_iou) };
+                a += 1;
+                let obj = r[4];
+                // Cheap exit: no class can reach the threshold (NaN fails too).
+                if obj.is_nan() || obj < min_score {
+                    continue;
+                }
+                let (mut best, mut class) = (f32::NEG_INFINITY, 0);
+                for (c, &v) in r[5..].iter().enumerate() {
+                    if v > best {
+                        best = v;
+                        class = c;
+                    }
+                }
+                let score = obj * best;
+                if score.is_nan() || score < min_score {
+                    continue;
+                }
+                let s = s as f32;
+                let (cx, cy) = ((r[0] + gx as f32) * s, (r[1] + gy as f32) * s);
+                let (w, h) = (r[2].exp() * s, r[3].exp() * s);
+                cand.push(Detection { class, score, bbox: [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0] });
+            }
+        }
+    }
+    nms(cand, nms_iou)
+}
+
 /// `ssd`: one image's `boxes [N, 4]`, `scores [N]`, `classes [N]`; boxes in `order`
 /// (and 0..1 fractions of `size` when `normalized`); `class_offset` is subtracted
 /// from each class value. The graph has done NMS.
@@ -115,6 +165,27 @@ pub fn nms(mut dets: Vec<Detection>, max_iou: f32) -> Vec<Detection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yolox_decodes_grid_cells_and_suppresses_duplicates() {
+        // A 64x32 input with strides 16 and 32: 4x2 + 2x1 = 10 anchors, 2 classes.
+        let labels = 2;
+        let mut data = vec![0.0f32; 10 * (5 + labels)];
+        let mut set = |a: usize, v: [f32; 7]| data[a * 7..a * 7 + 7].copy_from_slice(&v);
+        // Stride 16, cell (1, 1): centre (1.5, 1.5) cells = (24, 24), 16x32 px, class 1.
+        set(5, [0.5, 0.5, 0.0, 2f32.ln(), 0.9, 0.1, 0.8]);
+        // Stride 32, cell (0, 0): almost the same box, weaker: suppressed.
+        set(8, [0.75, 0.75, (0.5f32).ln(), 0.0, 0.8, 0.0, 0.8]);
+        // Stride 32, cell (1, 0): class 0, below the threshold once multiplied.
+        set(9, [0.5, 0.5, 0.0, 0.0, 0.5, 0.5, 0.1]);
+        let d = yolox(&data, labels, 64, 32, &[16, 32], 0.3, 0.45);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].class, 1);
+        assert!((d[0].score - 0.72).abs() < 1e-6);
+        assert_eq!(d[0].bbox, [16.0, 8.0, 32.0, 40.0]);
+        // A short output (a wrong manifest) does not panic.
+        assert!(yolox(&data[..20], labels, 64, 32, &[16, 32], 0.3, 0.45).is_empty());
+    }
 
     #[test]
     fn centernet_stops_at_threshold_and_skips_bad_classes() {

@@ -9,6 +9,7 @@
 //! [`pool`] runs it all on named OS threads fed by the scheduler of
 //! [`varta_core::frame::FrameHub`].
 
+pub mod accuracy;
 pub mod analysis;
 pub mod decode;
 pub mod manifest;

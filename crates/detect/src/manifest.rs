@@ -28,6 +28,22 @@ pub enum Decoder {
     /// Three outputs `boxes [B, N, 4]`, `scores [B, N]`, `classes [B, N]` (TF object
     /// detection API style); see `box_order`, `boxes_normalized`, `class_offset`.
     Ssd,
+    /// One output `[B, A, 5 + C]` (YOLOX exported without decoding): per anchor of
+    /// the grids at `strides`, level by level, row by row, `x, y` offsets in grid
+    /// cells, `log w, log h` in cells, objectness, then C class scores (both after
+    /// sigmoid); score = objectness × class score; class-wise NMS by us.
+    Yolox,
+}
+
+/// Channel order of the input tensor.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Channels {
+    /// Red, green, blue.
+    #[default]
+    Rgb,
+    /// Blue, green, red (models trained on OpenCV-read pictures, e.g. YOLOX).
+    Bgr,
 }
 
 /// How a frame is fitted to the model's input.
@@ -75,11 +91,14 @@ pub struct ModelSpec {
     pub width: u32,
     /// Input height in pixels.
     pub height: u32,
+    /// Channel order of the input.
+    #[serde(default)]
+    pub channels: Channels,
     /// Pixel (0..255) multiplier before mean/std.
     pub scale: f32,
-    /// Per-channel mean (RGB) subtracted after scaling.
+    /// Per-channel mean subtracted after scaling, in the input's channel order.
     pub mean: [f32; 3],
-    /// Per-channel divisor (RGB).
+    /// Per-channel divisor, in the input's channel order.
     pub std: [f32; 3],
     /// How frames are fitted to the input.
     #[serde(default)]
@@ -102,9 +121,16 @@ pub struct ModelSpec {
     /// the background class).
     #[serde(default)]
     pub class_offset: i32,
+    /// `yolox`: the strides of the output grids, in output order.
+    #[serde(default = "default_strides")]
+    pub strides: Vec<u32>,
     /// Largest batch the graph accepts (frames of several cameras are analysed in
     /// one run up to this).
     pub max_batch: usize,
+}
+
+fn default_strides() -> Vec<u32> {
+    vec![8, 16, 32]
 }
 
 fn default_pad() -> u8 {
@@ -143,7 +169,7 @@ impl ModelSpec {
     /// Checks values that the types alone cannot.
     pub fn check(&self) -> Result<(), Error> {
         let want = match self.decoder {
-            Decoder::Centernet | Decoder::Yolo => 1,
+            Decoder::Centernet | Decoder::Yolo | Decoder::Yolox => 1,
             Decoder::Ssd => 3,
         };
         let bad = |what: String| Err(err!(InvalidArgument, "model `{}` in the manifest: {what}", self.name));
@@ -159,6 +185,15 @@ impl ModelSpec {
         }
         if self.std.contains(&0.0) {
             return bad("std must not be 0".into());
+        }
+        if self.decoder == Decoder::Yolox
+            && (self.strides.is_empty()
+                || self.strides.iter().any(|&s| s == 0 || !self.width.is_multiple_of(s) || !self.height.is_multiple_of(s)))
+        {
+            return bad(format!(
+                "yolox strides {:?} must be non-zero and divide the input {}x{}",
+                self.strides, self.width, self.height
+            ));
         }
         Ok(())
     }

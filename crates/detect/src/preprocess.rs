@@ -7,7 +7,7 @@
 //! output pixel: a 1080p frame costs the same as a 576p one, since only the output
 //! pixels are computed.
 
-use crate::manifest::{Layout, ModelSpec, Resize};
+use crate::manifest::{Channels, Layout, ModelSpec, Resize};
 use varta_core::frame::{Frame, Pixels};
 
 /// Where the picture lies in the model input: `input = source × scale + offset`.
@@ -103,17 +103,21 @@ pub fn fill(dst: &mut [f32], frame: &Frame, spec: &ModelSpec) -> Geometry {
     let a: [f32; 3] = std::array::from_fn(|c| spec.scale / spec.std[c]);
     let b: [f32; 3] = std::array::from_fn(|c| -spec.mean[c] / spec.std[c]);
     let plane = iw * ih;
-    let put = |dst: &mut [f32], x: usize, y: usize, rgb: [f32; 3]| match spec.layout {
-        Layout::Nhwc => {
-            let i = (y * iw + x) * 3;
-            for c in 0..3 {
-                dst[i + c] = rgb[c] * a[c] + b[c];
+    let bgr = spec.channels == Channels::Bgr;
+    let put = |dst: &mut [f32], x: usize, y: usize, rgb: [f32; 3]| {
+        let rgb = if bgr { [rgb[2], rgb[1], rgb[0]] } else { rgb };
+        match spec.layout {
+            Layout::Nhwc => {
+                let i = (y * iw + x) * 3;
+                for c in 0..3 {
+                    dst[i + c] = rgb[c] * a[c] + b[c];
+                }
             }
-        }
-        Layout::Nchw => {
-            let i = y * iw + x;
-            for c in 0..3 {
-                dst[c * plane + i] = rgb[c] * a[c] + b[c];
+            Layout::Nchw => {
+                let i = y * iw + x;
+                for c in 0..3 {
+                    dst[c * plane + i] = rgb[c] * a[c] + b[c];
+                }
             }
         }
     };
@@ -249,6 +253,7 @@ mod tests {
             layout,
             width: w,
             height: h,
+            channels: Channels::Rgb,
             scale: 1.0,
             mean: [0.0; 3],
             std: [1.0; 3],
@@ -259,8 +264,21 @@ mod tests {
             box_order: BoxOrder::Xyxy,
             boxes_normalized: false,
             class_offset: 0,
+            strides: vec![8, 16, 32],
             max_batch: 1,
         }
+    }
+
+    #[test]
+    fn bgr_models_get_blue_first() {
+        let mut s = spec(Resize::Stretch, Layout::Nchw, 2, 2);
+        let f = Frame::from_rgb("c".into(), Utc::now(), 2, 2, [10u8, 20, 30].repeat(4));
+        let mut dst = vec![0.0; 12];
+        fill(&mut dst, &f, &s);
+        assert_eq!((dst[0], dst[4], dst[8]), (10.0, 20.0, 30.0));
+        s.channels = Channels::Bgr;
+        fill(&mut dst, &f, &s);
+        assert_eq!((dst[0], dst[4], dst[8]), (30.0, 20.0, 10.0));
     }
 
     #[test]

@@ -23,6 +23,65 @@ pub fn decode_file(
     start: DateTime<Utc>,
     mut each: impl FnMut(Frame),
 ) -> Result<usize, Error> {
+    let interval = (1e9 / fps) as u64;
+    let mut next = 0u64;
+    decode_selected(
+        path,
+        camera,
+        start,
+        |_, pts| {
+            if pts < next {
+                return Selected::Skip;
+            }
+            next = pts - pts % interval + interval;
+            Selected::Take
+        },
+        |_, f| each(f),
+    )
+}
+
+/// Decodes `path` and calls `each` with the frames whose 0-based decode-order index
+/// is in `indices` (the numbering of GStreamer's `multifilesink` and of ffmpeg's
+/// `select=eq(n,…)`), with that index; stops after the last one asked for. Frame
+/// times as [`decode_file`]. Returns the number of frames given: fewer than asked when
+/// the file is shorter.
+pub fn decode_frames(
+    path: &Path,
+    camera: &CameraId,
+    indices: &std::collections::BTreeSet<usize>,
+    start: DateTime<Utc>,
+    each: impl FnMut(usize, Frame),
+) -> Result<usize, Error> {
+    let last = indices.iter().next_back().copied();
+    decode_selected(
+        path,
+        camera,
+        start,
+        |i, _| match last {
+            Some(l) if i > l => Selected::Stop,
+            _ if indices.contains(&i) => Selected::Take,
+            _ => Selected::Skip,
+        },
+        each,
+    )
+}
+
+/// What [`decode_selected`] does with a decoded frame.
+enum Selected {
+    Take,
+    Skip,
+    Stop,
+}
+
+/// The decoding loop: `select` sees each decoded frame's index and timestamp
+/// (nanoseconds) and says whether `each` gets it.
+fn decode_selected(
+    path: &Path,
+    camera: &CameraId,
+    start: DateTime<Utc>,
+    mut select: impl FnMut(usize, u64) -> Selected,
+    mut each: impl FnMut(usize, Frame),
+) -> Result<usize, Error> {
     gst::init().map_err(|e| Error::wrap(ErrorKind::Internal, "GStreamer init", e))?;
     if !path.exists() {
         return Err(varta_core::err!(NotFound, "{} does not exist (run ./scripts/setup)", path.display()));
@@ -37,8 +96,7 @@ pub fn decode_file(
     pipeline.by_name("src").expect("named").set_property("location", path.to_string_lossy().as_ref());
     let sink = pipeline.by_name("sink").expect("named").downcast::<gst_app::AppSink>().expect("appsink");
     pipeline.set_state(gst::State::Playing).map_err(|e| Error::wrap(ErrorKind::Internal, ctx("start"), e))?;
-    let interval = (1e9 / fps) as u64;
-    let (mut next, mut given) = (0u64, 0usize);
+    let (mut index, mut given) = (0usize, 0usize);
     let result = loop {
         let Ok(sample) = sink.pull_sample() else {
             // End of stream, or an error posted on the bus.
@@ -54,21 +112,26 @@ pub fn decode_file(
         };
         let (Some(buf), Some(caps)) = (sample.buffer(), sample.caps()) else { continue };
         let pts = buf.pts().map(|t| t.nseconds()).unwrap_or(0);
-        if pts < next {
-            continue;
+        index += 1;
+        match select(index - 1, pts) {
+            Selected::Skip => continue,
+            Selected::Stop => break Ok(given),
+            Selected::Take => {}
         }
-        next = pts - pts % interval + interval;
         let vi = gst_video::VideoInfo::from_caps(caps).map_err(|e| Error::wrap(ErrorKind::Internal, ctx("caps"), e))?;
         let vf = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &vi)
             .map_err(|_| varta_core::err!(Internal, "{}", ctx("mapping a frame")))?;
-        each(Frame {
-            camera: camera.clone(),
-            pts_ns: pts,
-            captured_at: start + chrono::Duration::nanoseconds(pts as i64),
-            width: vi.width(),
-            height: vi.height(),
-            pixels: Pixels::I420(pack_i420(&vf).into()),
-        });
+        each(
+            index - 1,
+            Frame {
+                camera: camera.clone(),
+                pts_ns: pts,
+                captured_at: start + chrono::Duration::nanoseconds(pts as i64),
+                width: vi.width(),
+                height: vi.height(),
+                pixels: Pixels::I420(pack_i420(&vf).into()),
+            },
+        );
         given += 1;
     };
     let _ = pipeline.set_state(gst::State::Null);

@@ -6,6 +6,12 @@
 //!   preprocessing, inference, decoding, tracker, rules) against a raw ONNX Runtime
 //!   loop (`Session::run` on a ready tensor) with the same model and thread count,
 //!   alternated in one run so both see the same machine load.
+//! - `cost`: CPU time per analysed frame (preprocessing, inference, decoding: the
+//!   whole `Detector::detect` call, one ONNX Runtime thread) of `--model` against
+//!   `--baseline`, alternated in rounds in one run.
+//! - `batch`: CPU time per frame and frames per second of `--model` at batch 1, 2, 4
+//!   and 8 (frames of different moments of the clip, as several cameras would give),
+//!   alternated in rounds.
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -24,14 +30,14 @@ use varta_detect::runtime::{Detector, RuntimeOptions};
 /// Arguments.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// `preprocess` or `pool`.
-    #[arg(value_parser = ["preprocess", "pool"])]
+    /// `preprocess`, `pool`, `cost` or `batch`.
+    #[arg(value_parser = ["preprocess", "pool", "cost", "batch"])]
     mode: String,
     /// Model manifest.
     #[arg(long, default_value = "models/models.toml")]
     models: PathBuf,
     /// Model name.
-    #[arg(long, default_value = "centernet_mbv3_coco_512")]
+    #[arg(long, default_value = "yolox_nano_352x256")]
     model: String,
     /// Clip the frames come from.
     #[arg(long, default_value = ".cache/media/vtest.mp4")]
@@ -42,9 +48,13 @@ pub struct Args {
     /// `pool`: simulated cameras feeding the pool.
     #[arg(long, default_value_t = 8)]
     cameras: usize,
-    /// Seconds per measured window (`pool`: each of raw and pool, twice).
+    /// Seconds per measured window (`pool`: each of raw and pool, twice; `cost` and
+    /// `batch`: the whole run, shared between rounds).
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// `cost`: the model compared against.
+    #[arg(long, default_value = "centernet_mbv3_coco_512")]
+    baseline: String,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -55,8 +65,108 @@ pub fn run(a: Args) -> Result<()> {
     anyhow::ensure!(!frames.is_empty(), "no frames decoded from {}", a.clip.display());
     match a.mode.as_str() {
         "preprocess" => preprocess(&spec, &frames, a.seconds),
+        "cost" => {
+            let base = varta_detect::manifest::load(&a.models, &a.baseline)?;
+            base.verify()?;
+            cost(&spec, &base, &frames, a.seconds)
+        }
+        "batch" => batch(&spec, &frames, a.seconds),
         _ => pool(&spec, &frames, &a),
     }
+}
+
+/// CPU seconds this process has used (user + system, every thread).
+fn process_cpu_s() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage(2) fills the struct we pass.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Runs `det` on `frames` in batches of `batch` for about `budget`; returns (CPU
+/// milliseconds per frame, frames per wall second, frames).
+fn measure(det: &mut Detector, frames: &[Frame], batch: usize, budget: Duration) -> Result<(f64, f64, usize)> {
+    let (c0, t0) = (process_cpu_s(), Instant::now());
+    let mut n = 0usize;
+    while t0.elapsed() < budget {
+        let set: Vec<&Frame> = (0..batch).map(|k| &frames[(n + k * 7) % frames.len()]).collect();
+        det.detect(&set, 0.2)?;
+        n += batch;
+    }
+    let (cpu, wall) = (process_cpu_s() - c0, t0.elapsed().as_secs_f64());
+    Ok((cpu * 1000.0 / n as f64, n as f64 / wall, n))
+}
+
+/// `cost`: CPU per analysed frame, new model against the baseline, in alternating
+/// rounds so that both see the same machine.
+fn cost(spec: &ModelSpec, base: &ModelSpec, frames: &[Frame], seconds: u64) -> Result<()> {
+    let mut new = Detector::new(&RuntimeOptions::cpu(1), spec, spec.read_labels()?)?;
+    let mut old = Detector::new(&RuntimeOptions::cpu(1), base, base.read_labels()?)?;
+    // Warm both (first runs allocate and pick kernels).
+    measure(&mut new, frames, 1, Duration::from_millis(500))?;
+    measure(&mut old, frames, 1, Duration::from_millis(500))?;
+    let rounds = 4;
+    let budget = Duration::from_secs(seconds.max(8)) / (2 * rounds);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        b.push(measure(&mut old, frames, 1, budget)?.0);
+        a.push(measure(&mut new, frames, 1, budget)?.0);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    let r = |v: f64| (v * 100.0).round() / 100.0;
+    let (ma, mb) = (median(&mut a.clone()), median(&mut b.clone()));
+    let line = json!({
+        "bench": "cost", "input": format!("{}x{}", frames[0].width, frames[0].height),
+        "model": spec.name, "baseline": base.name,
+        "model_cpu_ms_per_frame": a.iter().map(|v| r(*v)).collect::<Vec<_>>(),
+        "baseline_cpu_ms_per_frame": b.iter().map(|v| r(*v)).collect::<Vec<_>>(),
+        "model_median_ms": r(ma), "baseline_median_ms": r(mb),
+        "times_cheaper": r(mb / ma),
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// `batch`: what batching frames of several cameras into one inference gains on this
+/// machine (one ONNX Runtime thread, as the pool's workers run).
+fn batch(spec: &ModelSpec, frames: &[Frame], seconds: u64) -> Result<()> {
+    anyhow::ensure!(spec.max_batch > 1, "{} takes batch 1 only (max_batch in the manifest)", spec.name);
+    let mut det = Detector::new(&RuntimeOptions::cpu(1), spec, spec.read_labels()?)?;
+    let sizes: Vec<usize> = [1usize, 2, 4, 8].into_iter().filter(|b| *b <= spec.max_batch).collect();
+    for b in &sizes {
+        measure(&mut det, frames, *b, Duration::from_millis(300))?;
+    }
+    let rounds = 3;
+    let budget = Duration::from_secs(seconds.max(8)) / (rounds * sizes.len() as u32);
+    let mut cpu = vec![Vec::new(); sizes.len()];
+    let mut fps = vec![Vec::new(); sizes.len()];
+    for _ in 0..rounds {
+        for (i, b) in sizes.iter().enumerate() {
+            let (c, f, _) = measure(&mut det, frames, *b, budget)?;
+            cpu[i].push(c);
+            fps[i].push(f);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let r = |v: f64| (v * 100.0).round() / 100.0;
+    let per: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            json!({"batch": b, "cpu_ms_per_frame": r(mean(&cpu[i])), "frames_per_s": r(mean(&fps[i])),
+                   "gain_vs_batch_1": r(mean(&cpu[0]) / mean(&cpu[i]))})
+        })
+        .collect();
+    let line = json!({
+        "bench": "batch", "model": spec.name, "input": format!("{}x{}", frames[0].width, frames[0].height),
+        "threads": 1, "sizes": per,
+    });
+    println!("{line}");
+    Ok(())
 }
 
 /// Nearest-neighbour upscale of an I420 frame (for a 1080p input of real content).

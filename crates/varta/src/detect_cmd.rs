@@ -24,7 +24,7 @@ pub struct ModelArgs {
     #[arg(long, default_value = "models/models.toml")]
     models: PathBuf,
     /// Model name in the manifest.
-    #[arg(long, default_value = "centernet_mbv3_coco_512")]
+    #[arg(long, default_value = "yolox_nano_352x256")]
     model: String,
 }
 
@@ -104,11 +104,35 @@ pub struct EvalArgs {
     /// Print every event record as a JSON line before the summary.
     #[arg(long)]
     events: bool,
+    /// Measure accuracy instead: ground truth in COCO format (see
+    /// tests/fixtures/labels/README.md); prints precision, recall and AP@0.5 per
+    /// class and overall as one JSON object. `--clip`, `--fps`, `--config` and the
+    /// rules do not apply.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// With `--labels`: where the images' and videos' files are.
+    #[arg(long, default_value = ".cache/media")]
+    media: PathBuf,
+    /// With `--labels`: score at which precision and recall are taken (the cameras'
+    /// default `min_score`).
+    #[arg(long, default_value_t = 0.4)]
+    min_score: f32,
+    /// With `--labels`: fail (exit status 1) when overall recall or precision is
+    /// below these, or AP@0.5 of person or car below `--min-ap50`.
+    #[arg(long, default_value_t = 0.0)]
+    min_recall: f64,
+    #[arg(long, default_value_t = 0.0)]
+    min_precision: f64,
+    #[arg(long, default_value_t = 0.0)]
+    min_ap50: f64,
 }
 
 /// Runs the clip through decoding, the model, the tracker and the rules; prints the
 /// summary as one JSON object.
 pub fn eval(args: EvalArgs) -> Result<()> {
+    if let Some(labels) = &args.labels {
+        return eval_labels(&args, labels);
+    }
     let cfg = match &args.config {
         Some(p) => varta_core::config::Config::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => varta_core::config::Config::parse("defaults", "").map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -202,3 +226,174 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     println!("{summary}");
     Ok(())
 }
+
+/// The parts of a COCO ground-truth file that `varta eval --labels` reads. Beyond
+/// COCO: an image may name a `video` (under `--media`) and a 0-based decode-order
+/// `frame` instead of a still in `file_name`; an annotation may carry `"ignore": 1`.
+#[derive(serde::Deserialize)]
+struct Coco {
+    images: Vec<CocoImage>,
+    annotations: Vec<CocoAnnotation>,
+    categories: Vec<CocoCategory>,
+}
+
+#[derive(serde::Deserialize)]
+struct CocoImage {
+    id: u64,
+    file_name: String,
+    width: u32,
+    height: u32,
+    #[serde(default)]
+    video: Option<String>,
+    #[serde(default)]
+    frame: Option<usize>,
+}
+
+#[derive(serde::Deserialize)]
+struct CocoAnnotation {
+    image_id: u64,
+    category_id: u64,
+    /// Left, top, width, height in pixels (COCO's `bbox`).
+    bbox: [f32; 4],
+    #[serde(default)]
+    ignore: u8,
+    #[serde(default)]
+    iscrowd: u8,
+}
+
+#[derive(serde::Deserialize)]
+struct CocoCategory {
+    id: u64,
+    name: String,
+}
+
+/// `varta eval --labels`: every labelled image through the service's preprocessing,
+/// model and decoder; detections down to a low floor so that AP sees the whole
+/// precision-recall curve.
+fn eval_labels(args: &EvalArgs, labels: &std::path::Path) -> Result<()> {
+    use varta_detect::accuracy::{Evaluator, Found, Truth};
+    let text = std::fs::read_to_string(labels).with_context(|| format!("reading {}", labels.display()))?;
+    let coco: Coco = serde_json::from_str(&text).with_context(|| format!("parsing {}", labels.display()))?;
+    let names: BTreeMap<u64, &str> = coco.categories.iter().map(|c| (c.id, c.name.as_str())).collect();
+    let mut truth: BTreeMap<u64, Vec<Truth>> = BTreeMap::new();
+    for a in &coco.annotations {
+        let class = names.get(&a.category_id).with_context(|| format!("category {} is not listed", a.category_id))?;
+        let [x, y, w, h] = a.bbox;
+        truth.entry(a.image_id).or_default().push(Truth {
+            class: class.to_string(),
+            bbox: [x, y, x + w, y + h],
+            ignore: a.ignore != 0 || a.iscrowd != 0,
+        });
+    }
+    let (spec, mut det) = args.model.load()?;
+    let model_labels = det.labels().to_vec();
+    let classes: Vec<String> = ["person", "bicycle", "car", "motorcycle", "bus", "truck"].map(String::from).to_vec();
+    let mut eval = Evaluator::new(&classes, args.min_score);
+    let camera = CameraId::from("eval");
+    let (mut infer_s, mut inferences) = (0.0, 0usize);
+    let mut run = |frame: &Frame, img: &CocoImage, eval: &mut Evaluator| -> Result<()> {
+        if (frame.width, frame.height) != (img.width, img.height) {
+            bail!(
+                "{}: the labels are for {}x{}, the file decodes to {}x{}",
+                img.file_name,
+                img.width,
+                img.height,
+                frame.width,
+                frame.height
+            );
+        }
+        let t = Instant::now();
+        let dets = det.detect_one(frame, EVAL_FLOOR)?;
+        infer_s += t.elapsed().as_secs_f64();
+        inferences += 1;
+        let found: Vec<Found> =
+            dets.iter().map(|d| Found { class: model_labels[d.class].clone(), score: d.score, bbox: d.bbox }).collect();
+        eval.add_image(truth.get(&img.id).map(Vec::as_slice).unwrap_or(&[]), &found);
+        Ok(())
+    };
+    // Stills one by one; video frames grouped by video, decoded once per video.
+    let mut by_video: BTreeMap<&str, BTreeMap<usize, &CocoImage>> = BTreeMap::new();
+    for img in &coco.images {
+        match (&img.video, img.frame) {
+            (Some(v), Some(f)) => {
+                by_video.entry(v.as_str()).or_default().insert(f, img);
+            }
+            (Some(_), None) | (None, Some(_)) => bail!("{}: `video` and `frame` go together", img.file_name),
+            (None, None) => {
+                let path = args.media.join(&img.file_name);
+                let rgb = image::open(&path)
+                    .with_context(|| format!("reading {} (run ./scripts/setup)", path.display()))?
+                    .to_rgb8();
+                let (w, h) = rgb.dimensions();
+                let frame = Frame::from_rgb(camera.clone(), chrono::Utc::now(), w, h, rgb.into_raw());
+                run(&frame, img, &mut eval)?;
+            }
+        }
+    }
+    for (video, frames) in &by_video {
+        let path = args.media.join(video);
+        let wanted: std::collections::BTreeSet<usize> = frames.keys().copied().collect();
+        let mut err = None;
+        let given = varta_ingest::file::decode_frames(&path, &camera, &wanted, chrono::Utc::now(), |i, f| {
+            if err.is_none() {
+                err = run(&f, frames[&i], &mut eval).err();
+            }
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        if given != wanted.len() {
+            bail!("{}: {} of the {} labelled frames decoded", path.display(), given, wanted.len());
+        }
+    }
+    let report = eval.report();
+    let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+    let per_class: serde_json::Map<String, serde_json::Value> = report
+        .classes
+        .iter()
+        .map(|(c, s)| {
+            (
+                c.clone(),
+                json!({
+                    "labelled": s.labelled, "true_positives": s.true_positives, "false_positives": s.false_positives,
+                    "precision": r3(s.precision), "recall": r3(s.recall), "ap50": s.ap50.map(r3),
+                }),
+            )
+        })
+        .collect();
+    let o = &report.overall;
+    let out = json!({
+        "labels": labels.display().to_string(),
+        "model": spec.name,
+        "images": report.images,
+        "min_score": args.min_score,
+        "classes": per_class,
+        "overall": {
+            "labelled": o.labelled, "true_positives": o.true_positives, "false_positives": o.false_positives,
+            "precision": r3(o.precision), "recall": r3(o.recall), "ap50": o.ap50.map(r3),
+        },
+        "inference_ms_mean": (infer_s * 1000.0 / inferences.max(1) as f64 * 10.0).round() / 10.0,
+    });
+    println!("{out}");
+    let mut short = Vec::new();
+    if o.recall < args.min_recall {
+        short.push(format!("recall {:.3} < {}", o.recall, args.min_recall));
+    }
+    if o.precision < args.min_precision {
+        short.push(format!("precision {:.3} < {}", o.precision, args.min_precision));
+    }
+    for c in ["person", "car"] {
+        let ap = report.classes[c].ap50.unwrap_or(0.0);
+        if ap < args.min_ap50 {
+            short.push(format!("{c} AP@0.5 {ap:.3} < {}", args.min_ap50));
+        }
+    }
+    if !short.is_empty() {
+        bail!("{} below its floor on {}: {}", spec.name, labels.display(), short.join(", "));
+    }
+    Ok(())
+}
+
+/// Lowest score kept for AP: low enough that the precision-recall curve reaches the
+/// model's full recall (COCO evaluations keep the top 100 per image at any score).
+const EVAL_FLOOR: f32 = 0.05;
