@@ -147,7 +147,8 @@ pub struct IngestConfig {
     pub activity_threshold: f64,
     /// `adaptive` decode: seconds without activity before going back to keyframes.
     pub activity_quiet_secs: f64,
-    /// `adaptive` decode: while idle, decode one keyframe at most this often (0 = all).
+    /// `adaptive` decode: while idle, decode one keyframe at most this often (0 = all;
+    /// default 8 s: within the scheduler's 10 s idle check).
     pub idle_keyframe_secs: f64,
 }
 
@@ -164,7 +165,7 @@ impl Default for IngestConfig {
             connect_timeout_secs: 10.0,
             activity_threshold: 2.5,
             activity_quiet_secs: 5.0,
-            idle_keyframe_secs: 4.0,
+            idle_keyframe_secs: 8.0,
         }
     }
 }

@@ -20,8 +20,11 @@ pub mod names {
     pub const FRAMES_DECODED: &str = "varta_frames_decoded_total";
     /// Frames dropped before analysis, by stage.
     pub const FRAMES_DROPPED: &str = "varta_frames_dropped_total";
-    /// Frames run through the detector.
+    /// Frames analysed (run through the detector, or found unchanged).
     pub const FRAMES_ANALYSED: &str = "varta_frames_analysed_total";
+    /// Analysed frames of idle cameras whose picture had not changed since the last
+    /// inference, so its detections were reused without running the model.
+    pub const FRAMES_UNCHANGED: &str = "varta_frames_unchanged_total";
     /// Frames offered to the inference scheduler, per camera.
     pub const FRAMES_OFFERED: &str = "varta_frames_offered_total";
     /// Microseconds analysed frames waited for a worker, per camera.
@@ -166,8 +169,11 @@ pub struct CameraStats {
     pub frames_offered: Counter,
     /// Frames dropped by the scheduler because they waited longer than the stale limit.
     pub frames_stale: Counter,
-    /// Frames run through the detector.
+    /// Frames analysed (run through the detector, or found unchanged).
     pub frames_analysed: Counter,
+    /// Analysed frames whose inference was skipped: an idle camera's picture had not
+    /// changed since its last inference (`varta_detect::unchanged`).
+    pub frames_unchanged: Counter,
     /// Total time analysed frames waited in the queue, in microseconds (mean wait =
     /// this / `frames_analysed`).
     pub queue_wait_us: Counter,
@@ -203,6 +209,7 @@ impl Default for CameraStats {
             frames_offered: Counter::default(),
             frames_stale: Counter::default(),
             frames_analysed: Counter::default(),
+            frames_unchanged: Counter::default(),
             queue_wait_us: Counter::default(),
             bytes_received: Counter::default(),
             decode_errors: Counter::default(),
@@ -458,10 +465,11 @@ impl Registry {
         let cams = self.cameras();
         let mut out = String::with_capacity(256 + cams.len() * 512);
         type Getter = fn(&CameraStats) -> u64;
-        let per_camera: [(&str, &str, Getter); 10] = [
+        let per_camera: [(&str, &str, Getter); 11] = [
             (names::FRAMES_RECEIVED, "counter", |s| s.frames_received.get()),
             (names::FRAMES_DECODED, "counter", |s| s.frames_decoded.get()),
             (names::FRAMES_ANALYSED, "counter", |s| s.frames_analysed.get()),
+            (names::FRAMES_UNCHANGED, "counter", |s| s.frames_unchanged.get()),
             (names::FRAMES_OFFERED, "counter", |s| s.frames_offered.get()),
             (names::QUEUE_WAIT, "counter", |s| s.queue_wait_us.get()),
             (names::BYTES_RECEIVED, "counter", |s| s.bytes_received.get()),

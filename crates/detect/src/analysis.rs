@@ -16,6 +16,13 @@ use varta_core::{err, CameraId, Error};
 /// high score they may only continue tracks.
 pub const FLOOR: f32 = 0.2;
 
+/// An object of interest counts as activity (full decoding, served first) this long
+/// after its track began…
+pub const NEW_OBJECT: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+/// …and afterwards while it moves at least this share of its box's larger side per
+/// second ([`crate::tracker::Track::is_moving`]).
+pub const MOVING_PER_S: f32 = 0.25;
+
 /// What a camera wants reported, as the config says it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CameraRules {
@@ -75,6 +82,8 @@ pub struct CameraAnalyser {
     max_age: chrono::Duration,
     /// Ended tracks, when asked for (evaluation; the service keeps none).
     track_log: Option<Vec<TrackSummary>>,
+    /// The last inference, for skipping the model on an unchanged idle picture.
+    memo: crate::unchanged::Memo,
 }
 
 impl CameraAnalyser {
@@ -107,7 +116,13 @@ impl CameraAnalyser {
             last_at: None,
             max_age: tracker.max_age,
             track_log: None,
+            memo: Default::default(),
         })
+    }
+
+    /// The camera's last inference ([`crate::unchanged`]).
+    pub fn memo(&mut self) -> &mut crate::unchanged::Memo {
+        &mut self.memo
     }
 
     /// Keeps a summary of every confirmed track that ends.
@@ -156,6 +171,16 @@ impl CameraAnalyser {
         self.size = (frame.width, frame.height);
         let ended = self.tracker.update(at, &obs, Some(frame));
         self.log(&ended);
+        // Activity is a new or moving object of interest, not any: a car parked in
+        // view for hours must not hold the camera on full decoding and at the head of
+        // the scheduler. Its track lives on at the idle-check rate (tracks end only on
+        // a frame that misses them), so its event stays one event.
+        let interesting = interesting
+            && self.tracker.tracks().iter().any(|t| {
+                t.last_seen == at
+                    && t.score >= self.interest
+                    && (at - t.first_seen < NEW_OBJECT || t.is_moving(MOVING_PER_S))
+            });
         (self.engine.step(at, self.tracker.tracks(), &ended, self.size), interesting)
     }
 
@@ -275,6 +300,41 @@ mod tests {
         }
         assert!(more.iter().all(|e| e.record.phase != EventPhase::Started), "{more:?}");
         assert!(a.has_open());
+    }
+
+    #[test]
+    fn a_parked_object_stops_counting_as_activity_but_keeps_its_event() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+        let mut a = analyser();
+        let labels = ["person".to_string()];
+        let seen = |a: &mut CameraAnalyser, secs: i64, x: f32| {
+            let at = t0 + Duration::milliseconds(secs * 1000);
+            let frame = Frame::from_rgb("cam".into(), at, 2, 2, vec![0; 12]);
+            // A few pixels of detector jitter, as on a still object.
+            let j = (secs % 2) as f32 * 2.0;
+            let det = Detection { class: 0, score: 0.8, bbox: [x + j, 100. + j, x + 40., 200.] };
+            a.process(&frame, &[det], &labels)
+        };
+        // New: activity, and it stays so for its first seconds even standing still.
+        for s in 0..10 {
+            assert!(seen(&mut a, s, 10.0).1, "new object at {s} s");
+        }
+        // Still after that: no longer activity, and frames 8 s apart (keyframes of an
+        // idle camera) keep the same track and event, no new one.
+        let mut records = Vec::new();
+        for s in [10, 18, 26, 34] {
+            let (e, active) = seen(&mut a, s, 10.0);
+            assert!(!active, "parked object at {s} s");
+            records.extend(e);
+        }
+        assert!(records.iter().all(|e| e.record.phase != EventPhase::Started), "a second event");
+        assert!(records.iter().all(|e| e.record.phase != EventPhase::Ended), "the event ended");
+        // It moves off: 40 px (its width) per second is activity again.
+        let mut moving = false;
+        for (k, s) in (35..38).enumerate() {
+            moving = seen(&mut a, s, 10.0 + 40.0 * (k + 1) as f32).1;
+        }
+        assert!(moving);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod rules;
 pub mod runtime;
 pub mod snapshot;
 pub mod tracker;
+pub mod unchanged;
 
 /// One detection: decoders give boxes in the model's input pixels, the runtime
 /// maps them to the frame's.

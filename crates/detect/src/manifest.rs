@@ -188,7 +188,10 @@ impl ModelSpec {
         }
         if self.decoder == Decoder::Yolox
             && (self.strides.is_empty()
-                || self.strides.iter().any(|&s| s == 0 || !self.width.is_multiple_of(s) || !self.height.is_multiple_of(s)))
+                || self
+                    .strides
+                    .iter()
+                    .any(|&s| s == 0 || !self.width.is_multiple_of(s) || !self.height.is_multiple_of(s)))
         {
             return bad(format!(
                 "yolox strides {:?} must be non-zero and divide the input {}x{}",

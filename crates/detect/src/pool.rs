@@ -21,6 +21,7 @@ use crate::rules::Emit;
 use crate::runtime::{Detector, RuntimeOptions};
 use crate::snapshot::SnapshotStore;
 use crate::tracker::TrackerConfig;
+use crate::Detection;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -34,6 +35,10 @@ use varta_core::frame::FrameHub;
 use varta_core::journal::{Durability, Hold, Journal};
 use varta_core::metrics::Registry;
 use varta_core::{CameraId, Error, ErrorKind};
+
+/// A camera counts as idle for [`crate::unchanged`] when its scene is not active and
+/// no object of interest was seen for this long (the scheduler's detection hold).
+const IDLE_AFTER: Duration = Duration::from_secs(5);
 
 /// Pool settings.
 #[derive(Clone, Debug)]
@@ -285,12 +290,34 @@ fn worker(mut det: Detector, sh: &Shared) {
             }
             continue;
         }
-        let frames: Vec<_> = batch.iter().map(|t| &t.frame).collect();
-        let t0 = Instant::now();
-        let result = det.detect(&frames, FLOOR);
-        sh.metrics.inference_seconds.observe(t0.elapsed().as_secs_f64());
-        let results = match result {
-            Ok(r) => r,
+        // An idle camera whose picture has not changed since its last inference
+        // reuses that inference's detections (crate::unchanged).
+        let now = Instant::now();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let analysers: Vec<_> = {
+            let map = sh.analysers.read().unwrap();
+            batch.iter().map(|t| map.get(&t.frame.camera).cloned()).collect()
+        };
+        let reused: Vec<Option<Vec<Detection>>> = batch
+            .iter()
+            .zip(&analysers)
+            .map(|(t, a)| {
+                let detected = t.stats.last_detection_ms.load(Ordering::Relaxed);
+                let idle = !t.stats.scene_active() && now_ms - detected > IDLE_AFTER.as_millis() as i64;
+                a.as_ref().and_then(|a| a.lock().unwrap().memo().check(&t.frame, now, idle))
+            })
+            .collect();
+        let frames: Vec<_> = batch.iter().zip(&reused).filter(|(_, r)| r.is_none()).map(|(t, _)| &t.frame).collect();
+        let result = if frames.is_empty() {
+            Ok(Vec::new())
+        } else {
+            let t0 = Instant::now();
+            let r = det.detect(&frames, FLOOR);
+            sh.metrics.inference_seconds.observe(t0.elapsed().as_secs_f64());
+            r
+        };
+        let mut fresh = match result {
+            Ok(r) => r.into_iter(),
             Err(e) => {
                 // Rate-limited: a broken model would otherwise log per frame.
                 if last_err.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
@@ -304,17 +331,28 @@ fn worker(mut det: Detector, sh: &Shared) {
             }
         };
         let mut emits = Vec::new();
-        for (taken, dets) in batch.iter().zip(results) {
+        for ((taken, reuse), analyser) in batch.iter().zip(reused).zip(analysers) {
             let f = &taken.frame;
+            let ran = reuse.is_none();
+            let dets = match reuse {
+                Some(d) => {
+                    taken.stats.frames_unchanged.inc();
+                    d
+                }
+                None => fresh.next().unwrap_or_default(),
+            };
             taken.stats.frames_analysed.inc();
             taken.stats.queue_wait_us.add(taken.waited.as_micros() as u64);
-            let analyser = sh.analysers.read().unwrap().get(&f.camera).cloned();
             if let Some(a) = analyser {
-                let (e, interesting) = a.lock().unwrap().process(f, &dets, &sh.labels);
+                let mut a = a.lock().unwrap();
+                if ran {
+                    a.memo().remember(&dets, now);
+                }
+                let (e, interesting) = a.process(f, &dets, &sh.labels);
                 if interesting {
                     // Confirms activity to the decode gate and the scheduler: while
-                    // objects of interest are in view, the camera stays on full
-                    // decoding and is served first.
+                    // new or moving objects of interest are in view, the camera stays
+                    // on full decoding and is served first.
                     taken.stats.last_detection_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
                 }
                 emits.extend(e);

@@ -101,6 +101,16 @@ pub struct Track {
 }
 
 impl Track {
+    /// Whether the object moves: its box centre's smoothed speed is at least
+    /// `min_per_s` of the box's larger side per second. A walking person covers
+    /// 0.5–1 of their height per second; a parked car's box jitters by a few pixels
+    /// (under 0.1).
+    pub fn is_moving(&self, min_per_s: f32) -> bool {
+        let (vx, vy) = ((self.velocity[0] + self.velocity[2]) / 2.0, (self.velocity[1] + self.velocity[3]) / 2.0);
+        let size = (self.bbox[2] - self.bbox[0]).max(self.bbox[3] - self.bbox[1]).max(1.0);
+        (vx * vx + vy * vy).sqrt() / size >= min_per_s
+    }
+
     /// Where the box should be at `at`, given its velocity.
     fn predict(&self, at: DateTime<Utc>) -> BBox {
         let dt = (at - self.last_seen).num_milliseconds() as f32 / 1000.0;

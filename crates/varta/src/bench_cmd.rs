@@ -155,6 +155,7 @@ struct Counts {
     sampled: u64,
     offered: u64,
     analysed: u64,
+    unchanged: u64,
     dropped_queue: u64,
     dropped_stale: u64,
     queue_wait_us: u64,
@@ -172,6 +173,7 @@ fn counts(m: &Registry) -> Counts {
         c.sampled += s.frames_sampled.get();
         c.offered += s.frames_offered.get();
         c.analysed += s.frames_analysed.get();
+        c.unchanged += s.frames_unchanged.get();
         c.dropped_queue += s.frames_dropped.get();
         c.dropped_stale += s.frames_stale.get();
         c.queue_wait_us += s.queue_wait_us.get();
@@ -412,6 +414,8 @@ pub async fn run(a: &RunArgs, database_url: &str) -> Result<Value> {
     // Per camera: (was active, analysed, stale) at the last sample.
     let mut last: HashMap<String, (bool, u64, u64)> = HashMap::new();
     let (mut active_secs, mut active_analysed, mut active_stale) = (0.0f64, 0u64, 0u64);
+    // Camera-seconds sampled, and those in full decoding.
+    let (mut sampled_secs, mut full_secs) = (0u64, 0u64);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut peak_rss = 0.0f64;
     loop {
@@ -419,6 +423,8 @@ pub async fn run(a: &RunArgs, database_url: &str) -> Result<Value> {
         let el = t0.elapsed().as_secs_f64();
         for (id, s) in metrics.cameras() {
             let now = (s.scene_active(), s.frames_analysed.get(), s.frames_stale.get());
+            sampled_secs += 1;
+            full_secs += s.decode_full() as u64;
             if let Some(prev) = last.get(id.as_str()) {
                 if prev.0 && now.0 {
                     active_secs += 1.0;
@@ -539,6 +545,7 @@ pub async fn run(a: &RunArgs, database_url: &str) -> Result<Value> {
             "sampled": d(|c| c.sampled) as f64 / secs,
             "offered": d(|c| c.offered) as f64 / secs,
             "analysed": d(|c| c.analysed) as f64 / secs,
+            "unchanged": d(|c| c.unchanged) as f64 / secs,
             "dropped_queue_full": d(|c| c.dropped_queue) as f64 / secs,
             "dropped_stale": d(|c| c.dropped_stale) as f64 / secs,
         },
@@ -548,6 +555,7 @@ pub async fn run(a: &RunArgs, database_url: &str) -> Result<Value> {
         },
         "active": {
             "camera_secs": active_secs,
+            "full_decode_share": full_secs as f64 / sampled_secs.max(1) as f64,
             "analysed_fps_per_active_camera": (active_secs > 0.0).then(|| active_analysed as f64 / active_secs),
             "stale_drops": active_stale,
         },
@@ -649,7 +657,11 @@ pub fn table(r: &Value) -> String {
         "frames/s received → decoded → sampled",
         format!("{} → {} → {}", f(&fr["received"]), f(&fr["decoded"]), f(&fr["sampled"])),
     );
-    row("frames/s offered → analysed", format!("{} → {}", f(&fr["offered"]), f(&fr["analysed"])));
+    row(
+        "frames/s offered → analysed (of which unchanged)",
+        format!("{} → {} ({})", f(&fr["offered"]), f(&fr["analysed"]), f(&fr["unchanged"])),
+    );
+    row("share of camera-seconds in full decoding", f(&r["active"]["full_decode_share"]));
     row(
         "frames/s dropped: queue full / stale",
         format!("{} / {}", f(&fr["dropped_queue_full"]), f(&fr["dropped_stale"])),

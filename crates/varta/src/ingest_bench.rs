@@ -39,6 +39,10 @@ pub struct Args {
     /// Progress line every this many seconds (stderr).
     #[arg(long, default_value_t = 10.0)]
     pub report_every: f64,
+    /// `adaptive`: decode an idle camera's keyframe at most this often (default: the
+    /// config's); a large value measures receiving alone (bench/ingest-idle.sh).
+    #[arg(long)]
+    pub idle_keyframe_secs: Option<f64>,
     /// Append every switch to full decoding as a JSON line (`{"camera","at_ms"}`) here.
     #[arg(long)]
     pub switch_log: Option<PathBuf>,
@@ -69,7 +73,11 @@ pub fn run(a: Args) -> Result<()> {
     let hub = FrameHub::new(2);
     let journal = varta_core::journal::Journal::new(10_000);
     journal.drain_with(|_| {});
-    let settings = IngestSettings { ingest: IngestConfig::default(), health: HealthConfig::default() };
+    let mut ingest = IngestConfig::default();
+    if let Some(v) = a.idle_keyframe_secs {
+        ingest.idle_keyframe_secs = v;
+    }
+    let settings = IngestSettings { ingest, health: HealthConfig::default() };
     let mut ingest = Ingest::new(settings, hub.clone(), metrics.clone(), journal)?;
     let stop = Arc::new(AtomicBool::new(false));
     let drain = {
