@@ -53,8 +53,8 @@ fn sum(metrics: &Registry, f: fn(&CameraStats) -> u64) -> u64 {
     metrics.cameras().iter().map(|(_, s)| f(s)).sum()
 }
 
-/// CPU seconds (user + system) of this process so far.
-fn cpu_secs() -> f64 {
+/// CPU seconds (user + system) of this process so far, every thread.
+pub(crate) fn cpu_secs() -> f64 {
     // SAFETY: getrusage(2) fills the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };

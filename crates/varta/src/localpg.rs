@@ -61,6 +61,22 @@ pub async fn start(dir: &Path, port: u16) -> Result<String> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     if is_root() {
+        // The cluster runs as `postgres`, which must be able to walk down to it: a
+        // clone under a private folder (mktemp -d makes them 0700) fails in initdb
+        // with a bare "Permission denied", so say which folder and what to do.
+        use std::os::unix::fs::PermissionsExt;
+        for a in dir.ancestors().skip(1) {
+            let mode = std::fs::metadata(a).map(|m| m.permissions().mode()).unwrap_or(0o755);
+            if mode & 0o001 == 0 {
+                bail!(
+                    "PostgreSQL runs as the `postgres` user, which cannot enter {} (mode {:o}): \
+                     `chmod o+x {}` or put the repository where other users can reach it",
+                    a.display(),
+                    mode & 0o777,
+                    a.display()
+                );
+            }
+        }
         let mut c = Command::new("chown");
         c.args(["-R", "postgres:postgres"]).arg(&dir);
         run(c, "chown")?;
