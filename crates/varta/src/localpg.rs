@@ -64,18 +64,20 @@ pub async fn start(dir: &Path, port: u16) -> Result<String> {
         // The cluster runs as `postgres`, which must be able to walk down to it: a
         // clone under a private folder (mktemp -d makes them 0700) fails in initdb
         // with a bare "Permission denied", so say which folder and what to do.
-        use std::os::unix::fs::PermissionsExt;
-        for a in dir.ancestors().skip(1) {
-            let mode = std::fs::metadata(a).map(|m| m.permissions().mode()).unwrap_or(0o755);
-            if mode & 0o001 == 0 {
-                bail!(
-                    "PostgreSQL runs as the `postgres` user, which cannot enter {} (mode {:o}): \
-                     `chmod o+x {}` or put the repository where other users can reach it",
-                    a.display(),
-                    mode & 0o777,
-                    a.display()
-                );
-            }
+        let enters = |p: &Path| {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--", "test", "-x"])
+                .arg(p)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if let Some(a) = dir.ancestors().skip(1).collect::<Vec<_>>().into_iter().rev().find(|a| !enters(a)) {
+            bail!(
+                "PostgreSQL runs as the `postgres` user, which cannot enter {}: `chmod o+x {}` \
+                 or put the repository where other users can reach it",
+                a.display(),
+                a.display()
+            );
         }
         let mut c = Command::new("chown");
         c.args(["-R", "postgres:postgres"]).arg(&dir);
