@@ -96,13 +96,12 @@ fn every_rule_kind_fires_on_vtest_once_per_track() {
 /// Runs `varta eval --labels` on the project's labelled set (tests/fixtures/labels)
 /// with `args`; returns whether it passed its floors, and the report.
 fn accuracy(args: &[&str]) -> (bool, serde_json::Value) {
-    let media = std::env::var("VARTA_MEDIA_DIR").unwrap_or_else(|_| root().join(".cache/media").display().to_string());
     let out = varta()
         .arg("eval")
         .arg("--labels")
         .arg(root().join("tests/fixtures/labels/varta-labels.json"))
         .arg("--media")
-        .arg(media)
+        .arg(media_dir())
         .args(args)
         .output()
         .unwrap();

@@ -29,10 +29,14 @@ pub fn varta() -> Command {
     c
 }
 
+/// Where `scripts/setup` put the test media (`VARTA_MEDIA_DIR` overrides).
+pub fn media_dir() -> PathBuf {
+    std::env::var_os("VARTA_MEDIA_DIR").map(PathBuf::from).unwrap_or_else(|| root().join(".cache/media"))
+}
+
 /// The clip the simulator serves.
 pub fn clip() -> PathBuf {
-    let p = std::env::var_os("VARTA_MEDIA_DIR").map(PathBuf::from).unwrap_or_else(|| root().join(".cache/media"));
-    let p = p.join("vtest.mp4");
+    let p = media_dir().join("vtest.mp4");
     assert!(p.exists(), "{} is missing: run ./scripts/setup", p.display());
     p
 }

@@ -471,7 +471,9 @@ pub struct CameraConfig {
 fn default_analysis_fps() -> f64 {
     2.0
 }
-fn default_classes() -> Vec<String> {
+/// The classes a camera reports unless its config says otherwise (COCO label names):
+/// people and vehicles.
+pub fn default_classes() -> Vec<String> {
     ["person", "bicycle", "car", "motorcycle", "bus", "truck"].map(String::from).to_vec()
 }
 fn default_min_score() -> f32 {

@@ -132,6 +132,9 @@ pub struct Taken {
     pub stats: Arc<CameraStats>,
     /// How long the frame waited in the queue.
     pub waited: Duration,
+    /// Whether the scheduler counted the camera as active when it took the frame
+    /// (scene activity, or an object of interest within `detection_hold`).
+    pub active: bool,
 }
 
 impl FrameHub {
@@ -219,7 +222,7 @@ impl FrameHub {
                 s.stats.frames_stale.inc();
             }
         }
-        let mut ready: Vec<(u8, Instant, usize)> = st
+        let mut ready: Vec<(u8, Instant, usize, bool)> = st
             .slots
             .iter()
             .enumerate()
@@ -235,19 +238,19 @@ impl FrameHub {
                 } else {
                     2
                 };
-                (group, s.last_taken, i)
+                (group, s.last_taken, i, active)
             })
             .collect();
         ready.sort_unstable();
         ready
             .into_iter()
             .take(max)
-            .map(|(_, _, i)| {
+            .map(|(_, _, i, active)| {
                 let s = &mut st.slots[i];
                 let (frame, queued) = s.queue.pop_front().expect("non-empty");
                 s.busy = true;
                 s.last_taken = now;
-                Taken { frame, stats: s.stats.clone(), waited: now.duration_since(queued) }
+                Taken { frame, stats: s.stats.clone(), waited: now.duration_since(queued), active }
             })
             .collect()
     }

@@ -69,7 +69,6 @@ pub fn yolo(
 /// `cx = (x + gx) · s`, `cy = (y + gy) · s`, `w = e^lw · s`, `h = e^lh · s`, score =
 /// objectness × best class score. Keeps those scoring at least `min_score`, then
 /// class-wise NMS at `nms_iou`. Boxes in input pixels.
-#[allow(clippy::too_many_arguments)]
 pub fn yolox(
     data: &[f32],
     labels: usize,

@@ -36,10 +36,6 @@ use varta_core::journal::{Durability, Hold, Journal};
 use varta_core::metrics::Registry;
 use varta_core::{CameraId, Error, ErrorKind};
 
-/// A camera counts as idle for [`crate::unchanged`] when its scene is not active and
-/// no object of interest was seen for this long (the scheduler's detection hold).
-const IDLE_AFTER: Duration = Duration::from_secs(5);
-
 /// Pool settings.
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
@@ -292,8 +288,8 @@ fn worker(mut det: Detector, sh: &Shared) {
         }
         // An idle camera whose picture has not changed since its last inference
         // reuses that inference's detections (crate::unchanged).
+        // Idle is the scheduler's own judgement (`Taken::active`).
         let now = Instant::now();
-        let now_ms = chrono::Utc::now().timestamp_millis();
         let analysers: Vec<_> = {
             let map = sh.analysers.read().unwrap();
             batch.iter().map(|t| map.get(&t.frame.camera).cloned()).collect()
@@ -301,11 +297,7 @@ fn worker(mut det: Detector, sh: &Shared) {
         let reused: Vec<Option<Vec<Detection>>> = batch
             .iter()
             .zip(&analysers)
-            .map(|(t, a)| {
-                let detected = t.stats.last_detection_ms.load(Ordering::Relaxed);
-                let idle = !t.stats.scene_active() && now_ms - detected > IDLE_AFTER.as_millis() as i64;
-                a.as_ref().and_then(|a| a.lock().unwrap().memo().check(&t.frame, now, idle))
-            })
+            .map(|(t, a)| a.as_ref().and_then(|a| a.lock().unwrap().memo().check(&t.frame, now, !t.active)))
             .collect();
         let frames: Vec<_> = batch.iter().zip(&reused).filter(|(_, r)| r.is_none()).map(|(t, _)| &t.frame).collect();
         let result = if frames.is_empty() {

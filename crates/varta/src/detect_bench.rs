@@ -36,8 +36,8 @@ pub struct Args {
     /// Model manifest.
     #[arg(long, default_value = "models/models.toml")]
     models: PathBuf,
-    /// Model name.
-    #[arg(long, default_value = "yolox_nano_352x256")]
+    /// Model name (default: the service's, `[detect] model`).
+    #[arg(long, default_value_t = varta_core::config::DetectConfig::default().model)]
     model: String,
     /// Clip the frames come from.
     #[arg(long, default_value = ".cache/media/vtest.mp4")]
@@ -104,12 +104,13 @@ fn cost(spec: &ModelSpec, base: &ModelSpec, frames: &[Frame], seconds: u64) -> R
         b.push(measure(&mut old, frames, 1, budget)?.0);
         a.push(measure(&mut new, frames, 1, budget)?.0);
     }
-    let median = |v: &mut Vec<f64>| {
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
     };
     let r = |v: f64| (v * 100.0).round() / 100.0;
-    let (ma, mb) = (median(&mut a.clone()), median(&mut b.clone()));
+    let (ma, mb) = (median(&a), median(&b));
     let line = json!({
         "bench": "cost", "input": format!("{}x{}", frames[0].width, frames[0].height),
         "model": spec.name, "baseline": base.name,

@@ -23,8 +23,8 @@ pub struct ModelArgs {
     /// Model manifest.
     #[arg(long, default_value = "models/models.toml")]
     models: PathBuf,
-    /// Model name in the manifest.
-    #[arg(long, default_value = "yolox_nano_352x256")]
+    /// Model name in the manifest (default: the service's, `[detect] model`).
+    #[arg(long, default_value_t = varta_core::config::DetectConfig::default().model)]
     model: String,
 }
 
@@ -57,9 +57,8 @@ pub struct DetectArgs {
 pub fn detect(args: DetectArgs) -> Result<()> {
     let (spec, mut det) = args.model.load()?;
     for path in &args.images {
-        let img = image::open(path).with_context(|| format!("reading {}", path.display()))?.to_rgb8();
-        let (w, h) = img.dimensions();
-        let frame = Frame::from_rgb(CameraId::from("detect"), chrono::Utc::now(), w, h, img.into_raw());
+        let frame = still(path, &CameraId::from("detect"))?;
+        let (w, h) = (frame.width, frame.height);
         let t0 = Instant::now();
         let found = det.detect_one(&frame, args.min_score)?;
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -78,6 +77,13 @@ pub fn detect(args: DetectArgs) -> Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// A still image (JPEG or PNG) as a frame of `camera`.
+fn still(path: &std::path::Path, camera: &CameraId) -> Result<Frame> {
+    let img = image::open(path).with_context(|| format!("reading {} (run ./scripts/setup)", path.display()))?.to_rgb8();
+    let (w, h) = img.dimensions();
+    Ok(Frame::from_rgb(camera.clone(), chrono::Utc::now(), w, h, img.into_raw()))
 }
 
 /// `varta eval`.
@@ -287,8 +293,7 @@ fn eval_labels(args: &EvalArgs, labels: &std::path::Path) -> Result<()> {
     }
     let (spec, mut det) = args.model.load()?;
     let model_labels = det.labels().to_vec();
-    let classes: Vec<String> = ["person", "bicycle", "car", "motorcycle", "bus", "truck"].map(String::from).to_vec();
-    let mut eval = Evaluator::new(&classes, args.min_score);
+    let mut eval = Evaluator::new(&varta_core::config::default_classes(), args.min_score);
     let camera = CameraId::from("eval");
     let (mut infer_s, mut inferences) = (0.0, 0usize);
     let mut run = |frame: &Frame, img: &CocoImage, eval: &mut Evaluator| -> Result<()> {
@@ -320,13 +325,7 @@ fn eval_labels(args: &EvalArgs, labels: &std::path::Path) -> Result<()> {
             }
             (Some(_), None) | (None, Some(_)) => bail!("{}: `video` and `frame` go together", img.file_name),
             (None, None) => {
-                let path = args.media.join(&img.file_name);
-                let rgb = image::open(&path)
-                    .with_context(|| format!("reading {} (run ./scripts/setup)", path.display()))?
-                    .to_rgb8();
-                let (w, h) = rgb.dimensions();
-                let frame = Frame::from_rgb(camera.clone(), chrono::Utc::now(), w, h, rgb.into_raw());
-                run(&frame, img, &mut eval)?;
+                run(&still(&args.media.join(&img.file_name), &camera)?, img, &mut eval)?;
             }
         }
     }
