@@ -34,6 +34,9 @@ pub enum HubMsg {
     Alert(Arc<AlertRow>),
     /// An alert was acknowledged.
     Ack(Arc<AlertRow>),
+    /// A token was revoked, an account disabled or its password changed: every
+    /// stream re-checks its token before it sends anything more.
+    Revoked,
 }
 
 /// One LISTEN connection per process, fanned out to its clients.
@@ -66,6 +69,7 @@ impl AlertHub {
 struct Note {
     alert: Option<i64>,
     ack: Option<i64>,
+    revoked: Option<i64>,
 }
 
 async fn listen(store: Store, tx: broadcast::Sender<HubMsg>, metrics: Arc<Registry>) {
@@ -114,6 +118,10 @@ async fn listen(store: Store, tx: broadcast::Sender<HubMsg>, metrics: Arc<Regist
                 tracing::warn!(payload = n.payload(), "alert listener: unexpected payload");
                 continue;
             };
+            if note.revoked.is_some() {
+                let _ = tx.send(HubMsg::Revoked);
+                continue;
+            }
             let (id, is_ack) = match (note.alert, note.ack) {
                 (Some(id), _) => (id, false),
                 (None, Some(id)) => (id, true),
@@ -162,6 +170,8 @@ pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<ListParams
     let limit = crate::limit(p.limit, 100, 500)?;
     let before = p.cursor.as_deref().map(crate::id_cursor).transpose()?;
     let items = st.store.list_alerts(p.open, before, limit).await?;
+    let detail = serde_json::json!({"open": p.open, "before": before, "count": items.len()});
+    st.store.audit(&c.audit("alert_list", None, detail)).await?;
     Ok(Json(Page::by_id(items, limit, |a| a.id)))
 }
 
@@ -173,8 +183,7 @@ pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<ListParams
 pub async fn ack(State(st): State<Arc<AppState>>, c: Caller, Path(id): Path<String>) -> ApiResult<Json<AlertRow>> {
     c.require(Perm::Alerts)?;
     let id = int_id(&id)?;
-    let a = st.store.ack_alert(id, &c.who.name).await?;
-    st.store.audit(&c.audit("alert_ack", Some(id.to_string()), serde_json::json!({"event": a.event_id}))).await?;
+    let a = st.store.ack_alert(id, &c.who.name, &c.audit("alert_ack", Some(id.to_string()), serde_json::json!({}))).await?;
     Ok(Json(a))
 }
 
@@ -191,6 +200,13 @@ pub struct StreamParams {
 /// The live alert stream (Server-Sent Events). Each alert is an `alert` event whose
 /// id is the alert id and whose data is the alert (JSON); acknowledgements come as
 /// `ack` events. Reconnect with `Last-Event-ID` to get what was missed.
+///
+/// The stream lives only as long as its token: it ends when the token expires, and
+/// when the token is revoked (logout, `varta user revoke`), its account disabled
+/// or its password changed, before any alert committed after that change (the
+/// revocation comes on the same notification channel as the alerts, in commit
+/// order); it also re-checks the token every [`RECHECK`]. At most
+/// [`MAX_STREAMS_PER_TOKEN`] streams per token (429 beyond).
 #[utoipa::path(get, path = "/api/v1/alerts/stream", tag = "alerts", security(("bearer" = [])), params(StreamParams),
     responses((status = 200, content_type = "text/event-stream", body = String), (status = 403, body = crate::ErrorBody)))]
 pub async fn stream(
@@ -200,6 +216,7 @@ pub async fn stream(
     Q(p): Q<StreamParams>,
 ) -> ApiResult<Response> {
     c.require(Perm::Alerts)?;
+    let slot = StreamSlot::take(&st, c.who.token_id)?;
     let last = match headers.get("last-event-id") {
         Some(v) => Some(
             v.to_str()
@@ -215,10 +232,25 @@ pub async fn stream(
         Some(id) => st.store.alerts_since(id, RESUME_OVERLAP_SECS, RESUME_MAX).await?,
         None => Vec::new(),
     };
+    st.store.audit(&c.audit("alert_stream_open", None, serde_json::json!({"last_id": last}))).await?;
     let (out, out_rx) = mpsc::channel(64);
     let store = st.store.clone();
     let mut closing = st.closing.subscribe();
+    let token = c.who.token_id;
+    let expires = c.who.expires_at.map(|t| {
+        let left = (t - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::Instant::now() + left
+    });
     tokio::spawn(async move {
+        let _slot = slot;
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+        let expiry = async move {
+            match expires {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expiry);
         // Ids already sent, to drop repeats; pruned far below the newest.
         let mut seen: HashSet<i64> = HashSet::new();
         let mut newest = last.unwrap_or(0);
@@ -231,14 +263,27 @@ pub async fn stream(
         }
         loop {
             let next = tokio::select! {
-                m = rx.recv() => m,
+                m = rx.recv() => Some(m),
                 _ = closing.wait_for(|c| *c) => return,
+                _ = &mut expiry => return,
+                _ = recheck.tick() => None,
+            };
+            let Some(next) = next else {
+                // A database that does not answer is no licence to go on.
+                if !store.token_live(token).await.unwrap_or(false) {
+                    return;
+                }
+                continue;
             };
             let msg = match next {
                 Ok(m) => m,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     // A slow client: re-read from the table instead of dropping.
                     tracing::warn!(skipped = n, "SSE client lagged; re-reading missed alerts");
+                    // What was skipped may have been a revocation.
+                    if !store.token_live(token).await.unwrap_or(false) {
+                        return;
+                    }
                     match store.alerts_since(newest, RESUME_OVERLAP_SECS, RESUME_MAX).await {
                         Ok(rows) => {
                             for a in rows.into_iter().filter(|a| seen.insert(a.id)) {
@@ -266,6 +311,12 @@ pub async fn stream(
                     alert_event(&a)
                 }
                 HubMsg::Ack(a) => Event::default().event("ack").data(serde_json::to_string(&*a).unwrap_or_default()),
+                HubMsg::Revoked => {
+                    if !store.token_live(token).await.unwrap_or(false) {
+                        return;
+                    }
+                    continue;
+                }
             };
             if out.send(Ok(ev)).await.is_err() {
                 return;
@@ -274,6 +325,42 @@ pub async fn stream(
     });
     let events = tokio_stream::wrappers::ReceiverStream::<Result<Event, Infallible>>::new(out_rx);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+}
+
+/// How often an open stream re-checks its token, besides on every revocation notice.
+pub const RECHECK: Duration = Duration::from_secs(5);
+
+/// Most alert streams open at once per token.
+pub const MAX_STREAMS_PER_TOKEN: usize = 4;
+
+/// One of a token's stream places, given back when the stream ends.
+struct StreamSlot {
+    st: Arc<AppState>,
+    token: i64,
+}
+
+impl StreamSlot {
+    fn take(st: &Arc<AppState>, token: i64) -> Result<StreamSlot, varta_core::Error> {
+        let mut open = st.streams.lock().unwrap();
+        let n = open.entry(token).or_insert(0);
+        if *n >= MAX_STREAMS_PER_TOKEN {
+            return Err(err!(RateLimited, "this token has {MAX_STREAMS_PER_TOKEN} alert streams open already"));
+        }
+        *n += 1;
+        Ok(StreamSlot { st: st.clone(), token })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.st.streams.lock().unwrap();
+        if let Some(n) = open.get_mut(&self.token) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.token);
+            }
+        }
+    }
 }
 
 fn alert_event(a: &AlertRow) -> Event {

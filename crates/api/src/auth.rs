@@ -95,7 +95,59 @@ pub fn token_hash(token: &str) -> Vec<u8> {
     sha2::Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// Checks `name`/`password` (in a blocking thread: argon2 takes tens of ms).
+/// A bounded pool for password hashing. Each argon2 run takes 19 MiB and tens of
+/// milliseconds of one core, so hashing runs at most `parallel` at once, at most
+/// `queue` more wait, and the rest are refused at once (`Unavailable`, 503) rather
+/// than queued without limit: a flood of logins costs a bounded amount of memory.
+pub struct Hasher {
+    permits: tokio::sync::Semaphore,
+    queued: std::sync::atomic::AtomicUsize,
+    queue: usize,
+}
+
+/// The longest a login waits for a hashing slot before it is refused.
+const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Hasher {
+    /// A pool running `parallel` hashes at once with `queue` waiting.
+    pub fn new(parallel: usize, queue: usize) -> Hasher {
+        Hasher { permits: tokio::sync::Semaphore::new(parallel.max(1)), queued: Default::default(), queue }
+    }
+
+    /// The pool for this machine: one hash per core, up to 4, and 4 waiting per slot.
+    pub fn for_machine() -> Hasher {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        Hasher::new(n, 4 * n)
+    }
+
+    /// Runs `f` (a hash or a verification) on a blocking thread once a slot is free.
+    /// `Unavailable` when the queue is full or no slot frees within 5 s.
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+        use std::sync::atomic::Ordering;
+        let busy = || err!(Unavailable, "too many password checks at once; try again in a few seconds");
+        let permit = match self.permits.try_acquire() {
+            Ok(p) => p,
+            Err(_) => {
+                if self.queued.fetch_add(1, Ordering::SeqCst) >= self.queue {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                    return Err(busy());
+                }
+                let p = tokio::time::timeout(HASH_WAIT, self.permits.acquire()).await;
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                match p {
+                    Ok(Ok(p)) => p,
+                    _ => return Err(busy()),
+                }
+            }
+        };
+        let r = tokio::task::spawn_blocking(f).await.map_err(|e| err!(Internal, "password hashing: {e}"));
+        drop(permit);
+        r
+    }
+}
+
+/// Checks `name`/`password` in the hashing pool. `Unavailable` when the pool is full
+/// (the password was then not checked).
 pub async fn check_password(st: &AppState, name: &str, password: &str) -> Result<Option<(i64, Role)>, Error> {
     let found = st.store.user_credentials(name).await?;
     let password = password.to_owned();
@@ -103,9 +155,8 @@ pub async fn check_password(st: &AppState, name: &str, password: &str) -> Result
         Some((id, role, hash)) => (hash, Some((id, role))),
         None => (dummy_hash().to_owned(), None),
     };
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(|e| err!(Internal, "password check: {e}"))?;
+    let ok = st.hasher.run(move || verify_password(&password, &hash)).await?;
+    st.metrics.api.password_checks.inc();
     Ok(who.filter(|_| ok))
 }
 
@@ -124,7 +175,8 @@ impl Caller {
         if allowed(self.who.role, perm) {
             Ok(())
         } else {
-            Err(err!(PermissionDenied, "role `{}` may not do this", self.who.role.as_str()).into())
+            let e = err!(PermissionDenied, "role `{}` may not do this", self.who.role.as_str());
+            Err(ApiError(e, Some(self.who.name.clone())))
         }
     }
 

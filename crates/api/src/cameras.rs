@@ -1,6 +1,6 @@
 //! `GET /api/v1/cameras` and `GET /api/v1/cameras/{id}`.
 
-use crate::auth::{Caller, Perm};
+use crate::auth::{Caller, Perm, Role};
 use crate::error::ApiResult;
 use crate::{ApiError, AppState, CameraInfo};
 use axum::extract::{Path, State};
@@ -15,6 +15,11 @@ use varta_core::metrics::{Health, MainStream};
 use varta_core::CameraId;
 
 /// A camera with its live state and counters.
+///
+/// Fields derived from what the camera sees (decode mode and activity, analysis
+/// counters, decoded and received volumes, bitrates, picture statistics) say when
+/// people are in the scene: they are absent for contractors, who get what a
+/// repair needs (state, codec, frame rate, errors, restarts, problems).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CameraView {
     #[serde(flatten)]
@@ -24,14 +29,21 @@ pub struct CameraView {
     status_since: Option<DateTime<Utc>>,
     codec: Option<String>,
     decoder: Option<String>,
-    decoding: Decoding,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decoding: Option<Decoding>,
     frames_received: u64,
-    frames_decoded: u64,
-    frames_sampled: u64,
-    frames_dropped: u64,
-    frames_analysed: u64,
-    analysis: Analysis,
-    bytes_received: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frames_decoded: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frames_sampled: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frames_dropped: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frames_analysed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    analysis: Option<Analysis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_received: Option<u64>,
     decode_errors: u64,
     restarts: u64,
     #[schema(value_type = Object)]
@@ -78,7 +90,27 @@ struct Decoding {
     last_switch_at: Option<DateTime<Utc>>,
 }
 
-fn view(st: &AppState, info: &CameraInfo) -> CameraView {
+/// The view of `info` for a caller of `role` (see [`CameraView`]).
+fn view(st: &AppState, info: &CameraInfo, role: Role) -> CameraView {
+    let mut v = full_view(st, info);
+    if role == Role::Contractor {
+        v.decoding = None;
+        v.frames_decoded = None;
+        v.frames_sampled = None;
+        v.frames_dropped = None;
+        v.frames_analysed = None;
+        v.analysis = None;
+        v.bytes_received = None;
+        let h = &mut v.health;
+        (h.bitrate_kbps, h.mean_luma, h.luma_stddev, h.unchanged_secs) = (None, None, None, None);
+        if let Some(m) = &mut v.main_stream {
+            m.bitrate_kbps = None;
+        }
+    }
+    v
+}
+
+fn full_view(st: &AppState, info: &CameraInfo) -> CameraView {
     let s = st.metrics.camera(&CameraId(info.id.clone()));
     let last = s.last_frame_ms.load(Ordering::Relaxed);
     CameraView {
@@ -87,19 +119,19 @@ fn view(st: &AppState, info: &CameraInfo) -> CameraView {
         status_since: s.state_since(),
         codec: s.codec(),
         decoder: s.decoder(),
-        decoding: Decoding {
+        decoding: Some(Decoding {
             policy: info.decode,
             mode: if s.decode_full() { "full" } else { "keyframes" },
             activity_score: s.activity(),
             switches: s.mode_switches.get(),
             last_switch_at: s.last_switch_at(),
-        },
+        }),
         frames_received: s.frames_received.get(),
-        frames_decoded: s.frames_decoded.get(),
-        frames_sampled: s.frames_sampled.get(),
-        frames_dropped: s.frames_dropped.get(),
-        frames_analysed: s.frames_analysed.get(),
-        analysis: Analysis {
+        frames_decoded: Some(s.frames_decoded.get()),
+        frames_sampled: Some(s.frames_sampled.get()),
+        frames_dropped: Some(s.frames_dropped.get()),
+        frames_analysed: Some(s.frames_analysed.get()),
+        analysis: Some(Analysis {
             frames_offered: s.frames_offered.get(),
             frames_analysed: s.frames_analysed.get(),
             dropped_queue_full: s.frames_dropped.get(),
@@ -107,8 +139,8 @@ fn view(st: &AppState, info: &CameraInfo) -> CameraView {
             mean_queue_wait_ms: (s.frames_analysed.get() > 0)
                 .then(|| s.queue_wait_us.get() as f64 / 1000.0 / s.frames_analysed.get() as f64),
             scene_active: s.scene_active(),
-        },
-        bytes_received: s.bytes_received.get(),
+        }),
+        bytes_received: Some(s.bytes_received.get()),
         decode_errors: s.decode_errors.get(),
         restarts: s.restarts_total(),
         restarts_by_reason: RestartReason::ALL.iter().map(|r| (r.as_str(), s.restarts(*r))).collect(),
@@ -126,7 +158,7 @@ fn view(st: &AppState, info: &CameraInfo) -> CameraView {
 pub async fn list(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Json<Vec<CameraView>>> {
     c.require(Perm::Cameras)?;
     let cams = st.cameras.read().unwrap().clone();
-    Ok(Json(cams.iter().map(|c| view(&st, c)).collect()))
+    Ok(Json(cams.iter().map(|i| view(&st, i, c.who.role)).collect()))
 }
 
 /// One camera.
@@ -141,7 +173,7 @@ pub async fn one(
     c.require(Perm::Cameras)?;
     let info = st.cameras.read().unwrap().iter().find(|c| c.id == id).cloned();
     let info = info.ok_or_else(|| varta_core::err!(NotFound, "no camera `{id}`"))?;
-    Ok(Json(view(&st, &info)))
+    Ok(Json(view(&st, &info, c.who.role)))
 }
 
 /// Restarts a camera's pipeline on this node (admin; audited). A camera another node

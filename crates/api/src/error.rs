@@ -8,13 +8,13 @@ use varta_core::{Error, ErrorKind};
 /// A handler's result.
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// An error on its way to the client.
+/// An error on its way to the client; for a refusal, with who was refused.
 #[derive(Debug)]
-pub struct ApiError(pub Error);
+pub struct ApiError(pub Error, pub Option<String>);
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        ApiError(e)
+        ApiError(e, None)
     }
 }
 
@@ -36,16 +36,30 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let kind = self.0.kind();
         // Internal details (SQL, paths) stay in the log, not in the response.
+        // So do a dependency's own words (a database error names hosts and SQL):
+        // an `Unavailable` that wraps one says only that.
         let message = if kind == ErrorKind::Internal {
             tracing::error!(error = %self.0, "internal error in API");
             "internal error".to_owned()
+        } else if kind == ErrorKind::Unavailable && std::error::Error::source(&self.0).is_some() {
+            tracing::warn!(error = %self.0, "API request failed on a dependency");
+            "unavailable: the database or another dependency did not answer; try again".to_owned()
         } else {
             self.0.to_string()
         };
         let body = serde_json::json!({"error": {"code": kind.code(), "message": message}});
-        (status_of(kind), Json(body)).into_response()
+        let mut r = (status_of(kind), Json(body)).into_response();
+        if kind == ErrorKind::PermissionDenied {
+            r.extensions_mut().insert(Denied(self.1));
+        }
+        r
     }
 }
+
+/// Marks a refusal (403) so the router's guard writes its audit row with the
+/// caller and the route (see `crate::guard`).
+#[derive(Clone, Debug)]
+pub struct Denied(pub Option<String>);
 
 /// `Json<T>` whose rejections (bad JSON, wrong types, wrong content type, a NUL
 /// character in any string) are 400s in the one error shape.

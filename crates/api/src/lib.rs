@@ -199,6 +199,10 @@ pub struct AppState {
     /// Set to true when the process stops: endless responses (the alert stream) end,
     /// so a graceful shutdown does not wait for them for ever.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// The bounded pool every password hash and check runs in.
+    pub hasher: auth::Hasher,
+    /// Alert streams open per token id (capped at `alerts::MAX_STREAMS_PER_TOKEN`).
+    pub streams: std::sync::Mutex<std::collections::HashMap<i64, usize>>,
 }
 
 impl AppState {
@@ -252,13 +256,19 @@ pub fn router(state: Arc<AppState>) -> Router {
             (StatusCode::METHOD_NOT_ALLOWED, Json(serde_json::json!({"error": {"code": "method_not_allowed", "message": "method not allowed on this route"}})))
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(move |req, next| guard(cors.clone(), req, next)))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), move |st, req, next| guard(st, cors.clone(), req, next)))
         .with_state(state)
 }
 
-/// Strict CORS (only `[api] cors_origins`; preflights from elsewhere are refused)
-/// and security headers on every response.
-async fn guard(origins: Arc<Vec<String>>, req: Request, next: Next) -> Response {
+/// Longest a request may take to be read and answered (a streamed body, such as
+/// the alert stream, is not counted: only the time to its first byte). A client
+/// that sends its body slowly is cut off here, not held for ever.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Strict CORS (only `[api] cors_origins`; preflights from elsewhere are refused),
+/// security headers on every response, the request timeout, and an audit row for
+/// every refusal (403) with the caller and the route.
+async fn guard(st: State<Arc<AppState>>, origins: Arc<Vec<String>>, req: Request, next: Next) -> Response {
     let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
     let allowed = origin.as_ref().filter(|o| origins.iter().any(|a| a == *o)).cloned();
     if req.method() == Method::OPTIONS && origin.is_some() {
@@ -278,14 +288,32 @@ async fn guard(origins: Arc<Vec<String>>, req: Request, next: Next) -> Response 
         return r;
     }
     let api = req.uri().path().starts_with("/api/");
+    let route = format!("{} {}", req.method(), req.uri().path());
+    let addr = client_addr(&req);
     // PostgreSQL text cannot hold NUL, so a `%00` in a path or query parameter would
     // reach the database only to fail there as a 500; it is the caller's mistake.
     let mut r = if req.uri().path_and_query().is_some_and(|pq| pq.as_str().contains("%00")) {
         ApiError::from(varta_core::err!(InvalidArgument, "the request's URL contains a NUL character (%00)"))
             .into_response()
     } else {
-        next.run(req).await
+        match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::from(varta_core::err!(Unavailable, "the request took too long")).into_response(),
+        }
     };
+    if let Some(error::Denied(actor)) = r.extensions_mut().remove::<error::Denied>() {
+        let entry = varta_store::accounts::AuditEntry {
+            actor: actor.as_deref(),
+            action: "permission_denied",
+            target: Some(route.chars().take(300).collect()),
+            address: addr,
+            detail: serde_json::json!({}),
+        };
+        if let Err(e) = st.store.audit(&entry).await {
+            tracing::warn!(error = %e, "cannot audit a refusal");
+            r = ApiError::from(varta_core::err!(Unavailable, "the audit log cannot be written")).into_response();
+        }
+    }
     let h = r.headers_mut();
     if let Some(o) = allowed {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_str(&o).expect("checked origin"));
@@ -360,6 +388,10 @@ async fn reload(State(st): State<Arc<AppState>>, c: auth::Caller) -> Result<Json
     Ok(Json(result?))
 }
 
-async fn metrics(State(st): State<Arc<AppState>>) -> impl IntoResponse {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render_prometheus())
+/// Prometheus metrics, for administrators' tokens only (give the scraper a machine
+/// token of its own admin account): per-camera counters say when a scene is busy.
+async fn metrics(State(st): State<Arc<AppState>>, c: auth::Caller) -> Result<Response, ApiError> {
+    c.require(auth::Perm::Admin)?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render_prometheus())
+        .into_response())
 }

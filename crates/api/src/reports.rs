@@ -212,6 +212,8 @@ pub async fn audit(
     let limit = crate::limit(p.limit, 100, 500)?;
     let before = p.cursor.as_deref().map(crate::id_cursor).transpose()?;
     let items = st.store.list_audit(p.actor.as_deref(), p.action.as_deref(), before, limit).await?;
+    let detail = serde_json::json!({"actor": p.actor, "action": p.action, "before": before, "count": items.len()});
+    st.store.audit(&c.audit("audit_read", None, detail)).await?;
     Ok(Json(Page::by_id(items, limit, |a| a.id)))
 }
 

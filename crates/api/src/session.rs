@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
 use varta_core::err;
-use varta_store::accounts::{AuditEntry, User};
+use varta_store::accounts::{AuditEntry, Reservation, User};
 
 /// Login request.
 #[derive(Deserialize, ToSchema)]
@@ -48,11 +48,18 @@ pub struct Me {
     pub role: Role,
 }
 
-/// Logs in: a bearer token (also set as the console's cookie). Failed attempts are
-/// audited and, past `[api] login_max_failures` per account or per address within
-/// `login_window_secs`, refused with 429 without checking the password.
+/// Logs in: a bearer token (also set as the console's cookie).
+///
+/// Each attempt first reserves one of the `[api] login_max_failures` places of its
+/// (account, address) pair in the `login_window_secs` window, atomically in the
+/// database, and only then checks the password in the bounded hashing pool. So
+/// parallel guesses get exactly that many checks; the rest get 429 without one,
+/// and failures from one address never lock the account's owner out of another.
+/// A full hashing pool answers 503. Failures are audited one row each; refusals
+/// are counted and audited as one row per pair and window when it closes.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Login,
-    responses((status = 200, body = Session), (status = 401, body = crate::ErrorBody), (status = 429, body = crate::ErrorBody)))]
+    responses((status = 200, body = Session), (status = 401, body = crate::ErrorBody), (status = 429, body = crate::ErrorBody),
+    (status = 503, body = crate::ErrorBody)))]
 pub async fn login(
     State(st): State<Arc<AppState>>,
     ClientAddr(addr): ClientAddr,
@@ -62,26 +69,23 @@ pub async fn login(
         return Err(err!(InvalidArgument, "username must be 1 to 64 characters, password at most 1024").into());
     }
     let st = &*st;
-    let (by_name, by_addr) = st.store.recent_login_failures(&l.username, addr, st.api.login_window_secs).await?;
-    let max = st.api.login_max_failures as i64;
-    if by_name >= max || by_addr >= max {
-        st.store
-            .audit(&AuditEntry {
-                actor: None,
-                action: "login_throttled",
-                target: Some(l.username.clone()),
-                address: addr,
-                detail: serde_json::json!({"failures_account": by_name, "failures_address": by_addr}),
-            })
-            .await?;
-        return Err(err!(
-            RateLimited,
-            "too many failed logins; try again in up to {} seconds",
-            st.api.login_window_secs
-        )
-        .into());
+    let (max, window) = (st.api.login_max_failures, st.api.login_window_secs);
+    if st.store.reserve_login(&l.username, addr, max, window).await? == Reservation::Refused {
+        st.metrics.api.logins_refused.inc();
+        return Err(
+            err!(RateLimited, "too many failed logins from this address; try again in up to {window} seconds").into()
+        );
     }
-    let Some((user_id, role)) = auth::check_password(st, &l.username, &l.password).await? else {
+    let checked = match auth::check_password(st, &l.username, &l.password).await {
+        Err(e) if e.kind() == varta_core::ErrorKind::Unavailable => {
+            // Never checked: the place goes back.
+            st.metrics.api.logins_refused.inc();
+            st.store.release_login(&l.username, addr).await?;
+            return Err(e.into());
+        }
+        r => r?,
+    };
+    let Some((user_id, role)) = checked else {
         st.store
             .audit(&AuditEntry {
                 actor: None,
@@ -93,18 +97,17 @@ pub async fn login(
             .await?;
         return Err(err!(Unauthenticated, "wrong user name or password").into());
     };
+    st.store.login_succeeded(&l.username, addr).await?;
     let (token, hash) = auth::new_token();
     let expires_at = Utc::now() + chrono::Duration::seconds((st.api.session_hours * 3600.0) as i64);
-    st.store.add_token(user_id, "session", &hash, None, Some(expires_at)).await?;
-    st.store
-        .audit(&AuditEntry {
-            actor: Some(&l.username),
-            action: "login",
-            target: Some(l.username.clone()),
-            address: addr,
-            detail: serde_json::json!({"role": role.as_str()}),
-        })
-        .await?;
+    let audit = AuditEntry {
+        actor: Some(&l.username),
+        action: "login",
+        target: Some(l.username.clone()),
+        address: addr,
+        detail: serde_json::json!({"role": role.as_str()}),
+    };
+    st.store.add_token(user_id, "session", &hash, None, Some(expires_at), &audit).await?;
     let secure = if st.api.tls { "; Secure" } else { "" };
     let max_age = (expires_at - Utc::now()).num_seconds();
     let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
@@ -112,12 +115,12 @@ pub async fn login(
     Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
-/// Ends the caller's session (revokes its token, clears the cookie).
+/// Ends the caller's session (revokes its token, clears the cookie); an open alert
+/// stream of the token ends too.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = crate::ErrorBody)))]
 pub async fn logout(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Response> {
-    st.store.revoke_token(c.who.token_id).await?;
-    st.store.audit(&c.audit("logout", Some(c.who.name.clone()), serde_json::json!({}))).await?;
+    st.store.revoke_token(c.who.token_id, &c.audit("logout", Some(c.who.name.clone()), serde_json::json!({}))).await?;
     let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
@@ -162,7 +165,9 @@ pub fn check_new_user(name: &str, password: &str) -> Result<(), varta_core::Erro
     responses((status = 200, body = Vec<User>), (status = 403, body = crate::ErrorBody)))]
 pub async fn list_users(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Json<Vec<User>>> {
     c.require(Perm::Admin)?;
-    Ok(Json(st.store.list_users().await?))
+    let users = st.store.list_users().await?;
+    st.store.audit(&c.audit("user_list", None, serde_json::json!({"count": users.len()}))).await?;
+    Ok(Json(users))
 }
 
 /// Creates an account (admin).
@@ -172,11 +177,9 @@ pub async fn add_user(State(st): State<Arc<AppState>>, c: Caller, Body(u): Body<
     c.require(Perm::Admin)?;
     check_new_user(&u.name, &u.password)?;
     let pw = u.password;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
-        .await
-        .map_err(|e| err!(Internal, "hashing: {e}"))??;
-    st.store.upsert_user(&u.name, u.role, &hash, false).await?;
-    st.store.audit(&c.audit("user_add", Some(u.name.clone()), serde_json::json!({"role": u.role.as_str()}))).await?;
+    let hash = st.hasher.run(move || auth::hash_password(&pw)).await??;
+    let audit = c.audit("user_add", Some(u.name.clone()), serde_json::json!({"role": u.role.as_str()}));
+    st.store.upsert_user(&u.name, u.role, &hash, false, &audit).await?;
     Ok((StatusCode::CREATED, Json(Me { name: u.name, role: u.role })).into_response())
 }
 
@@ -191,9 +194,8 @@ pub async fn disable_user(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     c.require(Perm::Admin)?;
-    if !st.store.disable_user(&name).await? {
+    if !st.store.disable_user(&name, &c.audit("user_disable", Some(name.clone()), serde_json::json!({}))).await? {
         return Err(err!(NotFound, "no enabled user `{name}`").into());
     }
-    st.store.audit(&c.audit("user_disable", Some(name), serde_json::json!({}))).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -81,7 +81,7 @@ async fn run(
     loop {
         let a = match rx.recv().await {
             Ok(HubMsg::Alert(a)) => a,
-            Ok(HubMsg::Ack(_)) => continue,
+            Ok(HubMsg::Ack(_) | HubMsg::Revoked) => continue,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(skipped = n, "alert sinks lagged; those alerts are not forwarded");
                 continue;

@@ -107,14 +107,9 @@ pub async fn create(
     } else if !site_known {
         return Err(err!(InvalidArgument, "no site `{}` with cameras", t.site).into());
     }
-    let task = st.store.open_task_by(&c.who.name, &t.site, t.camera.as_deref(), &t.kind, t.reason.trim()).await?;
-    st.store
-        .audit(&c.audit(
-            "task_open",
-            Some(task.id.to_string()),
-            serde_json::json!({"site": task.site, "camera": task.camera, "kind": task.kind}),
-        ))
-        .await?;
+    let audit = c.audit("task_open", None, serde_json::json!({"site": t.site, "camera": t.camera, "kind": t.kind}));
+    let task =
+        st.store.open_task_by(&c.who.name, &t.site, t.camera.as_deref(), &t.kind, t.reason.trim(), &audit).await?;
     Ok((StatusCode::CREATED, Json(task)))
 }
 
@@ -157,10 +152,14 @@ pub async fn change(
     if ch.state.is_none() && ch.assignee.is_none() && ch.notes.is_none() {
         return Err(err!(InvalidArgument, "nothing to change: give state, assignee or notes").into());
     }
+    // Verifying closes the contract's work order: the administrator's word, never
+    // the contractor's own.
+    if ch.state.as_deref() == Some("verified") {
+        c.require(Perm::Admin)?;
+    }
     let change = TaskChange { state: ch.state, assignee: ch.assignee, notes: ch.notes };
-    let (before, after) = st.store.change_task(id, &c.who.name, &change).await?;
-    st.store
-        .audit(&c.audit(
+    let audit = |before: &Task, after: &Task| {
+        c.audit(
             "task_change",
             Some(id.to_string()),
             serde_json::json!({
@@ -169,7 +168,8 @@ pub async fn change(
                 "notes_changed": before.notes != after.notes,
                 "resolved_while_down": after.resolved_while_down,
             }),
-        ))
-        .await?;
+        )
+    };
+    let (_, after) = st.store.change_task(id, &c.who.name, &change, &audit).await?;
     Ok(Json(after))
 }

@@ -78,14 +78,19 @@ pub struct Health {
     pub fps_expected: Option<f64>,
     /// Frames per second received over the last health window.
     pub fps_measured: Option<f64>,
-    /// Kilobits per second received over the last health window.
+    /// Kilobits per second received over the last health window (absent for
+    /// contractors: it rises with motion in the scene).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bitrate_kbps: Option<f64>,
     /// Mean luma (0–255) of the last analysed frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mean_luma: Option<f64>,
     /// Standard deviation of luma of the last analysed frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub luma_stddev: Option<f64>,
-    /// Seconds the picture has not changed.
-    pub unchanged_secs: f64,
+    /// Seconds the picture has not changed (absent for contractors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unchanged_secs: Option<f64>,
     /// Current problems: `low_fps`, `frozen`, `blackout`, `decode_errors`.
     pub problems: Vec<String>,
 }
@@ -102,6 +107,7 @@ pub struct MainStream {
     /// Frames per second seen by the last probe.
     pub fps: Option<f64>,
     /// Kilobits per second seen by the last probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bitrate_kbps: Option<f64>,
     /// Codec of the main stream (`h264`, `h265`).
     pub codec: Option<String>,
@@ -151,6 +157,10 @@ impl Gauge {
     /// Current value.
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
+    }
+    /// Adds `d` (negative to take away).
+    pub fn add(&self, d: i64) {
+        self.0.fetch_add(d, Ordering::Relaxed);
     }
 }
 
@@ -376,8 +386,28 @@ pub struct Registry {
     pub store: StoreStats,
     /// Camera leases held.
     pub leases_held: Gauge,
-    /// From an alert's commit to this process hearing of it (LISTEN/NOTIFY).
+    /// From an alert's commit to this process hearing of it (LISTEN/NOTIFY). Kept
+    /// for `varta bench`; not rendered in `/metrics`, whose scrapes would otherwise
+    /// time every alert (issue #17).
     pub alert_latency: Histogram,
+    /// The API's edge: connections and password checks.
+    pub api: ApiStats,
+}
+
+/// The API's edge (`varta_api::tls::serve`, the login handler).
+#[derive(Debug, Default)]
+pub struct ApiStats {
+    /// Connections open now.
+    pub connections_open: Gauge,
+    /// Connections closed at once because a cap (total or per address) was reached.
+    pub connections_refused: Counter,
+    /// Connections closed because their request head did not arrive in time.
+    pub header_timeouts: Counter,
+    /// Passwords checked (argon2 runs) by logins.
+    pub password_checks: Counter,
+    /// Logins refused before their password was checked: the (account, address)
+    /// pair used its places (429), or the hashing pool was full (503).
+    pub logins_refused: Counter,
 }
 
 /// The store writer's event log and retention numbers.
@@ -431,6 +461,7 @@ impl Default for Registry {
             store: StoreStats::default(),
             leases_held: Gauge::default(),
             alert_latency: Histogram::new(&[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            api: ApiStats::default(),
         }
     }
 }
@@ -499,7 +530,6 @@ impl Registry {
         }
         for (name, h) in [
             (names::INFERENCE_SECONDS, &self.inference_seconds),
-            ("varta_alert_latency_seconds", &self.alert_latency),
             (names::WAL_SYNC_SECONDS, &self.store.wal_sync_seconds),
         ] {
             let _ = writeln!(out, "# TYPE {name} histogram");
@@ -513,7 +543,13 @@ impl Registry {
         let _ = writeln!(out, "# TYPE {} counter", names::EVENTS_WRITTEN);
         let _ = writeln!(out, "{} {}", names::EVENTS_WRITTEN, self.events_written.get());
         let st = &self.store;
-        let totals: [(&str, &str, i64); 10] = [
+        let api = &self.api;
+        let totals: [(&str, &str, i64); 15] = [
+            ("varta_api_connections_open", "gauge", api.connections_open.get()),
+            ("varta_api_connections_refused_total", "counter", api.connections_refused.get() as i64),
+            ("varta_api_header_timeouts_total", "counter", api.header_timeouts.get() as i64),
+            ("varta_password_checks_total", "counter", api.password_checks.get() as i64),
+            ("varta_logins_refused_total", "counter", api.logins_refused.get() as i64),
             (names::SPOOL_BYTES, "gauge", st.spool_bytes.get()),
             (names::SPOOL_FULL, "gauge", st.spool_full.get()),
             (names::WAL_FAILING, "gauge", st.wal_failing.get()),

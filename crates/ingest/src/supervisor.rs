@@ -415,7 +415,7 @@ impl Supervisor {
             health.mean_luma = pic.mean_luma;
             health.luma_stddev = pic.stddev;
             let unchanged = pic.unchanged_for();
-            health.unchanged_secs = unchanged.as_secs_f64();
+            health.unchanged_secs = Some(unchanged.as_secs_f64());
             if unchanged.as_secs_f64() >= h.frozen_secs {
                 health.problems.push("frozen".into());
                 why.push(format!("frozen picture for {:.0} s", unchanged.as_secs_f64()));

@@ -70,6 +70,50 @@ pub struct Principal {
     pub role: Role,
     /// Token row id.
     pub token_id: i64,
+    /// When the token expires; `None` for a machine token made without an expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A token as listed (`varta user tokens`): never the token or its hash.
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenInfo {
+    /// Row id (`varta user revoke ID`).
+    pub id: i64,
+    /// `session` (a login) or `machine` (`varta user token`).
+    pub kind: String,
+    /// The label given to a machine token.
+    pub label: Option<String>,
+    /// Made.
+    pub created_at: DateTime<Utc>,
+    /// Expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Revoked (logout, password change, account disabled, `varta user revoke`).
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Last used, to the minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// What a login attempt's reservation found (see [`Store::reserve_login`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// The password may be checked: this attempt holds one of the window's
+    /// `login_max_failures` places.
+    Granted,
+    /// The (account, address) pair used every place of its window: refuse without
+    /// checking the password.
+    Refused,
+}
+
+/// The result of `varta audit verify`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// Rows checked.
+    pub rows: u64,
+    /// Hash of the newest row (hex), to write down outside the database: a later
+    /// verify that no longer ends in it, or no longer has that row, was rewritten.
+    pub head: Option<String>,
+    /// The first row that breaks the chain, and how.
+    pub broken: Option<(i64, String)>,
 }
 
 /// One audit entry to write.
@@ -111,9 +155,38 @@ fn role_of(s: &str) -> Result<Role, Error> {
     s.parse().map_err(|_| err!(Internal, "unknown role `{s}` in the database"))
 }
 
+/// Appends one audit entry on `conn`, so that it commits with the change it records.
+pub async fn insert_audit(conn: &mut sqlx::PgConnection, a: &AuditEntry<'_>) -> Result<(), Error> {
+    sqlx::query("INSERT INTO audit_log (actor, action, target, address, detail) VALUES ($1, $2, $3, $4::inet, $5)")
+        .bind(a.actor)
+        .bind(a.action)
+        .bind(&a.target)
+        .bind(a.address.map(|a| a.to_string()))
+        .bind(&a.detail)
+        .execute(conn)
+        .await
+        .map_err(|e| db_error("writing the audit log", e))?;
+    Ok(())
+}
+
+/// The address column of `login_attempts` ("" when the peer is unknown).
+fn addr_key(addr: Option<std::net::IpAddr>) -> String {
+    addr.map(|a| a.to_string()).unwrap_or_default()
+}
+
 impl Store {
-    /// Creates an account, or with `replace` sets an existing one's role and password.
-    pub async fn upsert_user(&self, name: &str, role: Role, password_hash: &str, replace: bool) -> Result<i64, Error> {
+    /// Creates an account, or with `replace` sets an existing one's role and password
+    /// (and enables it), revoking every token of the account: a password reset ends
+    /// every session and machine token made with the old one. `audit` is written in
+    /// the same transaction.
+    pub async fn upsert_user(
+        &self,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+        replace: bool,
+        audit: &AuditEntry<'_>,
+    ) -> Result<i64, Error> {
         let sql = if replace {
             "INSERT INTO users (name, role, password_hash) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role, password_hash = EXCLUDED.password_hash,
@@ -122,14 +195,28 @@ impl Store {
         } else {
             "INSERT INTO users (name, role, password_hash) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING RETURNING id"
         };
+        let mut tx = self.pool.begin().await.map_err(|e| db_error("writing a user", e))?;
         let id: Option<i64> = sqlx::query_scalar(sql)
             .bind(name)
             .bind(role.as_str())
             .bind(password_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(|e| db_error("writing a user", e))?;
-        id.ok_or_else(|| err!(Conflict, "user `{name}` already exists"))
+        let id = id.ok_or_else(|| err!(Conflict, "user `{name}` already exists"))?;
+        let revoked = sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_error("revoking tokens", e))?
+            .rows_affected();
+        let mut audit = audit.clone();
+        if let Some(d) = audit.detail.as_object_mut() {
+            d.insert("tokens_revoked".into(), revoked.into());
+        }
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(|e| db_error("writing a user", e))?;
+        Ok(id)
     }
 
     /// Every account, by name.
@@ -151,8 +238,9 @@ impl Store {
             .collect()
     }
 
-    /// Disables an account and revokes its tokens; false if there is no such user.
-    pub async fn disable_user(&self, name: &str) -> Result<bool, Error> {
+    /// Disables an account and revokes its tokens, writing `audit` in the same
+    /// transaction; false (and nothing written) if there is no such enabled user.
+    pub async fn disable_user(&self, name: &str, audit: &AuditEntry<'_>) -> Result<bool, Error> {
         let mut tx = self.pool.begin().await.map_err(|e| db_error("disabling a user", e))?;
         let id: Option<i64> = sqlx::query_scalar(
             "UPDATE users SET disabled_at = now() WHERE name = $1 AND disabled_at IS NULL RETURNING id",
@@ -167,6 +255,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| db_error("revoking tokens", e))?;
+            insert_audit(&mut tx, audit).await?;
         }
         tx.commit().await.map_err(|e| db_error("disabling a user", e))?;
         Ok(id.is_some())
@@ -182,7 +271,8 @@ impl Store {
         row.map(|r| Ok((r.get(0), role_of(r.get(1))?, r.get(2)))).transpose()
     }
 
-    /// Stores a token (by its hash) for `user_id`.
+    /// Stores a token (by its hash) for `user_id`, writing `audit` in the same
+    /// transaction.
     pub async fn add_token(
         &self,
         user_id: i64,
@@ -190,8 +280,10 @@ impl Store {
         token_hash: &[u8],
         name: Option<&str>,
         expires_at: Option<DateTime<Utc>>,
+        audit: &AuditEntry<'_>,
     ) -> Result<i64, Error> {
-        sqlx::query_scalar(
+        let mut tx = self.pool.begin().await.map_err(|e| db_error("storing a token", e))?;
+        let id = sqlx::query_scalar(
             "INSERT INTO api_tokens (user_id, kind, token_hash, name, expires_at) VALUES ($1, $2, $3, $4, $5)
              RETURNING id",
         )
@@ -200,9 +292,51 @@ impl Store {
         .bind(token_hash)
         .bind(name)
         .bind(expires_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(|e| db_error("storing a token", e))
+        .map_err(|e| db_error("storing a token", e))?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(|e| db_error("storing a token", e))?;
+        Ok(id)
+    }
+
+    /// The tokens of account `name`, newest first.
+    pub async fn list_tokens(&self, name: &str) -> Result<Vec<TokenInfo>, Error> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.kind, t.name, t.created_at, t.expires_at, t.revoked_at, t.last_used_at
+               FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE u.name = $1 ORDER BY t.id DESC",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_error("listing tokens", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| TokenInfo {
+                id: r.get(0),
+                kind: r.get(1),
+                label: r.get(2),
+                created_at: r.get(3),
+                expires_at: r.get(4),
+                revoked_at: r.get(5),
+                last_used_at: r.get(6),
+            })
+            .collect())
+    }
+
+    /// Whether token `token_id` is still live (not revoked, not expired, its account
+    /// enabled): what a long response asks before it sends more.
+    pub async fn token_live(&self, token_id: i64) -> Result<bool, Error> {
+        let live: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM api_tokens t JOIN users u ON u.id = t.user_id
+              WHERE t.id = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
+                AND u.disabled_at IS NULL",
+        )
+        .bind(token_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db_error("checking a token", e))?;
+        Ok(live.is_some())
     }
 
     /// The holder of a live token (not expired, not revoked, account enabled).
@@ -212,7 +346,8 @@ impl Store {
     /// its row lock and on a WAL flush each.
     pub async fn principal(&self, token_hash: &[u8]) -> Result<Option<Principal>, Error> {
         let row = sqlx::query(
-            "SELECT u.id, u.name, u.role, t.id, t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'
+            "SELECT u.id, u.name, u.role, t.id, t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute',
+                    t.expires_at
                FROM api_tokens t JOIN users u ON u.id = t.user_id
               WHERE t.token_hash = $1 AND t.revoked_at IS NULL
                 AND (t.expires_at IS NULL OR t.expires_at > now()) AND u.disabled_at IS NULL",
@@ -222,7 +357,13 @@ impl Store {
         .await
         .map_err(|e| db_error("checking a token", e))?;
         let Some(r) = row else { return Ok(None) };
-        let p = Principal { user_id: r.get(0), name: r.get(1), role: role_of(r.get(2))?, token_id: r.get(3) };
+        let p = Principal {
+            user_id: r.get(0),
+            name: r.get(1),
+            role: role_of(r.get(2))?,
+            token_id: r.get(3),
+            expires_at: r.get(5),
+        };
         if r.get::<bool, _>(4) {
             sqlx::query("UPDATE api_tokens SET last_used_at = now() WHERE id = $1")
                 .bind(p.token_id)
@@ -233,50 +374,171 @@ impl Store {
         Ok(Some(p))
     }
 
-    /// Revokes one token (logout).
-    pub async fn revoke_token(&self, token_id: i64) -> Result<(), Error> {
-        sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
+    /// Revokes token `token_id`, writing `audit` in the same transaction; false (and
+    /// nothing written) when it was revoked already or does not exist.
+    pub async fn revoke_token(&self, token_id: i64, audit: &AuditEntry<'_>) -> Result<bool, Error> {
+        let mut tx = self.pool.begin().await.map_err(|e| db_error("revoking a token", e))?;
+        let n = sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
             .bind(token_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(|e| db_error("revoking a token", e))?;
-        Ok(())
+            .map_err(|e| db_error("revoking a token", e))?
+            .rows_affected();
+        if n == 1 {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(|e| db_error("revoking a token", e))?;
+        Ok(n == 1)
     }
 
-    /// Failed logins within the last `window_secs`, for account `name` and for
-    /// address `addr`, counted from the audit log so every API process agrees.
-    pub async fn recent_login_failures(
+    /// Reserves one login attempt of `account` from `addr` before its password is
+    /// checked: one atomic upsert on the pair's row, so parallel attempts cannot
+    /// all pass a count read earlier. At most `max` attempts are granted per pair
+    /// and window of `window_secs` (a successful login frees the pair with
+    /// [`Store::login_succeeded`]); the rest are [`Reservation::Refused`] and only
+    /// counted. Windows that ended are closed first ([`Store::close_login_windows`]).
+    pub async fn reserve_login(
         &self,
-        name: &str,
+        account: &str,
         addr: Option<std::net::IpAddr>,
+        max: u32,
         window_secs: u64,
-    ) -> Result<(i64, i64), Error> {
-        let r = sqlx::query(
-            "SELECT count(*) FILTER (WHERE target = $1), count(*) FILTER (WHERE address = $2::inet)
-               FROM audit_log
-              WHERE action = 'login_failed' AND at > now() - make_interval(secs => $3)",
+    ) -> Result<Reservation, Error> {
+        self.close_login_windows(window_secs).await?;
+        let refused: bool = sqlx::query_scalar(
+            "INSERT INTO login_attempts AS l (account, address, reserved) VALUES ($1, $2, 1)
+             ON CONFLICT (account, address) DO UPDATE SET
+                 reserved = CASE WHEN l.reserved < $3 THEN l.reserved + 1 ELSE l.reserved END,
+                 throttled = CASE WHEN l.reserved < $3 THEN l.throttled ELSE l.throttled + 1 END,
+                 last_refused = l.reserved >= $3
+             RETURNING last_refused OR reserved > $3",
         )
-        .bind(name)
-        .bind(addr.map(|a| a.to_string()))
-        .bind(window_secs as f64)
+        .bind(account)
+        .bind(addr_key(addr))
+        .bind(max as i32)
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| db_error("counting failed logins", e))?;
-        Ok((r.get(0), r.get(1)))
+        .map_err(|e| db_error("reserving a login attempt", e))?;
+        Ok(if refused { Reservation::Refused } else { Reservation::Granted })
     }
 
-    /// Appends one audit entry.
-    pub async fn audit(&self, a: &AuditEntry<'_>) -> Result<(), Error> {
-        sqlx::query("INSERT INTO audit_log (actor, action, target, address, detail) VALUES ($1, $2, $3, $4::inet, $5)")
-            .bind(a.actor)
-            .bind(a.action)
-            .bind(&a.target)
-            .bind(a.address.map(|a| a.to_string()))
-            .bind(&a.detail)
+    /// Frees the pair's places after a correct password.
+    pub async fn login_succeeded(&self, account: &str, addr: Option<std::net::IpAddr>) -> Result<(), Error> {
+        sqlx::query("DELETE FROM login_attempts WHERE account = $1 AND address = $2")
+            .bind(account)
+            .bind(addr_key(addr))
             .execute(&self.pool)
             .await
-            .map_err(|e| db_error("writing the audit log", e))?;
+            .map_err(|e| db_error("clearing login attempts", e))?;
         Ok(())
+    }
+
+    /// Gives back a place reserved by an attempt whose password was never checked
+    /// (the hashing pool was full).
+    pub async fn release_login(&self, account: &str, addr: Option<std::net::IpAddr>) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE login_attempts SET reserved = greatest(reserved - 1, 0) WHERE account = $1 AND address = $2",
+        )
+        .bind(account)
+        .bind(addr_key(addr))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| db_error("releasing a login attempt", e))?;
+        Ok(())
+    }
+
+    /// Deletes the login windows older than `window_secs`, writing for each that
+    /// refused attempts one `login_throttled` audit row with the count (in the same
+    /// transaction). The table so holds only pairs seen within one window.
+    pub async fn close_login_windows(&self, window_secs: u64) -> Result<u64, Error> {
+        let mut tx = self.pool.begin().await.map_err(|e| db_error("closing login windows", e))?;
+        let closed = sqlx::query(
+            "DELETE FROM login_attempts WHERE window_start <= now() - make_interval(secs => $1)
+             RETURNING account, address, window_start, reserved, throttled",
+        )
+        .bind(window_secs as f64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| db_error("closing login windows", e))?;
+        for r in closed.iter().filter(|r| r.get::<i32, _>(4) > 0) {
+            let address: String = r.get(1);
+            let start: DateTime<Utc> = r.get(2);
+            insert_audit(
+                &mut tx,
+                &AuditEntry {
+                    actor: None,
+                    action: "login_throttled",
+                    target: Some(r.get(0)),
+                    address: address.parse().ok(),
+                    detail: serde_json::json!({
+                        "refused": r.get::<i32, _>(4),
+                        "failures": r.get::<i32, _>(3),
+                        "window_start": start,
+                        "window_secs": window_secs,
+                    }),
+                },
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(|e| db_error("closing login windows", e))?;
+        Ok(closed.len() as u64)
+    }
+
+    /// Checks the audit log's hash chain from its first row, in id order: each row's
+    /// hash must be SHA-256 of the previous hash and its own fields
+    /// (`varta_audit_hash`, migration 0007), and its `prev_hash` the previous row's
+    /// hash. Reads in pages of 10 000 rows.
+    pub async fn verify_audit(&self) -> Result<ChainReport, Error> {
+        let mut report = ChainReport { rows: 0, head: None, broken: None };
+        let mut last_id = 0i64;
+        let mut last_hash: Option<Vec<u8>> = None;
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, prev_hash, hash,
+                        varta_audit_hash(prev_hash, id, at, actor, action, target, address, detail)
+                   FROM audit_log WHERE id > $1 ORDER BY id LIMIT 10000",
+            )
+            .bind(last_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_error("reading the audit log", e))?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let id: i64 = r.get(0);
+                let prev: Option<Vec<u8>> = r.get(1);
+                let hash: Option<Vec<u8>> = r.get(2);
+                let computed: Option<Vec<u8>> = r.get(3);
+                report.rows += 1;
+                let why = if hash.is_none() {
+                    Some("it has no hash (written with the chain trigger disabled)".to_owned())
+                } else if prev != last_hash {
+                    Some(format!(
+                        "it does not follow row {last_id}: a row between them was removed, or one of them was replaced"
+                    ))
+                } else if hash != computed {
+                    Some("its fields do not match its hash: it was changed after it was written".to_owned())
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    report.broken = Some((id, why));
+                    return Ok(report);
+                }
+                last_id = id;
+                last_hash = hash;
+            }
+        }
+        report.head = last_hash.map(|h| h.iter().map(|b| format!("{b:02x}")).collect());
+        Ok(report)
+    }
+
+    /// Appends one audit entry on its own (for reads and refusals; a change writes
+    /// its entry in its own transaction with [`insert_audit`]).
+    pub async fn audit(&self, a: &AuditEntry<'_>) -> Result<(), Error> {
+        let mut c = self.pool.acquire().await.map_err(|e| db_error("writing the audit log", e))?;
+        insert_audit(&mut c, a).await
     }
 
     /// Audit entries newest first, before row `before` when given.

@@ -119,18 +119,31 @@ impl Store {
         Ok(rows.iter().filter(|r| r.get::<i64, _>(0) != last_id).map(row).collect())
     }
 
-    /// Records that `by` acknowledged alert `id`; announces it. An alert already
+    /// Records that `by` acknowledged alert `id`, with `audit` (its detail gets the
+    /// event id) in the same transaction; announces it. An alert already
     /// acknowledged keeps its first acknowledgement (`Conflict`).
-    pub async fn ack_alert(&self, id: i64, by: &str) -> Result<AlertRow, Error> {
+    pub async fn ack_alert(
+        &self,
+        id: i64,
+        by: &str,
+        audit: &crate::accounts::AuditEntry<'_>,
+    ) -> Result<AlertRow, Error> {
         let mut tx = self.pool.begin().await.map_err(|e| db_error("acknowledging an alert", e))?;
-        let n = sqlx::query("UPDATE alerts SET acked_by = $2, acked_at = now() WHERE id = $1 AND acked_at IS NULL")
-            .bind(id)
-            .bind(by)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_error("acknowledging an alert", e))?
-            .rows_affected();
-        if n == 1 {
+        let event: Option<uuid::Uuid> = sqlx::query_scalar(
+            "UPDATE alerts SET acked_by = $2, acked_at = now() WHERE id = $1 AND acked_at IS NULL RETURNING event_id",
+        )
+        .bind(id)
+        .bind(by)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db_error("acknowledging an alert", e))?;
+        let n = event.is_some() as u64;
+        if let Some(event) = event {
+            let mut audit = audit.clone();
+            if let Some(d) = audit.detail.as_object_mut() {
+                d.insert("event".into(), event.to_string().into());
+            }
+            crate::accounts::insert_audit(&mut tx, &audit).await?;
             sqlx::query("SELECT pg_notify($1, json_build_object('ack', $2::bigint)::text)")
                 .bind(CHANNEL)
                 .bind(id)

@@ -103,6 +103,75 @@ impl Store {
         MIGRATOR.run(&self.pool).await.map_err(|e| Error::wrap(ErrorKind::Internal, "applying database migrations", e))
     }
 
+    /// Brings the schema up to this build, the way every command that serves or
+    /// changes data starts: with `owner_url` (the owner role's URL,
+    /// `DATABASE_OWNER_URL`), the owner applies pending migrations; without it,
+    /// pending migrations are tried on this connection (a database with one role
+    /// for both), and a runtime role that may not apply them gets an error that
+    /// says what to run. Warns when this connection could rewrite the audit log.
+    pub async fn ensure_schema(&self, owner_url: Option<&str>) -> Result<(), Error> {
+        if let Some(url) = owner_url {
+            let owner = Store::connect(url).await?;
+            let r = owner.migrate().await;
+            owner.pool.close().await;
+            r?;
+        }
+        let pending = self.pending_migrations().await?;
+        if !pending.is_empty() {
+            self.migrate().await.map_err(|e| {
+                Error::wrap(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{} database migration(s) are pending and this role cannot apply them: run `varta migrate` \
+                         with DATABASE_OWNER_URL set to the owner role's URL (docs/OPERATIONS.md, \"Database roles\")",
+                        pending.len()
+                    ),
+                    e,
+                )
+            })?;
+        }
+        if self.audit_log_exposed().await? {
+            tracing::warn!(
+                "this process's database role could rewrite the audit log (it owns the tables, is a superuser, or \
+                 may TRUNCATE, UPDATE or DELETE it): connect as a runtime role, see docs/OPERATIONS.md \"Database roles\""
+            );
+        }
+        Ok(())
+    }
+
+    /// Migrations of this build not applied to the database yet (their versions).
+    /// A database without the migrations table has them all pending.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, Error> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| db_error("reading the schema version", e))?;
+        let applied: Vec<i64> = if exists {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| db_error("reading the schema version", e))?
+        } else {
+            Vec::new()
+        };
+        Ok(MIGRATOR.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect())
+    }
+
+    /// Whether this connection's role could rewrite the audit log: it owns the
+    /// table (so may TRUNCATE, DISABLE TRIGGER, DROP), is a superuser, or has been
+    /// granted TRUNCATE, UPDATE or DELETE on it. True means the database runs with
+    /// one role for migrations and runtime; see docs/OPERATIONS.md.
+    pub async fn audit_log_exposed(&self) -> Result<bool, Error> {
+        sqlx::query_scalar(
+            "SELECT r.rolsuper OR pg_has_role(current_user, c.relowner, 'USAGE')
+                    OR has_table_privilege(current_user, 'audit_log', 'TRUNCATE, UPDATE, DELETE')
+               FROM pg_roles r, pg_class c WHERE r.rolname = current_user AND c.oid = 'audit_log'::regclass",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db_error("reading the audit log's privileges", e))
+    }
+
     /// True if one connection attempt succeeds within `timeout` (the pool itself
     /// retries until its acquire timeout, which is too long to decide at start
     /// whether to wait for the database).

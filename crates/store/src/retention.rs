@@ -71,8 +71,10 @@ impl Store {
             for name in &existing {
                 let day = name.strip_prefix("events_").and_then(|d| NaiveDate::parse_from_str(d, "%Y%m%d").ok());
                 if day.is_some_and(|d| d < oldest_kept) {
-                    // The name comes from the catalogue and matched events_YYYYMMDD.
-                    sqlx::query(&format!("DROP TABLE IF EXISTS \"{name}\""))
+                    // The runtime role owns no table: the owner's function drops it
+                    // (migration 0007), and only a real event partition.
+                    sqlx::query("SELECT varta_drop_event_partition($1)")
+                        .bind(name)
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| db_error("dropping a partition", e))?;

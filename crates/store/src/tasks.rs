@@ -171,7 +171,8 @@ impl Store {
         Ok(r.rows_affected())
     }
 
-    /// Opens a task by hand.
+    /// Opens a task by hand, writing `audit` (its target set to the task id) in the
+    /// same transaction.
     pub async fn open_task_by(
         &self,
         by: &str,
@@ -179,7 +180,9 @@ impl Store {
         camera: Option<&str>,
         kind: &str,
         reason: &str,
+        audit: &crate::accounts::AuditEntry<'_>,
     ) -> Result<Task, Error> {
+        let mut tx = self.pool.begin().await.map_err(|e| db_error("opening a maintenance task", e))?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO maintenance_tasks (site_id, camera_id, kind, reason, opened_by) VALUES ($1, $2, $3, $4, $5)
              RETURNING id",
@@ -189,7 +192,7 @@ impl Store {
         .bind(kind)
         .bind(reason)
         .bind(by)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(d) if d.is_unique_violation() => {
@@ -197,6 +200,10 @@ impl Store {
             }
             _ => db_error("opening a maintenance task", e),
         })?;
+        let mut audit = audit.clone();
+        audit.target = Some(id.to_string());
+        crate::accounts::insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(|e| db_error("opening a maintenance task", e))?;
         self.task(id).await?.ok_or_else(|| err!(Internal, "task {id} vanished"))
     }
 
@@ -231,9 +238,17 @@ impl Store {
         Ok(rows.iter().map(task).collect())
     }
 
-    /// Applies a person's change, checking the state machine; returns the task before
-    /// and after.
-    pub async fn change_task(&self, id: i64, by: &str, c: &TaskChange) -> Result<(Task, Task), Error> {
+    /// Applies a person's change, checking the state machine, and writes the audit
+    /// entry `audit` makes of the task before and after in the same transaction;
+    /// returns the task before and after. Whoever resolved a task may not also
+    /// verify it (`PermissionDenied`).
+    pub async fn change_task<'a>(
+        &self,
+        id: i64,
+        by: &str,
+        c: &TaskChange,
+        audit: &(dyn Fn(&Task, &Task) -> crate::accounts::AuditEntry<'a> + Sync),
+    ) -> Result<(Task, Task), Error> {
         let mut tx = self.pool.begin().await.map_err(|e| db_error("changing a task", e))?;
         let before = sqlx::query(&format!("{SELECT} WHERE id = $1 FOR UPDATE"))
             .bind(id)
@@ -250,6 +265,9 @@ impl Store {
         }
         let to = c.state.clone().unwrap_or_else(|| before.state.clone());
         let entering = |s: &str| to == s && before.state != s;
+        if entering("verified") && before.resolved_by.as_deref() == Some(by) {
+            return Err(err!(PermissionDenied, "task {id} was resolved by `{by}`: someone else must verify it"));
+        }
         sqlx::query(
             "UPDATE maintenance_tasks SET state = $2,
                     assignee = CASE WHEN $3::text IS NULL THEN assignee ELSE NULLIF($3, '') END,
@@ -281,8 +299,16 @@ impl Store {
             }
             _ => db_error("changing a task", e),
         })?;
+        let after = sqlx::query(&format!("{SELECT} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| db_error("changing a task", e))?
+            .as_ref()
+            .map(task)
+            .ok_or_else(|| err!(NotFound, "no task {id}"))?;
+        crate::accounts::insert_audit(&mut tx, &audit(&before, &after)).await?;
         tx.commit().await.map_err(|e| db_error("changing a task", e))?;
-        let after = self.task(id).await?.ok_or_else(|| err!(NotFound, "no task {id}"))?;
         Ok((before, after))
     }
 }

@@ -34,6 +34,18 @@ pub fn app_state(
     };
     let mqtt = varta_api::sinks::MqttSettings::from_config(&cfg.alerts, mqtt_credentials);
     varta_api::sinks::start(store.clone(), &alerts, cfg.node.name.clone(), &cfg.alerts, mqtt);
+    // Login windows close (and their refusals reach the audit log) even when
+    // nobody logs in afterwards.
+    let (sweep, window) = (store.clone(), cfg.api.login_window_secs);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(window.clamp(1, 60)));
+        loop {
+            every.tick().await;
+            if let Err(e) = sweep.close_login_windows(window).await {
+                tracing::debug!(error = %e, "closing login windows");
+            }
+        }
+    });
     Ok(Arc::new(AppState {
         node: cfg.node.name.clone(),
         store,
@@ -47,6 +59,8 @@ pub fn app_state(
         api: ApiSettings::from(&cfg.api),
         alerts,
         closing: tokio::sync::watch::channel(false).0,
+        hasher: auth::Hasher::for_machine(),
+        streams: Default::default(),
     }))
 }
 
@@ -57,7 +71,7 @@ pub async fn run_api_only(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let store = Store::connect(database_url).await?;
-    store.migrate().await?;
+    store.ensure_schema(crate::owner_url().as_deref()).await?;
     let metrics = Arc::new(Registry::default());
     let state = app_state(&cfg, store, metrics, crate::serve::camera_infos(&cfg), None, None, true)?;
     let listener = tokio::net::TcpListener::bind(cfg.node.api_listen)
@@ -98,9 +112,19 @@ pub enum UserCmd {
         /// A label for the token.
         #[arg(long)]
         label: Option<String>,
-        /// Expire after this many days (default: never).
-        #[arg(long)]
-        days: Option<u32>,
+        /// Expire after this many days (1 to 3650).
+        #[arg(long, default_value_t = MACHINE_TOKEN_DAYS, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+    },
+    /// List an account's tokens (id, kind, label, made, expires, revoked, last used).
+    Tokens {
+        /// Account name.
+        name: String,
+    },
+    /// Revoke one token by its id (from `varta user tokens`).
+    Revoke {
+        /// Token id.
+        id: i64,
     },
     /// Disable an account and revoke its tokens.
     Disable {
@@ -111,21 +135,70 @@ pub enum UserCmd {
     List,
 }
 
+/// Days a machine token lives unless `--days` says otherwise: long enough for an
+/// integration to run a quarter between rotations, short enough that a forgotten
+/// token dies on its own.
+pub const MACHINE_TOKEN_DAYS: u32 = 90;
+
+/// `varta audit …`.
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Check the audit log's hash chain; names the first row that was changed or
+    /// follows a removed one (exit status 1), else prints the row count and the
+    /// newest row's hash (write it down: a later verify must still contain it).
+    Verify,
+}
+
+/// Runs a `varta audit` command against DATABASE_URL.
+pub async fn audit(cmd: AuditCmd, database_url: &str) -> Result<std::process::ExitCode> {
+    let store = Store::connect(database_url).await?;
+    match cmd {
+        AuditCmd::Verify => {
+            let r = store.verify_audit().await?;
+            match r.broken {
+                Some((id, why)) => {
+                    println!("audit log BROKEN at row {id}: {why} ({} rows checked)", r.rows);
+                    Ok(std::process::ExitCode::FAILURE)
+                }
+                None => {
+                    println!("audit log intact: {} rows, head {}", r.rows, r.head.as_deref().unwrap_or("(empty)"));
+                    Ok(std::process::ExitCode::SUCCESS)
+                }
+            }
+        }
+    }
+}
+
+/// The audit actor of a command-line change: `cli:` and the operating system's
+/// name of the real user id (not `$USER`, which the caller sets at will).
+fn cli_actor() -> String {
+    // SAFETY: getuid(2) has no preconditions; getpwuid(3) returns a pointer into
+    // static storage or null, read at once (this runs before any other thread
+    // calls it).
+    let uid = unsafe { libc::getuid() };
+    let name = unsafe {
+        let pw = libc::getpwuid(uid);
+        (!pw.is_null() && !(*pw).pw_name.is_null())
+            .then(|| std::ffi::CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned())
+    };
+    match name {
+        Some(n) => format!("cli:{n}"),
+        None => format!("cli:uid{uid}"),
+    }
+}
+
 fn generated_password() -> String {
     let (t, _) = auth::new_token();
     t.trim_start_matches("vt_")[..20].to_owned()
 }
 
 /// Runs a `varta user` command against DATABASE_URL. Changes are audited with the
-/// actor `cli:<login name of the operating system user>`.
+/// actor `cli:<name of the operating system user id>` (not `$USER`), in the
+/// transaction of the change.
 pub async fn user(cmd: UserCmd, database_url: &str) -> Result<()> {
     let store = Store::connect(database_url).await?;
-    store.migrate().await?;
-    let who = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| {
-        // SAFETY: getuid(2) has no preconditions.
-        format!("uid{}", unsafe { libc::getuid() })
-    });
-    let actor = format!("cli:{who}");
+    store.ensure_schema(crate::owner_url().as_deref()).await?;
+    let actor = cli_actor();
     match cmd {
         UserCmd::Add { name, role, generate, replace } => {
             let password = if generate {
@@ -140,16 +213,14 @@ pub async fn user(cmd: UserCmd, database_url: &str) -> Result<()> {
             varta_api::session::check_new_user(&name, &password)?;
             let to_hash = password.clone();
             let hash = tokio::task::spawn_blocking(move || auth::hash_password(&to_hash)).await??;
-            store.upsert_user(&name, role, &hash, replace).await?;
-            store
-                .audit(&AuditEntry {
-                    actor: Some(&actor),
-                    action: "user_add",
-                    target: Some(name.clone()),
-                    address: None,
-                    detail: serde_json::json!({"role": role.as_str(), "replace": replace}),
-                })
-                .await?;
+            let audit = AuditEntry {
+                actor: Some(&actor),
+                action: "user_add",
+                target: Some(name.clone()),
+                address: None,
+                detail: serde_json::json!({"role": role.as_str(), "replace": replace}),
+            };
+            store.upsert_user(&name, role, &hash, replace, &audit).await?;
             if generate {
                 println!("user {name} ({}) created; password: {password}", role.as_str());
             } else {
@@ -163,33 +234,60 @@ pub async fn user(cmd: UserCmd, database_url: &str) -> Result<()> {
                 .find(|u| u.name == name && u.disabled_at.is_none())
                 .ok_or_else(|| anyhow::anyhow!("no enabled user `{name}`"))?;
             let (token, hash) = auth::new_token();
-            let expires = days.map(|d| chrono::Utc::now() + chrono::Duration::days(d as i64));
-            store.add_token(u.id, "machine", &hash, label.as_deref(), expires).await?;
-            store
-                .audit(&AuditEntry {
-                    actor: Some(&actor),
-                    action: "token_add",
-                    target: Some(name.clone()),
-                    address: None,
-                    detail: serde_json::json!({"label": label, "days": days}),
-                })
-                .await?;
+            let expires = chrono::Utc::now() + chrono::Duration::days(days as i64);
+            let audit = AuditEntry {
+                actor: Some(&actor),
+                action: "token_add",
+                target: Some(name.clone()),
+                address: None,
+                detail: serde_json::json!({"label": label, "days": days}),
+            };
+            store.add_token(u.id, "machine", &hash, label.as_deref(), Some(expires), &audit).await?;
             println!("{token}");
         }
         UserCmd::Disable { name } => {
-            if !store.disable_user(&name).await? {
+            let audit = AuditEntry {
+                actor: Some(&actor),
+                action: "user_disable",
+                target: Some(name.clone()),
+                address: None,
+                detail: serde_json::json!({}),
+            };
+            if !store.disable_user(&name, &audit).await? {
                 anyhow::bail!("no enabled user `{name}`");
             }
-            store
-                .audit(&AuditEntry {
-                    actor: Some(&actor),
-                    action: "user_disable",
-                    target: Some(name.clone()),
-                    address: None,
-                    detail: serde_json::json!({}),
-                })
-                .await?;
             println!("user {name} disabled");
+        }
+        UserCmd::Tokens { name } => {
+            let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into())
+            };
+            println!("id\tkind\tlabel\tcreated\texpires\trevoked\tlast_used");
+            for t in store.list_tokens(&name).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    t.kind,
+                    t.label.as_deref().unwrap_or("-"),
+                    fmt(Some(t.created_at)),
+                    fmt(t.expires_at),
+                    fmt(t.revoked_at),
+                    fmt(t.last_used_at)
+                );
+            }
+        }
+        UserCmd::Revoke { id } => {
+            let audit = AuditEntry {
+                actor: Some(&actor),
+                action: "token_revoke",
+                target: Some(id.to_string()),
+                address: None,
+                detail: serde_json::json!({}),
+            };
+            if !store.revoke_token(id, &audit).await? {
+                anyhow::bail!("no live token {id}");
+            }
+            println!("token {id} revoked");
         }
         UserCmd::List => {
             for u in store.list_users().await? {

@@ -339,12 +339,20 @@ pub async fn run(a: &RunArgs, database_url: &str) -> Result<Value> {
 
     // An account for the alert stream.
     let store = varta_store::Store::connect(database_url).await?;
-    store.migrate().await?;
+    store.ensure_schema(crate::owner_url().as_deref()).await?;
     let (pw, _) = varta_api::auth::new_token();
     let hash = tokio::task::spawn_blocking(move || varta_api::auth::hash_password(&pw)).await??;
-    let uid = store.upsert_user("varta-bench", varta_api::auth::Role::Operator, &hash, true).await?;
+    let audit = |action| varta_store::accounts::AuditEntry {
+        actor: Some("cli:varta-bench"),
+        action,
+        target: Some("varta-bench".into()),
+        address: None,
+        detail: serde_json::json!({}),
+    };
+    let uid = store.upsert_user("varta-bench", varta_api::auth::Role::Operator, &hash, true, &audit("user_add")).await?;
     let (token, th) = varta_api::auth::new_token();
-    store.add_token(uid, "machine", &th, Some("varta bench"), Some(Utc::now() + chrono::Duration::hours(6))).await?;
+    let expires = Some(Utc::now() + chrono::Duration::hours(6));
+    store.add_token(uid, "machine", &th, Some("varta bench"), expires, &audit("token_add")).await?;
 
     // The node, in this process.
     let metrics = Arc::new(Registry::default());

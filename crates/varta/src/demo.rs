@@ -95,7 +95,7 @@ async fn demo_accounts(database_url: &str) -> Result<String> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = std::path::Path::new(ACCOUNTS_FILE);
     let store = varta_store::Store::connect(database_url).await?;
-    store.migrate().await?;
+    store.ensure_schema(crate::owner_url().as_deref()).await?;
     let existing = store.list_users().await?;
     let known = std::fs::read_to_string(path).unwrap_or_default();
     let mut lines = Vec::new();
@@ -115,7 +115,14 @@ async fn demo_accounts(database_url: &str) -> Result<String> {
         let password = token.trim_start_matches("vt_")[..16].to_owned();
         let p = password.clone();
         let hash = tokio::task::spawn_blocking(move || varta_api::auth::hash_password(&p)).await??;
-        store.upsert_user(name, role, &hash, true).await?;
+        let audit = varta_store::accounts::AuditEntry {
+            actor: Some("cli:varta-demo"),
+            action: "user_add",
+            target: Some(name.to_owned()),
+            address: None,
+            detail: serde_json::json!({"role": role.as_str(), "replace": true}),
+        };
+        store.upsert_user(name, role, &hash, true, &audit).await?;
         lines.push(format!("{name} ({}): {password}", role.as_str()));
     }
     let text = lines.join("\n") + "\n";

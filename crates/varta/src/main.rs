@@ -43,6 +43,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: api_cmd::UserCmd,
     },
+    /// The audit log. Needs DATABASE_URL.
+    Audit {
+        #[command(subcommand)]
+        cmd: api_cmd::AuditCmd,
+    },
     /// Serve simulated RTSP cameras at rtsp://LISTEN/cam/1..N.
     Sim {
         /// Number of cameras.
@@ -154,7 +159,8 @@ enum Cmd {
         /// Config file.
         file: PathBuf,
     },
-    /// Apply database migrations to DATABASE_URL.
+    /// Apply database migrations as the schema owner: DATABASE_OWNER_URL, else
+    /// DATABASE_URL (a database run with one role).
     Migrate,
     /// Manage the project-local PostgreSQL cluster used when DATABASE_URL is unset.
     #[command(name = "local-pg")]
@@ -227,6 +233,7 @@ fn main() -> ExitCode {
                 api_cmd::user(cmd, &database_url()?).await?;
                 Ok(ExitCode::SUCCESS)
             }
+            Cmd::Audit { cmd } => api_cmd::audit(cmd, &database_url()?).await,
             Cmd::Sim {
                 cameras,
                 listen,
@@ -323,7 +330,12 @@ fn main() -> ExitCode {
                 Err(code) => code,
             }),
             Cmd::Migrate => {
-                let url = database_url()?;
+                // The owner role applies migrations; DATABASE_URL alone serves a
+                // database run with one role.
+                let url = match owner_url() {
+                    Some(u) => u,
+                    None => database_url()?,
+                };
                 varta_store::Store::connect(&url).await?.migrate().await?;
                 println!("migrations applied");
                 Ok(ExitCode::SUCCESS)
@@ -344,6 +356,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `DATABASE_OWNER_URL`: the role that owns the schema and applies migrations
+/// (`DATABASE_URL` is the runtime role's). Unset or empty: none.
+pub(crate) fn owner_url() -> Option<String> {
+    std::env::var("DATABASE_OWNER_URL").ok().filter(|u| !u.is_empty())
 }
 
 pub(crate) fn parse_decode(s: &str) -> Result<varta_core::config::DecodePolicy, String> {

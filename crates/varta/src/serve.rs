@@ -241,10 +241,11 @@ fn load_held(path: &Path) -> Option<BTreeSet<String>> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// Applies migrations and syncs the config: what the node needs of the database
-/// before it takes leases and writes events.
+/// Brings the schema up (as the owner role when `DATABASE_OWNER_URL` is set) and
+/// syncs the config: what the node needs of the database before it takes leases
+/// and writes events.
 async fn bring_up_database(store: &Store, cfg: &Config) -> Result<(), varta_core::Error> {
-    store.migrate().await?;
+    store.ensure_schema(crate::owner_url().as_deref()).await?;
     store.sync_config(cfg).await
 }
 

@@ -126,7 +126,7 @@ pub async fn run(a: Args) -> Result<()> {
     // previous run created them).
     let cams: Vec<String> = (1..=a.cameras).map(|i| format!("load-{i}")).collect();
     let setup = async {
-        store.migrate().await?;
+        store.ensure_schema(crate::owner_url().as_deref()).await?;
         sqlx::query("INSERT INTO sites (id, name) VALUES ('load', 'Load test') ON CONFLICT DO NOTHING")
             .execute(store.pool())
             .await
