@@ -220,7 +220,6 @@ async fn sigkill_while_spooling_and_while_replaying_loses_and_duplicates_nothing
 async fn setup_db(prefix: &str) -> (String, varta_store::Store) {
     let url = fresh_database(prefix).await;
     let store = varta_store::Store::connect(&url).await.unwrap();
-    store.migrate().await.unwrap();
     sqlx::query("INSERT INTO sites (id, name) VALUES ('s1', 'One'), ('s2', 'Two')")
         .execute(store.pool())
         .await

@@ -94,8 +94,21 @@ pub fn database_url() -> String {
     std::env::var("DATABASE_URL").expect("DATABASE_URL must be set: run the tests with ./scripts/test")
 }
 
-/// Creates a fresh, empty database on the `DATABASE_URL` server; returns its URL.
+/// Creates a fresh database on the `DATABASE_URL` server and applies the migrations
+/// as `DATABASE_URL`'s role (the schema owner); returns the URL the processes
+/// under test use: the runtime role `VARTA_TEST_RUNTIME_USER` when set (the local
+/// cluster of `./scripts/test`), else the same role.
 pub async fn fresh_database(prefix: &str) -> String {
+    let owner = owner_database(prefix).await;
+    let store = varta_store::Store::connect(&owner).await.expect("connecting to the new database");
+    store.migrate().await.expect("migrating the new database as its owner");
+    store.pool().close().await;
+    runtime_url(&owner)
+}
+
+/// Creates a fresh, empty database on the `DATABASE_URL` server; returns the owner
+/// role's URL of it.
+pub async fn owner_database(prefix: &str) -> String {
     use sqlx::Connection;
     let base = database_url();
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -104,6 +117,33 @@ pub async fn fresh_database(prefix: &str) -> String {
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
     let (head, _) = base.rsplit_once('/').expect("DATABASE_URL has a database name");
     format!("{head}/{name}")
+}
+
+/// `owner_url` with the runtime role's name (`VARTA_TEST_RUNTIME_USER`) instead of
+/// the owner's; unchanged when that is unset.
+pub fn runtime_url(owner_url: &str) -> String {
+    match std::env::var("VARTA_TEST_RUNTIME_USER") {
+        Ok(user) if !user.is_empty() => {
+            let (scheme, rest) = owner_url.split_once("://").expect("a URL");
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            format!("{scheme}://{user}@{host}")
+        }
+        _ => owner_url.to_owned(),
+    }
+}
+
+/// The owner role's URL of a database whose runtime URL is `runtime` (made by
+/// [`fresh_database`]).
+pub fn owner_url_of(runtime: &str) -> String {
+    let base = database_url();
+    let (scheme, rest) = base.split_once("://").expect("a URL");
+    let userinfo = rest.rsplit_once('@').map(|(u, _)| u);
+    let (_, host) = runtime.split_once("://").expect("a URL");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    match userinfo {
+        Some(u) => format!("{scheme}://{u}@{host}"),
+        None => format!("{scheme}://{host}"),
+    }
 }
 
 /// GETs `url` and parses JSON; `None` on any failure.

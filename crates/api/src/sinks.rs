@@ -4,7 +4,9 @@
 //! delivering, a process claims the (alert, sink) row in `alert_deliveries`, so each
 //! sink gets each alert from one process only. A webhook is retried with backoff
 //! (1, 2, 4 … s) up to `webhook_attempts`; MQTT publishes at QoS 1 through a client
-//! that reconnects by itself. The outcome of each delivery is kept in the table.
+//! that reconnects by itself. The outcome of each delivery is kept in the table,
+//! its error redacted like every URL ([`varta_core::redact`]). With
+//! `webhook_secret`, each body carries an HMAC-SHA256 signature ([`signature`]).
 
 use crate::alerts::{AlertHub, HubMsg};
 use std::sync::Arc;
@@ -41,8 +43,16 @@ impl MqttSettings {
     }
 }
 
-/// Starts the configured sinks (nothing when none is configured).
-pub fn start(store: Store, hub: &AlertHub, node: String, c: &AlertsConfig, mqtt: Option<MqttSettings>) {
+/// Starts the configured sinks (nothing when none is configured). `webhook_key`
+/// signs every webhook body ([`signature`]).
+pub fn start(
+    store: Store,
+    hub: &AlertHub,
+    node: String,
+    c: &AlertsConfig,
+    mqtt: Option<MqttSettings>,
+    webhook_key: Option<Vec<u8>>,
+) {
     let webhooks = c.webhooks.clone();
     if webhooks.is_empty() && mqtt.is_none() {
         return;
@@ -67,7 +77,21 @@ pub fn start(store: Store, hub: &AlertHub, node: String, c: &AlertsConfig, mqtt:
         });
         (client, m.topic)
     });
-    tokio::spawn(run(store, rx, node, webhooks, attempts, mqtt));
+    tokio::spawn(run(store, rx, node, webhooks, attempts, mqtt, webhook_key.map(Arc::new)));
+}
+
+/// The `X-Varta-Signature` header of a webhook body: `t=UNIX_SECONDS,v1=HEX`, where
+/// HEX is HMAC-SHA256 with `key` over the decimal `t`, a `.`, and the body bytes,
+/// as Stripe and GitHub sign theirs. A receiver recomputes it and refuses a
+/// mismatch or a `t` far from its clock (a replay).
+pub fn signature(key: &[u8], t: i64, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(t.to_string().as_bytes());
+    m.update(b".");
+    m.update(body);
+    let hex: String = m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={t},v1={hex}")
 }
 
 async fn run(
@@ -77,6 +101,7 @@ async fn run(
     webhooks: Vec<String>,
     attempts: u32,
     mqtt: Option<(rumqttc::AsyncClient, String)>,
+    key: Option<Arc<Vec<u8>>>,
 ) {
     loop {
         let a = match rx.recv().await {
@@ -103,7 +128,7 @@ async fn run(
         for (i, url) in webhooks.iter().enumerate() {
             let sink = format!("webhook:{i}");
             if claim(&store, &a, &sink, &node).await {
-                tokio::spawn(webhook(store.clone(), a.clone(), sink, url.clone(), attempts));
+                tokio::spawn(webhook(store.clone(), a.clone(), sink, url.clone(), attempts, key.clone()));
             }
         }
     }
@@ -119,20 +144,24 @@ async fn claim(store: &Store, a: &AlertRow, sink: &str, node: &str) -> bool {
     }
 }
 
-/// POSTs the alert as JSON, retrying with backoff.
-async fn webhook(store: Store, a: Arc<AlertRow>, sink: String, url: String, attempts: u32) {
-    let body = serde_json::to_value(&*a).unwrap_or_default();
+/// POSTs the alert as JSON (signed when a key is set), retrying with backoff.
+async fn webhook(store: Store, a: Arc<AlertRow>, sink: String, url: String, attempts: u32, key: Option<Arc<Vec<u8>>>) {
+    let body = serde_json::to_vec(&*a).unwrap_or_default();
     let mut last = String::new();
     for n in 1..=attempts {
         let (u, b) = (url.clone(), body.clone());
-        // ureq's errors name the URL; keep any userinfo out of logs and the table.
+        let sig = key.as_ref().map(|k| signature(k, chrono::Utc::now().timestamp(), &body));
+        // ureq's errors name the URL: its user info and query (`?token=`) stay out
+        // of logs and the table.
         let r = tokio::task::spawn_blocking(move || {
-            ureq::post(&u)
+            let mut req = ureq::post(&u)
                 .timeout(Duration::from_secs(5))
                 .set("User-Agent", "varta")
-                .send_json(b)
-                .map(drop)
-                .map_err(|e| varta_core::redact::redact_text(&e.to_string()))
+                .set("Content-Type", "application/json");
+            if let Some(s) = &sig {
+                req = req.set("X-Varta-Signature", s);
+            }
+            req.send_bytes(&b).map(drop).map_err(|e| varta_core::redact::redact_text(&e.to_string()))
         })
         .await;
         match r {
@@ -141,7 +170,7 @@ async fn webhook(store: Store, a: Arc<AlertRow>, sink: String, url: String, atte
                 return;
             }
             Ok(Err(e)) => last = e,
-            Err(e) => last = e.to_string(),
+            Err(e) => last = varta_core::redact::redact_text(&e.to_string()),
         }
         tracing::warn!(alert = a.id, url = %redact_url(&url), attempt = n, error = %last, "webhook failed");
         if n < attempts {
@@ -150,4 +179,15 @@ async fn webhook(store: Store, a: Arc<AlertRow>, sink: String, url: String, atte
     }
     tracing::error!(alert = a.id, url = %redact_url(&url), "webhook given up after {attempts} attempts");
     let _ = store.finish_delivery(a.id, &sink, attempts, Some(&last)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signature_is_hmac_sha256_over_time_dot_body() {
+        // Expected value from Python: hmac.new(b"Jefe", b"1.what do ya want for
+        // nothing?", hashlib.sha256).hexdigest() (RFC 4231 case 2's key and text).
+        let s = super::signature(b"Jefe", 1, b"what do ya want for nothing?");
+        assert_eq!(s, "t=1,v1=a9049465ce89cfb8e9aac62333abda66f80e3403f51f57f6bae3c3a4485eca38");
+    }
 }

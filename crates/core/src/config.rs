@@ -357,6 +357,18 @@ pub struct ApiConfig {
     pub login_max_failures: u32,
     /// The window of `login_max_failures`, in seconds.
     pub login_window_secs: u64,
+    /// Seconds a client has to send a request head (and its TLS handshake) after
+    /// connecting or after its previous response; then the connection is closed.
+    pub header_timeout_secs: f64,
+    /// Connections open at once, in all (lowered at start so that file descriptors
+    /// stay free for cameras, snapshots and the event log).
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_address: usize,
+    /// Allow what sends personal data in clear: an `api_listen` off loopback
+    /// without `tls_cert`, `mqtt://` and `http://` alert sinks off loopback.
+    /// Default false: such a config is refused.
+    pub allow_plaintext: bool,
 }
 
 impl Default for ApiConfig {
@@ -369,6 +381,10 @@ impl Default for ApiConfig {
             session_hours: 12.0,
             login_max_failures: 5,
             login_window_secs: 300,
+            header_timeout_secs: 10.0,
+            max_connections: 512,
+            max_connections_per_address: 64,
+            allow_plaintext: false,
         }
     }
 }
@@ -377,7 +393,8 @@ impl Default for ApiConfig {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
-    /// MQTT broker, `mqtt://host:port`; unset: no MQTT.
+    /// MQTT broker, `mqtts://host:port` (TLS) or `mqtt://host:port` (loopback, or
+    /// with `[api] allow_plaintext`); unset: no MQTT.
     pub mqtt_url: Option<String>,
     /// Topic prefix; an alert goes to `TOPIC/SITE/CAMERA`.
     pub mqtt_topic: Option<String>,
@@ -387,6 +404,10 @@ pub struct AlertsConfig {
     pub webhooks: Vec<String>,
     /// Attempts per webhook delivery before it is given up (and logged).
     pub webhook_attempts: Option<u32>,
+    /// Credentials name (environment or secrets file) whose password is the key of
+    /// the HMAC-SHA256 signature sent with every webhook body
+    /// (`X-Varta-Signature: t=UNIX_SECONDS,v1=HEX`, over `t` "." body); unset: unsigned.
+    pub webhook_secret: Option<String>,
 }
 
 /// `[maintenance]`: when a camera's trouble becomes a work order.
@@ -755,8 +776,16 @@ impl Config {
                 ("session_hours", a.session_hours, 0.01, 8760.0),
                 ("login_max_failures", a.login_max_failures as f64, 1.0, 1000.0),
                 ("login_window_secs", a.login_window_secs as f64, 1.0, 86400.0),
+                ("header_timeout_secs", a.header_timeout_secs, 1.0, 600.0),
+                ("max_connections", a.max_connections as f64, 16.0, 1e6),
+                ("max_connections_per_address", a.max_connections_per_address as f64, 1.0, 1e6),
             ],
         );
+        // Personal data in clear over a network is refused unless asked for.
+        let plain = "sends personal data unencrypted: use TLS, or set [api] allow_plaintext = true";
+        if a.tls_cert.is_none() && !a.allow_plaintext && !self.node.api_listen.ip().is_loopback() {
+            p.add(&root.key("node").key("api_listen"), format!("listens off loopback without [api] tls_cert: {plain}"));
+        }
         if a.tls_cert.is_some() != a.tls_key.is_some() {
             p.add(
                 &root.key("api").key(if a.tls_cert.is_some() { "tls_key" } else { "tls_cert" }),
@@ -779,17 +808,32 @@ impl Config {
         }
         let al = root.key("alerts");
         if let Some(u) = &self.alerts.mqtt_url {
-            if !url::Url::parse(u).is_ok_and(|u| u.scheme() == "mqtt" && u.host().is_some() && u.username().is_empty())
-            {
-                p.add(&al.key("mqtt_url"), "must be mqtt://host:port (credentials go in mqtt_credentials)");
+            match url::Url::parse(u) {
+                Ok(mu) if matches!(mu.scheme(), "mqtt" | "mqtts") && mu.host().is_some() && mu.username().is_empty() => {
+                    if mu.scheme() == "mqtt" && !a.allow_plaintext && !is_loopback_host(mu.host_str().unwrap_or("")) {
+                        p.add(&al.key("mqtt_url"), format!("mqtt:// off loopback {plain}"));
+                    }
+                }
+                _ => p.add(
+                    &al.key("mqtt_url"),
+                    "must be mqtts://host:port or mqtt://host:port (credentials go in mqtt_credentials)",
+                ),
             }
         }
         for (i, w) in self.alerts.webhooks.iter().enumerate() {
-            if !url::Url::parse(w).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
-                p.add(
+            match url::Url::parse(w) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    if u.scheme() == "http" && !a.allow_plaintext && !is_loopback_host(u.host_str().unwrap_or("")) {
+                        p.add(
+                            &al.key("webhooks").index(i),
+                            format!("`{}`: http:// off loopback {plain}", crate::redact::redact_url(w)),
+                        );
+                    }
+                }
+                _ => p.add(
                     &al.key("webhooks").index(i),
                     format!("`{}` is not an http(s) URL", crate::redact::redact_url(w)),
-                );
+                ),
             }
         }
         if self.alerts.webhook_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
@@ -884,7 +928,19 @@ pub fn check_stream_url(s: &str) -> Result<(), String> {
                     and put them in the environment or the secrets file"
             .into());
     }
+    if let Some(k) = crate::redact::credential_param(s) {
+        return Err(format!(
+            "query parameter `{k}` looks like a credential: credentials must not be written in the URL; \
+             name them with `credentials` and put them in the environment or the secrets file"
+        ));
+    }
     Ok(())
+}
+
+/// Whether `host` (of a URL) is a loopback name or address.
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
 }
 
 /// A camera's user name and password. `Debug` does not print the password.

@@ -33,7 +33,16 @@ pub fn app_state(
         None => None,
     };
     let mqtt = varta_api::sinks::MqttSettings::from_config(&cfg.alerts, mqtt_credentials);
-    varta_api::sinks::start(store.clone(), &alerts, cfg.node.name.clone(), &cfg.alerts, mqtt);
+    let webhook_key = match &cfg.alerts.webhook_secret {
+        Some(name) => Some(
+            varta_core::config::resolve_credentials(name, cfg.node.secrets_file.as_deref())
+                .with_context(|| format!("[alerts] webhook_secret = \"{name}\""))?
+                .password
+                .into_bytes(),
+        ),
+        None => None,
+    };
+    varta_api::sinks::start(store.clone(), &alerts, cfg.node.name.clone(), &cfg.alerts, mqtt, webhook_key);
     // Login windows close (and their refusals reach the audit log) even when
     // nobody logs in afterwards.
     let (sweep, window) = (store.clone(), cfg.api.login_window_secs);
@@ -70,10 +79,11 @@ pub async fn run_api_only(
     database_url: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    crate::serve::private_files();
     let store = Store::connect(database_url).await?;
     store.ensure_schema(crate::owner_url().as_deref()).await?;
     let metrics = Arc::new(Registry::default());
-    let state = app_state(&cfg, store, metrics, crate::serve::camera_infos(&cfg), None, None, true)?;
+    let state = app_state(&cfg, store, metrics.clone(), crate::serve::camera_infos(&cfg), None, None, true)?;
     let listener = tokio::net::TcpListener::bind(cfg.node.api_listen)
         .await
         .with_context(|| format!("API cannot listen on {}", cfg.node.api_listen))?;
@@ -83,7 +93,8 @@ pub async fn run_api_only(
     tracing::info!(%addr, scheme, "API (alone) listening");
     println!("API: {scheme}://{addr}");
     let shutdown = state.shutdown_with(shutdown);
-    varta_api::tls::serve(&cfg.api, listener, varta_api::router(state), shutdown).await?;
+    let edge = varta_api::tls::Edge::new(&cfg.api, 256);
+    varta_api::tls::serve(&cfg.api, listener, varta_api::router(state), shutdown, edge, metrics).await?;
     Ok(())
 }
 

@@ -55,8 +55,11 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let url = match std::env::var("DATABASE_URL") {
         Ok(u) => u,
         Err(_) => {
-            let u = localpg::start(std::path::Path::new(".varta/pg"), localpg::DEFAULT_PORT).await?;
-            println!("PostgreSQL: {u} (local cluster in .varta/pg)");
+            // The owner role migrates; the node runs as the runtime role.
+            let owner = localpg::start(std::path::Path::new(".varta/pg"), localpg::DEFAULT_PORT).await?;
+            let _ = crate::OWNER_URL.set(owner.clone());
+            let u = localpg::runtime_url(&owner);
+            println!("PostgreSQL: {u} (local cluster in .varta/pg; owner role: {owner})");
             u
         }
     };

@@ -56,6 +56,10 @@ fn run(mut c: Command, what: &str) -> Result<()> {
 
 /// Creates the cluster in `dir` if needed, starts it if stopped, makes sure the
 /// `varta` database exists, and returns its URL.
+///
+/// The cluster has two login roles: `varta`, the superuser that owns the schema and
+/// applies migrations, whose URL this returns, and [`RUNTIME_USER`] for the
+/// processes ([`runtime_url`]).
 pub async fn start(dir: &Path, port: u16) -> Result<String> {
     let bin = bindir()?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -106,7 +110,32 @@ pub async fn start(dir: &Path, port: u16) -> Result<String> {
     if exists.is_none() {
         sqlx::query("CREATE DATABASE varta").execute(&mut conn).await?;
     }
+    // The runtime login role (migration 0007 grants to its group role; creating the
+    // group here too lets the role exist before the first migration).
+    sqlx::query(
+        "DO $$ BEGIN
+             IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'varta_runtime') THEN
+                 CREATE ROLE varta_runtime NOLOGIN;
+             END IF;
+             IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'varta_app') THEN
+                 CREATE ROLE varta_app LOGIN IN ROLE varta_runtime;
+             END IF;
+         END $$",
+    )
+    .execute(&mut conn)
+    .await
+    .context("creating the runtime role")?;
     Ok(format!("postgres://varta@127.0.0.1:{port}/varta"))
+}
+
+/// The login role processes use on a local cluster: a member of `varta_runtime`,
+/// which owns nothing (migration 0007 says what it may do).
+pub const RUNTIME_USER: &str = "varta_app";
+
+/// `owner_url` (a URL of the local cluster's owner role `varta`) for the runtime
+/// role instead.
+pub fn runtime_url(owner_url: &str) -> String {
+    owner_url.replacen("postgres://varta@", &format!("postgres://{RUNTIME_USER}@"), 1)
 }
 
 /// Stops the cluster in `dir` (if it runs). `mode` is pg_ctl's shutdown mode:

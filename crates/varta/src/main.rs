@@ -178,8 +178,13 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum LocalPgAction {
-    /// Create (once) and start the cluster; print its DATABASE_URL.
-    Start,
+    /// Create (once) and start the cluster; print the owner role's URL (migrations,
+    /// `DATABASE_OWNER_URL`), or with `--runtime` the runtime role's (`DATABASE_URL`).
+    Start {
+        /// Print the runtime role's URL.
+        #[arg(long)]
+        runtime: bool,
+    },
     /// Stop the cluster.
     Stop {
         /// pg_ctl shutdown mode: `fast`, or `immediate` to simulate a crash.
@@ -203,6 +208,9 @@ fn init_logs() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs();
+    // Before any thread starts: the soft limit of 1024 open files is too few for a
+    // node with 145 cameras, and the API's connection cap is sized from it.
+    varta_api::tls::raise_nofile_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
@@ -336,13 +344,23 @@ fn main() -> ExitCode {
                     Some(u) => u,
                     None => database_url()?,
                 };
-                varta_store::Store::connect(&url).await?.migrate().await?;
-                println!("migrations applied");
+                let store = varta_store::Store::connect(&url).await?;
+                // A current schema needs no rights: a runtime role may ask.
+                let pending = store.pending_migrations().await?;
+                if pending.is_empty() {
+                    println!("schema is current");
+                } else {
+                    store.migrate().await?;
+                    println!("{} migration(s) applied", pending.len());
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::LocalPg { action, dir, port } => {
                 match action {
-                    LocalPgAction::Start => println!("{}", localpg::start(&dir, port).await?),
+                    LocalPgAction::Start { runtime: false } => println!("{}", localpg::start(&dir, port).await?),
+                    LocalPgAction::Start { runtime: true } => {
+                        println!("{}", localpg::runtime_url(&localpg::start(&dir, port).await?))
+                    }
                     LocalPgAction::Stop { mode } => localpg::stop(&dir, &mode)?,
                 }
                 Ok(ExitCode::SUCCESS)
@@ -361,8 +379,15 @@ fn main() -> ExitCode {
 /// `DATABASE_OWNER_URL`: the role that owns the schema and applies migrations
 /// (`DATABASE_URL` is the runtime role's). Unset or empty: none.
 pub(crate) fn owner_url() -> Option<String> {
+    if let Some(u) = OWNER_URL.get() {
+        return Some(u.clone());
+    }
     std::env::var("DATABASE_OWNER_URL").ok().filter(|u| !u.is_empty())
 }
+
+/// The owner URL a command knows without the environment (`varta demo` on its own
+/// local cluster); set once, before anything reads it.
+pub(crate) static OWNER_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 pub(crate) fn parse_decode(s: &str) -> Result<varta_core::config::DecodePolicy, String> {
     match s {

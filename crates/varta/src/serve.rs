@@ -324,6 +324,14 @@ pub async fn run(
     run_with(cfg, config_path, database_url, Arc::new(Registry::default()), shutdown).await
 }
 
+/// Makes every file and folder this process creates from now on (snapshots, the
+/// event log, the held-cameras list) its user's alone: 0600 and 0700. Snapshots
+/// are pictures of people.
+pub fn private_files() {
+    // SAFETY: umask(2) has no preconditions.
+    unsafe { libc::umask(0o077) };
+}
+
 /// [`run`] with the caller's metrics registry, so that `varta bench` reads the
 /// node's counters directly.
 pub async fn run_with(
@@ -335,6 +343,8 @@ pub async fn run_with(
 ) -> Result<()> {
     check_against_model(&cfg).map_err(|e| anyhow::anyhow!(e))?;
     camera_specs(&cfg, None)?;
+    let n_cameras = cfg.cameras.len();
+    private_files();
     let store = Store::connect_lazy(database_url)?;
     let listener = tokio::net::TcpListener::bind(cfg.node.api_listen)
         .await
@@ -593,7 +603,11 @@ pub async fn run_with(
     tracing::info!(%addr, scheme, "API listening");
     println!("API: {scheme}://{addr}");
     let shutdown = state.shutdown_with(shutdown);
-    varta_api::tls::serve(&api_cfg, listener, varta_api::router(state), shutdown).await?;
+    // Descriptors kept from clients: the process's own (database pool, event log,
+    // listeners) and, per camera it may run, its RTSP sockets and GStreamer's pipes
+    // plus a snapshot being written.
+    let edge = varta_api::tls::Edge::new(&api_cfg, 256 + 16 * n_cameras);
+    varta_api::tls::serve(&api_cfg, listener, varta_api::router(state), shutdown, edge, metrics.clone()).await?;
     maintenance.abort();
     bring_up.abort();
     recovery.abort();
