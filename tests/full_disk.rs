@@ -104,7 +104,7 @@ async fn a_full_disk_under_the_event_log_fails_readiness_holds_detection_back_an
     assert_eq!(code, 503);
     let msg = body["error"]["message"].as_str().unwrap_or_default().to_owned();
     assert!(msg.contains("event log on disk cannot be written"), "{body}");
-    let metrics = ureq::get(&format!("{api}/metrics")).call().unwrap().into_string().unwrap();
+    let metrics = metrics_text(&api, &token_for(&db, "disk-admin", "admin"));
     assert!(metrics.contains("varta_wal_failing 1"), "{metrics}");
     assert!(serve.output().contains("cannot write the event log"), "the error is in the log");
     // Detection is held back while the disk is full: nothing more becomes durable.

@@ -135,7 +135,11 @@ fn simulated_cameras_to_person_events_in_postgres_and_api() {
 
     let ready = get_json(&format!("{api}/readyz")).unwrap();
     assert_eq!(ready["status"], "ready");
-    let metrics = ureq::get(&format!("{api}/metrics")).call().unwrap().into_string().unwrap();
+    assert_eq!(
+        ureq::get(&format!("{api}/metrics")).call().err().and_then(|e| e.into_response()).map(|r| r.status()),
+        Some(401)
+    );
+    let metrics = metrics_text(&api, &token_for(&db, "e2e-admin", "admin"));
     for i in 1..=4 {
         assert!(metrics.contains(&format!("varta_frames_received_total{{camera=\"cam-{i}\"}}")), "{metrics}");
     }

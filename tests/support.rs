@@ -185,6 +185,17 @@ pub fn token_for(db: &str, name: &str, role: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// `/metrics` of the API at `base`, read with an administrator's `token` (it needs
+/// one: per-camera counters say when a scene is busy).
+pub fn metrics_text(base: &str, token: &str) -> String {
+    ureq::get(&format!("{base}/metrics"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .expect("GET /metrics")
+        .into_string()
+        .unwrap()
+}
+
 /// GETs `url` with a bearer token and parses JSON; `None` on any failure.
 pub fn get_json_as(url: &str, token: &str) -> Option<serde_json::Value> {
     ureq::get(url)
@@ -215,6 +226,37 @@ pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<serde_jso
     let code = resp.status();
     let text = resp.into_string().unwrap_or_default();
     (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// Runs SQL `q` (several statements allowed) on `db`.
+pub async fn sql(db: &str, q: &str) {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(db).await.unwrap();
+    sqlx::raw_sql(q).execute(&mut c).await.unwrap();
+}
+
+/// The one `bigint` that query `q` returns on `db`.
+pub async fn scalar(db: &str, q: &str) -> i64 {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(db).await.unwrap();
+    sqlx::query_scalar(q).fetch_one(&mut c).await.unwrap()
+}
+
+/// Inserts an alerting event on `camera` (as the writer would) and returns its id.
+pub async fn alerting_event(db: &str, camera: &str) -> uuid::Uuid {
+    let id = uuid::Uuid::now_v7();
+    sql(
+        db,
+        &format!(
+            "SELECT varta_event_partition(current_date);
+             INSERT INTO events (id, camera_id, track_id, class, score, bbox, started_at, last_seen_at, frames, node,
+                                 rule, snapshot, alert)
+             VALUES ('{id}', '{camera}', 1, 'person', 0.9, '{{1,2,3,4}}', now(), now(), 1, 't', 'intrusion',
+                     '{id}.jpg', true)"
+        ),
+    )
+    .await;
+    id
 }
 
 /// The complete lines of a file another process appends to and may be killed while

@@ -249,7 +249,8 @@ const RENDER = {
         x.recovered_at ? el('div', { class: 'small good' }, `${t('recovered')}: ${fmt(x.recovered_at)}`) : null,
         x.resolved_while_down ? el('div', { class: 'small bad' }, t('resolved_while_down')) : null,
         x.assignee ? el('div', { class: 'small' }, `${t('assignee')}: ${x.assignee}`) : null,
-        el('div', { class: 'actions' }, ...next[x.state].map((to) => el('button', { type: 'button', onclick: async () => {
+        // Only an administrator verifies, and not a task they resolved themselves.
+        el('div', { class: 'actions' }, ...next[x.state].filter((to) => to !== 'verified' || (me.role === 'admin' && x.resolved_by !== me.name)).map((to) => el('button', { type: 'button', onclick: async () => {
           const body = { state: to };
           if (to === 'assigned') { const a = prompt(t('assignee'), me.name); if (a === null) return; body.assignee = a; }
           try { await api(`/api/v1/maintenance/tasks/${x.id}`, { method: 'PATCH', body }); show('tasks'); } catch (e) { alert(e.message); }

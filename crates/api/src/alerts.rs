@@ -183,7 +183,8 @@ pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<ListParams
 pub async fn ack(State(st): State<Arc<AppState>>, c: Caller, Path(id): Path<String>) -> ApiResult<Json<AlertRow>> {
     c.require(Perm::Alerts)?;
     let id = int_id(&id)?;
-    let a = st.store.ack_alert(id, &c.who.name, &c.audit("alert_ack", Some(id.to_string()), serde_json::json!({}))).await?;
+    let a =
+        st.store.ack_alert(id, &c.who.name, &c.audit("alert_ack", Some(id.to_string()), serde_json::json!({}))).await?;
     Ok(Json(a))
 }
 
@@ -237,6 +238,10 @@ pub async fn stream(
     let store = st.store.clone();
     let mut closing = st.closing.subscribe();
     let token = c.who.token_id;
+    let expires_at = c.who.expires_at;
+    // An alert raised after the token's expiry is never sent, whichever of the
+    // alert and the expiry timer comes first (same clock as the database's).
+    let expired = move || expires_at.is_some_and(|t| chrono::Utc::now() >= t);
     let expires = c.who.expires_at.map(|t| {
         let left = (t - chrono::Utc::now()).to_std().unwrap_or_default();
         tokio::time::Instant::now() + left
@@ -255,6 +260,9 @@ pub async fn stream(
         let mut seen: HashSet<i64> = HashSet::new();
         let mut newest = last.unwrap_or(0);
         for a in backlog {
+            if expired() {
+                return;
+            }
             newest = newest.max(a.id);
             seen.insert(a.id);
             if out.send(Ok(alert_event(&a))).await.is_err() {
@@ -287,6 +295,9 @@ pub async fn stream(
                     match store.alerts_since(newest, RESUME_OVERLAP_SECS, RESUME_MAX).await {
                         Ok(rows) => {
                             for a in rows.into_iter().filter(|a| seen.insert(a.id)) {
+                                if expired() {
+                                    return;
+                                }
                                 newest = newest.max(a.id);
                                 if out.send(Ok(alert_event(&a))).await.is_err() {
                                     return;
@@ -304,6 +315,9 @@ pub async fn stream(
             }
             let ev = match msg {
                 HubMsg::Alert(a) => {
+                    if expired() {
+                        return;
+                    }
                     if !seen.insert(a.id) {
                         continue;
                     }

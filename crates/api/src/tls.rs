@@ -138,11 +138,7 @@ pub async fn serve(
         "API edge limits"
     );
     let total = Arc::new(tokio::sync::Semaphore::new(edge.max_connections));
-    let conns = Arc::new(Conns {
-        per: Default::default(),
-        max_per: edge.max_per_address,
-        metrics: metrics.clone(),
-    });
+    let conns = Arc::new(Conns { per: Default::default(), max_per: edge.max_per_address, metrics: metrics.clone() });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {

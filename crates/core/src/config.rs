@@ -809,7 +809,9 @@ impl Config {
         let al = root.key("alerts");
         if let Some(u) = &self.alerts.mqtt_url {
             match url::Url::parse(u) {
-                Ok(mu) if matches!(mu.scheme(), "mqtt" | "mqtts") && mu.host().is_some() && mu.username().is_empty() => {
+                Ok(mu)
+                    if matches!(mu.scheme(), "mqtt" | "mqtts") && mu.host().is_some() && mu.username().is_empty() =>
+                {
                     if mu.scheme() == "mqtt" && !a.allow_plaintext && !is_loopback_host(mu.host_str().unwrap_or("")) {
                         p.add(&al.key("mqtt_url"), format!("mqtt:// off loopback {plain}"));
                     }

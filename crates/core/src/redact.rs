@@ -45,14 +45,13 @@ fn host_char(c: char) -> bool {
 fn redact_after_scheme(t: &str) -> String {
     let cut = |s: &str| s.find(['/', '?', '#']).unwrap_or(s.len());
     let at = t
-        .match_indices('@')
+        .rmatch_indices('@')
         .map(|(i, _)| i)
-        .filter(|&i| {
+        .find(|&i| {
             let after = &t[i + 1..];
             let h = &after[..cut(after)];
             !h.is_empty() && h.chars().all(host_char)
-        })
-        .last();
+        });
     let (userinfo, after) = match at {
         Some(i) => (true, &t[i + 1..]),
         None => (false, t),

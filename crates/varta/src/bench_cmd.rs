@@ -349,7 +349,8 @@ pub async fn run(a: &RunArgs, database_url: &str) -> Result<Value> {
         address: None,
         detail: serde_json::json!({}),
     };
-    let uid = store.upsert_user("varta-bench", varta_api::auth::Role::Operator, &hash, true, &audit("user_add")).await?;
+    let uid =
+        store.upsert_user("varta-bench", varta_api::auth::Role::Operator, &hash, true, &audit("user_add")).await?;
     let (token, th) = varta_api::auth::new_token();
     let expires = Some(Utc::now() + chrono::Duration::hours(6));
     store.add_token(uid, "machine", &th, Some("varta bench"), expires, &audit("token_add")).await?;

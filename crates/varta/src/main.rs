@@ -202,7 +202,32 @@ fn database_url() -> anyhow::Result<String> {
 fn init_logs() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("VARTA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // ureq writes each request line and its headers (a webhook's `?token=`, its
+    // signature) at debug level, without a scheme for the redaction to find.
+    let filter = filter.add_directive("ureq=warn".parse().expect("a valid directive"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| Redacted(std::io::stderr())).init();
+}
+
+/// Log output with every URL redacted ([`varta_core::redact`]): our own messages
+/// redact what they quote, but a library's (an HTTP client at debug level, a
+/// GStreamer error) may quote a URL with its user info or query. The formatter
+/// writes each event in one `write_all`, so a URL is never split across calls.
+struct Redacted<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Redacted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        if text.contains("://") {
+            self.0.write_all(varta_core::redact::redact_text(&text).as_bytes())?;
+        } else {
+            self.0.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn main() -> ExitCode {
@@ -211,6 +236,15 @@ fn main() -> ExitCode {
     // Before any thread starts: the soft limit of 1024 open files is too few for a
     // node with 145 cameras, and the API's connection cap is sized from it.
     varta_api::tls::raise_nofile_limit();
+    // Blocks of 16 MiB and more (argon2's 19 MiB per password check) are mapped and
+    // unmapped each time. glibc otherwise raises its mmap threshold after the first
+    // such free and keeps later ones in its arenas: ten logins left 215 MB resident
+    // (tests/protection.rs). Smaller blocks (frames, tensors) are not affected.
+    // SAFETY: mallopt(3) before any other thread exists.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
