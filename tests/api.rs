@@ -154,6 +154,8 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
             ("DELETE", "/api/v1/users/t-admin".into(), None, &[0, 1]),
             ("POST", "/api/v1/cameras/cam-1/restart".into(), None, &[0, 1]),
             ("POST", "/api/v1/config/reload".into(), None, &[0, 1]),
+            // Verifying a work order is the administrator's word, never the contractor's.
+            ("PATCH", format!("/api/v1/maintenance/tasks/{task_id}"), Some(json!({"state": "verified"})), &[0, 1]),
         ];
         for (method, path, body, roles) in &denied {
             let url = format!("{base}{path}");
@@ -165,6 +167,31 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
             }
         }
         assert_eq!(call("GET", &format!("{base}/api/v1/alerts?open=true"), Some(&ops), None).1["items"][0]["id"], alert_id, "nothing was acknowledged by the refused calls");
+
+        // Nothing derived from what a camera sees reaches a contractor: no decode
+        // mode or activity, no analysis counters, no volumes or picture statistics.
+        let scene_keys = ["decoding", "analysis", "frames_decoded", "frames_sampled", "frames_dropped", "frames_analysed", "bytes_received"];
+        let health_keys = ["bitrate_kbps", "mean_luma", "luma_stddev", "unchanged_secs"];
+        for path in ["/api/v1/cameras/cam-1", "/api/v1/cameras"] {
+            let (_, v) = call("GET", &format!("{base}{path}"), Some(&ctr), None);
+            let cam = if v.is_array() { v[0].clone() } else { v };
+            for k in scene_keys {
+                assert!(cam.get(k).is_none(), "contractor sees `{k}` in {path}: {cam}");
+            }
+            for k in health_keys {
+                assert!(cam["health"].get(k).is_none(), "contractor sees `health.{k}` in {path}: {cam}");
+            }
+            let (_, op) = call("GET", &format!("{base}{path}"), Some(&ops), None);
+            let op = if op.is_array() { op[0].clone() } else { op };
+            for k in scene_keys {
+                assert!(op.get(k).is_some(), "operator lacks `{k}` in {path}: {op}");
+            }
+        }
+        // /metrics needs an administrator's token.
+        assert_eq!(call("GET", &format!("{base}/metrics"), None, None).0, 401);
+        assert_eq!(call("GET", &format!("{base}/metrics"), Some(&ctr), None).0, 403);
+        let m = metrics_text(&base, &adm);
+        assert!(m.contains("varta_password_checks_total") && !m.contains("varta_alert_latency"), "{m}");
         // An API-only process runs no camera to restart.
         assert_eq!(call("POST", &format!("{base}/api/v1/cameras/cam-1/restart"), Some(&adm), None).0, 409);
 
@@ -248,7 +275,7 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
     .unwrap();
 
     // ---- audit: each action leaves exactly one row ----
-    let audit_before = scalar(&db, "SELECT count(*) FROM audit_log").await;
+    let audit_before = scalar(&db, "SELECT coalesce(max(id), 0) FROM audit_log").await;
     let base = a.base.clone();
     let adm2 = tok("admin");
     let ops2 = tok("operator");
@@ -304,6 +331,32 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
         );
         assert_eq!(code, 201);
         assert_eq!(call("DELETE", &format!("{base}/api/v1/users/new-op"), Some(&adm2), None).0, 204);
+        // Reads of people's data and of the audit itself, and refusals, are audited.
+        assert_eq!(call("GET", &format!("{base}/api/v1/alerts"), Some(&ops2), None).0, 200);
+        assert_eq!(call("GET", &format!("{base}/api/v1/users"), Some(&adm2), None).0, 200);
+        assert_eq!(call("GET", &format!("{base}/api/v1/audit?limit=5"), Some(&adm2), None).0, 200);
+        assert_eq!(call("GET", &format!("{base}/api/v1/users"), Some(&ops2), None).0, 403);
+        drop(
+            ureq::get(&format!("{base}/api/v1/alerts/stream"))
+                .set("Authorization", &format!("Bearer {ops2}"))
+                .call()
+                .unwrap(),
+        );
+        // Only an administrator verifies a task, and not one they resolved.
+        let (code, _) = call(
+            "PATCH",
+            &format!("{base}/api/v1/maintenance/tasks/{id}"),
+            Some(&adm2),
+            Some(json!({"state": "resolved"})),
+        );
+        assert_eq!(code, 200);
+        let (code, v) = call(
+            "PATCH",
+            &format!("{base}/api/v1/maintenance/tasks/{id}"),
+            Some(&adm2),
+            Some(json!({"state": "verified"})),
+        );
+        assert_eq!(code, 403, "verifying one's own resolution: {v}");
         // Four failures of one account from this address in the window: the next
         // login from here is refused unchecked, even with the right password.
         for _ in 0..4 {
@@ -329,11 +382,17 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
         ("event_search", 1),
         ("alert_ack", 1),
         ("task_open", 1),
-        ("task_change", 1),
+        ("task_change", 2),
         ("user_add", 1),
         ("user_disable", 1),
         // Refusals are one row per account, address and window, when it closes.
         ("login_throttled", 0),
+        ("alert_list", 1),
+        ("user_list", 1),
+        ("audit_read", 1),
+        ("alert_stream_open", 1),
+        // GET /users as an operator, and verifying one's own resolution.
+        ("permission_denied", 2),
     ] {
         assert_eq!(count(action).await, n, "audit rows of `{action}`");
     }

@@ -37,3 +37,25 @@ fn shipped_configs_are_valid() {
         assert!(out.status.success(), "{f}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn plaintext_off_loopback_and_query_credentials_are_rejected() {
+    let (code, _, err) = check("plaintext.toml");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("key `node.api_listen`") && err.contains("allow_plaintext"), "{err}");
+    assert!(err.contains("key `alerts.mqtt_url`"), "{err}");
+    assert!(err.contains("key `alerts.webhooks[0]`") && !err.contains("webhooks[1]"), "loopback is fine: {err}");
+    assert!(err.contains("key `cameras[0].url`") && err.contains("`pwd` looks like a credential"), "{err}");
+    assert!(!err.contains("Secr3t"), "{err}");
+    // Asked for, the plaintext is allowed; the camera's query credential never is.
+    let text = std::fs::read_to_string(root().join("tests/fixtures/plaintext.toml")).unwrap();
+    let dir = std::env::temp_dir().join(format!("varta-plain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("allowed.toml");
+    std::fs::write(&f, text.replace("[alerts]", "[api]\nallow_plaintext = true\n\n[alerts]")).unwrap();
+    let out = varta().arg("check-config").arg(&f).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!err.contains("allow_plaintext") && err.contains("cameras[0].url"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -71,6 +71,13 @@ fn simulated_cameras_to_person_events_in_postgres_and_api() {
         let id = e["id"].as_str().unwrap();
         assert_eq!(e["snapshot"].as_str(), Some(format!("{id}.jpg").as_str()), "{e}");
         assert!(snapshots.join(format!("{id}.jpg")).exists());
+        // Pictures of people are the node's user's alone (issue #17), and so is the
+        // event log.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: std::path::PathBuf| std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(snapshots.join(format!("{id}.jpg"))), 0o600);
+        assert_eq!(mode(snapshots.clone()), 0o700);
+        assert_eq!(mode(snapshots.with_file_name("spool")), 0o700);
         for q in ["", "?crop=true"] {
             let r = ureq::get(&format!("{api}/api/v1/events/{id}/snapshot{q}"))
                 .set("Authorization", &format!("Bearer {tok}"))

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Property-based API test: schemathesis (PyPI, installed by scripts/setup into
 # .cache/venv) generates requests from /api/v1/openapi.json against a `varta api`
-# process on a fresh database, as an admin (who may call every route), and fails on
-# any 5xx response. Run by scripts/test after `cargo test`; needs DATABASE_URL and a
-# built target/debug/varta.
+# process on a fresh database, once authenticated as each role (admin, operator,
+# contractor: every route, then the refusals), and fails on any 5xx response. The
+# process runs as the runtime database role when VARTA_TEST_RUNTIME_USER names it
+# (scripts/test). Run by scripts/test after `cargo test`; needs DATABASE_URL (the
+# schema owner's) and a built target/debug/varta.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$ROOT"
@@ -25,27 +27,36 @@ psql -q "$DATABASE_URL" -c "CREATE DATABASE $db" >/dev/null
 url="${DATABASE_URL%/*}/$db"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 api_fixture "$url" "$port" schemathesis "$work" 1 "$BIN"
-DATABASE_URL="$url" VARTA_PASSWORD="schemathesis-password" "$BIN" user add fuzz-admin --role admin >/dev/null
-token="$(DATABASE_URL="$url" "$BIN" user token fuzz-admin)"
-DATABASE_URL="$url" "$BIN" api --config "$work/api.toml" > "$work/api.log" 2>&1 &
+run_url="$url"
+[ -n "${VARTA_TEST_RUNTIME_USER:-}" ] && run_url="postgres://$VARTA_TEST_RUNTIME_USER@${url#*@}"
+for role in admin operator contractor; do
+  DATABASE_URL="$run_url" VARTA_PASSWORD="schemathesis-password" "$BIN" user add "fuzz-$role" --role "$role" >/dev/null
+done
+DATABASE_URL="$run_url" "$BIN" api --config "$work/api.toml" > "$work/api.log" 2>&1 &
 api_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
 
-log "schemathesis against http://127.0.0.1:$port/api/v1/openapi.json"
 # Left out: logout (it would revoke the token the rest of the run uses) and the SSE
 # stream (it never ends by design, so each case would wait out the timeout; tests/api.rs
-# covers it).
-"$ST" run "http://127.0.0.1:$port/api/v1/openapi.json" \
-  --url "http://127.0.0.1:$port" \
-  -H "Authorization: Bearer $token" \
-  --checks not_a_server_error \
-  --exclude-path /api/v1/auth/logout \
-  --exclude-path /api/v1/alerts/stream \
-  --max-examples "${SCHEMATHESIS_EXAMPLES:-50}" \
-  --seed 7 \
-  --request-timeout 10 \
-  --workers 2 || { tail -n 50 "$work/api.log"; exit 1; }
+# and tests/protection.rs cover it). The admin may call every route, so gets the most
+# examples; the others mostly meet refusals, which must be 403s, never 5xx.
+for role in admin operator contractor; do
+  token="$(DATABASE_URL="$run_url" "$BIN" user token "fuzz-$role")"
+  examples="${SCHEMATHESIS_EXAMPLES:-50}"
+  [ "$role" = admin ] || examples=$(( (examples + 1) / 2 ))
+  log "schemathesis as $role against http://127.0.0.1:$port/api/v1/openapi.json ($examples examples per operation)"
+  "$ST" run "http://127.0.0.1:$port/api/v1/openapi.json" \
+    --url "http://127.0.0.1:$port" \
+    -H "Authorization: Bearer $token" \
+    --checks not_a_server_error \
+    --exclude-path /api/v1/auth/logout \
+    --exclude-path /api/v1/alerts/stream \
+    --max-examples "$examples" \
+    --seed 7 \
+    --request-timeout 10 \
+    --workers 2 || { tail -n 50 "$work/api.log"; exit 1; }
+done
 if grep -q "internal error in API" "$work/api.log"; then
   grep "internal error in API" "$work/api.log" | head; die "the API logged internal errors"
 fi
-log "schemathesis: no server error"
+log "schemathesis: no server error as any role"

@@ -157,3 +157,119 @@ async fn mqtt_and_webhooks_get_each_alert_once() {
             .unwrap();
     assert_eq!(rows, vec![("mqtt".into(), 1, true), ("webhook:0".into(), 2, true)]);
 }
+
+/// A private CA and a server certificate it signed for 127.0.0.1 (openssl): the
+/// paths of (ca.pem, cert.pem, key.pem) in `dir`.
+fn private_ca(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let p = |f: &str| dir.join(f);
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let run = |c: &mut Command| assert!(c.stderr(std::process::Stdio::null()).status().unwrap().success(), "{c:?}");
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-days", "1", "-subj", "/CN=varta-test-ca"])
+        .args(ec)
+        .arg("-keyout")
+        .arg(p("ca.key"))
+        .arg("-out")
+        .arg(p("ca.pem")));
+    run(Command::new("openssl")
+        .args(["req", "-subj", "/CN=localhost"])
+        .args(ec)
+        .arg("-keyout")
+        .arg(p("key.pem"))
+        .arg("-out")
+        .arg(p("server.csr")));
+    std::fs::write(p("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "1", "-CAcreateserial"])
+        .arg("-in")
+        .arg(p("server.csr"))
+        .arg("-CA")
+        .arg(p("ca.pem"))
+        .arg("-CAkey")
+        .arg(p("ca.key"))
+        .arg("-extfile")
+        .arg(p("ext.cnf"))
+        .arg("-out")
+        .arg(p("cert.pem")));
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mqtts_to_a_broker_with_a_private_ca() {
+    let db = fresh_database("varta_mqtts").await;
+    let dir = std::env::temp_dir().join(format!("varta-mqtts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("snapshots")).unwrap();
+    let (ca, cert, key) = private_ca(&dir);
+    let mqtt_port = free_port();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {mqtt_port} 127.0.0.1\ncertfile {}\nkeyfile {}\nallow_anonymous true\nuser root\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let mut broker = Command::new("mosquitto");
+    broker.arg("-v").arg("-c").arg(&conf);
+    let _broker = Proc::spawn(broker, dir.join("mosquitto.log"));
+    sql(
+        &db,
+        "INSERT INTO sites (id, name) VALUES ('site-a', 'A');
+         INSERT INTO cameras (id, site_id, name, url, analysis_fps, classes, min_score, enabled)
+         VALUES ('cam-1', 'site-a', 'Gate', 'rtsp://127.0.0.1:1/cam/1', 2, '{person}', 0.4, true);",
+    )
+    .await;
+    let port = free_port();
+    let cfg = dir.join("api.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[node]\nname = \"mqtts\"\napi_listen = \"127.0.0.1:{port}\"\n\n[detect]\nsnapshot_dir = \"{}\"\n\n\
+             [alerts]\nmqtt_url = \"mqtts://127.0.0.1:{mqtt_port}\"\nmqtt_ca = \"{}\"\n\n\
+             [[sites]]\nid = \"site-a\"\nname = \"A\"\n\n\
+             [[cameras]]\nid = \"cam-1\"\nsite = \"site-a\"\nurl = \"rtsp://127.0.0.1:1/cam/1\"\n",
+            dir.join("snapshots").display(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = varta();
+    cmd.arg("api").arg("--config").arg(&cfg).env("DATABASE_URL", &db);
+    let api = Proc::spawn(cmd, dir.join("api.log"));
+    let base = format!("http://127.0.0.1:{port}");
+    let broker_log = dir.join("mosquitto.log");
+    tokio::task::spawn_blocking(move || {
+        wait_for("varta api", Duration::from_secs(30), || get_json(&format!("{base}/readyz")));
+        // varta's client has connected over TLS (the broker logs each client).
+        wait_for("varta connected to the broker", Duration::from_secs(20), || {
+            std::fs::read_to_string(&broker_log).unwrap_or_default().contains("New client connected").then_some(())
+        });
+    })
+    .await
+    .unwrap();
+    // The test's subscriber checks the broker against the same CA (no host name check:
+    // mosquitto_sub's is not what is under test).
+    let sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &mqtt_port.to_string(), "--cafile"])
+        .arg(&ca)
+        .args(["--insecure", "-t", "varta/alerts/#", "-v", "-W", "8"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let broker_log = dir.join("mosquitto.log");
+    tokio::task::spawn_blocking(move || {
+        wait_for("mosquitto_sub subscribed", Duration::from_secs(10), || {
+            std::fs::read_to_string(&broker_log).unwrap_or_default().contains("Received SUBSCRIBE").then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    let ev = alerting_event(&db, "cam-1").await;
+    let out = tokio::task::spawn_blocking(move || sub.wait_with_output().unwrap()).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains(&ev.to_string()), "the alert over mqtts: {text}\n{}", api.output());
+    let _ = std::fs::remove_dir_all(&dir);
+}

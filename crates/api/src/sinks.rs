@@ -28,23 +28,60 @@ pub struct MqttSettings {
     pub topic: String,
     /// User name and password, if the broker wants them.
     pub credentials: Option<(String, String)>,
+    /// `mqtts://`: TLS (rustls, ring), with the CAs of this PEM file or the system's.
+    pub tls: Option<Option<std::path::PathBuf>>,
 }
 
 impl MqttSettings {
     /// From `[alerts]`; `None` when `mqtt_url` is unset.
     pub fn from_config(c: &AlertsConfig, credentials: Option<(String, String)>) -> Option<MqttSettings> {
         let u = url::Url::parse(c.mqtt_url.as_deref()?).ok()?;
+        let tls = u.scheme() == "mqtts";
         Some(MqttSettings {
             host: u.host_str()?.to_owned(),
-            port: u.port().unwrap_or(1883),
+            port: u.port().unwrap_or(if tls { 8883 } else { 1883 }),
             topic: c.mqtt_topic.clone().unwrap_or_else(|| "varta/alerts".into()),
             credentials,
+            tls: tls.then(|| c.mqtt_ca.clone()),
         })
+    }
+
+    /// The rustls client config of an `mqtts://` broker: TLS 1.2/1.3 with ring, the
+    /// broker's certificate checked against `ca` (PEM) or the system's CAs.
+    fn tls_config(ca: Option<&std::path::Path>) -> anyhow::Result<tokio_rustls::rustls::ClientConfig> {
+        use anyhow::Context;
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::CertificateDer;
+        let mut roots = rustls::RootCertStore::empty();
+        match ca {
+            Some(path) => {
+                for c in CertificateDer::pem_file_iter(path)
+                    .with_context(|| format!("[alerts] mqtt_ca: cannot read {}", path.display()))?
+                {
+                    roots.add(c.with_context(|| format!("[alerts] mqtt_ca: {} is not PEM", path.display()))?)?;
+                }
+            }
+            None => {
+                for c in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(c);
+                }
+            }
+        }
+        if roots.is_empty() {
+            anyhow::bail!("[alerts] mqtts: no certificate authority to check the broker against (set mqtt_ca)");
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
     }
 }
 
 /// Starts the configured sinks (nothing when none is configured). `webhook_key`
-/// signs every webhook body ([`signature`]).
+/// signs every webhook body ([`signature`]). Fails when an `mqtts://` broker's CA
+/// file cannot be read.
 pub fn start(
     store: Store,
     hub: &AlertHub,
@@ -52,18 +89,22 @@ pub fn start(
     c: &AlertsConfig,
     mqtt: Option<MqttSettings>,
     webhook_key: Option<Vec<u8>>,
-) {
+) -> anyhow::Result<()> {
     let webhooks = c.webhooks.clone();
     if webhooks.is_empty() && mqtt.is_none() {
-        return;
+        return Ok(());
     }
     let attempts = c.webhook_attempts.unwrap_or(5);
     let rx = hub.subscribe();
-    let mqtt = mqtt.map(|m| {
+    let mqtt = mqtt.map(|m| -> anyhow::Result<_> {
         let mut opts = rumqttc::MqttOptions::new(format!("varta-{node}-{}", std::process::id()), &m.host, m.port);
         opts.set_keep_alive(Duration::from_secs(15));
         if let Some((u, p)) = &m.credentials {
             opts.set_credentials(u, p);
+        }
+        if let Some(ca) = &m.tls {
+            let tls = rumqttc::TlsConfiguration::Rustls(Arc::new(MqttSettings::tls_config(ca.as_deref())?));
+            opts.set_transport(rumqttc::Transport::tls_with_config(tls));
         }
         let (client, mut events) = rumqttc::AsyncClient::new(opts, 256);
         let host = format!("{}:{}", m.host, m.port);
@@ -75,9 +116,11 @@ pub fn start(
                 }
             }
         });
-        (client, m.topic)
+        Ok((client, m.topic))
     });
+    let mqtt = mqtt.transpose()?;
     tokio::spawn(run(store, rx, node, webhooks, attempts, mqtt, webhook_key.map(Arc::new)));
+    Ok(())
 }
 
 /// The `X-Varta-Signature` header of a webhook body: `t=UNIX_SECONDS,v1=HEX`, where

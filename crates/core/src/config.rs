@@ -400,6 +400,9 @@ pub struct AlertsConfig {
     pub mqtt_topic: Option<String>,
     /// Credentials name (environment or secrets file) for the broker.
     pub mqtt_credentials: Option<String>,
+    /// PEM file of the certificate authorities an `mqtts://` broker's certificate
+    /// must chain to; unset: the system's (rustls-native-certs).
+    pub mqtt_ca: Option<PathBuf>,
     /// URLs that each alert is POSTed to as JSON, retried with backoff on failure.
     pub webhooks: Vec<String>,
     /// Attempts per webhook delivery before it is given up (and logged).

@@ -20,7 +20,8 @@ pub fn redact_url(url: &str) -> String {
 
 /// Redacts every URL inside free text (error messages from GStreamer, sqlx or an
 /// HTTP client quote the URL they failed on). A URL runs from its `scheme://` to
-/// the next white space or quote; trailing `)`, `,`, `;` and `.` are left as text.
+/// the next white space or quote; trailing `)`, `,`, `;`, `.` and `:` are left as
+/// text.
 pub fn redact_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -28,7 +29,7 @@ pub fn redact_text(text: &str) -> String {
         out.push_str(&rest[..i + 3]);
         rest = &rest[i + 3..];
         let end = rest.find(|c: char| c.is_whitespace() || "\"'<>".contains(c)).unwrap_or(rest.len());
-        let token = rest[..end].trim_end_matches([')', ',', ';', '.']);
+        let token = rest[..end].trim_end_matches([')', ',', ';', '.', ':']);
         out.push_str(&redact_after_scheme(token));
         rest = &rest[token.len()..];
     }
@@ -44,14 +45,11 @@ fn host_char(c: char) -> bool {
 /// The part of a URL after `://`, redacted.
 fn redact_after_scheme(t: &str) -> String {
     let cut = |s: &str| s.find(['/', '?', '#']).unwrap_or(s.len());
-    let at = t
-        .rmatch_indices('@')
-        .map(|(i, _)| i)
-        .find(|&i| {
-            let after = &t[i + 1..];
-            let h = &after[..cut(after)];
-            !h.is_empty() && h.chars().all(host_char)
-        });
+    let at = t.rmatch_indices('@').map(|(i, _)| i).find(|&i| {
+        let after = &t[i + 1..];
+        let h = &after[..cut(after)];
+        !h.is_empty() && h.chars().all(host_char)
+    });
     let (userinfo, after) = match at {
         Some(i) => (true, &t[i + 1..]),
         None => (false, t),

@@ -100,6 +100,8 @@ ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only;
 
 CREATE TRIGGER audit_log_chain BEFORE INSERT ON audit_log
     FOR EACH ROW EXECUTE FUNCTION varta_audit_chain();
+-- The trigger takes the id; a default would take one more per row for nothing.
+ALTER TABLE audit_log ALTER COLUMN id DROP DEFAULT;
 
 -- Login attempts, reserved before the password is hashed: one row per (account,
 -- address) and window. A login first increments `reserved` (one atomic upsert),

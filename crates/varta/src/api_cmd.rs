@@ -42,7 +42,7 @@ pub fn app_state(
         ),
         None => None,
     };
-    varta_api::sinks::start(store.clone(), &alerts, cfg.node.name.clone(), &cfg.alerts, mqtt, webhook_key);
+    varta_api::sinks::start(store.clone(), &alerts, cfg.node.name.clone(), &cfg.alerts, mqtt, webhook_key)?;
     // Login windows close (and their refusals reach the audit log) even when
     // nobody logs in afterwards.
     let (sweep, window) = (store.clone(), cfg.api.login_window_secs);

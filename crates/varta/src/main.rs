@@ -384,7 +384,18 @@ fn main() -> ExitCode {
                 if pending.is_empty() {
                     println!("schema is current");
                 } else {
-                    store.migrate().await?;
+                    store.migrate().await.map_err(|e| {
+                        let hint = if owner_url().is_none() {
+                            "; migrations are applied by the schema owner: set DATABASE_OWNER_URL to its URL"
+                        } else {
+                            ""
+                        };
+                        let mut cause: &dyn std::error::Error = &e;
+                        while let Some(s) = cause.source() {
+                            cause = s;
+                        }
+                        anyhow::anyhow!("{} pending migration(s) not applied: {cause}{hint}", pending.len())
+                    })?;
                     println!("{} migration(s) applied", pending.len());
                 }
                 Ok(ExitCode::SUCCESS)
