@@ -94,9 +94,9 @@ fn http_from(src: Ipv4Addr, dst: SocketAddr, method: &str, path: &str, body: Opt
     (code, json)
 }
 
-/// An SSE client: the alerts it reads (their JSON), and the channel's end when the
-/// server ends the stream.
-fn stream(base: &str, token: &str) -> mpsc::Receiver<Value> {
+/// An SSE client: each alert it reads (its JSON) with the time it was read, then
+/// `None` with the time the server ended the stream.
+fn stream(base: &str, token: &str) -> mpsc::Receiver<(Instant, Option<Value>)> {
     let resp = ureq::get(&format!("{base}/api/v1/alerts/stream"))
         .set("Authorization", &format!("Bearer {token}"))
         .timeout(Duration::from_secs(300))
@@ -106,9 +106,9 @@ fn stream(base: &str, token: &str) -> mpsc::Receiver<Value> {
     std::thread::spawn(move || {
         let (mut ev, mut data) = (String::new(), String::new());
         for line in BufReader::new(resp.into_reader()).lines() {
-            let Ok(line) = line else { return };
+            let Ok(line) = line else { break };
             if line.is_empty() {
-                if ev == "alert" && tx.send(serde_json::from_str(&data).unwrap()).is_err() {
+                if ev == "alert" && tx.send((Instant::now(), Some(serde_json::from_str(&data).unwrap()))).is_err() {
                     return;
                 }
                 (ev, data) = (String::new(), String::new());
@@ -118,21 +118,20 @@ fn stream(base: &str, token: &str) -> mpsc::Receiver<Value> {
                 data.push_str(v.trim_start());
             }
         }
+        let _ = tx.send((Instant::now(), None));
     });
     rx
 }
 
-/// Reads `rx` until the server ends the stream, at most `within`; returns the
-/// alerts read. Panics if the stream is still open then.
-fn until_closed(rx: &mpsc::Receiver<Value>, within: Duration, what: &str) -> Vec<Value> {
-    let end = Instant::now() + within;
+/// Reads `rx` until the server ends the stream, waiting at most until `deadline`;
+/// returns the alerts read and when the stream ended. Panics if it is still open.
+fn until_closed(rx: &mpsc::Receiver<(Instant, Option<Value>)>, deadline: Instant, what: &str) -> (Vec<Value>, Instant) {
     let mut got = Vec::new();
     loop {
-        let left = end.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(v) => got.push(v),
-            Err(mpsc::RecvTimeoutError::Disconnected) => return got,
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: the stream was still open after {within:?}"),
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok((_, Some(v))) => got.push(v),
+            Ok((at, None)) => return (got, at),
+            Err(_) => panic!("{what}: the stream was still open at its deadline"),
         }
     }
 }
@@ -253,7 +252,7 @@ async fn revoked_expired_and_reset_sessions_lose_their_alert_stream_at_once() {
     // Every stream is live.
     for (i, rx) in rxs.iter().enumerate() {
         let first = tokio::task::block_in_place(|| rx.recv_timeout(Duration::from_secs(10)));
-        assert!(first.is_ok(), "stream {i} got no alert");
+        assert!(first.is_ok_and(|(_, a)| a.is_some()), "stream {i} got no alert");
     }
 
     // The cuts. Each time is read from the database after the change committed.
@@ -289,27 +288,29 @@ async fn revoked_expired_and_reset_sessions_lose_their_alert_stream_at_once() {
     let cut_reset = db_now(&db).await;
 
     let mut streams = rxs.into_iter();
+    // op-expire's token ends 6 s after it was set, by the database's clock.
+    let expiry_at = Instant::now() + Duration::from_micros((expires_at - db_now(&db).await).max(0) as u64);
     let cuts = [
         ("disabled user", cut_disable, cut_disable_at),
         ("logout", cut_logout, cut_logout_at),
-        ("expired session", expires_at, Instant::now()),
+        ("expired session", expires_at, expiry_at),
         ("password reset (session)", cut_reset, cut_reset_at),
         ("password reset (machine token)", cut_reset, cut_reset_at),
     ];
     for (what, cut, at) in cuts {
         let rx = streams.next().unwrap();
-        // The expired one may take its 6 s first.
-        let within =
-            Duration::from_secs(15) + if what == "expired session" { Duration::from_secs(6) } else { Duration::ZERO };
-        let got = tokio::task::block_in_place(|| until_closed(&rx, within.saturating_sub(at.elapsed()), what));
+        let (got, ended) =
+            tokio::task::block_in_place(|| until_closed(&rx, at.max(Instant::now()) + Duration::from_secs(15), what));
         let late: Vec<_> = got.iter().filter(|a| micros(a["created_at"].as_str().unwrap()) > cut).collect();
         assert!(late.is_empty(), "{what}: {} alert(s) raised after the cut reached the stream: {late:?}", late.len());
-        eprintln!("{what}: stream ended {:?} after the cut", at.elapsed());
+        let after = ended.saturating_duration_since(at);
+        eprintln!("{what}: stream ended {after:?} after the cut");
+        assert!(after < Duration::from_secs(15), "{what}: ended {after:?} after the cut");
     }
     // The administrator's stream goes on.
     let admin_rx = streams.next().unwrap();
     let after = tokio::task::block_in_place(|| admin_rx.recv_timeout(Duration::from_secs(10)));
-    assert!(after.is_ok(), "a live token's stream stops with the others");
+    assert!(after.is_ok_and(|(_, a)| a.is_some()), "a live token's stream stops with the others");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     generator.join().unwrap();
 

@@ -29,8 +29,10 @@ port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 api_fixture "$url" "$port" schemathesis "$work" 1 "$BIN"
 run_url="$url"
 [ -n "${VARTA_TEST_RUNTIME_USER:-}" ] && run_url="postgres://$VARTA_TEST_RUNTIME_USER@${url#*@}"
+declare -A token
 for role in admin operator contractor; do
   DATABASE_URL="$run_url" VARTA_PASSWORD="schemathesis-password" "$BIN" user add "fuzz-$role" --role "$role" >/dev/null
+  token[$role]="$(DATABASE_URL="$run_url" "$BIN" user token "fuzz-$role")"
 done
 DATABASE_URL="$run_url" "$BIN" api --config "$work/api.toml" > "$work/api.log" 2>&1 &
 api_pid=$!
@@ -39,15 +41,16 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && b
 # Left out: logout (it would revoke the token the rest of the run uses) and the SSE
 # stream (it never ends by design, so each case would wait out the timeout; tests/api.rs
 # and tests/protection.rs cover it). The admin may call every route, so gets the most
-# examples; the others mostly meet refusals, which must be 403s, never 5xx.
-for role in admin operator contractor; do
-  token="$(DATABASE_URL="$run_url" "$BIN" user token "fuzz-$role")"
+# examples; the others mostly meet refusals, which must be 403s, never 5xx. The
+# admin goes last: its run may disable accounts (DELETE /users/{name} with names
+# taken from GET /users).
+for role in operator contractor admin; do
   examples="${SCHEMATHESIS_EXAMPLES:-50}"
   [ "$role" = admin ] || examples=$(( (examples + 1) / 2 ))
   log "schemathesis as $role against http://127.0.0.1:$port/api/v1/openapi.json ($examples examples per operation)"
   "$ST" run "http://127.0.0.1:$port/api/v1/openapi.json" \
     --url "http://127.0.0.1:$port" \
-    -H "Authorization: Bearer $token" \
+    -H "Authorization: Bearer ${token[$role]}" \
     --checks not_a_server_error \
     --exclude-path /api/v1/auth/logout \
     --exclude-path /api/v1/alerts/stream \
