@@ -33,7 +33,12 @@ fn dropped_connection_is_streaming_again_after_the_initial_backoff() {
     // The supervisor's own record: it noticed the drop, waited the initial backoff
     // (0.5 s plus up to 20% jitter) and reconnected. Its timestamps are its own, so
     // a loaded machine (a reconnect that fails once more, a late wake-up) cannot
-    // make this wrong; only the upper bound allows for a late wake-up.
+    // make this wrong; only the upper bound allows for a late wake-up. The record
+    // reaches the test's collector after the live state changes: wait for it.
+    wait_for("the record of streaming again", Duration::from_secs(10), || {
+        let c = rig.changes("d");
+        c.len() >= 5 && c.last().is_some_and(|c| c.state == CameraState::Streaming)
+    });
     let changes = rig.changes("d");
     let states: Vec<_> = changes.iter().map(|c| c.state).collect();
     assert_eq!(
