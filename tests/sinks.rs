@@ -20,6 +20,18 @@ fn config(port: u16, mqtt_port: u16, hook: &str, dir: &std::path::Path) -> Strin
     )
 }
 
+/// Waits until the broker logging to `log` (verbose) has a subscription: MQTT keeps
+/// no message for a subscriber that comes later.
+async fn subscribed(log: std::path::PathBuf) {
+    tokio::task::spawn_blocking(move || {
+        wait_for("mosquitto_sub subscribed", Duration::from_secs(10), || {
+            std::fs::read_to_string(&log).unwrap_or_default().contains("Received SUBSCRIBE").then_some(())
+        })
+    })
+    .await
+    .unwrap();
+}
+
 /// Requests a receiver got: the status it answered and the JSON body.
 type Seen = Arc<Mutex<Vec<(u16, serde_json::Value)>>>;
 
@@ -112,14 +124,7 @@ async fn mqtt_and_webhooks_get_each_alert_once() {
         .unwrap();
     // The alert must not be raised before the subscription exists (MQTT keeps no
     // message for a subscriber that comes later).
-    let broker_log = dir.join("mosquitto.log");
-    tokio::task::spawn_blocking(move || {
-        wait_for("mosquitto_sub subscribed", Duration::from_secs(10), || {
-            std::fs::read_to_string(&broker_log).unwrap_or_default().contains("Received SUBSCRIBE").then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    subscribed(dir.join("mosquitto.log")).await;
 
     let id = uuid::Uuid::now_v7();
     sql(format!(
@@ -259,14 +264,7 @@ async fn mqtts_to_a_broker_with_a_private_ca() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let broker_log = dir.join("mosquitto.log");
-    tokio::task::spawn_blocking(move || {
-        wait_for("mosquitto_sub subscribed", Duration::from_secs(10), || {
-            std::fs::read_to_string(&broker_log).unwrap_or_default().contains("Received SUBSCRIBE").then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    subscribed(dir.join("mosquitto.log")).await;
     let ev = alerting_event(&db, "cam-1").await;
     let out = tokio::task::spawn_blocking(move || sub.wait_with_output().unwrap()).await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

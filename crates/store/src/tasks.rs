@@ -250,14 +250,7 @@ impl Store {
         audit: &(dyn Fn(&Task, &Task) -> crate::accounts::AuditEntry<'a> + Sync),
     ) -> Result<(Task, Task), Error> {
         let mut tx = self.pool.begin().await.map_err(|e| db_error("changing a task", e))?;
-        let before = sqlx::query(&format!("{SELECT} WHERE id = $1 FOR UPDATE"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| db_error("changing a task", e))?
-            .as_ref()
-            .map(task)
-            .ok_or_else(|| err!(NotFound, "no task {id}"))?;
+        let before = task_in(&mut tx, id, " FOR UPDATE").await?;
         if let Some(to) = &c.state {
             if *to != before.state && !transition_allowed(&before.state, to) {
                 return Err(err!(Conflict, "a task cannot go from `{}` to `{to}`", before.state));
@@ -299,18 +292,23 @@ impl Store {
             }
             _ => db_error("changing a task", e),
         })?;
-        let after = sqlx::query(&format!("{SELECT} WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| db_error("changing a task", e))?
-            .as_ref()
-            .map(task)
-            .ok_or_else(|| err!(NotFound, "no task {id}"))?;
+        let after = task_in(&mut tx, id, "").await?;
         crate::accounts::insert_audit(&mut tx, &audit(&before, &after)).await?;
         tx.commit().await.map_err(|e| db_error("changing a task", e))?;
         Ok((before, after))
     }
+}
+
+/// Task `id` read on `conn` (with `lock`, e.g. `" FOR UPDATE"`); `NotFound` if none.
+async fn task_in(conn: &mut sqlx::PgConnection, id: i64, lock: &str) -> Result<Task, Error> {
+    sqlx::query(&format!("{SELECT} WHERE id = $1{lock}"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| db_error("changing a task", e))?
+        .as_ref()
+        .map(task)
+        .ok_or_else(|| err!(NotFound, "no task {id}"))
 }
 
 #[cfg(test)]
