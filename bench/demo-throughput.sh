@@ -11,8 +11,12 @@ N=$1; D=$2
 PID=$!
 cpu() { awk '{print $14+$15}' /proc/$PID/stat; }
 sleep 20
+# The API needs a token (cameras: any role; /metrics: admin): the demo's admin.
+pw=$(sed -n 's/^admin (admin): //p' .varta/demo-accounts.txt)
+TOKEN=$(curl -s -X POST -H 'content-type: application/json' -d "{\"username\":\"admin\",\"password\":\"$pw\"}" \
+  localhost:8080/api/v1/auth/login | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 c0=$(cpu); t0=$(date +%s.%N)
-snap() { curl -s localhost:8080/api/v1/cameras | python3 -c "
+snap() { curl -s -H "Authorization: Bearer $TOKEN" localhost:8080/api/v1/cameras | python3 -c "
 import json,sys; cs=json.load(sys.stdin)
 print(len(cs), sum(c['status']=='streaming' for c in cs), sum(c['frames_received']>0 for c in cs), sum(c['frames_received'] for c in cs), sum(c['frames_decoded'] for c in cs), sum(c['frames_sampled'] for c in cs), sum(c['frames_analysed'] for c in cs), sum(c['frames_dropped'] for c in cs), sum(c['restarts'] for c in cs))"; }
 s0=$(snap)
@@ -27,6 +31,6 @@ a=[int(x) for x in '$s0'.split()]; b=[int(x) for x in '$s1'.split()]
 print(f'window {dt:.0f}s: process CPU {(c1-c0)/tck/dt*100:.0f}% (of 200%), received {(b[3]-a[3])/dt:.0f}/s decoded {(b[4]-a[4])/dt:.0f}/s sampled {(b[5]-a[5])/dt:.1f}/s analysed {(b[6]-a[6])/dt:.1f}/s dropped {(b[7]-a[7])/dt:.1f}/s')
 "
 echo "RSS ${rss} kB, threads $thr"
-curl -s localhost:8080/metrics | grep -E "^varta_inference_seconds_(sum|count)|^varta_events_written"
+curl -s -H "Authorization: Bearer $TOKEN" localhost:8080/metrics | grep -E "^varta_inference_seconds_(sum|count)|^varta_events_written"
 wait $PID; echo "demo exit $?"
 psql postgres://varta@127.0.0.1:54329/varta -Atc "select count(*), count(*) filter (where class='person'), round(avg(frames),1), round(avg(extract(epoch from coalesce(ended_at,last_seen_at)-started_at))::numeric,1) from events where written_at > now() - interval '$D seconds'"
