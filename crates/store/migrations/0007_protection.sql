@@ -16,6 +16,10 @@ BEGIN
 EXCEPTION
     -- Two databases of one cluster migrated at once both saw it missing.
     WHEN duplicate_object OR unique_violation THEN NULL;
+    WHEN insufficient_privilege THEN
+        RAISE EXCEPTION 'the group role varta_runtime is missing and this role may not create it'
+            USING HINT = 'as a superuser: CREATE ROLE varta_runtime NOLOGIN; then GRANT it to the runtime '
+                         'login role (docs/OPERATIONS.md, "Database roles"), and migrate again';
 END $$;
 
 GRANT USAGE ON SCHEMA public TO varta_runtime;
