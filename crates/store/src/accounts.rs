@@ -131,6 +131,14 @@ pub struct AuditEntry<'a> {
     pub detail: serde_json::Value,
 }
 
+impl<'a> AuditEntry<'a> {
+    /// An entry by `actor` with no client address (the command line, the demo, a
+    /// benchmark).
+    pub fn by(actor: &'a str, action: &'a str, target: impl Into<String>, detail: serde_json::Value) -> Self {
+        AuditEntry { actor: Some(actor), action, target: Some(target.into()), address: None, detail }
+    }
+}
+
 /// An audit row as read back.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditRow {

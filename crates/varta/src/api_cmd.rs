@@ -224,13 +224,12 @@ pub async fn user(cmd: UserCmd, database_url: &str) -> Result<()> {
             varta_api::session::check_new_user(&name, &password)?;
             let to_hash = password.clone();
             let hash = tokio::task::spawn_blocking(move || auth::hash_password(&to_hash)).await??;
-            let audit = AuditEntry {
-                actor: Some(&actor),
-                action: "user_add",
-                target: Some(name.clone()),
-                address: None,
-                detail: serde_json::json!({"role": role.as_str(), "replace": replace}),
-            };
+            let audit = AuditEntry::by(
+                &actor,
+                "user_add",
+                &*name,
+                serde_json::json!({"role": role.as_str(), "replace": replace}),
+            );
             store.upsert_user(&name, role, &hash, replace, &audit).await?;
             if generate {
                 println!("user {name} ({}) created; password: {password}", role.as_str());
@@ -246,24 +245,12 @@ pub async fn user(cmd: UserCmd, database_url: &str) -> Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("no enabled user `{name}`"))?;
             let (token, hash) = auth::new_token();
             let expires = chrono::Utc::now() + chrono::Duration::days(days as i64);
-            let audit = AuditEntry {
-                actor: Some(&actor),
-                action: "token_add",
-                target: Some(name.clone()),
-                address: None,
-                detail: serde_json::json!({"label": label, "days": days}),
-            };
+            let audit = AuditEntry::by(&actor, "token_add", name, serde_json::json!({"label": label, "days": days}));
             store.add_token(u.id, "machine", &hash, label.as_deref(), Some(expires), &audit).await?;
             println!("{token}");
         }
         UserCmd::Disable { name } => {
-            let audit = AuditEntry {
-                actor: Some(&actor),
-                action: "user_disable",
-                target: Some(name.clone()),
-                address: None,
-                detail: serde_json::json!({}),
-            };
+            let audit = AuditEntry::by(&actor, "user_disable", &*name, serde_json::json!({}));
             if !store.disable_user(&name, &audit).await? {
                 anyhow::bail!("no enabled user `{name}`");
             }
@@ -288,13 +275,7 @@ pub async fn user(cmd: UserCmd, database_url: &str) -> Result<()> {
             }
         }
         UserCmd::Revoke { id } => {
-            let audit = AuditEntry {
-                actor: Some(&actor),
-                action: "token_revoke",
-                target: Some(id.to_string()),
-                address: None,
-                detail: serde_json::json!({}),
-            };
+            let audit = AuditEntry::by(&actor, "token_revoke", id.to_string(), serde_json::json!({}));
             if !store.revoke_token(id, &audit).await? {
                 anyhow::bail!("no live token {id}");
             }

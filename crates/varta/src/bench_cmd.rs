@@ -342,13 +342,8 @@ pub async fn run(a: &RunArgs, database_url: &str) -> Result<Value> {
     store.ensure_schema(crate::owner_url().as_deref()).await?;
     let (pw, _) = varta_api::auth::new_token();
     let hash = tokio::task::spawn_blocking(move || varta_api::auth::hash_password(&pw)).await??;
-    let audit = |action| varta_store::accounts::AuditEntry {
-        actor: Some("cli:varta-bench"),
-        action,
-        target: Some("varta-bench".into()),
-        address: None,
-        detail: serde_json::json!({}),
-    };
+    let audit =
+        |action| varta_store::accounts::AuditEntry::by("cli:varta-bench", action, "varta-bench", serde_json::json!({}));
     let uid =
         store.upsert_user("varta-bench", varta_api::auth::Role::Operator, &hash, true, &audit("user_add")).await?;
     let (token, th) = varta_api::auth::new_token();

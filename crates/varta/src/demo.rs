@@ -118,13 +118,12 @@ async fn demo_accounts(database_url: &str) -> Result<String> {
         let password = token.trim_start_matches("vt_")[..16].to_owned();
         let p = password.clone();
         let hash = tokio::task::spawn_blocking(move || varta_api::auth::hash_password(&p)).await??;
-        let audit = varta_store::accounts::AuditEntry {
-            actor: Some("cli:varta-demo"),
-            action: "user_add",
-            target: Some(name.to_owned()),
-            address: None,
-            detail: serde_json::json!({"role": role.as_str(), "replace": true}),
-        };
+        let audit = varta_store::accounts::AuditEntry::by(
+            "cli:varta-demo",
+            "user_add",
+            name,
+            serde_json::json!({"role": role.as_str(), "replace": true}),
+        );
         store.upsert_user(name, role, &hash, true, &audit).await?;
         lines.push(format!("{name} ({}): {password}", role.as_str()));
     }
