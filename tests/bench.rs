@@ -2,6 +2,7 @@
 //! is present and plausible, the floors were measured, and the run is stored.
 
 use std::time::Duration;
+use varta_bench::report::BenchReport;
 use varta_e2e::*;
 
 #[test]
@@ -18,30 +19,35 @@ fn bench_run_smoke_reports_every_figure() {
     let log = p.output();
     assert!(status.success(), "{log}");
     assert!(log.contains("varta bench run") && log.contains("floor: raw ort"), "the table: {log}");
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    let num = |path: &str| r.pointer(path).and_then(|v| v.as_f64()).unwrap_or_else(|| panic!("{path} missing: {r:#}"));
+    // Read back through the report's type: a missing or renamed figure fails here.
+    let r: BenchReport = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let fr = &r.frames_per_sec;
     // Frames flow through every stage.
-    for path in
-        ["/frames_per_sec/received", "/frames_per_sec/decoded", "/frames_per_sec/analysed", "/inference/mean_ms"]
-    {
-        assert!(num(path) > 0.0, "{path} = {}", num(path));
+    for (name, v) in [
+        ("received", fr.received),
+        ("decoded", fr.decoded),
+        ("analysed", fr.analysed),
+        ("inference mean ms", r.inference.mean_ms.unwrap_or(0.0)),
+    ] {
+        assert!(v > 0.0, "{name} = {v}");
     }
-    let per_cam = num("/per_camera/received_fps");
+    let per_cam = r.per_camera.received_fps;
     assert!(per_cam > 5.0 && per_cam < 15.0, "the clip is 10 fps: {per_cam}");
-    assert!(num("/per_camera/analysed_fps") <= 2.5, "analysis is 2 fps per camera");
-    assert!(num("/frames_per_sec/dropped_stale") >= 0.0 && num("/frames_per_sec/dropped_queue_full") >= 0.0);
+    assert!(r.per_camera.analysed_fps <= 2.5, "analysis is 2 fps per camera");
+    assert!(fr.dropped_stale >= 0.0 && fr.dropped_queue_full >= 0.0);
     // CPU, memory, latency.
-    assert!(num("/cpu/total_pct") > 0.0 && num("/cpu/secs_per_camera_minute") > 0.0);
-    assert!(num("/memory/rss_mb_peak") > 50.0);
-    assert!(r["latency"]["capture_to_commit"]["n"].as_u64().unwrap() > 0, "events in the window: {r:#}");
-    let p95 = num("/latency/capture_to_commit/p95_ms");
+    assert!(r.cpu.total_pct > 0.0 && r.cpu.secs_per_camera_minute > 0.0);
+    assert!(r.memory.rss_mb_peak > 50.0);
+    assert!(r.latency.capture_to_commit.n > 0, "events in the window: {r:#?}");
+    let p95 = r.latency.capture_to_commit.p95_ms.expect("a p95 with events");
     assert!(p95 > 0.0 && p95 < 10_000.0, "capture → commit p95 {p95} ms");
     // The floors, measured in the same run, and the ratios to them.
-    for path in ["/floors/decode/ratio", "/floors/model/ratio"] {
-        let v = num(path);
-        assert!(v > 0.0 && v < 2.0, "{path} = {v}");
+    let floors = r.floors.as_ref().expect("floors measured");
+    for (name, v) in [("decode", floors.decode.ratio), ("model", floors.model.ratio)] {
+        let v = v.unwrap_or(0.0);
+        assert!(v > 0.0 && v < 2.0, "{name} floor ratio = {v}");
     }
-    assert!(r["gpu"].is_null() || r["gpu"]["utilization_pct"].is_number());
+    assert!(r.gpu.is_none() || r.gpu.as_ref().unwrap().utilization_pct.is_some());
     // Kept in bench_runs, which the admin console lists.
     let n: i64 = rt.block_on(async {
         use sqlx::Connection;

@@ -85,6 +85,28 @@ pub fn credential_param(url: &str) -> Option<String> {
     })
 }
 
+/// Log output with every URL redacted: our own messages redact what they quote,
+/// but a library's (an HTTP client at debug level, a GStreamer error) may quote a
+/// URL with its user info or query. `tracing_subscriber`'s formatter writes each
+/// event in one `write_all`, so a URL is never split across calls.
+pub struct Redacted<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for Redacted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        if text.contains("://") {
+            self.0.write_all(redact_text(&text).as_bytes())?;
+        } else {
+            self.0.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{credential_param, redact_text, redact_url};

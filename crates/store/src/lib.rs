@@ -3,8 +3,10 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod bench;
 pub mod copy;
 pub mod leases;
+pub mod localpg;
 pub mod queries;
 pub mod record;
 pub mod recovery;

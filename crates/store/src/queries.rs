@@ -239,18 +239,4 @@ impl Store {
             })
             .collect())
     }
-
-    /// Benchmark runs, newest first.
-    pub async fn bench_runs(&self, limit: i64) -> Result<Vec<serde_json::Value>, Error> {
-        let rows = sqlx::query(
-            "SELECT json_build_object('id', id, 'started_at', started_at, 'finished_at', finished_at, 'node', node,
-                    'kind', kind, 'params', params, 'results', results, 'version', version)
-               FROM bench_runs ORDER BY started_at DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| db_error("listing benchmark runs", e))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
 }

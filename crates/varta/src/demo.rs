@@ -1,11 +1,11 @@
 //! `varta demo`: everything on one machine for a first look.
 
-use crate::{localpg, serve};
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use varta_core::config::{CameraConfig, Config, DecodePolicy, SiteConfig};
+use varta_store::localpg;
 
 /// Arguments of `varta demo`.
 pub struct DemoArgs {
@@ -52,18 +52,17 @@ fn demo_config(mut cfg: Config, n: Option<usize>, sim: SocketAddr, decode: Optio
 pub async fn run(a: DemoArgs) -> Result<()> {
     let cfg = Config::load(&a.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let cfg = demo_config(cfg, a.cameras, a.sim_listen, a.decode)?;
-    let url = match std::env::var("DATABASE_URL") {
-        Ok(u) => u,
+    let opts = match std::env::var("DATABASE_URL") {
+        Ok(u) => varta_node::NodeOptions::new(&u),
         Err(_) => {
             // The owner role migrates; the node runs as the runtime role.
             let owner = localpg::start(std::path::Path::new(".varta/pg"), localpg::DEFAULT_PORT).await?;
-            let _ = crate::OWNER_URL.set(owner.clone());
             let u = localpg::runtime_url(&owner);
             println!("PostgreSQL: {u} (local cluster in .varta/pg; owner role: {owner})");
-            u
+            varta_node::NodeOptions { owner_url: Some(owner), ..varta_node::NodeOptions::new(&u) }
         }
     };
-    let accounts = demo_accounts(&url).await?;
+    let accounts = demo_accounts(&opts.database_url, opts.owner_url.as_deref()).await?;
     let n = cfg.cameras.len();
     let (clip, listen) = (a.clip.clone(), a.sim_listen);
     let sim =
@@ -75,16 +74,16 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         match duration {
             Some(s) => tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(s)) => {},
-                _ = serve::shutdown_signal() => {},
+                _ = varta_node::shutdown_signal() => {},
             },
-            None => serve::shutdown_signal().await,
+            None => varta_node::shutdown_signal().await,
         }
     };
     println!("Console: http://{}/ — accounts (also in {}):", cfg.node.api_listen, ACCOUNTS_FILE);
     for line in accounts.lines() {
         println!("  {line}");
     }
-    let result = serve::run(cfg, None, &url, stop).await;
+    let result = varta_node::run(cfg, opts, stop).await;
     tokio::task::spawn_blocking(move || sim.stop()).await?;
     result
 }
@@ -94,11 +93,11 @@ const ACCOUNTS_FILE: &str = ".varta/demo-accounts.txt";
 
 /// Makes the demo's three accounts (admin, operator, contractor) with generated
 /// passwords the first time, and returns "name (role): password" lines.
-async fn demo_accounts(database_url: &str) -> Result<String> {
+async fn demo_accounts(database_url: &str, owner_url: Option<&str>) -> Result<String> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = std::path::Path::new(ACCOUNTS_FILE);
     let store = varta_store::Store::connect(database_url).await?;
-    store.ensure_schema(crate::owner_url().as_deref()).await?;
+    store.ensure_schema(owner_url).await?;
     let existing = store.list_users().await?;
     let known = std::fs::read_to_string(path).unwrap_or_default();
     let mut lines = Vec::new();

@@ -1,15 +1,12 @@
 //! The `varta` command: see `varta --help`.
 
-mod alert_bench;
-mod api_cmd;
-mod bench_cmd;
+//!
+//! Each command is a few lines here: the node is `varta_node`, the benchmarks and
+//! accuracy tools `varta_bench`, the local cluster `varta_store::localpg`; only
+//! `accounts` (user and audit commands) and `demo` are modules of this crate.
+
+mod accounts;
 mod demo;
-mod detect_bench;
-mod detect_cmd;
-mod ingest_bench;
-mod localpg;
-mod serve;
-mod store_cmd;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -41,12 +38,12 @@ enum Cmd {
     /// Manage accounts (operator, contractor, admin). Needs DATABASE_URL.
     User {
         #[command(subcommand)]
-        cmd: api_cmd::UserCmd,
+        cmd: accounts::UserCmd,
     },
     /// The audit log. Needs DATABASE_URL.
     Audit {
         #[command(subcommand)]
-        cmd: api_cmd::AuditCmd,
+        cmd: accounts::AuditCmd,
     },
     /// Serve simulated RTSP cameras at rtsp://LISTEN/cam/1..N.
     Sim {
@@ -98,27 +95,27 @@ enum Cmd {
         #[arg(long)]
         duration: Option<u64>,
         /// Decode policy for every camera: `full`, `keyframes` or `adaptive` (default: the config's).
-        #[arg(long, value_parser = parse_decode)]
+        #[arg(long, value_parser = varta_bench::parse_decode)]
         decode: Option<varta_core::config::DecodePolicy>,
     },
     /// Benchmark the ingest alone (no detection, no database) against cameras at
     /// URL_PREFIX1 … URL_PREFIXN; prints one JSON line. Used by bench/.
     #[command(name = "ingest-bench")]
-    IngestBench(ingest_bench::Args),
+    IngestBench(varta_bench::ingest::Args),
     /// Run a model on still images; prints each image's detections as a JSON line
     /// (boxes in the image's pixels), through the service's own preprocessing.
-    Detect(detect_cmd::DetectArgs),
+    Detect(varta_bench::eval::DetectArgs),
     /// Run a clip through decoding, detection, tracker and rules (no database);
     /// prints tracks, mean track length and events per minute as JSON.
-    Eval(detect_cmd::EvalArgs),
+    Eval(varta_bench::eval::EvalArgs),
     /// Benchmark detection (preprocessing, or the pool against a raw ONNX Runtime
     /// loop); prints JSON lines. Used by bench/.
     #[command(name = "detect-bench")]
-    DetectBench(detect_bench::Args),
+    DetectBench(varta_bench::detect::Args),
     /// Drives the store writer (journal, event log, PostgreSQL, replay) with synthetic
     /// events: the writer benchmark and the load of the outage and crash tests.
     #[command(name = "store-load")]
-    StoreLoad(store_cmd::Args),
+    StoreLoad(varta_bench::store_load::Args),
     /// Prints the records of a node's event log (`[store] spool_dir`) as JSON lines,
     /// without touching it (safe while the node runs): where each record is, whether
     /// PostgreSQL has it yet, and its messages.
@@ -134,11 +131,11 @@ enum Cmd {
     /// Throughput and capacity benchmarks: `run`, `capacity`, `compare` (see bench/README.md).
     Bench {
         #[command(subcommand)]
-        cmd: bench_cmd::BenchCmd,
+        cmd: varta_bench::BenchCmd,
     },
     /// Alert latency from commit to SSE clients of an API (prints JSON). Used by bench/.
     #[command(name = "alert-bench")]
-    AlertBench(alert_bench::Args),
+    AlertBench(varta_bench::alert::Args),
     /// Per camera and per site share of time online, and the outages, over a period.
     Uptime {
         /// Period start (RFC 3339).
@@ -171,7 +168,7 @@ enum Cmd {
         #[arg(long, default_value = ".varta/pg", global = true)]
         dir: PathBuf,
         /// Port (the socket lives in the cluster directory too).
-        #[arg(long, default_value_t = localpg::DEFAULT_PORT, global = true)]
+        #[arg(long, default_value_t = varta_store::localpg::DEFAULT_PORT, global = true)]
         port: u16,
     },
 }
@@ -205,29 +202,10 @@ fn init_logs() {
     // ureq writes each request line and its headers (a webhook's `?token=`, its
     // signature) at debug level, without a scheme for the redaction to find.
     let filter = filter.add_directive("ureq=warn".parse().expect("a valid directive"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| Redacted(std::io::stderr())).init();
-}
-
-/// Log output with every URL redacted ([`varta_core::redact`]): our own messages
-/// redact what they quote, but a library's (an HTTP client at debug level, a
-/// GStreamer error) may quote a URL with its user info or query. The formatter
-/// writes each event in one `write_all`, so a URL is never split across calls.
-struct Redacted<W>(W);
-
-impl<W: std::io::Write> std::io::Write for Redacted<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        if text.contains("://") {
-            self.0.write_all(varta_core::redact::redact_text(&text).as_bytes())?;
-        } else {
-            self.0.write_all(buf)?;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
-    }
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| varta_core::redact::Redacted(std::io::stderr()))
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -259,7 +237,8 @@ fn main() -> ExitCode {
                     Err(code) => return Ok(code),
                 };
                 let url = database_url()?;
-                serve::run(cfg, Some(config), &url, serve::shutdown_signal()).await?;
+                let opts = varta_node::NodeOptions { config_path: Some(config), ..varta_node::NodeOptions::new(&url) };
+                varta_node::run(cfg, opts, varta_node::shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Api { config } => {
@@ -268,14 +247,15 @@ fn main() -> ExitCode {
                     Err(code) => return Ok(code),
                 };
                 let url = database_url()?;
-                api_cmd::run_api_only(cfg, &url, serve::shutdown_signal()).await?;
+                varta_node::run_api_only(cfg, varta_node::NodeOptions::new(&url), varta_node::shutdown_signal())
+                    .await?;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::User { cmd } => {
-                api_cmd::user(cmd, &database_url()?).await?;
+                accounts::user(cmd, &database_url()?).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Cmd::Audit { cmd } => api_cmd::audit(cmd, &database_url()?).await,
+            Cmd::Audit { cmd } => accounts::audit(cmd, &database_url()?).await,
             Cmd::Sim {
                 cameras,
                 listen,
@@ -310,7 +290,7 @@ fn main() -> ExitCode {
                 };
                 let sim = tokio::task::spawn_blocking(move || varta_sim::SimServer::start(&cfg)).await??;
                 println!("Simulator: rtsp://{}/cam/1 .. /cam/{cameras}", sim.addr());
-                serve::shutdown_signal().await;
+                varta_node::shutdown_signal().await;
                 tokio::task::spawn_blocking(move || sim.stop()).await?;
                 Ok(ExitCode::SUCCESS)
             }
@@ -319,35 +299,35 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::IngestBench(args) => {
-                tokio::task::spawn_blocking(move || ingest_bench::run(args)).await??;
+                tokio::task::spawn_blocking(move || varta_bench::ingest::run(args)).await??;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Detect(args) => {
-                tokio::task::spawn_blocking(move || detect_cmd::detect(args)).await??;
+                tokio::task::spawn_blocking(move || varta_bench::eval::detect(args)).await??;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Eval(args) => {
-                tokio::task::spawn_blocking(move || detect_cmd::eval(args)).await??;
+                tokio::task::spawn_blocking(move || varta_bench::eval::eval(args)).await??;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::DetectBench(args) => {
-                tokio::task::spawn_blocking(move || detect_bench::run(args)).await??;
+                tokio::task::spawn_blocking(move || varta_bench::detect::run(args)).await??;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::StoreLoad(args) => {
-                store_cmd::run(args).await?;
+                varta_bench::store_load::run(args).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::SpoolDump { dir, pending } => {
-                store_cmd::dump(&dir, pending)?;
+                varta_bench::store_load::dump(&dir, pending)?;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Bench { cmd } => {
-                bench_cmd::main(cmd).await?;
+                varta_bench::main(cmd).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::AlertBench(args) => {
-                alert_bench::run(args, &database_url()?).await?;
+                varta_bench::alert::run(args, &database_url()?).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Uptime { from, to, site, camera } => {
@@ -359,7 +339,7 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::CheckConfig { file } => Ok(match load_config(&file) {
-                Ok(cfg) => match serve::check_against_model(&cfg) {
+                Ok(cfg) => match varta_node::check_against_model(&cfg) {
                     Ok(()) => {
                         println!("{}: ok ({} sites, {} cameras)", file.display(), cfg.sites.len(), cfg.cameras.len());
                         ExitCode::SUCCESS
@@ -374,7 +354,7 @@ fn main() -> ExitCode {
             Cmd::Migrate => {
                 // The owner role applies migrations; DATABASE_URL alone serves a
                 // database run with one role.
-                let url = match owner_url() {
+                let url = match varta_node::owner_url_from_env() {
                     Some(u) => u,
                     None => database_url()?,
                 };
@@ -385,7 +365,7 @@ fn main() -> ExitCode {
                     println!("schema is current");
                 } else {
                     store.migrate().await.map_err(|e| {
-                        let hint = if owner_url().is_none() {
+                        let hint = if varta_node::owner_url_from_env().is_none() {
                             "; migrations are applied by the schema owner: set DATABASE_OWNER_URL to its URL"
                         } else {
                             ""
@@ -402,11 +382,16 @@ fn main() -> ExitCode {
             }
             Cmd::LocalPg { action, dir, port } => {
                 match action {
-                    LocalPgAction::Start { runtime: false } => println!("{}", localpg::start(&dir, port).await?),
-                    LocalPgAction::Start { runtime: true } => {
-                        println!("{}", localpg::runtime_url(&localpg::start(&dir, port).await?))
+                    LocalPgAction::Start { runtime: false } => {
+                        println!("{}", varta_store::localpg::start(&dir, port).await?)
                     }
-                    LocalPgAction::Stop { mode } => localpg::stop(&dir, &mode)?,
+                    LocalPgAction::Start { runtime: true } => {
+                        println!(
+                            "{}",
+                            varta_store::localpg::runtime_url(&varta_store::localpg::start(&dir, port).await?)
+                        )
+                    }
+                    LocalPgAction::Stop { mode } => varta_store::localpg::stop(&dir, &mode)?,
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -418,28 +403,6 @@ fn main() -> ExitCode {
             eprintln!("varta: error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// `DATABASE_OWNER_URL`: the role that owns the schema and applies migrations
-/// (`DATABASE_URL` is the runtime role's). Unset or empty: none.
-pub(crate) fn owner_url() -> Option<String> {
-    if let Some(u) = OWNER_URL.get() {
-        return Some(u.clone());
-    }
-    std::env::var("DATABASE_OWNER_URL").ok().filter(|u| !u.is_empty())
-}
-
-/// The owner URL a command knows without the environment (`varta demo` on its own
-/// local cluster); set once, before anything reads it.
-pub(crate) static OWNER_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-pub(crate) fn parse_decode(s: &str) -> Result<varta_core::config::DecodePolicy, String> {
-    match s {
-        "full" => Ok(varta_core::config::DecodePolicy::Full),
-        "keyframes" => Ok(varta_core::config::DecodePolicy::Keyframes),
-        "adaptive" => Ok(varta_core::config::DecodePolicy::Adaptive),
-        _ => Err("expected `full`, `keyframes` or `adaptive`".into()),
     }
 }
 

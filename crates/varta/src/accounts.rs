@@ -1,102 +1,10 @@
-//! `varta api` (the API and console alone, for a second API process or a console
-//! host without cameras), `varta user …` (accounts from the command line), and the
-//! HTTP server both this and `varta serve` use.
+//! `varta user …` (accounts from the command line) and `varta audit …`.
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use std::future::Future;
-use std::sync::{Arc, RwLock};
 use varta_api::auth::{self, Role};
-use varta_api::{ApiSettings, AppState};
-use varta_core::config::Config;
-use varta_core::metrics::Registry;
 use varta_store::accounts::AuditEntry;
 use varta_store::Store;
-
-/// The shared API state of a process, with its alert listener and sinks started.
-pub fn app_state(
-    cfg: &Config,
-    store: Store,
-    metrics: Arc<Registry>,
-    cameras: Vec<varta_api::CameraInfo>,
-    reload: Option<tokio::sync::mpsc::Sender<varta_api::ReloadRequest>>,
-    restart: Option<tokio::sync::mpsc::Sender<varta_api::RestartRequest>>,
-    database_required: bool,
-) -> Result<Arc<AppState>> {
-    let alerts = varta_api::alerts::AlertHub::start(store.clone(), metrics.clone());
-    let mqtt_credentials = match &cfg.alerts.mqtt_credentials {
-        Some(name) => {
-            let c = varta_core::config::resolve_credentials(name, cfg.node.secrets_file.as_deref())
-                .with_context(|| format!("[alerts] mqtt_credentials = \"{name}\""))?;
-            Some((c.username, c.password))
-        }
-        None => None,
-    };
-    let mqtt = varta_api::sinks::MqttSettings::from_config(&cfg.alerts, mqtt_credentials);
-    let webhook_key = match &cfg.alerts.webhook_secret {
-        Some(name) => Some(
-            varta_core::config::resolve_credentials(name, cfg.node.secrets_file.as_deref())
-                .with_context(|| format!("[alerts] webhook_secret = \"{name}\""))?
-                .password
-                .into_bytes(),
-        ),
-        None => None,
-    };
-    varta_api::sinks::start(store.clone(), &alerts, cfg.node.name.clone(), &cfg.alerts, mqtt, webhook_key)?;
-    // Login windows close (and their refusals reach the audit log) even when
-    // nobody logs in afterwards.
-    let (sweep, window) = (store.clone(), cfg.api.login_window_secs);
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(window.clamp(1, 60)));
-        loop {
-            every.tick().await;
-            if let Err(e) = sweep.close_login_windows(window).await {
-                tracing::debug!(error = %e, "closing login windows");
-            }
-        }
-    });
-    Ok(Arc::new(AppState {
-        node: cfg.node.name.clone(),
-        store,
-        metrics,
-        cameras: RwLock::new(cameras),
-        ready: Default::default(),
-        database_required,
-        reload,
-        restart,
-        snapshot_dir: cfg.detect.snapshot_dir.clone(),
-        api: ApiSettings::from(&cfg.api),
-        alerts,
-        closing: tokio::sync::watch::channel(false).0,
-        hasher: auth::Hasher::for_machine(),
-        streams: Default::default(),
-    }))
-}
-
-/// Runs the API alone (no cameras, no leases) until `shutdown`.
-pub async fn run_api_only(
-    cfg: Config,
-    database_url: &str,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    crate::serve::private_files();
-    let store = Store::connect(database_url).await?;
-    store.ensure_schema(crate::owner_url().as_deref()).await?;
-    let metrics = Arc::new(Registry::default());
-    let state = app_state(&cfg, store, metrics.clone(), crate::serve::camera_infos(&cfg), None, None, true)?;
-    let listener = tokio::net::TcpListener::bind(cfg.node.api_listen)
-        .await
-        .with_context(|| format!("API cannot listen on {}", cfg.node.api_listen))?;
-    let addr = listener.local_addr()?;
-    state.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-    let scheme = if cfg.api.tls_cert.is_some() { "https" } else { "http" };
-    tracing::info!(%addr, scheme, "API (alone) listening");
-    println!("API: {scheme}://{addr}");
-    let shutdown = state.shutdown_with(shutdown);
-    let edge = varta_api::tls::Edge::new(&cfg.api, 256);
-    varta_api::tls::serve(&cfg.api, listener, varta_api::router(state), shutdown, edge, metrics).await?;
-    Ok(())
-}
 
 /// `varta user …`.
 #[derive(Subcommand)]
@@ -208,7 +116,7 @@ fn generated_password() -> String {
 /// transaction of the change.
 pub async fn user(cmd: UserCmd, database_url: &str) -> Result<()> {
     let store = Store::connect(database_url).await?;
-    store.ensure_schema(crate::owner_url().as_deref()).await?;
+    store.ensure_schema(varta_node::owner_url_from_env().as_deref()).await?;
     let actor = cli_actor();
     match cmd {
         UserCmd::Add { name, role, generate, replace } => {

@@ -78,14 +78,14 @@ pub fn run(a: Args) -> Result<()> {
 /// Runs `det` on `frames` in batches of `batch` for about `budget`; returns (CPU
 /// milliseconds per frame, frames per wall second, frames).
 fn measure(det: &mut Detector, frames: &[Frame], batch: usize, budget: Duration) -> Result<(f64, f64, usize)> {
-    let (c0, t0) = (crate::ingest_bench::cpu_secs(), Instant::now());
+    let (c0, t0) = (crate::sys::cpu_secs(), Instant::now());
     let mut n = 0usize;
     while t0.elapsed() < budget {
         let set: Vec<&Frame> = (0..batch).map(|k| &frames[(n + k * 7) % frames.len()]).collect();
         det.detect(&set, 0.2)?;
         n += batch;
     }
-    let (cpu, wall) = (crate::ingest_bench::cpu_secs() - c0, t0.elapsed().as_secs_f64());
+    let (cpu, wall) = (crate::sys::cpu_secs() - c0, t0.elapsed().as_secs_f64());
     Ok((cpu * 1000.0 / n as f64, n as f64 / wall, n))
 }
 

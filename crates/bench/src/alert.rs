@@ -90,20 +90,11 @@ pub async fn run(a: Args, database_url: &str) -> Result<()> {
     for _ in 0..a.clients {
         ready_rx.recv_timeout(Duration::from_secs(30)).context("SSE clients did not connect")?;
     }
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(database_url).await?;
-    sqlx::query("SELECT varta_event_partition(current_date)").execute(&pool).await?;
+    let store = varta_store::Store::connect(database_url).await?;
     let mut committed: HashMap<String, Instant> = HashMap::new();
     for _ in 0..a.alerts {
         let id = uuid::Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO events (id, camera_id, track_id, class, score, bbox, started_at, last_seen_at, frames, node,
-                                 rule, alert)
-             VALUES ($1, $2, 1, 'person', 0.9, '{1,2,3,4}', now(), now(), 1, 'alert-bench', 'bench', true)",
-        )
-        .bind(id)
-        .bind(&a.camera)
-        .execute(&pool)
-        .await?;
+        store.insert_bench_alert(id, &a.camera).await?;
         committed.insert(id.to_string(), Instant::now());
         tokio::time::sleep(Duration::from_millis(a.interval_ms)).await;
     }

@@ -3,6 +3,7 @@
 //! discarded at once, so what is measured is RTSP, depayloading, the decode gate,
 //! decoding, sampling, scaling and conversion: everything Varta does before a model.
 
+use crate::sys::cpu_secs;
 use anyhow::Result;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -51,15 +52,6 @@ pub struct Args {
 /// Sum of one counter over every camera.
 fn sum(metrics: &Registry, f: fn(&CameraStats) -> u64) -> u64 {
     metrics.cameras().iter().map(|(_, s)| f(s)).sum()
-}
-
-/// CPU seconds (user + system) of this process so far, every thread.
-pub(crate) fn cpu_secs() -> f64 {
-    // SAFETY: getrusage(2) fills the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn proc_status(key: &str) -> u64 {

@@ -126,20 +126,8 @@ pub async fn run(a: Args) -> Result<()> {
     // previous run created them).
     let cams: Vec<String> = (1..=a.cameras).map(|i| format!("load-{i}")).collect();
     let setup = async {
-        store.ensure_schema(crate::owner_url().as_deref()).await?;
-        sqlx::query("INSERT INTO sites (id, name) VALUES ('load', 'Load test') ON CONFLICT DO NOTHING")
-            .execute(store.pool())
-            .await
-            .map_err(|e| varta_store::db_error("load site", e))?;
-        sqlx::query(
-            "INSERT INTO cameras (id, site_id, name, url, analysis_fps, classes, min_score, enabled)
-             SELECT c, 'load', c, 'rtsp://127.0.0.1/' || c, 2, '{person}', 0.5, true FROM unnest($1::text[]) c
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&cams)
-        .execute(store.pool())
-        .await
-        .map_err(|e| varta_store::db_error("load cameras", e))?;
+        store.ensure_schema(varta_node::owner_url_from_env().as_deref()).await?;
+        store.ensure_load_cameras(&cams).await?;
         Ok::<_, varta_core::Error>(())
     };
     if let Err(e) = tokio::time::timeout(Duration::from_secs(10), setup).await.unwrap_or(Ok(())) {
