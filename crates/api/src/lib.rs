@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod auth;
 mod cameras;
+pub mod config;
 mod console;
 mod error;
 mod events;
@@ -111,8 +112,8 @@ pub struct ApiSettings {
     pub cors_origins: Vec<String>,
 }
 
-impl From<&varta_core::config::ApiConfig> for ApiSettings {
-    fn from(c: &varta_core::config::ApiConfig) -> Self {
+impl From<&crate::config::ApiConfig> for ApiSettings {
+    fn from(c: &crate::config::ApiConfig) -> Self {
         ApiSettings {
             body_limit_kb: c.body_limit_kb,
             session_hours: c.session_hours,

@@ -9,10 +9,10 @@
 //! `webhook_secret`, each body carries an HMAC-SHA256 signature ([`signature`]).
 
 use crate::alerts::{AlertHub, HubMsg};
+use crate::config::AlertsConfig;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
-use varta_core::config::AlertsConfig;
 use varta_core::redact::redact_url;
 use varta_store::alerts::AlertRow;
 use varta_store::Store;

@@ -29,7 +29,7 @@ impl Edge {
     /// The edge of `[api]`, its total cap lowered so that `reserved_fds` file
     /// descriptors stay free for what the node must not lose (camera sockets,
     /// snapshot and event-log files, database connections) whatever clients do.
-    pub fn new(cfg: &varta_core::config::ApiConfig, reserved_fds: usize) -> Edge {
+    pub fn new(cfg: &crate::config::ApiConfig, reserved_fds: usize) -> Edge {
         let room = nofile_limit().saturating_sub(reserved_fds as u64) as usize;
         Edge {
             header_timeout: Duration::from_secs_f64(cfg.header_timeout_secs),
@@ -120,7 +120,7 @@ impl Drop for Slot {
 /// Serving HTTP/1.1 only. On `shutdown`, connections finish their request and
 /// close; open ones are waited for up to 10 s.
 pub async fn serve(
-    cfg: &varta_core::config::ApiConfig,
+    cfg: &crate::config::ApiConfig,
     listener: tokio::net::TcpListener,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,

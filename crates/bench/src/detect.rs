@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long, default_value = "models/models.toml")]
     models: PathBuf,
     /// Model name (default: the service's, `[detect] model`).
-    #[arg(long, default_value_t = varta_core::config::DetectConfig::default().model)]
+    #[arg(long, default_value_t = varta_detect::config::DetectConfig::default().model)]
     model: String,
     /// Clip the frames come from.
     #[arg(long, default_value = ".cache/media/vtest.mp4")]

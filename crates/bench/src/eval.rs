@@ -24,7 +24,7 @@ pub struct ModelArgs {
     #[arg(long, default_value = "models/models.toml")]
     models: PathBuf,
     /// Model name in the manifest (default: the service's, `[detect] model`).
-    #[arg(long, default_value_t = varta_core::config::DetectConfig::default().model)]
+    #[arg(long, default_value_t = varta_detect::config::DetectConfig::default().model)]
     model: String,
 }
 
@@ -140,8 +140,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         return eval_labels(&args, labels);
     }
     let cfg = match &args.config {
-        Some(p) => varta_core::config::Config::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
-        None => varta_core::config::Config::parse("defaults", "").map_err(|e| anyhow::anyhow!("{e}"))?,
+        Some(p) => varta_node::config::Config::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => varta_node::config::Config::parse("defaults", "").map_err(|e| anyhow::anyhow!("{e}"))?,
     };
     let rules = match (&args.config, &args.camera) {
         (Some(_), Some(id)) => {

@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use varta_core::config::{DecodePolicy, HealthConfig, IngestConfig};
+use varta_core::config::DecodePolicy;
 use varta_core::frame::FrameHub;
 use varta_core::metrics::{CameraStats, Registry};
 use varta_core::CameraId;
+use varta_ingest::config::{HealthConfig, IngestConfig};
 use varta_ingest::{CameraSpec, Ingest, IngestSettings};
 
 /// Arguments of `varta ingest-bench`.

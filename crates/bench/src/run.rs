@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use varta_core::config::Config;
 use varta_core::metrics::Registry;
+use varta_node::config::Config;
 
 /// Alerts the bench's SSE client received: event id and when.
 type Received = Arc<Mutex<Vec<(String, DateTime<Utc>)>>>;
@@ -261,10 +261,7 @@ pub async fn run(a: &RunArgs, database_url: &str, owner_url: Option<&str>) -> Re
     } else {
         None
     };
-    let workers = match cfg.detect.workers {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        w => w,
-    };
+    let workers = cfg.detect.worker_count();
     let floors = if a.no_floors {
         None
     } else {

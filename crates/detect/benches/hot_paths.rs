@@ -68,7 +68,7 @@ fn decoding(c: &mut Criterion) {
 
 fn preprocessing(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/models.toml");
-    let spec = varta_detect::manifest::load(&root, &varta_core::config::DetectConfig::default().model)
+    let spec = varta_detect::manifest::load(&root, &varta_detect::config::DetectConfig::default().model)
         .expect("models/models.toml");
     let mut dst = vec![0.0f32; (spec.width * spec.height * 3) as usize];
     for (w, h) in [(768, 576), (1920, 1080)] {

@@ -11,6 +11,7 @@
 
 pub mod accuracy;
 pub mod analysis;
+pub mod config;
 pub mod decode;
 pub mod manifest;
 pub mod pool;

@@ -4,6 +4,7 @@
 //! (the setup takes it from the PyPI wheel), never downloaded. ONNX Runtime allows
 //! one environment per process, so it is made once and shared by every session.
 
+pub use crate::config::Provider;
 use crate::manifest::{BoxOrder, Decoder, Layout, ModelSpec};
 use crate::preprocess::{self, Geometry};
 use crate::{decode, Detection};
@@ -12,7 +13,6 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-pub use varta_core::config::Provider;
 use varta_core::frame::{Frame, Pixels};
 use varta_core::{err, Error, ErrorKind};
 
@@ -458,7 +458,7 @@ mod tests {
 
     fn default_spec() -> ModelSpec {
         // The service's default model: these tests are its acceptance checks.
-        let name = varta_core::config::DetectConfig::default().model;
+        let name = crate::config::DetectConfig::default().model;
         crate::manifest::load(&root().join("models/models.toml"), &name).unwrap()
     }
 

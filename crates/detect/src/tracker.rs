@@ -40,8 +40,8 @@ pub struct TrackerConfig {
     pub high_score: f32,
 }
 
-impl From<&varta_core::config::DetectConfig> for TrackerConfig {
-    fn from(d: &varta_core::config::DetectConfig) -> Self {
+impl From<&crate::config::DetectConfig> for TrackerConfig {
+    fn from(d: &crate::config::DetectConfig) -> Self {
         TrackerConfig {
             iou: d.track_iou,
             min_hits: d.track_min_hits,
@@ -54,7 +54,7 @@ impl From<&varta_core::config::DetectConfig> for TrackerConfig {
 impl Default for TrackerConfig {
     /// The `[detect]` defaults.
     fn default() -> Self {
-        (&varta_core::config::DetectConfig::default()).into()
+        (&crate::config::DetectConfig::default()).into()
     }
 }
 

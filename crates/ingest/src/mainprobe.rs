@@ -5,6 +5,7 @@
 //! `main_probe_interval_secs` the probe connects, depayloads and parses (no decoding)
 //! for `main_probe_secs`, and reports fps, bitrate and codec, or why it failed.
 
+use crate::config::RtspTransport;
 use crate::pipeline::{pad_codec, post_error, rtsp_source};
 use chrono::Utc;
 use gstreamer as gst;
@@ -12,7 +13,7 @@ use gstreamer::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use varta_core::config::{Credentials, RtspTransport};
+use varta_core::config::Credentials;
 use varta_core::metrics::MainStream;
 use varta_core::redact::{redact_text, redact_url};
 use varta_core::{Error, ErrorKind};

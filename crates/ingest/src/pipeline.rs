@@ -14,6 +14,7 @@
 //! passes decoded frames at the analysis fps only, before they are scaled or converted.
 //! Scaling happens in YUV, and RGB conversion at the model's size.
 
+use crate::config::RtspTransport;
 use crate::gate::{Gate, GateAction};
 use crate::picture::PictureWatch;
 use chrono::Utc;
@@ -24,7 +25,7 @@ use gstreamer_video as gst_video;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use varta_core::config::{Credentials, RtspTransport};
+use varta_core::config::Credentials;
 use varta_core::frame::{Frame, FrameHub, Pixels};
 use varta_core::metrics::CameraStats;
 use varta_core::redact::redact_url;

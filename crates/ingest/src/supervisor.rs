@@ -11,6 +11,7 @@
 //! and retries after an exponential backoff with jitter ([`Backoff`]), so 145 cameras
 //! behind one dead link neither hammer it nor reconnect in lock-step.
 
+use crate::config::{HealthConfig, IngestConfig};
 use crate::gate::Gate;
 use crate::mainprobe::MainProbe;
 use crate::picture::PictureWatch;
@@ -25,7 +26,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use varta_core::config::{Credentials, DecodePolicy, HealthConfig, IngestConfig};
+use varta_core::config::{Credentials, DecodePolicy};
 use varta_core::event::{CameraState, RestartReason, StatusChange, StoreMsg};
 use varta_core::frame::FrameHub;
 use varta_core::journal::Journal;

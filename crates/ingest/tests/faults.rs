@@ -5,8 +5,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::*;
-use varta_core::config::{Credentials, DecodePolicy, RtspTransport};
+use varta_core::config::{Credentials, DecodePolicy};
 use varta_core::event::{CameraState, RestartReason};
+use varta_ingest::config::RtspTransport;
 use varta_sim::{Fault, Scene, SimConfig, SimServer};
 
 /// Waits until `camera` has left streaming and is streaming again; returns the time

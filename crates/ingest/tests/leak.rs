@@ -5,8 +5,9 @@ mod support;
 
 use std::time::Duration;
 use support::*;
-use varta_core::config::{DecodePolicy, RtspTransport};
+use varta_core::config::DecodePolicy;
 use varta_core::event::CameraState;
+use varta_ingest::config::RtspTransport;
 use varta_sim::Scene;
 
 /// Add and remove a camera many times; threads must come back to the baseline and

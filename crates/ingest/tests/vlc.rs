@@ -6,8 +6,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::*;
-use varta_core::config::{DecodePolicy, RtspTransport};
+use varta_core::config::DecodePolicy;
 use varta_core::event::CameraState;
+use varta_ingest::config::RtspTransport;
 
 /// `cvlc` serving the clip over RTSP on `port` (as `nobody` when we are root: VLC
 /// refuses to run as root).

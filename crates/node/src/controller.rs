@@ -1,6 +1,7 @@
 //! The running stages and what changes them: lease steps, config reloads and
 //! camera restarts, one at a time under [`NodeCtx::step`].
 
+use crate::config::Config;
 use crate::state::camera_infos;
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
@@ -9,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use varta_api::{AppState, ReloadReport};
-use varta_core::config::{resolve_credentials, Config, KeyPath, Problems};
+use varta_core::config::{resolve_credentials, KeyPath, Problems};
 use varta_core::metrics::Registry;
 use varta_core::CameraId;
 use varta_detect::pool::InferencePool;
@@ -190,7 +191,7 @@ pub(crate) async fn bring_up_database(
     owner_url: Option<&str>,
 ) -> Result<(), varta_core::Error> {
     store.ensure_schema(owner_url).await?;
-    store.sync_config(cfg).await
+    store.sync_config(&cfg.sites, &cfg.cameras).await
 }
 
 /// Re-reads `path` and applies camera changes: added cameras are claimed and start,
@@ -203,7 +204,7 @@ pub(crate) async fn reload(path: &Path, node: &NodeCtx) -> Result<ReloadReport, 
     // Every camera's credentials must resolve, held here or not.
     camera_specs(&new, None).map_err(|e| invalid(format!("{e:#}")))?;
     let _step = node.step.lock().await;
-    node.store.sync_config(&new).await?;
+    node.store.sync_config(&new.sites, &new.cameras).await?;
     let (restart_required, infos) = {
         let mut guard = node.ctl.lock().unwrap();
         let c = guard.as_mut().ok_or_else(|| varta_core::err!(Unavailable, "shutting down"))?;

@@ -24,6 +24,7 @@
 //! camera; several share them. On shutdown the leases are handed back after the
 //! cameras have stopped.
 
+pub mod config;
 mod controller;
 mod maintenance;
 mod retention;
@@ -33,6 +34,7 @@ pub use controller::{camera_specs, check_against_model};
 pub use state::{app_state, camera_infos};
 
 use anyhow::{Context, Result};
+use config::Config;
 use controller::{apply_held, bring_up_database, lease_step, load_held, reload, restart_camera, Controller, NodeCtx};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -44,17 +46,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use varta_api::ReloadRequest;
-use varta_core::config::Config;
-use varta_core::frame::{FrameHub, SchedulerConfig};
+use varta_core::frame::FrameHub;
 use varta_core::journal::Journal;
 use varta_core::metrics::Registry;
-use varta_detect::pool::{InferencePool, PoolConfig};
-use varta_detect::runtime::RuntimeOptions;
-use varta_detect::snapshot::SnapshotStore;
-use varta_detect::tracker::TrackerConfig;
+use varta_detect::pool::InferencePool;
 use varta_ingest::{Ingest, IngestSettings};
 use varta_store::leases::{LeaseConfig, Leases};
-use varta_store::writer::{WriterConfig, WriterHandle};
+use varta_store::writer::WriterHandle;
 use varta_store::Store;
 
 /// Messages that may wait for the disk before detection and the ingest block (the
@@ -160,16 +158,7 @@ impl Node {
         // Every record passes the event log on disk before PostgreSQL sees it.
         let journal = Journal::new(JOURNAL_CAPACITY);
         let (db_ready_tx, db_ready) = watch::channel(false);
-        let wcfg = WriterConfig {
-            batch_max: cfg.store.batch_max,
-            flush: Duration::from_millis(cfg.store.flush_ms),
-            node: cfg.node.name.clone(),
-            run_id: leases.id(),
-            spool_dir: cfg.store.spool_dir.clone(),
-            spool_max_bytes: cfg.store.spool_max_mb << 20,
-            snapshot_dir: Some(cfg.detect.snapshot_dir.clone()),
-            ledger: std::env::var_os("VARTA_TEST_LEDGER").map(PathBuf::from),
-        };
+        let wcfg = cfg.store.writer(&cfg.node.name, leases.id(), &cfg.detect.snapshot_dir);
         let writer =
             varta_store::writer::start(store.clone(), &wcfg, journal.clone(), metrics.clone(), db_ready.clone())?;
         let held_file = cfg.store.spool_dir.join(controller::HELD_FILE);
@@ -191,31 +180,8 @@ impl Node {
         let retention = tokio::spawn(retention::retention_loop(store.clone(), cfg.clone(), metrics.clone()));
 
         let spec = varta_detect::manifest::load(&cfg.detect.models, &cfg.detect.model)?;
-        let d = &cfg.detect;
-        let hub = FrameHub::with_config(SchedulerConfig {
-            capacity: d.queue_per_camera,
-            max_idle_check: Duration::from_secs_f64(d.max_idle_check_secs),
-            max_age: Duration::from_millis(d.max_frame_age_ms),
-            ..Default::default()
-        });
-        let workers = match cfg.detect.workers {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            n => n,
-        };
-        let pool_cfg = PoolConfig {
-            runtime: RuntimeOptions {
-                library: varta_detect::runtime::library_path(),
-                intra_threads: d.intra_threads,
-                provider: d.provider,
-                device_id: d.device_id,
-                fp16: d.fp16,
-                engine_cache_dir: d.engine_cache_dir.clone(),
-            },
-            workers,
-            tracker: TrackerConfig::from(d),
-            snapshots: SnapshotStore::new(&d.snapshot_dir, d.snapshot_quality)?,
-            clock: varta_core::clock::system(),
-        };
+        let hub = FrameHub::with_config(cfg.detect.scheduler());
+        let pool_cfg = cfg.detect.pool(varta_core::clock::system())?;
         let pool = {
             let (spec, hub, journal, metrics) = (spec.clone(), hub.clone(), journal.clone(), metrics.clone());
             tokio::task::spawn_blocking(move || InferencePool::start(&spec, &pool_cfg, hub, journal, metrics)).await??

@@ -21,7 +21,7 @@ struct Trouble {
 /// `offline_after_secs`, or has had a health problem longer than
 /// `degraded_after_secs` (the database refuses a second open task of a kind), and
 /// records on the task when the camera is well again.
-pub(crate) async fn maintenance_loop(node: Arc<NodeCtx>, m: varta_core::config::MaintenanceConfig) {
+pub(crate) async fn maintenance_loop(node: Arc<NodeCtx>, m: crate::config::MaintenanceConfig) {
     let mut seen: std::collections::HashMap<String, Trouble> = Default::default();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(m.check_interval_secs));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

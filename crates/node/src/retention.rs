@@ -1,9 +1,9 @@
 //! Retention: event partitions made ahead and dropped when old, the snapshot folder
 //! trimmed to its age and size budget.
 
+use crate::config::Config;
 use std::sync::Arc;
 use std::time::Duration;
-use varta_core::config::Config;
 use varta_core::metrics::Registry;
 use varta_store::Store;
 

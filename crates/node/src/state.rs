@@ -1,10 +1,10 @@
 //! The API's shared state as a node (or an API-only process) builds it from the config.
 
+use crate::config::Config;
 use anyhow::{Context, Result};
 use std::sync::{Arc, RwLock};
 use varta_api::auth;
 use varta_api::{ApiSettings, AppState, CameraInfo};
-use varta_core::config::Config;
 use varta_core::metrics::Registry;
 use varta_core::redact::redact_url;
 use varta_store::Store;

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod bench;
+pub mod config;
 pub mod copy;
 pub mod leases;
 pub mod localpg;
@@ -18,7 +19,7 @@ pub mod writer;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::time::Duration;
-use varta_core::config::Config;
+use varta_core::config::{CameraConfig, SiteConfig};
 use varta_core::redact::redact_url;
 use varta_core::{Error, ErrorKind};
 
@@ -194,11 +195,11 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    /// Makes the sites and cameras tables match `cfg`: upserts what is there and
+    /// Makes the sites and cameras tables match the config's: upserts what is there and
     /// marks cameras no longer configured as removed (their history stays).
-    pub async fn sync_config(&self, cfg: &Config) -> Result<(), Error> {
+    pub async fn sync_config(&self, sites: &[SiteConfig], cameras: &[CameraConfig]) -> Result<(), Error> {
         let mut tx = self.pool.begin().await.map_err(|e| db_error("sync config", e))?;
-        for s in &cfg.sites {
+        for s in sites {
             sqlx::query(
                 "INSERT INTO sites (id, name) VALUES ($1, $2)
                  ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, updated_at = now()",
@@ -209,7 +210,7 @@ impl Store {
             .await
             .map_err(|e| db_error("upserting site", e))?;
         }
-        for c in &cfg.cameras {
+        for c in cameras {
             sqlx::query(
                 "INSERT INTO cameras (id, site_id, name, url, credentials_ref, analysis_fps, classes, min_score, enabled)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -237,7 +238,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| db_error("adding camera leases", e))?;
-        let ids: Vec<&str> = cfg.cameras.iter().map(|c| c.id.as_str()).collect();
+        let ids: Vec<&str> = cameras.iter().map(|c| c.id.as_str()).collect();
         sqlx::query("UPDATE cameras SET removed_at = now() WHERE removed_at IS NULL AND NOT (id = ANY($1))")
             .bind(&ids)
             .execute(&mut *tx)

@@ -6,7 +6,6 @@ use chrono::{Duration, Utc};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Instant;
-use varta_core::config::Config;
 use varta_core::event::{CameraState, EndReason, EventPhase, EventRecord, StatusChange, StoreMsg};
 use varta_core::journal::{Durability, Journal};
 use varta_core::metrics::Registry;
@@ -30,6 +29,17 @@ id = "c2"
 site = "s2"
 url = "rtsp://h/2"
 "#;
+
+/// The sites and cameras of a config text, synced as a node does.
+async fn sync(s: &Store, text: &str) {
+    #[derive(serde::Deserialize)]
+    struct Layout {
+        sites: Vec<varta_core::config::SiteConfig>,
+        cameras: Vec<varta_core::config::CameraConfig>,
+    }
+    let l: Layout = toml::from_str(text).unwrap();
+    s.sync_config(&l.sites, &l.cameras).await.unwrap();
+}
 
 fn writer_config(name: &str) -> WriterConfig {
     let spool_dir = std::env::temp_dir().join(format!("varta-writer-test-{name}-{}", std::process::id()));
@@ -83,7 +93,7 @@ async fn wait_count(pool: &PgPool, sql: &str, want: i64) {
 
 async fn store(pool: PgPool) -> Store {
     let s = Store::from_pool(pool);
-    s.sync_config(&Config::parse("t.toml", CFG).unwrap()).await.unwrap();
+    sync(&s, CFG).await;
     s
 }
 
@@ -179,7 +189,7 @@ async fn status_changes_are_recorded_and_removed_cameras_marked(pool: PgPool) {
     assert_eq!(n, 2);
     // c2 leaves the config: it is marked removed, its history stays.
     let cfg = CFG.split("[[cameras]]\nid = \"c2\"").next().unwrap();
-    s.sync_config(&Config::parse("t.toml", cfg).unwrap()).await.unwrap();
+    sync(&s, cfg).await;
     let removed: Vec<String> =
         sqlx::query_scalar("SELECT id FROM cameras WHERE removed_at IS NOT NULL").fetch_all(&pool).await.unwrap();
     assert_eq!(removed, ["c2"]);

@@ -4,7 +4,8 @@ use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use varta_core::config::{CameraConfig, Config, DecodePolicy, SiteConfig};
+use varta_core::config::{CameraConfig, DecodePolicy, SiteConfig};
+use varta_node::config::Config;
 use varta_store::localpg;
 
 /// Arguments of `varta demo`.

@@ -407,8 +407,8 @@ fn main() -> ExitCode {
 }
 
 /// Loads a config or prints its problems; `Err` holds exit code 2.
-fn load_config(path: &std::path::Path) -> Result<varta_core::config::Config, ExitCode> {
-    varta_core::config::Config::load(path).map_err(|errs| {
+fn load_config(path: &std::path::Path) -> Result<varta_node::config::Config, ExitCode> {
+    varta_node::config::Config::load(path).map_err(|errs| {
         for e in &errs.0 {
             eprintln!("{e}");
         }

@@ -6,11 +6,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use varta_core::config::{DecodePolicy, HealthConfig, IngestConfig, RtspTransport};
+use varta_core::config::DecodePolicy;
 use varta_core::event::{CameraState, StatusChange, StoreMsg};
 use varta_core::frame::FrameHub;
 use varta_core::journal::Journal;
 use varta_core::metrics::Registry;
+use varta_ingest::config::{HealthConfig, IngestConfig, RtspTransport};
 use varta_ingest::{CameraSpec, Ingest, IngestSettings};
 use varta_sim::{Scene, SimConfig, SimServer};
 
