@@ -22,3 +22,64 @@ pub async fn asset(Path(file): Path<String>) -> Response {
     };
     (StatusCode::OK, [(header::CONTENT_TYPE, ty), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::APP_JS;
+    use std::collections::BTreeSet;
+
+    /// The keys of one language's dictionary in `const T = { uk: {…}, en: {…} }`:
+    /// identifiers followed by `:` at the dictionary's own depth, string literals
+    /// skipped (a value may hold a colon or a brace).
+    fn keys(lang: &str) -> BTreeSet<String> {
+        let start = APP_JS.find("const T = {").expect("the dictionaries") + "const T = {".len();
+        let from = start + APP_JS[start..].find(&format!("{lang}: {{")).expect("the language") + lang.len() + 3;
+        let (mut depth, mut out, mut word) = (1, BTreeSet::new(), String::new());
+        let mut chars = APP_JS[from..].chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' | '"' | '`' => {
+                    while let Some(d) = chars.next() {
+                        if d == '\\' {
+                            chars.next();
+                        } else if d == c {
+                            break;
+                        }
+                    }
+                }
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return out;
+                    }
+                }
+                ':' if depth == 1 && !word.is_empty() => {
+                    out.insert(std::mem::take(&mut word));
+                }
+                c if c.is_alphanumeric() || c == '_' => word.push(c),
+                c if c.is_whitespace() => {}
+                _ => word.clear(),
+            }
+        }
+        panic!("the {lang} dictionary does not end");
+    }
+
+    #[test]
+    fn ukrainian_and_english_dictionaries_have_the_same_keys() {
+        let (uk, en) = (keys("uk"), keys("en"));
+        assert!(uk.len() > 50, "parsed {} keys: {uk:?}", uk.len());
+        let only_uk: Vec<_> = uk.difference(&en).collect();
+        let only_en: Vec<_> = en.difference(&uk).collect();
+        assert!(only_uk.is_empty() && only_en.is_empty(), "only in uk: {only_uk:?}; only in en: {only_en:?}");
+        // Every key the console asks for by name is in the dictionaries.
+        let mut missing = BTreeSet::new();
+        for part in APP_JS.split("t('").skip(1) {
+            let key: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            if part[key.len()..].starts_with("')") && !uk.contains(&key) {
+                missing.insert(key);
+            }
+        }
+        assert!(missing.is_empty(), "t('…') keys in no dictionary: {missing:?}");
+    }
+}
