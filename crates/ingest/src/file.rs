@@ -13,8 +13,8 @@ use std::path::Path;
 use varta_core::frame::{Frame, Pixels};
 use varta_core::{CameraId, Error, ErrorKind};
 
-/// Decodes `path` and calls `each` with one frame every `1 / fps` seconds of the
-/// file's timeline; a frame's `captured_at` is `start` plus its timestamp, so a
+/// Decodes `path` and calls `each` with the frames the service's [`Sampler`](crate::sampler::Sampler)
+/// takes at `fps` on the file's timeline; a frame's `captured_at` is `start` plus its timestamp, so a
 /// file always gives the same frames and times. Returns the number of frames given.
 pub fn decode_file(
     path: &Path,
@@ -23,19 +23,12 @@ pub fn decode_file(
     start: DateTime<Utc>,
     mut each: impl FnMut(Frame),
 ) -> Result<usize, Error> {
-    let interval = (1e9 / fps) as u64;
-    let mut next = 0u64;
+    let sampler = crate::sampler::Sampler::new(fps);
     decode_selected(
         path,
         camera,
         start,
-        |_, pts| {
-            if pts < next {
-                return Selected::Skip;
-            }
-            next = pts - pts % interval + interval;
-            Selected::Take
-        },
+        |_, pts| if sampler.take(pts) { Selected::Take } else { Selected::Skip },
         |_, f| each(f),
     )
 }

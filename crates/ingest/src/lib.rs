@@ -16,6 +16,7 @@ pub mod gate;
 pub mod mainprobe;
 pub mod picture;
 pub mod pipeline;
+pub mod sampler;
 pub mod supervisor;
 
 pub use supervisor::{Backoff, CameraSpec, IngestSettings};

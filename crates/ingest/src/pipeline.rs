@@ -200,11 +200,10 @@ pub fn build(p: PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>)
     });
 
     let gate = Arc::new(Mutex::new(p.gate));
-    let interval_ns = (1e9 / p.analysis_fps) as u64;
     let (st, inf, tail_weak, pipe_weak) = (stats.clone(), info.clone(), tail.downgrade(), pipeline.downgrade());
     src.connect_pad_added(move |src, pad| {
         let (Some(tail), Some(pipeline)) = (tail_weak.upgrade(), pipe_weak.upgrade()) else { return };
-        if let Err(msg) = link_decoder(&pipeline, pad, &tail, &gate, interval_ns, &st, &inf) {
+        if let Err(msg) = link_decoder(&pipeline, pad, &tail, &gate, p.analysis_fps, &st, &inf) {
             post_error(src, &msg);
         }
     });
@@ -270,7 +269,7 @@ fn link_decoder(
     pad: &gst::Pad,
     tail: &gst::Bin,
     gate: &Arc<Mutex<Gate>>,
-    interval_ns: u64,
+    analysis_fps: f64,
     stats: &Arc<CameraStats>,
     info: &Arc<StreamInfo>,
 ) -> Result<(), String> {
@@ -348,7 +347,7 @@ fn link_decoder(
     });
 
     // The sampler: counts decoded frames and passes frames at the analysis fps.
-    let next_pts = AtomicU64::new(0);
+    let sampler = crate::sampler::Sampler::new(analysis_fps);
     let st = stats.clone();
     dec.static_pad("src").expect("decoders have a src pad").add_probe(
         gst::PadProbeType::BUFFER,
@@ -356,15 +355,7 @@ fn link_decoder(
             Some(gst::PadProbeData::Buffer(buf)) => {
                 st.frames_decoded.inc();
                 st.last_frame_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
-                let pts = buf.pts().map(|t| t.nseconds()).unwrap_or(0);
-                let due = next_pts.load(Ordering::Relaxed);
-                // Take the frame if it is due, or if the clock went backwards (a new
-                // session restarts timestamps). The next slot is on a fixed grid, so
-                // timestamp jitter does not make the rate drift below the target.
-                if pts >= due || due.saturating_sub(pts) > 10 * interval_ns {
-                    let next =
-                        if pts >= due && pts - due < interval_ns { due + interval_ns } else { pts + interval_ns };
-                    next_pts.store(next, Ordering::Relaxed);
+                if sampler.take(buf.pts().map(|t| t.nseconds()).unwrap_or(0)) {
                     gst::PadProbeReturn::Ok
                 } else {
                     gst::PadProbeReturn::Drop
