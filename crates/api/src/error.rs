@@ -1,4 +1,5 @@
-//! The one mapping from error kinds to HTTP.
+//! The API's one error type ([`ApiError`]) and the one place it is rendered: the
+//! status for each kind and the body `{"error": {"code", "message"}}` ([`crate::ErrorBody`]).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -28,6 +29,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -47,7 +49,7 @@ impl IntoResponse for ApiError {
         } else {
             self.0.to_string()
         };
-        let body = serde_json::json!({"error": {"code": kind.code(), "message": message}});
+        let body = crate::ErrorBody { error: crate::ErrorDetail { code: kind.code().to_owned(), message } };
         let mut r = (status_of(kind), Json(body)).into_response();
         if kind == ErrorKind::PermissionDenied {
             r.extensions_mut().insert(Denied(self.1));

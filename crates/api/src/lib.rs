@@ -48,7 +48,8 @@ pub struct ErrorBody {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable code: `not_found`, `invalid_argument`, `unauthenticated`,
-    /// `permission_denied`, `conflict`, `rate_limited`, `unavailable`, `internal`.
+    /// `permission_denied`, `conflict`, `method_not_allowed`, `rate_limited`,
+    /// `unavailable`, `internal` ([`varta_core::ErrorKind::code`]).
     pub code: String,
     /// For people.
     pub message: String,
@@ -254,10 +255,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/console/{file}", get(console::asset))
         .fallback(|| async { ApiError::from(varta_core::err!(NotFound, "no such route")) })
         .method_not_allowed_fallback(|| async {
-            (StatusCode::METHOD_NOT_ALLOWED, Json(serde_json::json!({"error": {"code": "method_not_allowed", "message": "method not allowed on this route"}})))
+            ApiError::from(varta_core::err!(MethodNotAllowed, "method not allowed on this route"))
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), move |st, req, next| guard(st, cors.clone(), req, next)))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), move |st, req, next| {
+            guard(st, cors.clone(), req, next)
+        }))
         .with_state(state)
 }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use varta_core::err;
-use varta_store::tasks::{Task, TaskChange, TaskFilter, KINDS, STATES};
+use varta_store::tasks::{Task, TaskChange, TaskFilter, TaskKind, TaskState};
 
 /// Task list filters.
 #[derive(Deserialize, IntoParams)]
@@ -36,28 +36,18 @@ pub struct ListParams {
     limit: Option<i64>,
 }
 
-fn check_state(s: &str) -> ApiResult<()> {
-    if STATES.contains(&s) {
-        Ok(())
-    } else {
-        Err(err!(InvalidArgument, "`{s}` is not a task state ({})", STATES.join(", ")).into())
-    }
-}
-
 /// Tasks, newest first.
 #[utoipa::path(get, path = "/api/v1/maintenance/tasks", tag = "maintenance", security(("bearer" = [])),
     params(ListParams), responses((status = 200, body = Page<Task>), (status = 400, body = crate::ErrorBody),
     (status = 403, body = crate::ErrorBody)))]
 pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<ListParams>) -> ApiResult<Json<Page<Task>>> {
     c.require(Perm::Tasks)?;
-    if let Some(s) = &p.state {
-        check_state(s)?;
-    }
+    let state = p.state.as_deref().map(str::parse::<TaskState>).transpose()?;
     let limit = crate::limit(p.limit, 100, 500)?;
     let f = TaskFilter {
         site: p.site,
         camera: p.camera,
-        state: p.state,
+        state,
         open: p.open,
         before: p.cursor.as_deref().map(crate::id_cursor).transpose()?,
         limit,
@@ -92,9 +82,7 @@ pub async fn create(
     Body(t): Body<NewTask>,
 ) -> ApiResult<(StatusCode, Json<Task>)> {
     c.require(Perm::Tasks)?;
-    if !KINDS.contains(&t.kind.as_str()) {
-        return Err(err!(InvalidArgument, "`{}` is not a task kind ({})", t.kind, KINDS.join(", ")).into());
-    }
+    let kind: TaskKind = t.kind.parse()?;
     if t.reason.trim().is_empty() || t.reason.len() > 2000 {
         return Err(err!(InvalidArgument, "reason must be 1 to 2000 characters").into());
     }
@@ -108,8 +96,7 @@ pub async fn create(
         return Err(err!(InvalidArgument, "no site `{}` with cameras", t.site).into());
     }
     let audit = c.audit("task_open", None, serde_json::json!({"site": t.site, "camera": t.camera, "kind": t.kind}));
-    let task =
-        st.store.open_task_by(&c.who.name, &t.site, t.camera.as_deref(), &t.kind, t.reason.trim(), &audit).await?;
+    let task = st.store.open_task_by(&c.who.name, &t.site, t.camera.as_deref(), kind, t.reason.trim(), &audit).await?;
     Ok((StatusCode::CREATED, Json(task)))
 }
 
@@ -143,9 +130,7 @@ pub async fn change(
 ) -> ApiResult<Json<Task>> {
     c.require(Perm::Tasks)?;
     let id = int_id(&id)?;
-    if let Some(s) = &ch.state {
-        check_state(s)?;
-    }
+    let state = ch.state.as_deref().map(str::parse::<TaskState>).transpose()?;
     if ch.assignee.as_ref().is_some_and(|a| a.len() > 200) || ch.notes.as_ref().is_some_and(|n| n.len() > 10000) {
         return Err(err!(InvalidArgument, "assignee is at most 200 characters, notes at most 10000").into());
     }
@@ -154,10 +139,10 @@ pub async fn change(
     }
     // Verifying closes the contract's work order: the administrator's word, never
     // the contractor's own.
-    if ch.state.as_deref() == Some("verified") {
+    if state == Some(TaskState::Verified) {
         c.require(Perm::Admin)?;
     }
-    let change = TaskChange { state: ch.state, assignee: ch.assignee, notes: ch.notes };
+    let change = TaskChange { state, assignee: ch.assignee, notes: ch.notes };
     let audit = |before: &Task, after: &Task| {
         c.audit(
             "task_change",

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     RateLimited,
     /// The request conflicts with the current state (e.g. a forbidden state change).
     Conflict,
+    /// The route exists, but not for this HTTP method.
+    MethodNotAllowed,
     /// A bug or an unexpected state.
     Internal,
 }
@@ -38,6 +40,7 @@ impl ErrorKind {
             ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::Internal => "internal",
         }
     }

@@ -91,8 +91,34 @@ pub struct Health {
     /// Seconds the picture has not changed (absent for contractors).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unchanged_secs: Option<f64>,
-    /// Current problems: `low_fps`, `frozen`, `blackout`, `decode_errors`.
-    pub problems: Vec<String>,
+    /// Current problems.
+    pub problems: Vec<HealthProblem>,
+}
+
+/// A problem of a camera that streams: what makes it `degraded`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthProblem {
+    /// Fewer frames per second than `[health] min_fps_ratio` of the expected.
+    LowFps,
+    /// `[health] max_decode_errors` or more in one window.
+    DecodeErrors,
+    /// The picture has not changed for `[health] frozen_secs`.
+    Frozen,
+    /// Dark or featureless for `[health] blackout_secs` (covered lens, blank screen).
+    Blackout,
+}
+
+impl HealthProblem {
+    /// The name in the API and in maintenance task kinds.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthProblem::LowFps => "low_fps",
+            HealthProblem::DecodeErrors => "decode_errors",
+            HealthProblem::Frozen => "frozen",
+            HealthProblem::Blackout => "blackout",
+        }
+    }
 }
 
 /// The result of the last probe of a camera's main stream.

@@ -30,7 +30,7 @@ use varta_core::config::{Credentials, DecodePolicy};
 use varta_core::event::{CameraState, RestartReason, StatusChange, StoreMsg};
 use varta_core::frame::FrameHub;
 use varta_core::journal::Journal;
-use varta_core::metrics::{CameraStats, Health};
+use varta_core::metrics::{CameraStats, Health, HealthProblem};
 use varta_core::redact::{redact_text, redact_url};
 use varta_core::{CameraId, Shutdown};
 
@@ -402,13 +402,13 @@ impl Supervisor {
         let mut why = Vec::new();
         if let (true, Some(exp), Some(got)) = (full_window, health.fps_expected, health.fps_measured) {
             if got < exp * h.min_fps_ratio {
-                health.problems.push("low_fps".into());
+                health.problems.push(HealthProblem::LowFps);
                 why.push(format!("low fps: {got:.1} of {exp:.1} expected"));
             }
         }
         let errors = last.errors - first.errors;
         if errors >= h.max_decode_errors {
-            health.problems.push("decode_errors".into());
+            health.problems.push(HealthProblem::DecodeErrors);
             why.push(format!("{errors} decode errors in {span:.0} s"));
         }
         {
@@ -418,12 +418,12 @@ impl Supervisor {
             let unchanged = pic.unchanged_for();
             health.unchanged_secs = Some(unchanged.as_secs_f64());
             if unchanged.as_secs_f64() >= h.frozen_secs {
-                health.problems.push("frozen".into());
+                health.problems.push(HealthProblem::Frozen);
                 why.push(format!("frozen picture for {:.0} s", unchanged.as_secs_f64()));
             }
             let dark = pic.dark_for();
             if dark.as_secs_f64() >= h.blackout_secs {
-                health.problems.push("blackout".into());
+                health.problems.push(HealthProblem::Blackout);
                 why.push(format!(
                     "blackout or obstruction for {:.0} s (mean luma {:.0}, stddev {:.1})",
                     dark.as_secs_f64(),
@@ -432,7 +432,7 @@ impl Supervisor {
                 ));
             }
         }
-        let key = health.problems.join(",");
+        let key = health.problems.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",");
         self.stats.set_health(health);
         if why.is_empty() {
             if self.stats.state() == CameraState::Degraded {

@@ -247,8 +247,8 @@ fn frozen_and_dark_pictures_degrade_the_camera_with_a_reason() {
     rig.wait_state("blk", CameraState::Degraded, Duration::from_secs(12));
     let frz = rig.metrics.camera(&"frz".into());
     let blk = rig.metrics.camera(&"blk".into());
-    assert!(frz.health().problems.contains(&"frozen".to_string()), "{:?}", frz.health());
-    assert!(blk.health().problems.contains(&"blackout".to_string()), "{:?}", blk.health());
+    assert!(frz.health().problems.contains(&varta_core::metrics::HealthProblem::Frozen), "{:?}", frz.health());
+    assert!(blk.health().problems.contains(&varta_core::metrics::HealthProblem::Blackout), "{:?}", blk.health());
     let reason = rig.changes("frz").into_iter().find(|c| c.state == CameraState::Degraded).unwrap().reason;
     assert!(reason.starts_with("frozen picture"), "{reason}");
     // Back to normal once the picture moves again.

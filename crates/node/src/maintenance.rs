@@ -5,6 +5,8 @@ use crate::controller::NodeCtx;
 use std::sync::Arc;
 use std::time::Duration;
 use varta_core::event::CameraState;
+use varta_core::metrics::HealthProblem;
+use varta_store::tasks::TaskKind;
 
 /// What the maintenance check remembers of one camera.
 #[derive(Default)]
@@ -12,7 +14,7 @@ struct Trouble {
     /// Since when it has been down (not streaming), as first seen.
     down_since: Option<chrono::DateTime<chrono::Utc>>,
     /// Health problems (`frozen`, `blackout`, `low_fps`, `decode_errors`) and since when.
-    problems: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
+    problems: std::collections::HashMap<HealthProblem, chrono::DateTime<chrono::Utc>>,
     /// Whether a task of this camera may still be waiting for its recovery.
     maybe_open: bool,
 }
@@ -39,20 +41,20 @@ pub(crate) async fn maintenance_loop(node: Arc<NodeCtx>, m: crate::config::Maint
             let stats = node.metrics.camera(&varta_core::CameraId(cam.clone()));
             let state = stats.state();
             let t = seen.entry(cam.clone()).or_insert_with(|| Trouble { maybe_open: true, ..Default::default() });
-            let mut recovered: Vec<String> = Vec::new();
+            let mut recovered: Vec<TaskKind> = Vec::new();
             if state == CameraState::Stopped {
                 continue;
             }
             if state.is_up() {
                 if t.down_since.take().is_some() || t.maybe_open {
-                    recovered.push("offline".into());
+                    recovered.push(TaskKind::Offline);
                 }
             } else {
                 let since = *t.down_since.get_or_insert(stats.state_since().unwrap_or(now).min(now));
                 if now - since >= offline_after {
                     let reason = stats.last_error().unwrap_or_else(|| format!("camera {}", state.as_str()));
                     let reason = varta_core::redact::redact_text(&reason);
-                    match node.store.open_camera_task(&cam, "offline", &reason, since).await {
+                    match node.store.open_camera_task(&cam, TaskKind::Offline, &reason, since).await {
                         Ok(Some(id)) => tracing::warn!(camera = %cam, task = id, "maintenance task opened: offline"),
                         Ok(None) => {}
                         Err(e) => tracing::warn!(camera = %cam, error = %e, "cannot open a maintenance task"),
@@ -61,29 +63,32 @@ pub(crate) async fn maintenance_loop(node: Arc<NodeCtx>, m: crate::config::Maint
                 }
             }
             let problems = if state.is_up() { stats.health().problems } else { Vec::new() };
-            for p in &problems {
-                let since = *t.problems.entry(p.clone()).or_insert(now);
-                if now - since >= degraded_after && varta_store::tasks::KINDS.contains(&p.as_str()) {
-                    let reason = format!("{p} since {}", since.to_rfc3339());
-                    match node.store.open_camera_task(&cam, p, &reason, since).await {
-                        Ok(Some(id)) => tracing::warn!(camera = %cam, task = id, kind = %p, "maintenance task opened"),
+            for &p in &problems {
+                let since = *t.problems.entry(p).or_insert(now);
+                if now - since >= degraded_after {
+                    let reason = format!("{} since {}", p.as_str(), since.to_rfc3339());
+                    match node.store.open_camera_task(&cam, p.into(), &reason, since).await {
+                        Ok(Some(id)) => {
+                            tracing::warn!(camera = %cam, task = id, kind = p.as_str(), "maintenance task opened")
+                        }
                         Ok(None) => {}
                         Err(e) => tracing::warn!(camera = %cam, error = %e, "cannot open a maintenance task"),
                     }
                 }
             }
-            let gone: Vec<String> = t.problems.keys().filter(|p| !problems.contains(p)).cloned().collect();
+            let gone: Vec<HealthProblem> = t.problems.keys().filter(|p| !problems.contains(p)).copied().collect();
             for p in gone {
                 t.problems.remove(&p);
-                recovered.push(p);
+                recovered.push(p.into());
             }
             if state.is_up() && t.maybe_open {
-                recovered.extend(["frozen", "blackout", "low_fps", "decode_errors"].map(String::from));
-                recovered.retain(|k| !problems.contains(k));
+                recovered.extend(TaskKind::HEALTH);
+                recovered.retain(|k| !problems.iter().any(|&p| TaskKind::from(p) == *k));
                 t.maybe_open = false;
             }
             if !recovered.is_empty() {
-                let kinds: Vec<&str> = recovered.iter().map(String::as_str).collect();
+                recovered.dedup();
+                let kinds = recovered;
                 match node.store.camera_recovered(&cam, &kinds, now).await {
                     Ok(n) if n > 0 => {
                         tracing::info!(camera = %cam, kinds = ?kinds, "maintenance task: camera recovered")

@@ -7,30 +7,165 @@
 
 use crate::{db_error, Store};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use varta_core::{err, Error};
 
-/// Kinds a node opens by itself; `other` is for people.
-pub const KINDS: &[&str] = &["offline", "frozen", "blackout", "low_fps", "decode_errors", "other"];
-/// States in order.
-pub const STATES: &[&str] = &["open", "assigned", "in_progress", "resolved", "verified"];
+/// What a task is about: a camera's trouble as a node sees it, or `other` (by people).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// The camera is not streaming.
+    Offline,
+    /// The picture has not changed.
+    Frozen,
+    /// The picture is dark or featureless (covered lens).
+    Blackout,
+    /// Fewer frames than expected.
+    LowFps,
+    /// The stream does not decode cleanly.
+    DecodeErrors,
+    /// Anything else, opened by a person.
+    Other,
+}
+
+/// Where a task stands, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Nobody has taken it.
+    Open,
+    /// Given to someone.
+    Assigned,
+    /// Being worked on.
+    InProgress,
+    /// The contractor says it is done.
+    Resolved,
+    /// An administrator confirmed it: final.
+    Verified,
+}
+
+impl TaskKind {
+    /// Every kind.
+    pub const ALL: [TaskKind; 6] = [
+        TaskKind::Offline,
+        TaskKind::Frozen,
+        TaskKind::Blackout,
+        TaskKind::LowFps,
+        TaskKind::DecodeErrors,
+        TaskKind::Other,
+    ];
+    /// The kinds of camera health problems, which a node opens and closes by itself.
+    pub const HEALTH: [TaskKind; 4] = [TaskKind::Frozen, TaskKind::Blackout, TaskKind::LowFps, TaskKind::DecodeErrors];
+
+    /// The name in the database and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Offline => "offline",
+            TaskKind::Frozen => "frozen",
+            TaskKind::Blackout => "blackout",
+            TaskKind::LowFps => "low_fps",
+            TaskKind::DecodeErrors => "decode_errors",
+            TaskKind::Other => "other",
+        }
+    }
+}
+
+impl From<varta_core::metrics::HealthProblem> for TaskKind {
+    fn from(p: varta_core::metrics::HealthProblem) -> Self {
+        use varta_core::metrics::HealthProblem as H;
+        match p {
+            H::LowFps => TaskKind::LowFps,
+            H::DecodeErrors => TaskKind::DecodeErrors,
+            H::Frozen => TaskKind::Frozen,
+            H::Blackout => TaskKind::Blackout,
+        }
+    }
+}
+
+impl TaskState {
+    /// Every state, in order.
+    pub const ALL: [TaskState; 5] =
+        [TaskState::Open, TaskState::Assigned, TaskState::InProgress, TaskState::Resolved, TaskState::Verified];
+
+    /// The name in the database and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Open => "open",
+            TaskState::Assigned => "assigned",
+            TaskState::InProgress => "in_progress",
+            TaskState::Resolved => "resolved",
+            TaskState::Verified => "verified",
+        }
+    }
+
+    /// Open, assigned or in progress: work is still to be done.
+    pub fn is_active(self) -> bool {
+        matches!(self, TaskState::Open | TaskState::Assigned | TaskState::InProgress)
+    }
+}
+
+/// Parses a name as `as_str` writes it; `InvalidArgument` naming the choices.
+fn parse_name<T: Copy>(s: &str, all: &[T], name: fn(T) -> &'static str, what: &str) -> Result<T, Error> {
+    all.iter().copied().find(|v| name(*v) == s).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
+        err!(InvalidArgument, "`{s}` is not a task {what} ({})", names.join(", "))
+    })
+}
+
+impl std::str::FromStr for TaskKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        parse_name(s, &TaskKind::ALL, TaskKind::as_str, "kind")
+    }
+}
+
+impl std::str::FromStr for TaskState {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        parse_name(s, &TaskState::ALL, TaskState::as_str, "state")
+    }
+}
+
+impl TryFrom<String> for TaskKind {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        s.parse()
+    }
+}
+
+impl TryFrom<String> for TaskState {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A task as the API shows it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Task {
     /// Row id.
     pub id: i64,
     /// Site id.
+    #[sqlx(rename = "site_id")]
     pub site: String,
     /// Camera id, if the task is about one camera.
+    #[sqlx(rename = "camera_id")]
     pub camera: Option<String>,
-    /// `offline`, `frozen`, `blackout`, `low_fps`, `decode_errors` or `other`.
-    pub kind: String,
+    /// What the task is about.
+    #[sqlx(try_from = "String")]
+    pub kind: TaskKind,
     /// What was seen.
     pub reason: String,
-    /// `open`, `assigned`, `in_progress`, `resolved` or `verified`.
-    pub state: String,
+    /// Where it stands.
+    #[sqlx(try_from = "String")]
+    pub state: TaskState,
     /// Who works on it.
     pub assignee: Option<String>,
     /// `system` or the user who opened it.
@@ -65,7 +200,7 @@ pub struct TaskFilter {
     /// Only this camera.
     pub camera: Option<String>,
     /// Only this state.
-    pub state: Option<String>,
+    pub state: Option<TaskState>,
     /// Only open, assigned and in-progress tasks.
     pub open: bool,
     /// Before this id (cursor).
@@ -78,7 +213,7 @@ pub struct TaskFilter {
 #[derive(Clone, Debug, Default)]
 pub struct TaskChange {
     /// New state.
-    pub state: Option<String>,
+    pub state: Option<TaskState>,
     /// New assignee (empty string: nobody).
     pub assignee: Option<String>,
     /// New notes.
@@ -90,37 +225,15 @@ const SELECT: &str =
         recovered_at, resolved_at, resolved_by, resolved_while_down, verified_at, verified_by, notes, updated_at
    FROM maintenance_tasks";
 
-fn task(r: &sqlx::postgres::PgRow) -> Task {
-    Task {
-        id: r.get(0),
-        site: r.get(1),
-        camera: r.get(2),
-        kind: r.get(3),
-        reason: r.get(4),
-        state: r.get(5),
-        assignee: r.get(6),
-        opened_by: r.get(7),
-        opened_at: r.get(8),
-        trouble_since: r.get(9),
-        recovered_at: r.get(10),
-        resolved_at: r.get(11),
-        resolved_by: r.get(12),
-        resolved_while_down: r.get(13),
-        verified_at: r.get(14),
-        verified_by: r.get(15),
-        notes: r.get(16),
-        updated_at: r.get(17),
-    }
-}
-
 /// Whether a person may move a task from `from` to `to`.
-pub fn transition_allowed(from: &str, to: &str) -> bool {
+pub fn transition_allowed(from: TaskState, to: TaskState) -> bool {
+    use TaskState::*;
     matches!(
         (from, to),
-        ("open", "assigned" | "in_progress" | "resolved")
-            | ("assigned", "open" | "in_progress" | "resolved")
-            | ("in_progress", "assigned" | "resolved")
-            | ("resolved", "verified" | "in_progress")
+        (Open, Assigned | InProgress | Resolved)
+            | (Assigned, Open | InProgress | Resolved)
+            | (InProgress, Assigned | Resolved)
+            | (Resolved, Verified | InProgress)
     )
 }
 
@@ -131,7 +244,7 @@ impl Store {
     pub async fn open_camera_task(
         &self,
         camera: &str,
-        kind: &str,
+        kind: TaskKind,
         reason: &str,
         trouble_since: DateTime<Utc>,
     ) -> Result<Option<i64>, Error> {
@@ -144,7 +257,7 @@ impl Store {
              RETURNING id, xmax = 0",
         )
         .bind(camera)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(reason)
         .bind(trouble_since)
         .fetch_optional(&self.pool)
@@ -155,8 +268,8 @@ impl Store {
 
     /// Marks `camera`'s not-yet-verified tasks of `kinds` as recovered at `at`;
     /// returns how many changed.
-    pub async fn camera_recovered(&self, camera: &str, kinds: &[&str], at: DateTime<Utc>) -> Result<u64, Error> {
-        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+    pub async fn camera_recovered(&self, camera: &str, kinds: &[TaskKind], at: DateTime<Utc>) -> Result<u64, Error> {
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
         let r = sqlx::query(
             "UPDATE maintenance_tasks SET recovered_at = $3, updated_at = now()
               WHERE camera_id = $1 AND kind = ANY($2) AND recovered_at IS NULL AND opened_by = 'system'
@@ -178,7 +291,7 @@ impl Store {
         by: &str,
         site: &str,
         camera: Option<&str>,
-        kind: &str,
+        kind: TaskKind,
         reason: &str,
         audit: &crate::accounts::AuditEntry<'_>,
     ) -> Result<Task, Error> {
@@ -189,14 +302,14 @@ impl Store {
         )
         .bind(site)
         .bind(camera)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(reason)
         .bind(by)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(d) if d.is_unique_violation() => {
-                err!(Conflict, "an open `{kind}` task for this camera already exists")
+                err!(Conflict, "an open `{}` task for this camera already exists", kind.as_str())
             }
             _ => db_error("opening a maintenance task", e),
         })?;
@@ -209,17 +322,16 @@ impl Store {
 
     /// One task.
     pub async fn task(&self, id: i64) -> Result<Option<Task>, Error> {
-        let r = sqlx::query(&format!("{SELECT} WHERE id = $1"))
+        sqlx::query_as(&format!("{SELECT} WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| db_error("reading a task", e))?;
-        Ok(r.as_ref().map(task))
+            .map_err(|e| db_error("reading a task", e))
     }
 
     /// Tasks newest first.
     pub async fn list_tasks(&self, f: &TaskFilter) -> Result<Vec<Task>, Error> {
-        let rows = sqlx::query(&format!(
+        sqlx::query_as(&format!(
             "{SELECT} WHERE ($1::text IS NULL OR site_id = $1) AND ($2::text IS NULL OR camera_id = $2)
                 AND ($3::text IS NULL OR state = $3)
                 AND (NOT $4 OR state IN ('open', 'assigned', 'in_progress'))
@@ -228,14 +340,13 @@ impl Store {
         ))
         .bind(&f.site)
         .bind(&f.camera)
-        .bind(&f.state)
+        .bind(f.state.map(TaskState::as_str))
         .bind(f.open)
         .bind(f.before)
         .bind(f.limit)
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| db_error("listing tasks", e))?;
-        Ok(rows.iter().map(task).collect())
+        .map_err(|e| db_error("listing tasks", e))
     }
 
     /// Applies a person's change, checking the state machine, and writes the audit
@@ -251,14 +362,14 @@ impl Store {
     ) -> Result<(Task, Task), Error> {
         let mut tx = self.pool.begin().await.map_err(|e| db_error("changing a task", e))?;
         let before = task_in(&mut tx, id, " FOR UPDATE").await?;
-        if let Some(to) = &c.state {
-            if *to != before.state && !transition_allowed(&before.state, to) {
+        if let Some(to) = c.state {
+            if to != before.state && !transition_allowed(before.state, to) {
                 return Err(err!(Conflict, "a task cannot go from `{}` to `{to}`", before.state));
             }
         }
-        let to = c.state.clone().unwrap_or_else(|| before.state.clone());
-        let entering = |s: &str| to == s && before.state != s;
-        if entering("verified") && before.resolved_by.as_deref() == Some(by) {
+        let to = c.state.unwrap_or(before.state);
+        let entering = |s: TaskState| to == s && before.state != s;
+        if entering(TaskState::Verified) && before.resolved_by.as_deref() == Some(by) {
             return Err(err!(PermissionDenied, "task {id} was resolved by `{by}`: someone else must verify it"));
         }
         sqlx::query(
@@ -278,11 +389,11 @@ impl Store {
               WHERE id = $1",
         )
         .bind(id)
-        .bind(&to)
+        .bind(to.as_str())
         .bind(&c.assignee)
         .bind(&c.notes)
-        .bind(entering("resolved"))
-        .bind(entering("verified"))
+        .bind(entering(TaskState::Resolved))
+        .bind(entering(TaskState::Verified))
         .bind(by)
         .execute(&mut *tx)
         .await
@@ -301,13 +412,11 @@ impl Store {
 
 /// Task `id` read on `conn` (with `lock`, e.g. `" FOR UPDATE"`); `NotFound` if none.
 async fn task_in(conn: &mut sqlx::PgConnection, id: i64, lock: &str) -> Result<Task, Error> {
-    sqlx::query(&format!("{SELECT} WHERE id = $1{lock}"))
+    sqlx::query_as(&format!("{SELECT} WHERE id = $1{lock}"))
         .bind(id)
         .fetch_optional(conn)
         .await
         .map_err(|e| db_error("changing a task", e))?
-        .as_ref()
-        .map(task)
         .ok_or_else(|| err!(NotFound, "no task {id}"))
 }
 
@@ -317,13 +426,22 @@ mod tests {
 
     #[test]
     fn verified_is_final_and_resolved_can_reopen() {
-        assert!(transition_allowed("open", "assigned"));
-        assert!(transition_allowed("resolved", "verified"));
-        assert!(transition_allowed("resolved", "in_progress"));
-        assert!(!transition_allowed("verified", "open"));
-        assert!(!transition_allowed("open", "verified"));
-        for s in STATES {
-            assert!(!transition_allowed("verified", s));
+        use TaskState::*;
+        assert!(transition_allowed(Open, Assigned));
+        assert!(transition_allowed(Resolved, Verified));
+        assert!(transition_allowed(Resolved, InProgress));
+        assert!(!transition_allowed(Verified, Open));
+        assert!(!transition_allowed(Open, Verified));
+        for s in TaskState::ALL {
+            assert!(!transition_allowed(Verified, s));
+            assert_eq!(s.as_str().parse::<TaskState>().unwrap(), s);
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
+        for k in TaskKind::ALL {
+            assert_eq!(k.as_str().parse::<TaskKind>().unwrap(), k);
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        let e = "closed".parse::<TaskState>().unwrap_err().to_string();
+        assert!(e.contains("`closed` is not a task state (open, assigned, in_progress, resolved, verified)"), "{e}");
     }
 }
