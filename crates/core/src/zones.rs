@@ -6,7 +6,7 @@
 //! centre of its box (where it stands on the ground). The engine that applies them is
 //! `varta_detect::rules`.
 
-use crate::config::{KeyPath, Problems};
+use crate::problems::{KeyPath, Problems};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 

@@ -1,7 +1,8 @@
 //! `[detect]`: detection's section of the node config (model, workers, scheduler,
 //! tracker, snapshots), its defaults, validation, and the settings it builds.
 
-use serde::{Deserialize, Serialize};
+use crate::runtime::Provider;
+use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 use varta_core::config::{KeyPath, Problems, Range};
@@ -48,19 +49,6 @@ pub struct DetectConfig {
     pub snapshot_dir: PathBuf,
     /// JPEG quality of snapshots, 1..100.
     pub snapshot_quality: u8,
-}
-
-/// Where inference runs.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// ONNX Runtime's CPU provider.
-    #[default]
-    Cpu,
-    /// NVIDIA CUDA.
-    Cuda,
-    /// NVIDIA TensorRT (CUDA for what TensorRT cannot run).
-    Tensorrt,
 }
 
 impl Default for DetectConfig {
@@ -151,5 +139,23 @@ impl DetectConfig {
             snapshots: crate::snapshot::SnapshotStore::new(&self.snapshot_dir, self.snapshot_quality)?,
             clock,
         })
+    }
+}
+
+impl From<&DetectConfig> for crate::tracker::TrackerConfig {
+    fn from(d: &DetectConfig) -> Self {
+        crate::tracker::TrackerConfig {
+            iou: d.track_iou,
+            min_hits: d.track_min_hits,
+            max_age: chrono::Duration::milliseconds((d.track_max_age_secs * 1000.0) as i64),
+            high_score: d.track_high_score,
+        }
+    }
+}
+
+impl Default for crate::tracker::TrackerConfig {
+    /// The `[detect]` defaults.
+    fn default() -> Self {
+        (&DetectConfig::default()).into()
     }
 }

@@ -4,13 +4,13 @@
 //! (the setup takes it from the PyPI wheel), never downloaded. ONNX Runtime allows
 //! one environment per process, so it is made once and shared by every session.
 
-pub use crate::config::Provider;
 use crate::manifest::{BoxOrder, Decoder, Layout, ModelSpec};
 use crate::preprocess::{self, Geometry};
 use crate::{decode, Detection};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use varta_core::frame::{Frame, Pixels};
@@ -18,6 +18,19 @@ use varta_core::{err, Error, ErrorKind};
 
 static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
 static ENV_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Where inference runs.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// ONNX Runtime's CPU provider.
+    #[default]
+    Cpu,
+    /// NVIDIA CUDA.
+    Cuda,
+    /// NVIDIA TensorRT (CUDA for what TensorRT cannot run).
+    Tensorrt,
+}
 
 /// The ONNX Runtime library to load: `$ORT_DYLIB_PATH`, else the copy the setup
 /// script puts in `.cache/onnxruntime/lib/` of the current directory.

@@ -40,24 +40,6 @@ pub struct TrackerConfig {
     pub high_score: f32,
 }
 
-impl From<&crate::config::DetectConfig> for TrackerConfig {
-    fn from(d: &crate::config::DetectConfig) -> Self {
-        TrackerConfig {
-            iou: d.track_iou,
-            min_hits: d.track_min_hits,
-            max_age: chrono::Duration::milliseconds((d.track_max_age_secs * 1000.0) as i64),
-            high_score: d.track_high_score,
-        }
-    }
-}
-
-impl Default for TrackerConfig {
-    /// The `[detect]` defaults.
-    fn default() -> Self {
-        (&crate::config::DetectConfig::default()).into()
-    }
-}
-
 /// A detection ready for tracking: label resolved, box in source pixels.
 #[derive(Clone, Debug)]
 pub struct Observation {
