@@ -103,7 +103,7 @@ pub fn token_hash(token: &str) -> Vec<u8> {
 /// hands work to ever new threads (100 logins grew the peak RSS by 275 MB that way,
 /// against tens here; `tests/protection.rs`).
 pub struct Hasher {
-    tx: std::sync::mpsc::SyncSender<HashJob>,
+    tx: crossbeam_channel::Sender<HashJob>,
 }
 
 type HashJob = Box<dyn FnOnce() + Send>;
@@ -114,18 +114,16 @@ const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 impl Hasher {
     /// A pool of `parallel` threads with `queue` places for waiting work.
     pub fn new(parallel: usize, queue: usize) -> Hasher {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<HashJob>(queue);
-        let rx = Arc::new(std::sync::Mutex::new(rx));
+        // Multi-consumer: each thread takes the next job itself.
+        let (tx, rx) = crossbeam_channel::bounded::<HashJob>(queue);
         for i in 0..parallel.max(1) {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("varta-hash-{i}"))
-                .spawn(move || loop {
-                    let job = match rx.lock().unwrap().recv() {
-                        Ok(j) => j,
-                        Err(_) => return,
-                    };
-                    job();
+                .spawn(move || {
+                    for job in rx.iter() {
+                        job();
+                    }
                 })
                 .expect("spawning a password hashing thread");
         }

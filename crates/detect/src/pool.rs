@@ -24,7 +24,7 @@ use crate::tracker::TrackerConfig;
 use crate::Detection;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use crossbeam_channel::{Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -61,7 +61,7 @@ struct Shared {
     /// Where every record goes.
     journal: Arc<Journal>,
     /// To the snapshot thread; taken at stop so that it ends.
-    out: Mutex<Option<SyncSender<SnapshotBatch>>>,
+    out: Mutex<Option<Sender<SnapshotBatch>>>,
     metrics: Arc<Registry>,
     clock: Arc<dyn Clock>,
     /// Unix milliseconds of the last silent-camera check.
@@ -98,7 +98,7 @@ impl InferencePool {
             dets.push(Detector::new(&cfg.runtime, spec, labels.clone())?);
         }
         let provider = dets[0].provider();
-        let (tx, rx) = sync_channel::<SnapshotBatch>(256);
+        let (tx, rx) = crossbeam_channel::bounded::<SnapshotBatch>(256);
         let store = cfg.snapshots.clone();
         let snapshots = std::thread::Builder::new()
             .name("snapshots".into())
@@ -245,7 +245,7 @@ impl Shared {
 /// Encodes each batch's JPEGs while its records are being synced, waits until they
 /// are on disk, writes the files and releases the records to the store, in order.
 fn snapshot_thread(rx: Receiver<SnapshotBatch>, store: SnapshotStore) {
-    for SnapshotBatch { jobs, hold } in rx {
+    for SnapshotBatch { jobs, hold } in rx.iter() {
         let encoded: Vec<_> = jobs.iter().map(|(id, job)| (id, store.encode(job))).collect();
         let mut waited = 0;
         let durable = loop {
