@@ -32,6 +32,13 @@ impl Role {
     }
 }
 
+impl TryFrom<String> for Role {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Role, Error> {
+        s.parse()
+    }
+}
+
 impl std::str::FromStr for Role {
     type Err = Error;
     fn from_str(s: &str) -> Result<Role, Error> {
@@ -45,13 +52,14 @@ impl std::str::FromStr for Role {
 }
 
 /// An account as listed (never with its hash).
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
     /// Row id.
     pub id: i64,
     /// Login name.
     pub name: String,
     /// Role.
+    #[sqlx(try_from = "String")]
     pub role: Role,
     /// Created.
     pub created_at: DateTime<Utc>,
@@ -60,13 +68,14 @@ pub struct User {
 }
 
 /// Who a valid token belongs to.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Principal {
     /// User row id.
     pub user_id: i64,
     /// Login name.
     pub name: String,
     /// Role.
+    #[sqlx(try_from = "String")]
     pub role: Role,
     /// Token row id.
     pub token_id: i64,
@@ -75,7 +84,7 @@ pub struct Principal {
 }
 
 /// A token as listed (`varta user tokens`): never the token or its hash.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct TokenInfo {
     /// Row id (`varta user revoke ID`).
     pub id: i64,
@@ -140,7 +149,7 @@ impl<'a> AuditEntry<'a> {
 }
 
 /// An audit row as read back.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditRow {
     /// Row id (ascending in time).
     pub id: i64,
@@ -229,21 +238,10 @@ impl Store {
 
     /// Every account, by name.
     pub async fn list_users(&self) -> Result<Vec<User>, Error> {
-        let rows = sqlx::query("SELECT id, name, role, created_at, disabled_at FROM users ORDER BY name")
+        sqlx::query_as("SELECT id, name, role, created_at, disabled_at FROM users ORDER BY name")
             .fetch_all(&self.pool)
             .await
-            .map_err(|e| db_error("listing users", e))?;
-        rows.iter()
-            .map(|r| {
-                Ok(User {
-                    id: r.get(0),
-                    name: r.get(1),
-                    role: role_of(r.get(2))?,
-                    created_at: r.get(3),
-                    disabled_at: r.get(4),
-                })
-            })
-            .collect()
+            .map_err(|e| db_error("listing users", e))
     }
 
     /// Disables an account and revokes its tokens, writing `audit` in the same
@@ -310,26 +308,14 @@ impl Store {
 
     /// The tokens of account `name`, newest first.
     pub async fn list_tokens(&self, name: &str) -> Result<Vec<TokenInfo>, Error> {
-        let rows = sqlx::query(
-            "SELECT t.id, t.kind, t.name, t.created_at, t.expires_at, t.revoked_at, t.last_used_at
+        sqlx::query_as(
+            "SELECT t.id, t.kind, t.name AS label, t.created_at, t.expires_at, t.revoked_at, t.last_used_at
                FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE u.name = $1 ORDER BY t.id DESC",
         )
         .bind(name)
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| db_error("listing tokens", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| TokenInfo {
-                id: r.get(0),
-                kind: r.get(1),
-                label: r.get(2),
-                created_at: r.get(3),
-                expires_at: r.get(4),
-                revoked_at: r.get(5),
-                last_used_at: r.get(6),
-            })
-            .collect())
+        .map_err(|e| db_error("listing tokens", e))
     }
 
     /// Whether token `token_id` is still live (not revoked, not expired, its account
@@ -353,9 +339,16 @@ impl Store {
     /// a write on every request would make concurrent requests of one token queue on
     /// its row lock and on a WAL flush each.
     pub async fn principal(&self, token_hash: &[u8]) -> Result<Option<Principal>, Error> {
-        let row = sqlx::query(
-            "SELECT u.id, u.name, u.role, t.id, t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute',
-                    t.expires_at
+        /// A principal, and whether its token's `last_used_at` is due for a write.
+        #[derive(sqlx::FromRow)]
+        struct Found {
+            #[sqlx(flatten)]
+            p: Principal,
+            touch: bool,
+        }
+        let row: Option<Found> = sqlx::query_as(
+            "SELECT u.id AS user_id, u.name, u.role, t.id AS token_id, t.expires_at,
+                    t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute' AS touch
                FROM api_tokens t JOIN users u ON u.id = t.user_id
               WHERE t.token_hash = $1 AND t.revoked_at IS NULL
                 AND (t.expires_at IS NULL OR t.expires_at > now()) AND u.disabled_at IS NULL",
@@ -364,15 +357,8 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| db_error("checking a token", e))?;
-        let Some(r) = row else { return Ok(None) };
-        let p = Principal {
-            user_id: r.get(0),
-            name: r.get(1),
-            role: role_of(r.get(2))?,
-            token_id: r.get(3),
-            expires_at: r.get(5),
-        };
-        if r.get::<bool, _>(4) {
+        let Some(Found { p, touch }) = row else { return Ok(None) };
+        if touch {
             sqlx::query("UPDATE api_tokens SET last_used_at = now() WHERE id = $1")
                 .bind(p.token_id)
                 .execute(&self.pool)
@@ -557,8 +543,8 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AuditRow>, Error> {
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, host(address), detail FROM audit_log
+        sqlx::query_as(
+            "SELECT id, at, actor, action, target, host(address) AS address, detail FROM audit_log
               WHERE ($1::text IS NULL OR actor = $1) AND ($2::text IS NULL OR action = $2)
                 AND ($3::bigint IS NULL OR id < $3)
               ORDER BY id DESC LIMIT $4",
@@ -569,18 +555,6 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| db_error("reading the audit log", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| AuditRow {
-                id: r.get(0),
-                at: r.get(1),
-                actor: r.get(2),
-                action: r.get(3),
-                target: r.get(4),
-                address: r.get(5),
-                detail: r.get(6),
-            })
-            .collect())
+        .map_err(|e| db_error("reading the audit log", e))
     }
 }

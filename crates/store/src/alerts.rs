@@ -4,7 +4,6 @@
 use crate::{db_error, Store};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::Row;
 use varta_core::{err, Error};
 
 /// The LISTEN/NOTIFY channel of alerts and acknowledgements. Payloads are JSON:
@@ -12,7 +11,7 @@ use varta_core::{err, Error};
 pub const CHANNEL: &str = "varta_alerts";
 
 /// An alert with what the console shows of its event.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AlertRow {
     /// Alert id: increasing, the SSE event id.
     pub id: i64,
@@ -47,47 +46,27 @@ pub struct AlertRow {
 }
 
 const SELECT: &str =
-    "SELECT a.id, a.event_id, a.camera_id, c.name, c.site_id, s.name, a.rule, e.zone, e.class, e.score,
-        a.event_started_at, a.created_at, e.snapshot IS NOT NULL, a.acked_by, a.acked_at
+    "SELECT a.id, a.event_id, a.camera_id AS camera, c.name AS camera_name, c.site_id AS site, s.name AS site_name,
+        a.rule, e.zone, e.class, e.score, a.event_started_at AS started_at, a.created_at,
+        e.snapshot IS NOT NULL AS has_snapshot, a.acked_by, a.acked_at
    FROM alerts a
    JOIN cameras c ON c.id = a.camera_id
    JOIN sites s ON s.id = c.site_id
    JOIN events e ON e.id = a.event_id AND e.started_at = a.event_started_at";
 
-fn row(r: &sqlx::postgres::PgRow) -> AlertRow {
-    AlertRow {
-        id: r.get(0),
-        event_id: r.get(1),
-        camera: r.get(2),
-        camera_name: r.get(3),
-        site: r.get(4),
-        site_name: r.get(5),
-        rule: r.get(6),
-        zone: r.get(7),
-        class: r.get(8),
-        score: r.get(9),
-        started_at: r.get(10),
-        created_at: r.get(11),
-        has_snapshot: r.get(12),
-        acked_by: r.get(13),
-        acked_at: r.get(14),
-    }
-}
-
 impl Store {
     /// One alert.
     pub async fn alert(&self, id: i64) -> Result<Option<AlertRow>, Error> {
-        let r = sqlx::query(&format!("{SELECT} WHERE a.id = $1"))
+        sqlx::query_as(&format!("{SELECT} WHERE a.id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| db_error("reading an alert", e))?;
-        Ok(r.as_ref().map(row))
+            .map_err(|e| db_error("reading an alert", e))
     }
 
     /// Alerts newest first: only unacknowledged ones when `open`, before id `before`.
     pub async fn list_alerts(&self, open: bool, before: Option<i64>, limit: i64) -> Result<Vec<AlertRow>, Error> {
-        let rows = sqlx::query(&format!(
+        sqlx::query_as(&format!(
             "{SELECT} WHERE (NOT $1 OR a.acked_at IS NULL) AND ($2::bigint IS NULL OR a.id < $2)
               ORDER BY a.id DESC LIMIT $3"
         ))
@@ -96,8 +75,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| db_error("listing alerts", e))?;
-        Ok(rows.iter().map(row).collect())
+        .map_err(|e| db_error("listing alerts", e))
     }
 
     /// Alerts a client that last saw `last_id` may have missed, oldest first: every
@@ -105,7 +83,7 @@ impl Store {
     /// are taken at insert and two nodes' transactions may commit out of id order.
     /// Clients tell repeats apart by id.
     pub async fn alerts_since(&self, last_id: i64, overlap_secs: f64, limit: i64) -> Result<Vec<AlertRow>, Error> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<AlertRow> = sqlx::query_as(&format!(
             "{SELECT} WHERE a.id > $1 OR a.created_at >= (SELECT created_at FROM alerts WHERE id = $1)
                   - make_interval(secs => $2)
               ORDER BY a.id LIMIT $3"
@@ -116,7 +94,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| db_error("reading missed alerts", e))?;
-        Ok(rows.iter().filter(|r| r.get::<i64, _>(0) != last_id).map(row).collect())
+        Ok(rows.into_iter().filter(|r| r.id != last_id).collect())
     }
 
     /// Records that `by` acknowledged alert `id`, with `audit` (its detail gets the

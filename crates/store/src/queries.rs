@@ -3,7 +3,6 @@
 use crate::{db_error, Store};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::Row;
 use varta_core::Error;
 
 /// Filters of `GET /api/v1/events`.
@@ -26,7 +25,7 @@ pub struct EventFilter {
 }
 
 /// One event as the API shows it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EventRow {
     /// UUIDv7.
     pub id: uuid::Uuid,
@@ -67,10 +66,10 @@ pub struct EventRow {
 impl Store {
     /// Events newest first, filtered.
     pub async fn list_events(&self, f: &EventFilter) -> Result<Vec<EventRow>, Error> {
-        let rows = sqlx::query(
-            "SELECT e.id, e.camera_id, c.site_id, e.track_id, e.class, e.score, e.bbox,
+        sqlx::query_as(
+            "SELECT e.id, e.camera_id AS camera, c.site_id AS site, e.track_id, e.class, e.score, e.bbox,
                     e.started_at, e.last_seen_at, e.ended_at, e.frames, e.rule, e.zone, e.snapshot,
-                    CASE WHEN e.ended_at IS NOT NULL THEN COALESCE(e.end_reason, 'ended') END
+                    CASE WHEN e.ended_at IS NOT NULL THEN COALESCE(e.end_reason, 'ended') END AS end_reason
                FROM events e JOIN cameras c ON c.id = e.camera_id
               WHERE ($1::text IS NULL OR e.camera_id = $1)
                 AND ($2::text IS NULL OR c.site_id = $2)
@@ -91,29 +90,7 @@ impl Store {
         .bind(f.after.map(|a| a.1))
         .fetch_all(self.pool())
         .await
-        .map_err(|e| db_error("listing events", e))?;
-        rows.iter()
-            .map(|r| {
-                Ok(EventRow {
-                    id: r.try_get(0)?,
-                    camera: r.try_get(1)?,
-                    site: r.try_get(2)?,
-                    track_id: r.try_get(3)?,
-                    class: r.try_get(4)?,
-                    score: r.try_get(5)?,
-                    bbox: r.try_get(6)?,
-                    started_at: r.try_get(7)?,
-                    last_seen_at: r.try_get(8)?,
-                    ended_at: r.try_get(9)?,
-                    frames: r.try_get(10)?,
-                    rule: r.try_get(11)?,
-                    zone: r.try_get(12)?,
-                    snapshot: r.try_get(13)?,
-                    end_reason: r.try_get(14)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| db_error("reading events", e))
+        .map_err(|e| db_error("listing events", e))
     }
 
     /// The snapshot file of event `id`: `None` if there is no such event,
@@ -128,7 +105,7 @@ impl Store {
 }
 
 /// A camera's last recorded state, from `camera_status` (whichever node wrote it).
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct CameraStatusRow {
     /// Camera id.
     pub camera: String,
@@ -153,7 +130,7 @@ pub struct CameraStatusRow {
 }
 
 /// A node with its leases.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct NodeRow {
     /// Node run id.
     pub id: uuid::Uuid,
@@ -178,10 +155,11 @@ pub struct NodeRow {
 impl Store {
     /// Every configured camera (not removed) with its last recorded state.
     pub async fn camera_states(&self) -> Result<Vec<CameraStatusRow>, Error> {
-        let rows = sqlx::query(
-            "SELECT c.id, c.name, c.site_id, s.name, c.enabled, st.state, st.reason, st.at, n.name,
+        sqlx::query_as(
+            "SELECT c.id AS camera, c.name, c.site_id AS site, s.name AS site_name, c.enabled, st.state, st.reason,
+                    st.at AS since, n.name AS node,
                     (SELECT count(*) FROM maintenance_tasks t
-                      WHERE t.camera_id = c.id AND t.state IN ('open', 'assigned', 'in_progress'))
+                      WHERE t.camera_id = c.id AND t.state IN ('open', 'assigned', 'in_progress')) AS open_tasks
                FROM cameras c JOIN sites s ON s.id = c.site_id
                LEFT JOIN LATERAL (SELECT state, reason, at FROM camera_status x
                                    WHERE x.camera_id = c.id ORDER BY at DESC LIMIT 1) st ON true
@@ -192,29 +170,15 @@ impl Store {
         )
         .fetch_all(self.pool())
         .await
-        .map_err(|e| db_error("reading camera states", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| CameraStatusRow {
-                camera: r.get(0),
-                name: r.get(1),
-                site: r.get(2),
-                site_name: r.get(3),
-                enabled: r.get(4),
-                state: r.get(5),
-                reason: r.get(6),
-                since: r.get(7),
-                node: r.get(8),
-                open_tasks: r.get(9),
-            })
-            .collect())
+        .map_err(|e| db_error("reading camera states", e))
     }
 
     /// Nodes seen in the last `days` days, newest first, with the cameras they hold.
     pub async fn nodes(&self, days: i32) -> Result<Vec<NodeRow>, Error> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT n.id, n.name, n.started_at, n.last_heartbeat, n.stopped_at, n.capacity, n.api_addr, n.version,
                     COALESCE(array_agg(l.camera_id ORDER BY l.camera_id) FILTER (WHERE l.camera_id IS NOT NULL), '{}')
+                      AS cameras
                FROM nodes n
                LEFT JOIN camera_leases l ON l.node_id = n.id AND l.expires_at > now()
               WHERE n.last_heartbeat > now() - make_interval(days => $1)
@@ -223,20 +187,6 @@ impl Store {
         .bind(days)
         .fetch_all(self.pool())
         .await
-        .map_err(|e| db_error("listing nodes", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| NodeRow {
-                id: r.get(0),
-                name: r.get(1),
-                started_at: r.get(2),
-                last_heartbeat: r.get(3),
-                stopped_at: r.get(4),
-                capacity: r.get(5),
-                api_addr: r.get(6),
-                version: r.get(7),
-                cameras: r.get(8),
-            })
-            .collect())
+        .map_err(|e| db_error("listing nodes", e))
     }
 }
