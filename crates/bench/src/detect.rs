@@ -304,7 +304,7 @@ fn pool_rate(spec: &ModelSpec, frames: &[Frame], a: &Args) -> Result<f64> {
             }
         })
     };
-    let analysed = || cams.iter().map(|c| metrics.camera(c).frames_analysed.get()).sum::<u64>();
+    let analysed = || cams.iter().map(|c| metrics.camera(c).counters.frames_analysed.get()).sum::<u64>();
     std::thread::sleep(Duration::from_secs(3));
     let (n0, t0) = (analysed(), Instant::now());
     std::thread::sleep(Duration::from_secs(a.seconds));

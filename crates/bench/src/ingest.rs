@@ -121,8 +121,8 @@ pub fn run(a: Args) -> Result<()> {
             measured_from = Some((
                 Instant::now(),
                 cpu_secs(),
-                sum(&metrics, |s| s.frames_received.get()),
-                sum(&metrics, |s| s.frames_decoded.get()),
+                sum(&metrics, |s| s.counters.frames_received.get()),
+                sum(&metrics, |s| s.counters.frames_decoded.get()),
                 sum(&metrics, |s| s.restarts_total()),
             ));
         }
@@ -158,8 +158,8 @@ pub fn run(a: Args) -> Result<()> {
             "cpu_seconds": cpu,
             "cpu_percent": 100.0 * cpu / secs,
             "cpu_seconds_per_camera_minute": cpu / secs * 60.0 / a.cameras as f64,
-            "received_fps": (sum(&metrics, |s| s.frames_received.get()) - rec0) as f64 / secs,
-            "decoded_fps": (sum(&metrics, |s| s.frames_decoded.get()) - dec0) as f64 / secs,
+            "received_fps": (sum(&metrics, |s| s.counters.frames_received.get()) - rec0) as f64 / secs,
+            "decoded_fps": (sum(&metrics, |s| s.counters.frames_decoded.get()) - dec0) as f64 / secs,
             "restarts": sum(&metrics, |s| s.restarts_total()) - rst0,
             "streaming_at_end": up,
             "degraded_at_end": degraded,

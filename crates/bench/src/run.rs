@@ -40,20 +40,20 @@ struct Counts {
 fn counts(m: &Registry) -> Counts {
     let mut c = Counts::default();
     for (_, s) in m.cameras() {
-        c.received += s.frames_received.get();
-        c.decoded += s.frames_decoded.get();
-        c.sampled += s.frames_sampled.get();
-        c.offered += s.frames_offered.get();
-        c.analysed += s.frames_analysed.get();
-        c.unchanged += s.frames_unchanged.get();
-        c.dropped_queue += s.frames_dropped.get();
-        c.dropped_stale += s.frames_stale.get();
-        c.queue_wait_us += s.queue_wait_us.get();
+        c.received += s.counters.frames_received.get();
+        c.decoded += s.counters.frames_decoded.get();
+        c.sampled += s.counters.frames_sampled.get();
+        c.offered += s.counters.frames_offered.get();
+        c.analysed += s.counters.frames_analysed.get();
+        c.unchanged += s.counters.frames_unchanged.get();
+        c.dropped_queue += s.counters.frames_dropped.get();
+        c.dropped_stale += s.counters.frames_stale.get();
+        c.queue_wait_us += s.counters.queue_wait_us.get();
         c.restarts += s.restarts_total();
     }
     c.inferences = m.inference_seconds.count();
     c.inference_secs = m.inference_seconds.sum();
-    c.events_written = m.events_written.get();
+    c.events_written = m.totals.events_written.get();
     c
 }
 
@@ -206,7 +206,7 @@ pub async fn run(a: &RunArgs, database_url: &str, owner_url: Option<&str>) -> Re
         tick.tick().await;
         let el = t0.elapsed().as_secs_f64();
         for (id, s) in metrics.cameras() {
-            let now = (s.scene_active(), s.frames_analysed.get(), s.frames_stale.get());
+            let now = (s.scene_active(), s.counters.frames_analysed.get(), s.counters.frames_stale.get());
             sampled_secs += 1;
             full_secs += s.decode_full() as u64;
             if let Some(prev) = last.get(id.as_str()) {

@@ -238,7 +238,7 @@ pub async fn run(a: Args) -> Result<()> {
         "replay_secs": replay_secs,
         "replay_events_per_sec": if replay_secs > 0.0 { replayed as f64 / replay_secs } else { 0.0 },
         "events_replayed_total": metrics.store.events_replayed.get(),
-        "wal_syncs": metrics.store.wal_sync_seconds.count(),
+        "wal_syncs": metrics.wal_sync_seconds.count(),
         "spool_left_records": left,
     });
     println!("{out}");

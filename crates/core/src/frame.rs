@@ -175,10 +175,10 @@ impl FrameHub {
         let Some(slot) = st.slots.iter_mut().find(|s| s.camera == frame.camera) else {
             return;
         };
-        slot.stats.frames_offered.inc();
+        slot.stats.counters.frames_offered.inc();
         if slot.queue.len() >= self.cfg.capacity {
             slot.queue.pop_front();
-            slot.stats.frames_dropped.inc();
+            slot.stats.counters.frames_dropped.inc();
         }
         slot.queue.push_back((frame, Instant::now()));
         drop(st);
@@ -219,7 +219,7 @@ impl FrameHub {
         for s in st.slots.iter_mut().filter(|s| !s.busy) {
             while s.queue.front().is_some_and(|(_, at)| now.duration_since(*at) > self.cfg.max_age) {
                 s.queue.pop_front();
-                s.stats.frames_stale.inc();
+                s.stats.counters.frames_stale.inc();
             }
         }
         let mut ready: Vec<(u8, Instant, usize, bool)> = st
@@ -304,8 +304,8 @@ mod tests {
         for pts in 0..5 {
             hub.push(frame("a", pts));
         }
-        assert_eq!(stats[0].frames_dropped.get(), 3);
-        assert_eq!(stats[0].frames_offered.get(), 5);
+        assert_eq!(stats[0].counters.frames_dropped.get(), 3);
+        assert_eq!(stats[0].counters.frames_offered.get(), 5);
         let t = hub.take(Duration::ZERO).unwrap();
         assert_eq!(t.frame.pts_ns, 3);
     }
@@ -371,7 +371,7 @@ mod tests {
         hub.push(frame("a", 3));
         let t = hub.take(Duration::ZERO).unwrap();
         assert_eq!(t.frame.pts_ns, 3);
-        assert_eq!(stats[0].frames_stale.get(), 2);
+        assert_eq!(stats[0].counters.frames_stale.get(), 2);
         assert!(t.waited < Duration::from_millis(50));
     }
 

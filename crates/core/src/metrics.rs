@@ -2,7 +2,9 @@
 //!
 //! Per-camera counters live in [`CameraStats`], shared by the ingest (writes), the
 //! detector (writes) and the API (reads), so the numbers in `GET /api/v1/cameras`
-//! and in `/metrics` are the same atomics. Names come from this one list.
+//! and in `/metrics` are the same atomics. Every counter and gauge is declared once
+//! in a [`metric_set!`] (field, help, type, name, labels), which makes the struct
+//! and its rendering.
 
 use crate::event::{CameraState, RestartReason};
 use crate::CameraId;
@@ -13,62 +15,19 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, O
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Metric names, in one place (see ARCHITECTURE.md).
+/// Names of the metrics not declared in a [`metric_set!`]: histograms and the
+/// per-camera series derived from state (see ARCHITECTURE.md).
 pub mod names {
-    /// Compressed frames (access units) received from the camera.
-    pub const FRAMES_RECEIVED: &str = "varta_frames_received_total";
-    /// Frames out of the decoder.
-    pub const FRAMES_DECODED: &str = "varta_frames_decoded_total";
-    /// Frames dropped before analysis, by stage.
-    pub const FRAMES_DROPPED: &str = "varta_frames_dropped_total";
-    /// Frames analysed (run through the detector, or found unchanged).
-    pub const FRAMES_ANALYSED: &str = "varta_frames_analysed_total";
-    /// Analysed frames of idle cameras whose picture had not changed since the last
-    /// inference, so its detections were reused without running the model.
-    pub const FRAMES_UNCHANGED: &str = "varta_frames_unchanged_total";
-    /// Frames offered to the inference scheduler, per camera.
-    pub const FRAMES_OFFERED: &str = "varta_frames_offered_total";
-    /// Microseconds analysed frames waited for a worker, per camera.
-    pub const QUEUE_WAIT: &str = "varta_analysis_queue_wait_microseconds_total";
     /// Inference time histogram.
     pub const INFERENCE_SECONDS: &str = "varta_inference_seconds";
-    /// Event rows written (inserts and updates).
-    pub const EVENTS_WRITTEN: &str = "varta_events_written_total";
     /// 1 while a camera is streaming.
     pub const CAMERA_UP: &str = "varta_camera_up";
     /// Pipeline restarts, by reason.
     pub const PIPELINE_RESTARTS: &str = "varta_pipeline_restarts_total";
-    /// Compressed bytes received from the camera.
-    pub const BYTES_RECEIVED: &str = "varta_bytes_received_total";
-    /// Decoder and stream errors and warnings.
-    pub const DECODE_ERRORS: &str = "varta_decode_errors_total";
     /// 1 while every frame is decoded, 0 while only keyframes are.
     pub const DECODE_FULL: &str = "varta_camera_decode_full";
-    /// Switches between keyframe and full decoding.
-    pub const DECODE_SWITCHES: &str = "varta_decode_mode_switches_total";
-    /// Bytes in the event log on disk (the write-ahead log) that PostgreSQL has not
-    /// taken yet.
-    pub const SPOOL_BYTES: &str = "varta_spool_bytes";
-    /// 1 while the event log is at its cap and no more records are taken.
-    pub const SPOOL_FULL: &str = "varta_spool_full";
-    /// Event records written (synced) to the event log: every event record passes it.
-    pub const EVENTS_SPOOLED: &str = "varta_events_spooled_total";
-    /// Event records read back from the event log into PostgreSQL (from before a
-    /// start, or after a PostgreSQL outage).
-    pub const EVENTS_REPLAYED: &str = "varta_events_replayed_total";
-    /// Event log records found torn or corrupt (set aside, reported).
-    pub const SPOOL_CORRUPT: &str = "varta_spool_corrupt_records_total";
-    /// 1 while the event log cannot be written (disk full, read-only, I/O error).
-    pub const WAL_FAILING: &str = "varta_wal_failing";
     /// Time of one group commit to the event log: write and `fdatasync`.
     pub const WAL_SYNC_SECONDS: &str = "varta_wal_sync_seconds";
-    /// Event partitions dropped by retention.
-    pub const PARTITIONS_DROPPED: &str = "varta_retention_partitions_dropped_total";
-    /// Snapshot files deleted by retention.
-    pub const SNAPSHOTS_DELETED: &str = "varta_retention_snapshots_deleted_total";
-    /// Bytes in the snapshot folder after the last retention run.
-    pub const SNAPSHOT_BYTES: &str = "varta_snapshot_bytes";
-    /// Camera leases this node holds.
-    pub const LEASES_HELD: &str = "varta_leases_held";
 }
 
 /// A camera's health measurements and the problems they show.
@@ -190,35 +149,192 @@ impl Gauge {
     }
 }
 
+/// A metric's value as the Prometheus text format shows it, and its type there.
+pub trait Metric {
+    /// `counter` or `gauge`.
+    const KIND: &'static str;
+    /// The current value.
+    fn value(&self) -> i64;
+}
+
+impl Metric for Counter {
+    const KIND: &'static str = "counter";
+    fn value(&self) -> i64 {
+        self.get() as i64
+    }
+}
+
+impl Metric for Gauge {
+    const KIND: &'static str = "gauge";
+    fn value(&self) -> i64 {
+        self.get()
+    }
+}
+
+/// What is declared of one metric: name, type, help, and labels of its own
+/// (`stage="stale"`) besides the `camera` label of per-camera metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Desc {
+    /// Prometheus name, e.g. `varta_frames_received_total`.
+    pub name: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// One line for `# HELP` (the field's doc comment).
+    pub help: &'static str,
+    /// Extra labels, rendered as is (`stage="stale"`); empty for none.
+    pub labels: &'static str,
+}
+
+/// Declares a set of metrics once: each field with its doc comment (the help), its
+/// type (`Counter` or `Gauge`) and its Prometheus name (and labels of its own); the
+/// struct, its `Default` and its rendering ([`render_set`]) all come from this one
+/// list, so adding a metric is one entry. Vector's `internal_events` is the model.
+macro_rules! metric_set {
+    (
+        $(#[$sm:meta])*
+        pub struct $S:ident {
+            $( $(#[doc = $help:literal])+ $field:ident : $ty:ident => $name:literal $({ $labels:literal })? ),* $(,)?
+        }
+    ) => {
+        $(#[$sm])*
+        #[derive(Debug, Default)]
+        pub struct $S {
+            $( $(#[doc = $help])+ pub $field: $ty, )*
+        }
+
+        impl $S {
+            /// Every metric of the set with its value, in declaration order.
+            pub fn each(&self) -> Vec<(Desc, i64)> {
+                vec![$((
+                    Desc {
+                        name: $name,
+                        kind: <$ty as Metric>::KIND,
+                        help: concat!($($help),+),
+                        labels: metric_set!(@labels $($labels)?),
+                    },
+                    Metric::value(&self.$field),
+                ),)*]
+            }
+        }
+    };
+    (@labels) => { "" };
+    (@labels $l:literal) => { $l };
+}
+
+metric_set! {
+    /// The counters of one camera, each a `{camera="ID"}` series in `/metrics`.
+    pub struct CameraCounters {
+        /// Compressed frames (access units) received from the camera.
+        frames_received: Counter => "varta_frames_received_total",
+        /// Frames out of the decoder.
+        frames_decoded: Counter => "varta_frames_decoded_total",
+        /// Frames handed to analysis at the analysis fps (after the sampler).
+        frames_sampled: Counter => "varta_frames_sampled_total",
+        /// Frames dropped before analysis, by stage (the analysis queue was full, or
+        /// the frame waited longer than max_frame_age_ms).
+        frames_dropped: Counter => "varta_frames_dropped_total" { "stage=\"analysis_queue\"" },
+        /// Frames dropped before analysis, by stage (the analysis queue was full, or
+        /// the frame waited longer than max_frame_age_ms).
+        frames_stale: Counter => "varta_frames_dropped_total" { "stage=\"stale\"" },
+        /// Frames offered to the inference scheduler.
+        frames_offered: Counter => "varta_frames_offered_total",
+        /// Frames analysed (run through the detector, or found unchanged).
+        frames_analysed: Counter => "varta_frames_analysed_total",
+        /// Analysed frames of an idle camera whose picture had not changed since its
+        /// last inference, so its detections were reused without running the model.
+        frames_unchanged: Counter => "varta_frames_unchanged_total",
+        /// Microseconds analysed frames waited for a worker (mean wait: this / frames analysed).
+        queue_wait_us: Counter => "varta_analysis_queue_wait_microseconds_total",
+        /// Compressed bytes received from the camera.
+        bytes_received: Counter => "varta_bytes_received_total",
+        /// Decoder and stream errors and warnings (depayloader, parser, decoder).
+        decode_errors: Counter => "varta_decode_errors_total",
+        /// Switches between keyframe and full decoding.
+        mode_switches: Counter => "varta_decode_mode_switches_total",
+    }
+}
+
+metric_set! {
+    /// The API's edge (`varta_api::tls::serve`, the login handler).
+    pub struct ApiStats {
+        /// Connections open now.
+        connections_open: Gauge => "varta_api_connections_open",
+        /// Connections closed at once because a cap (total or per address) was reached.
+        connections_refused: Counter => "varta_api_connections_refused_total",
+        /// Connections closed because their request head did not arrive in time.
+        header_timeouts: Counter => "varta_api_header_timeouts_total",
+        /// Passwords checked (argon2 runs) by logins.
+        password_checks: Counter => "varta_password_checks_total",
+        /// Logins refused before their password was checked: the (account, address)
+        /// pair used its places (429), or the hashing pool was full (503).
+        logins_refused: Counter => "varta_logins_refused_total",
+    }
+}
+
+metric_set! {
+    /// The store writer's event log and retention numbers (its histogram is
+    /// [`Registry::wal_sync_seconds`]).
+    pub struct StoreStats {
+        /// Bytes in the event log on disk (the write-ahead log) not yet in PostgreSQL.
+        spool_bytes: Gauge => "varta_spool_bytes",
+        /// 1 while the event log is at its cap and no more records are taken.
+        spool_full: Gauge => "varta_spool_full",
+        /// 1 while the event log cannot be written (disk full, read-only, I/O error).
+        wal_failing: Gauge => "varta_wal_failing",
+        /// Event records written (synced) to the event log: every event record passes it.
+        events_spooled: Counter => "varta_events_spooled_total",
+        /// Event records read back from the event log into PostgreSQL.
+        events_replayed: Counter => "varta_events_replayed_total",
+        /// Event log records found torn or corrupt (set aside, reported).
+        spool_corrupt: Counter => "varta_spool_corrupt_records_total",
+        /// Event partitions dropped by retention.
+        partitions_dropped: Counter => "varta_retention_partitions_dropped_total",
+        /// Snapshot files deleted by retention.
+        snapshots_deleted: Counter => "varta_retention_snapshots_deleted_total",
+        /// Bytes in the snapshot folder after the last retention run.
+        snapshot_bytes: Gauge => "varta_snapshot_bytes",
+    }
+}
+
+metric_set! {
+    /// Node-wide totals.
+    pub struct NodeTotals {
+        /// Event rows written to PostgreSQL (inserts and updates).
+        events_written: Counter => "varta_events_written_total",
+        /// Camera leases this node holds.
+        leases_held: Gauge => "varta_leases_held",
+    }
+}
+
+/// Writes the metrics `descs` declares for every one of `series` (the labels of one
+/// series, e.g. `camera="cam-1"`, and its values) in the Prometheus text format:
+/// `# HELP` and `# TYPE` once per name, in declaration order, then each sample.
+pub fn render_set(out: &mut String, descs: &[Desc], series: &[(String, Vec<(Desc, i64)>)]) {
+    let mut done: Vec<&str> = Vec::new();
+    for d in descs {
+        if done.contains(&d.name) {
+            continue;
+        }
+        done.push(d.name);
+        let _ = writeln!(out, "# HELP {} {}\n# TYPE {} {}", d.name, d.help.trim(), d.name, d.kind);
+        for (labels, values) in series {
+            for (vd, v) in values.iter().filter(|(vd, _)| vd.name == d.name) {
+                let all: Vec<&str> = [labels.as_str(), vd.labels].into_iter().filter(|l| !l.is_empty()).collect();
+                if all.is_empty() {
+                    let _ = writeln!(out, "{} {v}", d.name);
+                } else {
+                    let _ = writeln!(out, "{}{{{}}} {v}", d.name, all.join(","));
+                }
+            }
+        }
+    }
+}
+
 /// Live counters and state of one camera.
 #[derive(Debug)]
 pub struct CameraStats {
-    /// Access units that reached the decoder.
-    pub frames_received: Counter,
-    /// Frames out of the decoder.
-    pub frames_decoded: Counter,
-    /// Frames handed to analysis (after sampling to the analysis fps).
-    pub frames_sampled: Counter,
-    /// Frames dropped because the analysis queue was full.
-    pub frames_dropped: Counter,
-    /// Frames offered to the inference scheduler (equals `frames_sampled` in the service).
-    pub frames_offered: Counter,
-    /// Frames dropped by the scheduler because they waited longer than the stale limit.
-    pub frames_stale: Counter,
-    /// Frames analysed (run through the detector, or found unchanged).
-    pub frames_analysed: Counter,
-    /// Analysed frames whose inference was skipped: an idle camera's picture had not
-    /// changed since its last inference (`varta_detect::unchanged`).
-    pub frames_unchanged: Counter,
-    /// Total time analysed frames waited in the queue, in microseconds (mean wait =
-    /// this / `frames_analysed`).
-    pub queue_wait_us: Counter,
-    /// Compressed bytes that reached the decoder stage.
-    pub bytes_received: Counter,
-    /// Errors and warnings from the depayloader, parser and decoder.
-    pub decode_errors: Counter,
-    /// Switches between keyframe and full decoding.
-    pub mode_switches: Counter,
+    /// The camera's counters ([`CameraCounters`]).
+    pub counters: CameraCounters,
     /// Unix milliseconds of the last decoded frame, 0 if none yet.
     pub last_frame_ms: AtomicI64,
     /// Unix milliseconds of the last compressed buffer received, 0 if none yet.
@@ -238,18 +354,7 @@ pub struct CameraStats {
 impl Default for CameraStats {
     fn default() -> Self {
         CameraStats {
-            frames_received: Counter::default(),
-            frames_decoded: Counter::default(),
-            frames_sampled: Counter::default(),
-            frames_dropped: Counter::default(),
-            frames_offered: Counter::default(),
-            frames_stale: Counter::default(),
-            frames_analysed: Counter::default(),
-            frames_unchanged: Counter::default(),
-            queue_wait_us: Counter::default(),
-            bytes_received: Counter::default(),
-            decode_errors: Counter::default(),
-            mode_switches: Counter::default(),
+            counters: CameraCounters::default(),
             last_frame_ms: AtomicI64::new(0),
             last_buffer_ms: AtomicI64::new(0),
             last_detection_ms: AtomicI64::new(0),
@@ -300,7 +405,7 @@ impl CameraStats {
     /// Records the decode mode; counts a switch when it changes.
     pub fn set_decode_full(&self, full: bool) {
         if self.decode_full.swap(full, Ordering::Relaxed) != full {
-            self.mode_switches.inc();
+            self.counters.mode_switches.inc();
             self.live.lock().unwrap().last_switch_at = Some(Utc::now());
         }
     }
@@ -406,12 +511,12 @@ pub struct Registry {
     cameras: RwLock<Vec<(CameraId, Arc<CameraStats>)>>,
     /// Inference latency.
     pub inference_seconds: Histogram,
-    /// Event rows written to PostgreSQL.
-    pub events_written: Counter,
+    /// Node-wide totals: events written, leases held.
+    pub totals: NodeTotals,
     /// Store writer and spool.
     pub store: StoreStats,
-    /// Camera leases held.
-    pub leases_held: Gauge,
+    /// Group commits to the event log (write + fdatasync), in seconds.
+    pub wal_sync_seconds: Histogram,
     /// From an alert's commit to this process hearing of it (LISTEN/NOTIFY). Kept
     /// for `varta bench`; not rendered in `/metrics`, whose scrapes would otherwise
     /// time every alert (issue #17).
@@ -420,72 +525,14 @@ pub struct Registry {
     pub api: ApiStats,
 }
 
-/// The API's edge (`varta_api::tls::serve`, the login handler).
-#[derive(Debug, Default)]
-pub struct ApiStats {
-    /// Connections open now.
-    pub connections_open: Gauge,
-    /// Connections closed at once because a cap (total or per address) was reached.
-    pub connections_refused: Counter,
-    /// Connections closed because their request head did not arrive in time.
-    pub header_timeouts: Counter,
-    /// Passwords checked (argon2 runs) by logins.
-    pub password_checks: Counter,
-    /// Logins refused before their password was checked: the (account, address)
-    /// pair used its places (429), or the hashing pool was full (503).
-    pub logins_refused: Counter,
-}
-
-/// The store writer's event log and retention numbers.
-#[derive(Debug)]
-pub struct StoreStats {
-    /// Bytes in the event log not yet in PostgreSQL.
-    pub spool_bytes: Gauge,
-    /// 1 while the event log is full.
-    pub spool_full: Gauge,
-    /// 1 while the event log cannot be written.
-    pub wal_failing: Gauge,
-    /// Group commits to the event log (write + fdatasync), in seconds.
-    pub wal_sync_seconds: Histogram,
-    /// Event records written to the event log.
-    pub events_spooled: Counter,
-    /// Event records replayed.
-    pub events_replayed: Counter,
-    /// Torn or corrupt spool records skipped.
-    pub spool_corrupt: Counter,
-    /// Partitions dropped by retention.
-    pub partitions_dropped: Counter,
-    /// Snapshot files deleted by retention.
-    pub snapshots_deleted: Counter,
-    /// Bytes in the snapshot folder.
-    pub snapshot_bytes: Gauge,
-}
-
-impl Default for StoreStats {
-    fn default() -> Self {
-        StoreStats {
-            spool_bytes: Gauge::default(),
-            spool_full: Gauge::default(),
-            wal_failing: Gauge::default(),
-            wal_sync_seconds: Histogram::new(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
-            events_spooled: Counter::default(),
-            events_replayed: Counter::default(),
-            spool_corrupt: Counter::default(),
-            partitions_dropped: Counter::default(),
-            snapshots_deleted: Counter::default(),
-            snapshot_bytes: Gauge::default(),
-        }
-    }
-}
-
 impl Default for Registry {
     fn default() -> Self {
         Registry {
             cameras: RwLock::new(Vec::new()),
             inference_seconds: Histogram::new(&[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
-            events_written: Counter::default(),
+            totals: NodeTotals::default(),
             store: StoreStats::default(),
-            leases_held: Gauge::default(),
+            wal_sync_seconds: Histogram::new(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
             alert_latency: Histogram::new(&[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             api: ApiStats::default(),
         }
@@ -521,44 +568,45 @@ impl Registry {
     pub fn render_prometheus(&self) -> String {
         let cams = self.cameras();
         let mut out = String::with_capacity(256 + cams.len() * 512);
-        type Getter = fn(&CameraStats) -> u64;
-        let per_camera: [(&str, &str, Getter); 11] = [
-            (names::FRAMES_RECEIVED, "counter", |s| s.frames_received.get()),
-            (names::FRAMES_DECODED, "counter", |s| s.frames_decoded.get()),
-            (names::FRAMES_ANALYSED, "counter", |s| s.frames_analysed.get()),
-            (names::FRAMES_UNCHANGED, "counter", |s| s.frames_unchanged.get()),
-            (names::FRAMES_OFFERED, "counter", |s| s.frames_offered.get()),
-            (names::QUEUE_WAIT, "counter", |s| s.queue_wait_us.get()),
-            (names::BYTES_RECEIVED, "counter", |s| s.bytes_received.get()),
-            (names::DECODE_ERRORS, "counter", |s| s.decode_errors.get()),
-            (names::DECODE_SWITCHES, "counter", |s| s.mode_switches.get()),
-            (names::DECODE_FULL, "gauge", |s| s.decode_full() as u64),
-            (names::CAMERA_UP, "gauge", |s| s.state().is_up() as u64),
+        let series: Vec<(String, Vec<(Desc, i64)>)> =
+            cams.iter().map(|(id, s)| (format!("camera=\"{id}\""), s.counters.each())).collect();
+        let descs: Vec<Desc> = CameraCounters::default().each().into_iter().map(|d| d.0).collect();
+        render_set(&mut out, &descs, &series);
+        // Per camera, from its state rather than a counter.
+        type Derived = fn(&CameraStats) -> i64;
+        let derived: [(&str, &str, Derived); 2] = [
+            (names::DECODE_FULL, "1 while every frame is decoded, 0 while only keyframes are.", |s| {
+                s.decode_full() as i64
+            }),
+            (names::CAMERA_UP, "1 while the camera is streaming.", |s| s.state().is_up() as i64),
         ];
-        for (name, kind, get) in per_camera {
-            let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (name, help, get) in derived {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             for (id, s) in &cams {
                 let _ = writeln!(out, "{name}{{camera=\"{id}\"}} {}", get(s));
             }
         }
-        let _ = writeln!(out, "# TYPE {} counter", names::FRAMES_DROPPED);
-        for (id, s) in &cams {
-            for (stage, n) in [("analysis_queue", s.frames_dropped.get()), ("stale", s.frames_stale.get())] {
-                let _ = writeln!(out, "{}{{camera=\"{id}\",stage=\"{stage}\"}} {n}", names::FRAMES_DROPPED);
-            }
-        }
-        let _ = writeln!(out, "# TYPE {} counter", names::PIPELINE_RESTARTS);
+        let name = names::PIPELINE_RESTARTS;
+        let _ = writeln!(out, "# HELP {name} Pipeline restarts, by reason.\n# TYPE {name} counter");
         for (id, s) in &cams {
             for r in RestartReason::ALL {
                 let (name, reason) = (names::PIPELINE_RESTARTS, r.as_str());
                 let _ = writeln!(out, "{name}{{camera=\"{id}\",reason=\"{reason}\"}} {}", s.restarts(r));
             }
         }
-        for (name, h) in [
-            (names::INFERENCE_SECONDS, &self.inference_seconds),
-            (names::WAL_SYNC_SECONDS, &self.store.wal_sync_seconds),
+        for (name, help, h) in [
+            (
+                names::INFERENCE_SECONDS,
+                "Seconds of one detector run: preprocessing, the model and decoding its outputs.",
+                &self.inference_seconds,
+            ),
+            (
+                names::WAL_SYNC_SECONDS,
+                "Seconds of one group commit to the event log: write and fdatasync.",
+                &self.wal_sync_seconds,
+            ),
         ] {
-            let _ = writeln!(out, "# TYPE {name} histogram");
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
             for (b, n) in h.bounds.iter().zip(&h.buckets) {
                 let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", n.load(Ordering::Relaxed));
             }
@@ -566,29 +614,9 @@ impl Registry {
             let _ = writeln!(out, "{name}_sum {}", h.sum());
             let _ = writeln!(out, "{name}_count {}", h.count());
         }
-        let _ = writeln!(out, "# TYPE {} counter", names::EVENTS_WRITTEN);
-        let _ = writeln!(out, "{} {}", names::EVENTS_WRITTEN, self.events_written.get());
-        let st = &self.store;
-        let api = &self.api;
-        let totals: [(&str, &str, i64); 15] = [
-            ("varta_api_connections_open", "gauge", api.connections_open.get()),
-            ("varta_api_connections_refused_total", "counter", api.connections_refused.get() as i64),
-            ("varta_api_header_timeouts_total", "counter", api.header_timeouts.get() as i64),
-            ("varta_password_checks_total", "counter", api.password_checks.get() as i64),
-            ("varta_logins_refused_total", "counter", api.logins_refused.get() as i64),
-            (names::SPOOL_BYTES, "gauge", st.spool_bytes.get()),
-            (names::SPOOL_FULL, "gauge", st.spool_full.get()),
-            (names::WAL_FAILING, "gauge", st.wal_failing.get()),
-            (names::EVENTS_SPOOLED, "counter", st.events_spooled.get() as i64),
-            (names::EVENTS_REPLAYED, "counter", st.events_replayed.get() as i64),
-            (names::SPOOL_CORRUPT, "counter", st.spool_corrupt.get() as i64),
-            (names::PARTITIONS_DROPPED, "counter", st.partitions_dropped.get() as i64),
-            (names::SNAPSHOTS_DELETED, "counter", st.snapshots_deleted.get() as i64),
-            (names::SNAPSHOT_BYTES, "gauge", st.snapshot_bytes.get()),
-            (names::LEASES_HELD, "gauge", self.leases_held.get()),
-        ];
-        for (name, kind, v) in totals {
-            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");
+        for set in [self.totals.each(), self.store.each(), self.api.each()] {
+            let descs: Vec<Desc> = set.iter().map(|d| d.0).collect();
+            render_set(&mut out, &descs, &[(String::new(), set)]);
         }
         out
     }
@@ -602,7 +630,8 @@ mod tests {
     fn renders_every_camera_metric() {
         let r = Registry::default();
         let s = r.camera(&"cam-1".into());
-        s.frames_received.add(5);
+        s.counters.frames_received.add(5);
+        s.counters.frames_stale.inc();
         s.set_state(CameraState::Streaming);
         s.count_restart(RestartReason::Stall);
         r.inference_seconds.observe(0.03);
@@ -612,6 +641,18 @@ mod tests {
         assert!(text.contains("varta_pipeline_restarts_total{camera=\"cam-1\",reason=\"stall\"} 1"), "{text}");
         assert!(text.contains("varta_pipeline_restarts_total{camera=\"cam-1\",reason=\"eos\"} 0"), "{text}");
         assert!(text.contains("varta_inference_seconds_bucket{le=\"0.05\"} 1"), "{text}");
+        // Declared once: each name has one HELP and TYPE, with its doc as help; a
+        // metric with labels of its own keeps them.
+        assert_eq!(text.matches("# TYPE varta_frames_dropped_total counter").count(), 1, "{text}");
+        assert!(text.contains("# HELP varta_frames_received_total Compressed frames"), "{text}");
+        assert!(text.contains("varta_frames_dropped_total{camera=\"cam-1\",stage=\"stale\"} 1"), "{text}");
+        assert!(text.contains("varta_frames_dropped_total{camera=\"cam-1\",stage=\"analysis_queue\"} 0"), "{text}");
+        assert!(text.contains("# TYPE varta_api_connections_open gauge\nvarta_api_connections_open 0"), "{text}");
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let name = line.split(' ').nth(2).unwrap();
+            assert_eq!(text.matches(&format!("# TYPE {name} ")).count(), 1, "{name} typed twice");
+            assert!(text.contains(&format!("# HELP {name} ")), "{name} has no help");
+        }
         assert!(text.contains("varta_inference_seconds_bucket{le=\"0.025\"} 0"), "{text}");
         assert!(Arc::ptr_eq(&s, &r.camera(&"cam-1".into())));
     }

@@ -328,13 +328,13 @@ fn worker(mut det: Detector, sh: &Shared) {
             let ran = reuse.is_none();
             let dets = match reuse {
                 Some(d) => {
-                    taken.stats.frames_unchanged.inc();
+                    taken.stats.counters.frames_unchanged.inc();
                     d
                 }
                 None => fresh.next().unwrap_or_default(),
             };
-            taken.stats.frames_analysed.inc();
-            taken.stats.queue_wait_us.add(taken.waited.as_micros() as u64);
+            taken.stats.counters.frames_analysed.inc();
+            taken.stats.counters.queue_wait_us.add(taken.waited.as_micros() as u64);
             if let Some(a) = analyser {
                 let mut a = a.lock().unwrap();
                 if ran {

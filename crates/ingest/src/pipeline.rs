@@ -225,7 +225,7 @@ pub fn build(p: PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>)
                 let data = pack_i420(&vf);
                 let diff = inf.picture.lock().unwrap().observe(&data[..(w * h) as usize], w as usize, h as usize);
                 tracing::trace!(camera = %camera, ?diff, "picture");
-                stats.frames_sampled.inc();
+                stats.counters.frames_sampled.inc();
                 hub.push(Frame {
                     camera: camera.clone(),
                     pts_ns: buf.pts().map(|t| t.nseconds()).unwrap_or(0),
@@ -317,8 +317,8 @@ fn link_decoder(
         }
         let Some(buf) = pi.buffer() else { return gst::PadProbeReturn::Ok };
         let now_ms = Utc::now().timestamp_millis();
-        st.frames_received.inc();
-        st.bytes_received.add(buf.size() as u64);
+        st.counters.frames_received.inc();
+        st.counters.bytes_received.add(buf.size() as u64);
         st.last_buffer_ms.store(now_ms, Ordering::Relaxed);
         let action = g.lock().unwrap().on_buffer(buf, now_ms, &st);
         if !matches!(action, GateAction::Drop) {
@@ -353,7 +353,7 @@ fn link_decoder(
         gst::PadProbeType::BUFFER,
         move |_, pi| match &pi.data {
             Some(gst::PadProbeData::Buffer(buf)) => {
-                st.frames_decoded.inc();
+                st.counters.frames_decoded.inc();
                 st.last_frame_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
                 if sampler.take(buf.pts().map(|t| t.nseconds()).unwrap_or(0)) {
                     gst::PadProbeReturn::Ok

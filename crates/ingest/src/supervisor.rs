@@ -298,7 +298,7 @@ impl Supervisor {
         let mut samples: VecDeque<Sample> = VecDeque::new();
         let mut next_health = Instant::now();
         let mut lost = LostUnits::default();
-        let decoded0 = self.stats.frames_decoded.get();
+        let decoded0 = self.stats.counters.frames_decoded.get();
         loop {
             if self.cancel.is_cancelled() {
                 return Ended::Stopped;
@@ -317,11 +317,11 @@ impl Supervisor {
                     gst::MessageView::Error(e) => {
                         let text = redact_text(&format!("{from}: {}", e.error()));
                         let reason = if up { RestartReason::Error } else { RestartReason::Connect };
-                        self.stats.decode_errors.inc();
+                        self.stats.counters.decode_errors.inc();
                         return Ended::Failed(reason, text);
                     }
                     gst::MessageView::Warning(w) => {
-                        self.stats.decode_errors.inc();
+                        self.stats.counters.decode_errors.inc();
                         tracing::debug!(warning = %redact_text(&format!("{from}: {}", w.error())), "stream warning");
                     }
                     _ => {}
@@ -338,9 +338,9 @@ impl Supervisor {
                 self.transition(CameraState::Streaming, "frames arriving");
             }
             // Units the decoder swallowed without a picture (corrupt data).
-            let decoded = self.stats.frames_decoded.get() - decoded0;
+            let decoded = self.stats.counters.frames_decoded.get() - decoded0;
             let (new, run) = lost.update(info.units_in.load(Ordering::Relaxed), decoded);
-            self.stats.decode_errors.add(new);
+            self.stats.counters.decode_errors.add(new);
             if run >= UNDECODABLE_RUN {
                 return Ended::Failed(RestartReason::Error, format!("{run} units in a row could not be decoded"));
             }
@@ -380,9 +380,9 @@ impl Supervisor {
         let now = Instant::now();
         samples.push_back(Sample {
             at: now,
-            frames: self.stats.frames_received.get(),
-            bytes: self.stats.bytes_received.get(),
-            errors: self.stats.decode_errors.get(),
+            frames: self.stats.counters.frames_received.get(),
+            bytes: self.stats.counters.bytes_received.get(),
+            errors: self.stats.counters.decode_errors.get(),
         });
         while samples.len() > 2 && now.duration_since(samples[1].at) >= window {
             samples.pop_front();

@@ -21,16 +21,16 @@ fn frames_arrive_over_tcp_and_udp_at_the_analysis_rate() {
     let (t, u) = (tcp.metrics.camera(&"tcp".into()), udp.metrics.camera(&"udp".into()));
     tcp.wait_state("tcp", CameraState::Streaming, Duration::from_secs(20));
     udp.wait_state("udp", CameraState::Streaming, Duration::from_secs(20));
-    let before = t.frames_sampled.get();
-    let decoded_before = t.frames_decoded.get();
+    let before = t.counters.frames_sampled.get();
+    let decoded_before = t.counters.frames_decoded.get();
     // The clip is 10 fps: all of it is decoded, half of it sampled for analysis.
     // Compared as a ratio over 30 decoded frames, however fast they come.
-    wait_for("30 frames decoded", Duration::from_secs(30), || t.frames_decoded.get() >= decoded_before + 30);
-    let sampled = t.frames_sampled.get() - before;
-    let decoded = t.frames_decoded.get() - decoded_before;
+    wait_for("30 frames decoded", Duration::from_secs(30), || t.counters.frames_decoded.get() >= decoded_before + 30);
+    let sampled = t.counters.frames_sampled.get() - before;
+    let decoded = t.counters.frames_decoded.get() - decoded_before;
     let ratio = sampled as f64 / decoded as f64;
     assert!((0.4..=0.6).contains(&ratio), "sampled {sampled} of {decoded} decoded frames at 5 of 10 fps");
-    assert!(u.frames_sampled.get() > 0);
+    assert!(u.counters.frames_sampled.get() > 0);
     assert_eq!(t.decoder().as_deref(), Some("avdec_h264"));
     assert_eq!(t.codec().as_deref(), Some("h264"));
     let h = t.health();
@@ -113,10 +113,10 @@ fn keyframes_policy_decodes_only_keyframes() {
     rig.ingest.start(spec("k", sim.url(1), DecodePolicy::Keyframes));
     let s = rig.metrics.camera(&"k".into());
     rig.wait_state("k", CameraState::Streaming, Duration::from_secs(20));
-    let (r0, d0) = (s.frames_received.get(), s.frames_decoded.get());
+    let (r0, d0) = (s.counters.frames_received.get(), s.counters.frames_decoded.get());
     // The clip has a keyframe every 20 frames: of 60 received, 3 are keyframes.
-    wait_for("60 frames received", Duration::from_secs(30), || s.frames_received.get() >= r0 + 60);
-    let (received, decoded) = (s.frames_received.get() - r0, s.frames_decoded.get() - d0);
+    wait_for("60 frames received", Duration::from_secs(30), || s.counters.frames_received.get() >= r0 + 60);
+    let (received, decoded) = (s.counters.frames_received.get() - r0, s.counters.frames_decoded.get() - d0);
     assert!((2..=5).contains(&decoded), "decoded {decoded} of {received}");
     assert!(!s.decode_full());
     rig.ingest.stop_all();
@@ -139,14 +139,14 @@ fn adaptive_policy_decodes_keyframes_while_idle_and_everything_soon_after_activi
     let mut rig = Rig::new(settings);
     rig.ingest.start(spec("a", sim.url(1), DecodePolicy::Adaptive));
     let s = rig.metrics.camera(&"a".into());
-    wait_for("first frame", Duration::from_secs(20), || s.frames_decoded.get() > 0);
+    wait_for("first frame", Duration::from_secs(20), || s.counters.frames_decoded.get() > 0);
     // One second at a time for 26 s: decoded frames and the mode at the end of it.
     let mut seconds = Vec::new();
     let mut switched_to_full = Vec::new();
-    let mut last = (s.frames_decoded.get(), s.frames_received.get(), s.decode_full());
+    let mut last = (s.counters.frames_decoded.get(), s.counters.frames_received.get(), s.decode_full());
     for _ in 0..26 {
         std::thread::sleep(Duration::from_secs(1));
-        let now = (s.frames_decoded.get(), s.frames_received.get(), s.decode_full());
+        let now = (s.counters.frames_decoded.get(), s.counters.frames_received.get(), s.decode_full());
         if now.2 && !last.2 {
             switched_to_full.push(s.last_switch_at().unwrap());
         }
@@ -186,7 +186,7 @@ fn adaptive_policy_decodes_keyframes_while_idle_and_everything_soon_after_activi
             "onset at {onset}: switch lag {lag:?} ms; switches {switched_to_full:?}, seconds {seconds:?}"
         );
     }
-    let m = s.mode_switches.get();
+    let m = s.counters.mode_switches.get();
     assert!(m >= 2, "switched to full and back: {m}");
     rig.ingest.stop_all();
     sim.stop();

@@ -30,7 +30,7 @@ fn apply_adds_changes_and_removes_cameras_without_touching_the_others() {
         std::thread::spawn(move || {
             let mut v = Vec::new();
             for _ in 0..40 {
-                v.push(k.frames_received.get());
+                v.push(k.counters.frames_received.get());
                 std::thread::sleep(Duration::from_millis(100));
             }
             v

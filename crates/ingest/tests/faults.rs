@@ -115,13 +115,13 @@ fn garbage_bytes_are_counted_and_the_camera_recovers() {
     rig.ingest.start(spec("g", sim.url(1), DecodePolicy::Full));
     rig.wait_state("g", CameraState::Streaming, Duration::from_secs(20));
     let s = rig.metrics.camera(&"g".into());
-    let (errors, restarts) = (s.decode_errors.get(), s.restarts_total());
+    let (errors, restarts) = (s.counters.decode_errors.get(), s.restarts_total());
     sim.inject(1, Fault::Garbage(Duration::from_secs(5)));
-    wait_for("decode errors counted", Duration::from_secs(10), || s.decode_errors.get() > errors);
+    wait_for("decode errors counted", Duration::from_secs(10), || s.counters.decode_errors.get() > errors);
     wait_for("a restart", Duration::from_secs(15), || s.restarts_total() > restarts);
     rig.wait_state("g", CameraState::Streaming, Duration::from_secs(20));
-    let before = s.frames_decoded.get();
-    wait_for("decoding again", Duration::from_secs(20), || s.frames_decoded.get() > before + 10);
+    let before = s.counters.frames_decoded.get();
+    wait_for("decoding again", Duration::from_secs(20), || s.counters.frames_decoded.get() > before + 10);
     rig.ingest.stop_all();
 }
 

@@ -27,7 +27,7 @@ fn add_remove_cycles_leak_neither_threads_nor_memory() {
             spec(&id, sim.url(2), DecodePolicy::Adaptive),
         ]);
         let s = rig.metrics.camera(&id.as_str().into());
-        wait_for("cycle camera decoding", Duration::from_secs(20), || s.frames_decoded.get() > 0);
+        wait_for("cycle camera decoding", Duration::from_secs(20), || s.counters.frames_decoded.get() > 0);
         rig.ingest.apply(vec![spec("steady", sim.url(1), DecodePolicy::Adaptive)]);
     };
     // Warm-up: GStreamer's thread pools, plugin caches and the allocator's arenas

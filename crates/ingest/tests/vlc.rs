@@ -55,8 +55,8 @@ fn frames_arrive_from_vlc_and_a_vlc_restart_is_survived() {
     rig.ingest.start(spec("vlc", format!("rtsp://127.0.0.1:{port}/cam"), DecodePolicy::Full));
     let s = rig.metrics.camera(&"vlc".into());
     rig.wait_state("vlc", CameraState::Streaming, Duration::from_secs(30));
-    let before = s.frames_decoded.get();
-    wait_for("frames from VLC", Duration::from_secs(20), || s.frames_decoded.get() >= before + 10);
+    let before = s.counters.frames_decoded.get();
+    wait_for("frames from VLC", Duration::from_secs(20), || s.counters.frames_decoded.get() >= before + 10);
     assert!(rig.hub.take(Duration::from_secs(2)).is_some());
 
     // VLC goes away and comes back on the same port.
@@ -65,8 +65,10 @@ fn frames_arrive_from_vlc_and_a_vlc_restart_is_survived() {
     std::thread::sleep(Duration::from_secs(2));
     let server = vlc(port);
     rig.wait_state("vlc", CameraState::Streaming, Duration::from_secs(30));
-    let before = s.frames_decoded.get();
-    wait_for("frames again after VLC's restart", Duration::from_secs(20), || s.frames_decoded.get() >= before + 10);
+    let before = s.counters.frames_decoded.get();
+    wait_for("frames again after VLC's restart", Duration::from_secs(20), || {
+        s.counters.frames_decoded.get() >= before + 10
+    });
     assert!(s.restarts_total() >= 1);
     rig.ingest.stop_all();
     kill(server);

@@ -127,7 +127,7 @@ pub(crate) async fn lease_step(
     };
     let applied = apply_held(node, plan.as_ref().map(|p| p.run.clone()), config_changed).await?;
     if let Some(Plan { run, hand_back, claimed, target }) = plan {
-        node.metrics.leases_held.set(run.len() as i64);
+        node.metrics.totals.leases_held.set(run.len() as i64);
         node.state.ready.store(run.len() >= target, Ordering::Relaxed);
         if !claimed.is_empty() || !hand_back.is_empty() {
             tracing::info!(held = run.len(), target, claimed = ?claimed, handed_back = hand_back.len(), "leases changed");

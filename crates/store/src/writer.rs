@@ -351,7 +351,7 @@ fn append_until_written(
         let t0 = std::time::Instant::now();
         match wal.append(groups) {
             Ok(a) => {
-                metrics.store.wal_sync_seconds.observe(t0.elapsed().as_secs_f64());
+                metrics.wal_sync_seconds.observe(t0.elapsed().as_secs_f64());
                 if failing_since.is_some() {
                     metrics.store.wal_failing.set(0);
                     tracing::info!("event log writable again");
@@ -506,7 +506,7 @@ async fn write_some(s: &mut PgWriter, pending: &mut VecDeque<Durable>, released:
                 s.w.db_up();
                 commit(s, r.end, r.bytes, r.records).await;
                 let events = r.msgs.iter().filter(|m| matches!(m, StoreMsg::Event(_))).count();
-                s.metrics.events_written.add(n as u64);
+                s.metrics.totals.events_written.add(n as u64);
                 s.metrics.store.events_replayed.add(events as u64);
                 while pending.front().is_some_and(|d| d.end <= r.end) {
                     pending.pop_front();
@@ -543,7 +543,7 @@ async fn write_some(s: &mut PgWriter, pending: &mut VecDeque<Durable>, released:
                 .take(n_items)
                 .fold((Pos::default(), 0, 0), |(_, b, r), d| (d.end, b + d.bytes, r + d.records));
             commit(s, end, bytes, records).await;
-            s.metrics.events_written.add(n as u64);
+            s.metrics.totals.events_written.add(n as u64);
             pending.drain(..n_items);
         }
         Err(e) => s.w.db_down(&e),

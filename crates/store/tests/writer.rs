@@ -207,7 +207,7 @@ async fn a_refused_row_does_not_block_the_rest(pool: PgPool) {
         journal.append(vec![StoreMsg::Event(event(cam, "person", 1))]).unwrap();
     }
     tokio::time::timeout(std::time::Duration::from_secs(10), h.finish()).await.expect("writer finishes");
-    assert_eq!(metrics.events_written.get(), 2);
+    assert_eq!(metrics.totals.events_written.get(), 2);
     assert_eq!(s.list_events(&EventFilter { limit: 10, ..Default::default() }).await.unwrap().len(), 2);
 }
 
