@@ -113,18 +113,20 @@ fn view(st: &AppState, info: &CameraInfo, role: Role) -> CameraView {
 fn full_view(st: &AppState, info: &CameraInfo) -> CameraView {
     let s = st.metrics.camera(&CameraId(info.id.clone()));
     let last = s.last_frame_ms.load(Ordering::Relaxed);
+    // One consistent copy of what the ingest published.
+    let live = s.live();
     CameraView {
         info: info.clone(),
-        status: if info.enabled { s.state() } else { CameraState::Stopped },
-        status_since: s.state_since(),
-        codec: s.codec(),
-        decoder: s.decoder(),
+        status: if info.enabled { live.state } else { CameraState::Stopped },
+        status_since: Some(live.since),
+        codec: live.codec,
+        decoder: live.decoder,
         decoding: Some(Decoding {
             policy: info.decode,
             mode: if s.decode_full() { "full" } else { "keyframes" },
             activity_score: s.activity(),
             switches: s.counters.mode_switches.get(),
-            last_switch_at: s.last_switch_at(),
+            last_switch_at: live.last_switch_at,
         }),
         frames_received: s.counters.frames_received.get(),
         frames_decoded: Some(s.counters.frames_decoded.get()),
@@ -145,9 +147,9 @@ fn full_view(st: &AppState, info: &CameraInfo) -> CameraView {
         restarts: s.restarts_total(),
         restarts_by_reason: RestartReason::ALL.iter().map(|r| (r.as_str(), s.restarts(*r))).collect(),
         last_frame_at: (last > 0).then(|| DateTime::from_timestamp_millis(last)).flatten(),
-        last_error: s.last_error(),
-        health: s.health(),
-        main_stream: s.main_stream(),
+        last_error: live.last_error,
+        health: live.health,
+        main_stream: live.main,
     }
 }
 

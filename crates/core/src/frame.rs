@@ -228,7 +228,7 @@ impl FrameHub {
             .enumerate()
             .filter(|(_, s)| !s.busy && !s.queue.is_empty())
             .map(|(i, s)| {
-                let detected = s.stats.last_detection_ms.load(std::sync::atomic::Ordering::Relaxed);
+                let detected = s.stats.last_detection_ms();
                 let active = s.stats.scene_active() || (detected > 0 && now_ms - detected < hold_ms);
                 let overdue = now.duration_since(s.last_taken) >= self.cfg.max_idle_check;
                 let group = if overdue {
@@ -351,7 +351,7 @@ mod tests {
     #[test]
     fn detections_count_as_activity_and_batches_take_distinct_cameras() {
         let (hub, stats) = hub_with(&["a", "b", "c"], SchedulerConfig { capacity: 2, ..Default::default() });
-        stats[2].last_detection_ms.store(Utc::now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
+        stats[2].activity_feedback().objects_seen(Utc::now());
         for c in ["a", "b", "c"] {
             hub.push(frame(c, 1));
             hub.push(frame(c, 2));

@@ -11,8 +11,9 @@ use crate::CameraId;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
 
 /// Metric names, in one place (see ARCHITECTURE.md).
 /// Names of the metrics not declared in a [`metric_set!`]: histograms and the
@@ -100,15 +101,61 @@ pub struct MainStream {
     pub error: Option<String>,
 }
 
-/// Slow-changing facts about a camera, behind one lock.
-#[derive(Debug, Default)]
-struct Live {
-    last_error: Option<String>,
-    decoder: Option<String>,
-    codec: Option<String>,
-    health: Health,
-    main: Option<MainStream>,
-    last_switch_at: Option<DateTime<Utc>>,
+/// What a camera is doing now, as its ingest supervisor publishes it on a
+/// `tokio::sync::watch` channel ([`CameraStats::subscribe`]): the state machine, its
+/// reason, health and the last error. Readers (the API, the maintenance policy, the
+/// inference pool, `varta bench`) take copies or wait for changes; only the ingest
+/// writes ([`CameraStats::publish`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CameraLive {
+    /// State of the camera's pipeline.
+    pub state: CameraState,
+    /// Why it is in that state (no credentials: redacted by the ingest).
+    pub reason: String,
+    /// When the state began.
+    pub since: DateTime<Utc>,
+    /// Latest health measurements and problems.
+    pub health: Health,
+    /// Last error, credentials removed.
+    pub last_error: Option<String>,
+    /// GStreamer decoder element in use.
+    pub decoder: Option<String>,
+    /// Codec of the analysed stream (`h264`, `h265`).
+    pub codec: Option<String>,
+    /// Last probe of the camera's main stream, if it has one.
+    pub main: Option<MainStream>,
+    /// When the decode mode last changed.
+    pub last_switch_at: Option<DateTime<Utc>>,
+}
+
+impl Default for CameraLive {
+    fn default() -> Self {
+        CameraLive {
+            state: CameraState::Starting,
+            reason: String::new(),
+            since: Utc::now(),
+            health: Health::default(),
+            last_error: None,
+            decoder: None,
+            codec: None,
+            main: None,
+            last_switch_at: None,
+        }
+    }
+}
+
+/// Detection's one signal back to the ingest: objects of interest were seen in an
+/// analysed frame. The decode gate keeps full decoding and the scheduler serves the
+/// camera first while such detections are recent. A narrow handle: it can do
+/// nothing else with the camera's stats.
+#[derive(Clone, Debug)]
+pub struct ActivityFeedback(Arc<CameraStats>);
+
+impl ActivityFeedback {
+    /// Records that objects of interest were seen at `at`.
+    pub fn objects_seen(&self, at: DateTime<Utc>) {
+        self.0.last_detection_ms.store(at.timestamp_millis(), Ordering::Relaxed);
+    }
 }
 
 /// A monotonically increasing counter.
@@ -340,15 +387,13 @@ pub struct CameraStats {
     /// Unix milliseconds of the last compressed buffer received, 0 if none yet.
     pub last_buffer_ms: AtomicI64,
     /// Unix milliseconds of the last analysed frame with an object of interest, 0 if
-    /// none yet (the detector's confirmation of activity for the decode gate).
-    pub last_detection_ms: AtomicI64,
+    /// none yet (written through [`ActivityFeedback`]).
+    last_detection_ms: AtomicI64,
     restarts: [Counter; RestartReason::ALL.len()],
-    state: AtomicU8,
-    state_since_ms: AtomicI64,
     decode_full: AtomicBool,
     activity: AtomicU32,
     scene_active: AtomicBool,
-    live: Mutex<Live>,
+    live: watch::Sender<CameraLive>,
 }
 
 impl Default for CameraStats {
@@ -359,32 +404,63 @@ impl Default for CameraStats {
             last_buffer_ms: AtomicI64::new(0),
             last_detection_ms: AtomicI64::new(0),
             restarts: Default::default(),
-            state: AtomicU8::new(CameraState::Starting.as_u8()),
-            state_since_ms: AtomicI64::new(Utc::now().timestamp_millis()),
             decode_full: AtomicBool::new(false),
             activity: AtomicU32::new(0),
             scene_active: AtomicBool::new(false),
-            live: Mutex::new(Live::default()),
+            live: watch::Sender::new(CameraLive::default()),
         }
     }
 }
 
 impl CameraStats {
+    /// A receiver of the camera's live state: `borrow()` for now, `changed()` to wait.
+    pub fn subscribe(&self) -> watch::Receiver<CameraLive> {
+        self.live.subscribe()
+    }
+    /// A copy of the camera's live state now.
+    pub fn live(&self) -> CameraLive {
+        self.live.borrow().clone()
+    }
+    /// The ingest's write: changes the live state with `f`; receivers are woken only
+    /// when something changed.
+    pub fn publish(&self, f: impl FnOnce(&mut CameraLive)) {
+        self.live.send_if_modified(|l| {
+            let before = l.clone();
+            f(l);
+            *l != before
+        });
+    }
+    /// The narrow handle detection reports activity through.
+    pub fn activity_feedback(self: &Arc<Self>) -> ActivityFeedback {
+        ActivityFeedback(self.clone())
+    }
+    /// Unix milliseconds of the last analysed frame with objects of interest, 0 if none.
+    pub fn last_detection_ms(&self) -> i64 {
+        self.last_detection_ms.load(Ordering::Relaxed)
+    }
     /// Current state.
     pub fn state(&self) -> CameraState {
-        CameraState::from_u8(self.state.load(Ordering::Relaxed))
+        self.live.borrow().state
     }
-    /// Sets the state; returns the previous one.
-    pub fn set_state(&self, s: CameraState) -> CameraState {
-        let old = CameraState::from_u8(self.state.swap(s.as_u8(), Ordering::Relaxed));
-        if old != s {
-            self.state_since_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
-        }
+    /// Publishes state `s` with `reason`; returns the previous state. The state's
+    /// start time moves only when the state changes.
+    pub fn set_state(&self, s: CameraState, reason: &str) -> CameraState {
+        let mut old = s;
+        self.publish(|l| {
+            old = l.state;
+            if l.state != s {
+                l.state = s;
+                l.since = Utc::now();
+            }
+            if l.reason != reason {
+                l.reason = reason.to_owned();
+            }
+        });
         old
     }
     /// When the current state began.
     pub fn state_since(&self) -> Option<DateTime<Utc>> {
-        DateTime::from_timestamp_millis(self.state_since_ms.load(Ordering::Relaxed))
+        Some(self.live.borrow().since)
     }
     /// Counts a restart for `reason`.
     pub fn count_restart(&self, reason: RestartReason) {
@@ -406,12 +482,12 @@ impl CameraStats {
     pub fn set_decode_full(&self, full: bool) {
         if self.decode_full.swap(full, Ordering::Relaxed) != full {
             self.counters.mode_switches.inc();
-            self.live.lock().unwrap().last_switch_at = Some(Utc::now());
+            self.publish(|l| l.last_switch_at = Some(Utc::now()));
         }
     }
     /// When the decode mode last changed.
     pub fn last_switch_at(&self) -> Option<DateTime<Utc>> {
-        self.live.lock().unwrap().last_switch_at
+        self.live.borrow().last_switch_at
     }
     /// Activity score of the compressed stream (1 = the idle baseline).
     pub fn activity(&self) -> f32 {
@@ -429,41 +505,42 @@ impl CameraStats {
     }
     /// Last error, credentials already removed.
     pub fn last_error(&self) -> Option<String> {
-        self.live.lock().unwrap().last_error.clone()
+        self.live.borrow().last_error.clone()
     }
     /// Records the last error (must already be redacted).
     pub fn set_last_error(&self, e: Option<String>) {
-        self.live.lock().unwrap().last_error = e;
+        self.publish(|l| l.last_error = e);
     }
     /// GStreamer decoder element in use.
     pub fn decoder(&self) -> Option<String> {
-        self.live.lock().unwrap().decoder.clone()
+        self.live.borrow().decoder.clone()
     }
     /// Records the decoder element and codec in use.
     pub fn set_decoder(&self, decoder: &str, codec: &str) {
-        let mut l = self.live.lock().unwrap();
-        l.decoder = Some(decoder.to_owned());
-        l.codec = Some(codec.to_owned());
+        self.publish(|l| {
+            l.decoder = Some(decoder.to_owned());
+            l.codec = Some(codec.to_owned());
+        });
     }
     /// Codec of the analysed stream (`h264`, `h265`).
     pub fn codec(&self) -> Option<String> {
-        self.live.lock().unwrap().codec.clone()
+        self.live.borrow().codec.clone()
     }
     /// Latest health measurements.
     pub fn health(&self) -> Health {
-        self.live.lock().unwrap().health.clone()
+        self.live.borrow().health.clone()
     }
     /// Records health measurements.
     pub fn set_health(&self, h: Health) {
-        self.live.lock().unwrap().health = h;
+        self.publish(|l| l.health = h);
     }
     /// Last main-stream probe, if the camera has a main stream.
     pub fn main_stream(&self) -> Option<MainStream> {
-        self.live.lock().unwrap().main.clone()
+        self.live.borrow().main.clone()
     }
     /// Records a main-stream probe.
     pub fn set_main_stream(&self, m: Option<MainStream>) {
-        self.live.lock().unwrap().main = m;
+        self.publish(|l| l.main = m);
     }
 }
 
@@ -632,7 +709,7 @@ mod tests {
         let s = r.camera(&"cam-1".into());
         s.counters.frames_received.add(5);
         s.counters.frames_stale.inc();
-        s.set_state(CameraState::Streaming);
+        s.set_state(CameraState::Streaming, "frames arriving");
         s.count_restart(RestartReason::Stall);
         r.inference_seconds.observe(0.03);
         let text = r.render_prometheus();

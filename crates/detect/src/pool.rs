@@ -345,7 +345,7 @@ fn worker(mut det: Detector, sh: &Shared) {
                     // Confirms activity to the decode gate and the scheduler: while
                     // new or moving objects of interest are in view, the camera stays
                     // on full decoding and is served first.
-                    taken.stats.last_detection_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+                    taken.stats.activity_feedback().objects_seen(chrono::Utc::now());
                 }
                 emits.extend(e);
             }

@@ -102,7 +102,7 @@ impl Gate {
     pub fn on_buffer(&mut self, buf: &gst::BufferRef, now_ms: i64, stats: &CameraStats) -> GateAction {
         let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
         let now = Instant::now();
-        let detected = stats.last_detection_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let detected = stats.last_detection_ms();
         let since = now_ms - detected;
         if detected > 0 && since >= 0 && (since as u128) < self.quiet.as_millis() {
             // Not on keyframes: the decision to switch is taken on delta units.
@@ -309,7 +309,7 @@ mod tests {
     #[test]
     fn a_detection_keeps_a_busy_scene_on_full_decoding() {
         gst::init().unwrap();
-        let stats = CameraStats::default();
+        let stats = std::sync::Arc::new(CameraStats::default());
         let mut g = Gate::new(DecodePolicy::Adaptive, 2.5, Duration::from_secs(5), Duration::ZERO);
         let unit = |key: bool| {
             let mut b = gst::Buffer::with_size(5000).unwrap();
@@ -323,7 +323,7 @@ mod tests {
         for _ in 0..5 {
             assert!(matches!(g.on_buffer(&unit(false), now_ms(), &stats), GateAction::Drop));
         }
-        stats.last_detection_ms.store(chrono::Utc::now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
+        stats.activity_feedback().objects_seen(chrono::Utc::now());
         assert!(matches!(g.on_buffer(&unit(false), now_ms(), &stats), GateAction::ReplayThenPass(h) if h.len() == 5));
         assert!(stats.decode_full());
     }

@@ -495,7 +495,7 @@ impl Supervisor {
     /// Records a transition unless it repeats the last one; `key` says what counts as
     /// the same (for `degraded`: the same problems, whatever their durations).
     fn transition_keyed(&self, state: CameraState, reason: &str, key: &str) {
-        self.stats.set_state(state);
+        self.stats.set_state(state, reason);
         {
             let mut last = self.announced.borrow_mut();
             // Each failure is news even when the previous one was too; a degraded

@@ -38,8 +38,9 @@ pub(crate) async fn maintenance_loop(node: Arc<NodeCtx>, m: crate::config::Maint
         seen.retain(|k, _| held.contains(k));
         let now = chrono::Utc::now();
         for cam in held {
-            let stats = node.metrics.camera(&varta_core::CameraId(cam.clone()));
-            let state = stats.state();
+            // One consistent copy of what the camera's ingest published.
+            let live = node.metrics.camera(&varta_core::CameraId(cam.clone())).live();
+            let state = live.state;
             let t = seen.entry(cam.clone()).or_insert_with(|| Trouble { maybe_open: true, ..Default::default() });
             let mut recovered: Vec<TaskKind> = Vec::new();
             if state == CameraState::Stopped {
@@ -50,9 +51,9 @@ pub(crate) async fn maintenance_loop(node: Arc<NodeCtx>, m: crate::config::Maint
                     recovered.push(TaskKind::Offline);
                 }
             } else {
-                let since = *t.down_since.get_or_insert(stats.state_since().unwrap_or(now).min(now));
+                let since = *t.down_since.get_or_insert(live.since.min(now));
                 if now - since >= offline_after {
-                    let reason = stats.last_error().unwrap_or_else(|| format!("camera {}", state.as_str()));
+                    let reason = live.last_error.clone().unwrap_or_else(|| format!("camera {}", state.as_str()));
                     let reason = varta_core::redact::redact_text(&reason);
                     match node.store.open_camera_task(&cam, TaskKind::Offline, &reason, since).await {
                         Ok(Some(id)) => tracing::warn!(camera = %cam, task = id, "maintenance task opened: offline"),
@@ -62,7 +63,7 @@ pub(crate) async fn maintenance_loop(node: Arc<NodeCtx>, m: crate::config::Maint
                     t.maybe_open = true;
                 }
             }
-            let problems = if state.is_up() { stats.health().problems } else { Vec::new() };
+            let problems = if state.is_up() { live.health.problems.clone() } else { Vec::new() };
             for &p in &problems {
                 let since = *t.problems.entry(p).or_insert(now);
                 if now - since >= degraded_after {
