@@ -9,6 +9,7 @@
 
 use crate::auth::{Caller, Perm};
 use crate::error::{int_id, ApiResult, Q};
+use crate::wire::{self, Alert};
 use crate::{AppState, Page};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -24,16 +25,15 @@ use tokio::sync::{broadcast, mpsc};
 use utoipa::IntoParams;
 use varta_core::err;
 use varta_core::metrics::Registry;
-use varta_store::alerts::AlertRow;
 use varta_store::Store;
 
 /// What the hub hears.
 #[derive(Clone, Debug)]
 pub enum HubMsg {
     /// A new alert.
-    Alert(Arc<AlertRow>),
+    Alert(Arc<Alert>),
     /// An alert was acknowledged.
-    Ack(Arc<AlertRow>),
+    Ack(Arc<Alert>),
     /// A token was revoked, an account disabled or its password changed: every
     /// stream re-checks its token before it sends anything more.
     Revoked,
@@ -94,7 +94,7 @@ async fn listen(store: Store, tx: broadcast::Sender<HubMsg>, metrics: Arc<Regist
                 Ok(rows) => {
                     for a in rows {
                         last = Some(last.map_or(a.id, |l| l.max(a.id)));
-                        let _ = tx.send(HubMsg::Alert(Arc::new(a)));
+                        let _ = tx.send(HubMsg::Alert(Arc::new(a.into())));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "alert listener: catching up failed"),
@@ -129,7 +129,7 @@ async fn listen(store: Store, tx: broadcast::Sender<HubMsg>, metrics: Arc<Regist
             };
             match store.alert(id).await {
                 Ok(Some(a)) => {
-                    let a = Arc::new(a);
+                    let a = Arc::new(Alert::from(a));
                     if is_ack {
                         let _ = tx.send(HubMsg::Ack(a));
                     } else {
@@ -164,28 +164,28 @@ pub struct ListParams {
 
 /// Alerts, newest first.
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", security(("bearer" = [])), params(ListParams),
-    responses((status = 200, body = Page<AlertRow>), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
-pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<ListParams>) -> ApiResult<Json<Page<AlertRow>>> {
+    responses((status = 200, body = Page<Alert>), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<ListParams>) -> ApiResult<Json<Page<Alert>>> {
     c.require(Perm::Alerts)?;
     let limit = crate::limit(p.limit, 100, 500)?;
     let before = p.cursor.as_deref().map(crate::id_cursor).transpose()?;
     let items = st.store.list_alerts(p.open, before, limit).await?;
     let detail = serde_json::json!({"open": p.open, "before": before, "count": items.len()});
     st.store.audit(&c.audit("alert_list", None, detail)).await?;
-    Ok(Json(Page::by_id(items, limit, |a| a.id)))
+    Ok(Json(Page::by_id(wire::all(items), limit, |a: &Alert| a.id)))
 }
 
 /// Acknowledges an alert in the caller's name. A second acknowledgement is refused
 /// (409) and names the first.
 #[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", security(("bearer" = [])),
     params(("id" = i64, Path, description = "alert id")),
-    responses((status = 200, body = AlertRow), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
-pub async fn ack(State(st): State<Arc<AppState>>, c: Caller, Path(id): Path<String>) -> ApiResult<Json<AlertRow>> {
+    responses((status = 200, body = Alert), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
+pub async fn ack(State(st): State<Arc<AppState>>, c: Caller, Path(id): Path<String>) -> ApiResult<Json<Alert>> {
     c.require(Perm::Alerts)?;
     let id = int_id(&id)?;
     let a =
         st.store.ack_alert(id, &c.who.name, &c.audit("alert_ack", Some(id.to_string()), serde_json::json!({}))).await?;
-    Ok(Json(a))
+    Ok(Json(a.into()))
 }
 
 /// Stream parameters.
@@ -229,8 +229,8 @@ pub async fn stream(
     };
     // Subscribe before reading the backlog, so nothing falls between the two.
     let mut rx = st.alerts.subscribe();
-    let backlog = match last {
-        Some(id) => st.store.alerts_since(id, RESUME_OVERLAP_SECS, RESUME_MAX).await?,
+    let backlog: Vec<Alert> = match last {
+        Some(id) => wire::all(st.store.alerts_since(id, RESUME_OVERLAP_SECS, RESUME_MAX).await?),
         None => Vec::new(),
     };
     st.store.audit(&c.audit("alert_stream_open", None, serde_json::json!({"last_id": last}))).await?;
@@ -299,7 +299,7 @@ pub async fn stream(
                                     return;
                                 }
                                 newest = newest.max(a.id);
-                                if out.send(Ok(alert_event(&a))).await.is_err() {
+                                if out.send(Ok(alert_event(&a.into()))).await.is_err() {
                                     return;
                                 }
                             }
@@ -377,6 +377,6 @@ impl Drop for StreamSlot {
     }
 }
 
-fn alert_event(a: &AlertRow) -> Event {
+fn alert_event(a: &Alert) -> Event {
     Event::default().id(a.id.to_string()).event("alert").data(serde_json::to_string(a).unwrap_or_default())
 }

@@ -3,6 +3,7 @@
 
 use crate::auth::{Caller, Perm};
 use crate::error::{ApiResult, Q};
+use crate::wire;
 use crate::{ApiError, AppState, Page};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -63,9 +64,9 @@ pub fn time(name: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiErr
 
 /// Searches events, newest first. Each search is audited with its filters.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", security(("bearer" = [])), params(Params),
-    responses((status = 200, body = Page<EventRow>), (status = 400, body = crate::ErrorBody),
+    responses((status = 200, body = Page<wire::Event>), (status = 400, body = crate::ErrorBody),
     (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
-pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<Params>) -> ApiResult<Json<Page<EventRow>>> {
+pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<Params>) -> ApiResult<Json<Page<wire::Event>>> {
     c.require(Perm::Events)?;
     let limit = crate::limit(p.limit, 100, 1000)?;
     let f = EventFilter {
@@ -85,7 +86,7 @@ pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<Params>) -
     st.store.audit(&c.audit("event_search", None, detail)).await?;
     let items = st.store.list_events(&f).await?;
     let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(event_cursor)).flatten();
-    Ok(Json(Page { items, next_cursor }))
+    Ok(Json(Page { items: wire::all(items), next_cursor }))
 }
 
 /// Snapshot query parameters.

@@ -20,6 +20,7 @@ pub mod session;
 pub mod sinks;
 mod tasks;
 pub mod tls;
+pub mod wire;
 
 pub use error::{ApiError, ApiResult};
 

@@ -3,6 +3,7 @@
 
 use crate::auth::{Caller, Perm};
 use crate::error::{ApiResult, Q};
+use crate::wire;
 use crate::{AppState, Page};
 use axum::extract::State;
 use axum::http::header;
@@ -14,9 +15,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use varta_core::err;
-use varta_store::accounts::AuditRow;
-use varta_store::queries::{CameraStatusRow, NodeRow};
-use varta_store::uptime::UptimeReport;
 
 /// A site with its cameras' last recorded state (across every node).
 #[derive(Serialize, ToSchema)]
@@ -28,7 +26,7 @@ pub struct SiteView {
     /// Cameras with a state other than `streaming` (disabled ones excepted).
     pub cameras_down: usize,
     /// Its cameras.
-    pub cameras: Vec<CameraStatusRow>,
+    pub cameras: Vec<wire::CameraStatus>,
 }
 
 /// Sites and their cameras' state: the contractor's overview.
@@ -45,7 +43,7 @@ pub async fn sites(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Json
         if cam.enabled && cam.state.as_deref() != Some("streaming") {
             s.cameras_down += 1;
         }
-        s.cameras.push(cam);
+        s.cameras.push(cam.into());
     }
     Ok(Json(out))
 }
@@ -85,7 +83,7 @@ fn month_range(m: &str) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
 /// Uptime per camera and site over a period, from the recorded state transitions;
 /// as JSON, or as CSV (`format=csv`) for the contract's monthly statement.
 #[utoipa::path(get, path = "/api/v1/uptime", tag = "health", security(("bearer" = [])), params(UptimeParams),
-    responses((status = 200, body = UptimeReport), (status = 200, content_type = "text/csv", body = String),
+    responses((status = 200, body = wire::UptimeReport), (status = 200, content_type = "text/csv", body = String),
     (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub async fn uptime(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<UptimeParams>) -> ApiResult<Response> {
     c.require(Perm::Health)?;
@@ -112,7 +110,7 @@ pub async fn uptime(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<UptimePa
     }
     let r = st.store.uptime(from, to, p.site.as_deref(), p.camera.as_deref()).await?;
     if !csv {
-        return Ok(Json(r).into_response());
+        return Ok(Json(wire::UptimeReport::from(r)).into_response());
     }
     let mut out = String::new();
     if scope == "site" {
@@ -169,10 +167,10 @@ fn csv_field(s: &str) -> String {
 
 /// Nodes seen in the last week and the cameras each holds.
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = Vec<NodeRow>), (status = 403, body = crate::ErrorBody)))]
-pub async fn nodes(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Json<Vec<NodeRow>>> {
+    responses((status = 200, body = Vec<wire::Node>), (status = 403, body = crate::ErrorBody)))]
+pub async fn nodes(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Json<Vec<wire::Node>>> {
     c.require(Perm::Nodes)?;
-    Ok(Json(st.store.nodes(7).await?))
+    Ok(Json(wire::all(st.store.nodes(7).await?)))
 }
 
 /// Benchmark runs (`varta bench`), newest first.
@@ -202,19 +200,19 @@ pub struct AuditParams {
 
 /// The audit log, newest first (admin; read-only: nothing in the API changes it).
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin", security(("bearer" = [])), params(AuditParams),
-    responses((status = 200, body = Page<AuditRow>), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = Page<wire::AuditRecord>), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub async fn audit(
     State(st): State<Arc<AppState>>,
     c: Caller,
     Q(p): Q<AuditParams>,
-) -> ApiResult<Json<Page<AuditRow>>> {
+) -> ApiResult<Json<Page<wire::AuditRecord>>> {
     c.require(Perm::Admin)?;
     let limit = crate::limit(p.limit, 100, 500)?;
     let before = p.cursor.as_deref().map(crate::id_cursor).transpose()?;
     let items = st.store.list_audit(p.actor.as_deref(), p.action.as_deref(), before, limit).await?;
     let detail = serde_json::json!({"actor": p.actor, "action": p.action, "before": before, "count": items.len()});
     st.store.audit(&c.audit("audit_read", None, detail)).await?;
-    Ok(Json(Page::by_id(items, limit, |a| a.id)))
+    Ok(Json(Page::by_id(wire::all(items), limit, |a: &wire::AuditRecord| a.id)))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Login, logout, who am I; user management for administrators.
 
-use crate::auth::{self, Caller, ClientAddr, Perm, Role, COOKIE};
+use crate::auth::{self, Caller, ClientAddr, Perm, COOKIE};
 use crate::error::{ApiResult, Body};
+use crate::wire::{self, Role, User};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
 use varta_core::err;
-use varta_store::accounts::{AuditEntry, Reservation, User};
+use varta_store::accounts::{AuditEntry, Reservation};
 
 /// Login request.
 #[derive(Deserialize, ToSchema)]
@@ -111,7 +112,7 @@ pub async fn login(
     let secure = if st.api.tls { "; Secure" } else { "" };
     let max_age = (expires_at - Utc::now()).num_seconds();
     let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
-    let body = Session { token, expires_at, name: l.username, role };
+    let body = Session { token, expires_at, name: l.username, role: role.into() };
     Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
@@ -129,7 +130,7 @@ pub async fn logout(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Res
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 401, body = crate::ErrorBody)))]
 pub async fn me(c: Caller) -> Json<Me> {
-    Json(Me { name: c.who.name, role: c.who.role })
+    Json(Me { name: c.who.name, role: c.who.role.into() })
 }
 
 /// A new account.
@@ -167,7 +168,7 @@ pub async fn list_users(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult
     c.require(Perm::Admin)?;
     let users = st.store.list_users().await?;
     st.store.audit(&c.audit("user_list", None, serde_json::json!({"count": users.len()}))).await?;
-    Ok(Json(users))
+    Ok(Json(wire::all(users)))
 }
 
 /// Creates an account (admin).
@@ -178,8 +179,8 @@ pub async fn add_user(State(st): State<Arc<AppState>>, c: Caller, Body(u): Body<
     check_new_user(&u.name, &u.password)?;
     let pw = u.password;
     let hash = st.hasher.run(move || auth::hash_password(&pw)).await??;
-    let audit = c.audit("user_add", Some(u.name.clone()), serde_json::json!({"role": u.role.as_str()}));
-    st.store.upsert_user(&u.name, u.role, &hash, false, &audit).await?;
+    let audit = c.audit("user_add", Some(u.name.clone()), serde_json::json!({"role": u.role}));
+    st.store.upsert_user(&u.name, u.role.into(), &hash, false, &audit).await?;
     Ok((StatusCode::CREATED, Json(Me { name: u.name, role: u.role })).into_response())
 }
 

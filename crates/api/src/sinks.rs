@@ -10,11 +10,11 @@
 
 use crate::alerts::{AlertHub, HubMsg};
 use crate::config::AlertsConfig;
+use crate::wire::Alert;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use varta_core::redact::redact_url;
-use varta_store::alerts::AlertRow;
 use varta_store::Store;
 
 /// MQTT connection settings, resolved from config and credentials.
@@ -177,7 +177,7 @@ async fn run(
     }
 }
 
-async fn claim(store: &Store, a: &AlertRow, sink: &str, node: &str) -> bool {
+async fn claim(store: &Store, a: &Alert, sink: &str, node: &str) -> bool {
     match store.claim_delivery(a.id, sink, node).await {
         Ok(c) => c,
         Err(e) => {
@@ -188,7 +188,7 @@ async fn claim(store: &Store, a: &AlertRow, sink: &str, node: &str) -> bool {
 }
 
 /// POSTs the alert as JSON (signed when a key is set), retrying with backoff.
-async fn webhook(store: Store, a: Arc<AlertRow>, sink: String, url: String, attempts: u32, key: Option<Arc<Vec<u8>>>) {
+async fn webhook(store: Store, a: Arc<Alert>, sink: String, url: String, attempts: u32, key: Option<Arc<Vec<u8>>>) {
     let body = serde_json::to_vec(&*a).unwrap_or_default();
     let mut last = String::new();
     for n in 1..=attempts {

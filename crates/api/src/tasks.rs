@@ -4,6 +4,7 @@
 
 use crate::auth::{Caller, Perm};
 use crate::error::{int_id, ApiResult, Body, Q};
+use crate::wire::{self, Task};
 use crate::{AppState, Page};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,7 +13,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use varta_core::err;
-use varta_store::tasks::{Task, TaskChange, TaskFilter, TaskKind, TaskState};
+use varta_store::tasks::{TaskChange, TaskFilter, TaskKind, TaskState};
 
 /// Task list filters.
 #[derive(Deserialize, IntoParams)]
@@ -53,7 +54,7 @@ pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<ListParams
         limit,
     };
     let items = st.store.list_tasks(&f).await?;
-    Ok(Json(Page::by_id(items, limit, |t| t.id)))
+    Ok(Json(Page::by_id(wire::all(items), limit, |t: &Task| t.id)))
 }
 
 /// A task opened by hand.
@@ -97,7 +98,7 @@ pub async fn create(
     }
     let audit = c.audit("task_open", None, serde_json::json!({"site": t.site, "camera": t.camera, "kind": t.kind}));
     let task = st.store.open_task_by(&c.who.name, &t.site, t.camera.as_deref(), kind, t.reason.trim(), &audit).await?;
-    Ok((StatusCode::CREATED, Json(task)))
+    Ok((StatusCode::CREATED, Json(task.into())))
 }
 
 /// A change to a task.
@@ -143,7 +144,7 @@ pub async fn change(
         c.require(Perm::Admin)?;
     }
     let change = TaskChange { state, assignee: ch.assignee, notes: ch.notes };
-    let audit = |before: &Task, after: &Task| {
+    let audit = |before: &varta_store::tasks::Task, after: &varta_store::tasks::Task| {
         c.audit(
             "task_change",
             Some(id.to_string()),
@@ -156,5 +157,5 @@ pub async fn change(
         )
     };
     let (_, after) = st.store.change_task(id, &c.who.name, &change, &audit).await?;
-    Ok(Json(after))
+    Ok(Json(after.into()))
 }

@@ -10,7 +10,7 @@ use sqlx::Row;
 use varta_core::{err, Error};
 
 /// An account's role: what its holder may see and do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Police operator: alerts, events, snapshots, acknowledgements.
@@ -52,7 +52,7 @@ impl std::str::FromStr for Role {
 }
 
 /// An account as listed (never with its hash).
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct User {
     /// Row id.
     pub id: i64,
@@ -149,7 +149,7 @@ impl<'a> AuditEntry<'a> {
 }
 
 /// An audit row as read back.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct AuditRow {
     /// Row id (ascending in time).
     pub id: i64,
@@ -164,7 +164,6 @@ pub struct AuditRow {
     /// From where.
     pub address: Option<String>,
     /// Details.
-    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 

@@ -11,7 +11,7 @@ use varta_core::{err, Error};
 pub const CHANNEL: &str = "varta_alerts";
 
 /// An alert with what the console shows of its event.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct AlertRow {
     /// Alert id: increasing, the SSE event id.
     pub id: i64,

@@ -25,7 +25,7 @@ pub struct EventFilter {
 }
 
 /// One event as the API shows it.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct EventRow {
     /// UUIDv7.
     pub id: uuid::Uuid,
@@ -105,7 +105,7 @@ impl Store {
 }
 
 /// A camera's last recorded state, from `camera_status` (whichever node wrote it).
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct CameraStatusRow {
     /// Camera id.
     pub camera: String,
@@ -130,7 +130,7 @@ pub struct CameraStatusRow {
 }
 
 /// A node with its leases.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct NodeRow {
     /// Node run id.
     pub id: uuid::Uuid,

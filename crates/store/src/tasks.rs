@@ -12,7 +12,7 @@ use sqlx::Row;
 use varta_core::{err, Error};
 
 /// What a task is about: a camera's trouble as a node sees it, or `other` (by people).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
     /// The camera is not streaming.
@@ -30,7 +30,7 @@ pub enum TaskKind {
 }
 
 /// Where a task stands, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Nobody has taken it.
@@ -148,7 +148,7 @@ impl std::fmt::Display for TaskState {
 }
 
 /// A task as the API shows it.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct Task {
     /// Row id.
     pub id: i64,

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use varta_core::{err, Error};
 
 /// One outage within the period (clipped to it).
-#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Outage {
     /// Start (the period's start if it began before).
     pub start: DateTime<Utc>,
@@ -36,7 +36,7 @@ pub struct Outage {
 }
 
 /// One camera over the period.
-#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct CameraUptime {
     /// Camera id.
     pub camera: String,
@@ -55,7 +55,7 @@ pub struct CameraUptime {
 }
 
 /// One site: its cameras' time added up.
-#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct SiteUptime {
     /// Site id.
     pub site: String,
@@ -72,7 +72,7 @@ pub struct SiteUptime {
 }
 
 /// The report for a period.
-#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct UptimeReport {
     /// Period start.
     pub from: DateTime<Utc>,
