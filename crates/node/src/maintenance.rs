@@ -83,12 +83,15 @@ pub(crate) async fn maintenance_loop(node: Arc<NodeCtx>, m: crate::config::Maint
                 recovered.push(p.into());
             }
             if state.is_up() && t.maybe_open {
-                recovered.extend(TaskKind::HEALTH);
-                recovered.retain(|k| !problems.iter().any(|&p| TaskKind::from(p) == *k));
+                // Every health kind not seen now, each once (some may be in `gone`).
+                for k in TaskKind::HEALTH {
+                    if !recovered.contains(&k) && !problems.iter().any(|&p| TaskKind::from(p) == k) {
+                        recovered.push(k);
+                    }
+                }
                 t.maybe_open = false;
             }
             if !recovered.is_empty() {
-                recovered.dedup();
                 let kinds = recovered;
                 match node.store.camera_recovered(&cam, &kinds, now).await {
                     Ok(n) if n > 0 => {
