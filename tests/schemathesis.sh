@@ -44,6 +44,10 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && b
 # examples; the others mostly meet refusals, which must be 403s, never 5xx. The
 # admin goes last: its run may disable accounts (DELETE /users/{name} with names
 # taken from GET /users).
+# One worker: schemathesis's workers are threads, and on CPython 3.11 two threads
+# building ASTs at once (hypothesis reads strategy lambdas' source with `ast`) share
+# one recursion counter, which fails at random with "AST constructor recursion depth
+# mismatch" (CPython gh-106905). Seen 1 run in 4 with `--workers 2`.
 for role in operator contractor admin; do
   examples="${SCHEMATHESIS_EXAMPLES:-50}"
   [ "$role" = admin ] || examples=$(( (examples + 1) / 2 ))
@@ -57,7 +61,7 @@ for role in operator contractor admin; do
     --max-examples "$examples" \
     --seed 7 \
     --request-timeout 10 \
-    --workers 2 || { tail -n 50 "$work/api.log"; exit 1; }
+    --workers 1 || { tail -n 50 "$work/api.log"; exit 1; }
 done
 if grep -q "internal error in API" "$work/api.log"; then
   grep "internal error in API" "$work/api.log" | head; die "the API logged internal errors"
