@@ -185,7 +185,7 @@ fn upscale(f: &Frame, w: u32, h: u32) -> Frame {
 
 fn preprocess(spec: &ModelSpec, frames: &[Frame], seconds: u64) -> Result<()> {
     let mut det = Detector::new(&RuntimeOptions::cpu(1), spec, spec.read_labels()?)?;
-    let mut input = vec![0.0f32; (spec.width * spec.height * 3) as usize];
+    let mut input = varta_detect::preprocess::input_tensor(spec, 1);
     let sizes = [(frames[0].width, frames[0].height), (1920, 1080)];
     let budget = Duration::from_secs(seconds.max(2)) / 4;
     for (w, h) in sizes {
@@ -194,7 +194,8 @@ fn preprocess(spec: &ModelSpec, frames: &[Frame], seconds: u64) -> Result<()> {
         // Preprocessing alone.
         let (mut n, t0) = (0usize, Instant::now());
         while t0.elapsed() < budget {
-            varta_detect::preprocess::fill(&mut input, &set[n % set.len()], spec);
+            let image = varta_detect::preprocess::image_mut(&mut input, 0, spec.layout);
+            varta_detect::preprocess::fill(image, &set[n % set.len()], spec);
             n += 1;
         }
         let pre_ms = t0.elapsed().as_secs_f64() * 1000.0 / n as f64;
@@ -221,12 +222,8 @@ fn preprocess(spec: &ModelSpec, frames: &[Frame], seconds: u64) -> Result<()> {
 /// Inferences per second of `threads` raw sessions looping on a ready tensor.
 pub(crate) fn raw_loop(spec: &ModelSpec, frame: &Frame, threads: usize, secs: u64) -> Result<f64> {
     let env = varta_detect::runtime::environment(&varta_detect::runtime::library_path())?;
-    let mut input = vec![0.0f32; (spec.width * spec.height * 3) as usize];
-    varta_detect::preprocess::fill(&mut input, frame, spec);
-    let shape: Vec<i64> = match spec.layout {
-        varta_detect::manifest::Layout::Nhwc => vec![1, spec.height as i64, spec.width as i64, 3],
-        varta_detect::manifest::Layout::Nchw => vec![1, 3, spec.height as i64, spec.width as i64],
-    };
+    let mut input = varta_detect::preprocess::input_tensor(spec, 1);
+    varta_detect::preprocess::fill(varta_detect::preprocess::image_mut(&mut input, 0, spec.layout), frame, spec);
     let input = Arc::new(input);
     // The same session options as the pool's workers, so only the pool's own work differs.
     let opts = RuntimeOptions::cpu(1);
@@ -238,11 +235,11 @@ pub(crate) fn raw_loop(spec: &ModelSpec, frame: &Frame, threads: usize, secs: u6
     let handles: Vec<_> = sessions
         .into_iter()
         .map(|mut s| {
-            let (input, shape, name) = (input.clone(), shape.clone(), spec.input.clone());
+            let (input, name) = (input.clone(), spec.input.clone());
             std::thread::spawn(move || -> Result<u64> {
                 let mut n = 0;
                 while Instant::now() < deadline {
-                    let t = ort::value::TensorRef::from_array_view((shape.clone(), input.as_slice()))?;
+                    let t = ort::value::TensorRef::from_array_view(input.view())?;
                     let out = s.run(ort::inputs![name.as_str() => t])?;
                     drop(out);
                     n += 1;

@@ -45,10 +45,10 @@ fn decoding(c: &mut Criterion) {
         })
         .collect();
     rows.sort_by(|a, b| b[4].total_cmp(&a[4]));
-    let rows: Vec<f32> = rows.concat();
-    assert!(varta_detect::decode::centernet(&rows, 80, 0.4).len() > 10);
+    let rows = ndarray::Array2::from_shape_vec((100, 6), rows.concat()).expect("100 x 6");
+    assert!(varta_detect::decode::centernet(rows.view(), 80, 0.4).len() > 10);
     c.bench_function("decode/centernet 100 rows", |b| {
-        b.iter(|| varta_detect::decode::centernet(black_box(&rows), 80, 0.4))
+        b.iter(|| varta_detect::decode::centernet(black_box(rows.view()), 80, 0.4))
     });
     // YOLO (Ultralytics, 640): 8400 anchors × (4 + 80), a few dozen above threshold.
     let anchors = 8400;
@@ -61,8 +61,9 @@ fn decoding(c: &mut Criterion) {
             *v = if *v > 0.9995 { 0.8 } else { *v * 0.1 };
         }
     }
+    let data = ndarray::Array2::from_shape_vec((4 + 80, anchors), data).expect("84 x 8400");
     c.bench_function("decode/yolo 8400 anchors x 80 classes", |b| {
-        b.iter(|| varta_detect::decode::yolo(black_box(&data), 80, anchors, false, 0.4, 0.5))
+        b.iter(|| varta_detect::decode::yolo(black_box(data.view()), 80, 0.4, 0.5))
     });
 }
 
@@ -70,11 +71,14 @@ fn preprocessing(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/models.toml");
     let spec = varta_detect::manifest::load(&root, &varta_detect::config::DetectConfig::default().model)
         .expect("models/models.toml");
-    let mut dst = vec![0.0f32; (spec.width * spec.height * 3) as usize];
+    let mut dst = varta_detect::preprocess::input_tensor(&spec, 1);
     for (w, h) in [(768, 576), (1920, 1080)] {
         let f = frame(w, h);
         c.bench_function(&format!("preprocess/{w}x{h} I420 -> {}x{} RGB", spec.width, spec.height), |b| {
-            b.iter(|| varta_detect::preprocess::fill(black_box(&mut dst), black_box(&f), &spec))
+            b.iter(|| {
+                let image = varta_detect::preprocess::image_mut(black_box(&mut dst), 0, spec.layout);
+                varta_detect::preprocess::fill(image, black_box(&f), &spec)
+            })
         });
     }
 }

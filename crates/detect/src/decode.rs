@@ -1,15 +1,22 @@
 //! Output decoders: from a model's output tensors to [`Detection`]s in input pixels.
 //!
-//! Each takes one image's slice of the batch; `labels` is the number of classes.
+//! Each takes one image of the batch as an ndarray view shaped as the model's
+//! output (the batch axis removed); `labels` is the number of classes. A view whose
+//! shape does not fit the decoder gives no detections (the manifest check at load,
+//! `runtime::check_shapes`, refuses such models first).
 
 use crate::{iou, Detection};
+use ndarray::{s, Array1, ArrayView1, ArrayView2, Zip};
 
-/// `centernet`: rows `x1, y1, x2, y2, score, class` (boxes in input pixels, NMS
-/// done by the graph), keeping rows scoring at least `min_score`. Rows are sorted
-/// by score, so decoding stops at the first one below it.
-pub fn centernet(rows: &[f32], labels: usize, min_score: f32) -> Vec<Detection> {
+/// `centernet`: rows `[N, 6]` of `x1, y1, x2, y2, score, class` (boxes in input
+/// pixels, NMS done by the graph), keeping rows scoring at least `min_score`. Rows
+/// are sorted by score, so decoding stops at the first one below it.
+pub fn centernet(rows: ArrayView2<f32>, labels: usize, min_score: f32) -> Vec<Detection> {
     let mut out = Vec::new();
-    for r in rows.chunks_exact(6) {
+    if rows.ncols() != 6 {
+        return out;
+    }
+    for r in rows.rows() {
         let score = r[4];
         if !score.is_finite() || score < min_score {
             break;
@@ -27,39 +34,38 @@ pub fn centernet(rows: &[f32], labels: usize, min_score: f32) -> Vec<Detection> 
 /// make NMS quadratic in thousands of anchors.
 const MAX_CANDIDATES: usize = 1000;
 
-/// `yolo`: one image's `[4 + C, A]` values (`transposed`: `[A, 4 + C]`), per anchor
-/// `cx, cy, w, h` then C class scores. Takes each anchor's best class, keeps those
-/// scoring at least `min_score`, then suppresses overlapping boxes of the same class
-/// (IoU above `nms_iou`).
-pub fn yolo(
-    data: &[f32],
-    labels: usize,
-    anchors: usize,
-    transposed: bool,
-    min_score: f32,
-    nms_iou: f32,
-) -> Vec<Detection> {
-    let stride = 4 + labels;
-    if data.len() < stride * anchors {
+/// `yolo`: one image's `[4 + C, A]` values, per anchor `cx, cy, w, h` then C class
+/// scores (an `[A, 4 + C]` output is passed transposed, `.t()`). Takes each
+/// anchor's best class, keeps those scoring at least `min_score`, then suppresses
+/// overlapping boxes of the same class (IoU above `nms_iou`).
+pub fn yolo(data: ArrayView2<f32>, labels: usize, min_score: f32, nms_iou: f32) -> Vec<Detection> {
+    if data.nrows() != 4 + labels {
         return Vec::new();
     }
-    let at = |k: usize, a: usize| if transposed { data[a * stride + k] } else { data[k * anchors + a] };
-    let mut cand = Vec::new();
-    for a in 0..anchors {
-        let (mut best, mut class) = (f32::NEG_INFINITY, 0);
-        for c in 0..labels {
-            let s = at(4 + c, a);
-            if s > best {
-                best = s;
-                class = c;
+    // Best class per anchor, a class row at a time: each row is contiguous in the
+    // usual `[4 + C, A]` layout, so this runs along memory.
+    let anchors = data.ncols();
+    let (mut best, mut class) = (Array1::from_elem(anchors, f32::NEG_INFINITY), Array1::<u32>::zeros(anchors));
+    for (c, row) in data.slice(s![4.., ..]).rows().into_iter().enumerate() {
+        Zip::from(&mut best).and(&mut class).and(&row).for_each(|b, k, &v| {
+            if v > *b {
+                *b = v;
+                *k = c as u32;
             }
-        }
+        });
+    }
+    let mut cand = Vec::new();
+    for (a, (&score, &class)) in best.iter().zip(&class).enumerate() {
         // NaN scores fail this too.
-        if best.is_nan() || best < min_score {
+        if score.is_nan() || score < min_score {
             continue;
         }
-        let (cx, cy, w, h) = (at(0, a), at(1, a), at(2, a), at(3, a));
-        cand.push(Detection { class, score: best, bbox: [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0] });
+        let (cx, cy, w, h) = (data[[0, a]], data[[1, a]], data[[2, a]], data[[3, a]]);
+        cand.push(Detection {
+            class: class as usize,
+            score,
+            bbox: [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0],
+        });
     }
     nms(cand, nms_iou)
 }
@@ -68,9 +74,10 @@ pub fn yolo(
 /// height` and grids at `strides` (anchors level by level, each row by row):
 /// `cx = (x + gx) · s`, `cy = (y + gy) · s`, `w = e^lw · s`, `h = e^lh · s`, score =
 /// objectness × best class score. Keeps those scoring at least `min_score`, then
-/// class-wise NMS at `nms_iou`. Boxes in input pixels.
+/// class-wise NMS at `nms_iou`. Boxes in input pixels. Rows beyond the last anchor
+/// are ignored; missing rows (a wrong manifest) end decoding early.
 pub fn yolox(
-    data: &[f32],
+    data: ArrayView2<f32>,
     labels: usize,
     width: u32,
     height: u32,
@@ -78,22 +85,23 @@ pub fn yolox(
     min_score: f32,
     nms_iou: f32,
 ) -> Vec<Detection> {
-    let stride = 5 + labels;
     let mut cand = Vec::new();
-    let mut a = 0;
+    if data.ncols() != 5 + labels {
+        return cand;
+    }
+    let mut rows = data.rows().into_iter();
     for &s in strides {
         let (gw, gh) = ((width / s) as usize, (height / s) as usize);
         for gy in 0..gh {
             for gx in 0..gw {
-                let Some(r) = data.get(a * stride..(a + 1) * stride) else { return nms(cand, nms_iou) };
-                a += 1;
+                let Some(r) = rows.next() else { return nms(cand, nms_iou) };
                 let obj = r[4];
                 // Cheap exit: no class can reach the threshold (NaN fails too).
                 if obj.is_nan() || obj < min_score {
                     continue;
                 }
                 let (mut best, mut class) = (f32::NEG_INFINITY, 0);
-                for (c, &v) in r[5..].iter().enumerate() {
+                for (c, &v) in r.slice(s![5..]).iter().enumerate() {
                     if v > best {
                         best = v;
                         class = c;
@@ -118,9 +126,9 @@ pub fn yolox(
 /// from each class value. The graph has done NMS.
 #[allow(clippy::too_many_arguments)]
 pub fn ssd(
-    boxes: &[f32],
-    scores: &[f32],
-    classes: &[f32],
+    boxes: ArrayView2<f32>,
+    scores: ArrayView1<f32>,
+    classes: ArrayView1<f32>,
     labels: usize,
     yxyx: bool,
     normalized: Option<(f32, f32)>,
@@ -128,7 +136,10 @@ pub fn ssd(
     min_score: f32,
 ) -> Vec<Detection> {
     let mut out = Vec::new();
-    for (i, (b, &score)) in boxes.chunks_exact(4).zip(scores).enumerate() {
+    if boxes.ncols() != 4 {
+        return out;
+    }
+    for (i, (b, &score)) in boxes.rows().into_iter().zip(&scores).enumerate() {
         if score.is_nan() || score < min_score {
             continue;
         }
@@ -177,13 +188,17 @@ mod tests {
         set(8, [0.75, 0.75, (0.5f32).ln(), 0.0, 0.8, 0.0, 0.8]);
         // Stride 32, cell (1, 0): class 0, below the threshold once multiplied.
         set(9, [0.5, 0.5, 0.0, 0.0, 0.5, 0.5, 0.1]);
-        let d = yolox(&data, labels, 64, 32, &[16, 32], 0.3, 0.45);
+        let view = |n: usize| ArrayView2::from_shape((n, 5 + labels), &data[..n * (5 + labels)]).unwrap();
+        let d = yolox(view(10), labels, 64, 32, &[16, 32], 0.3, 0.45);
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d[0].class, 1);
         assert!((d[0].score - 0.72).abs() < 1e-6);
         assert_eq!(d[0].bbox, [16.0, 8.0, 32.0, 40.0]);
         // A short output (a wrong manifest) does not panic.
-        assert!(yolox(&data[..20], labels, 64, 32, &[16, 32], 0.3, 0.45).is_empty());
+        assert!(yolox(view(2), labels, 64, 32, &[16, 32], 0.3, 0.45).is_empty());
+        // So does a row of the wrong width.
+        let wide = ArrayView2::from_shape((5, 14), &data[..70]).unwrap();
+        assert!(yolox(wide, labels, 64, 32, &[16, 32], 0.3, 0.45).is_empty());
     }
 
     #[test]
@@ -195,7 +210,7 @@ mod tests {
             0., 0., 1., 1., 0.2, 0., // below threshold: decoding ends
             0., 0., 1., 1., 0.9, 0.,
         ];
-        let d = centernet(&rows, 80, 0.3);
+        let d = centernet(ArrayView2::from_shape((5, 6), &rows).unwrap(), 80, 0.3);
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].bbox, [10., 20., 30., 40.]);
         assert_eq!(d[1].class, 2);
@@ -225,19 +240,18 @@ mod tests {
             ([101., 100., 40., 80.], [0.0, 0.0, 0.75]), // same place, other class: kept
             ([500., 500., 10., 10.], [0.1, 0.2, 0.1]),  // below the threshold
         ]);
-        let d = yolo(&t, 3, 5, false, 0.25, 0.45);
+        let t = ndarray::Array2::from_shape_vec((7, 5), t).unwrap();
+        let d = yolo(t.view(), 3, 0.25, 0.45);
         assert_eq!(d.len(), 3, "{d:?}");
         assert_eq!((d[0].class, d[0].score, d[0].bbox), (0, 0.9, [80., 60., 120., 140.]));
         assert_eq!((d[1].class, d[1].score), (2, 0.75));
         assert_eq!((d[2].class, d[2].score, d[2].bbox), (0, 0.7, [280., 80., 320., 160.]));
-        // The same anchors laid out [A, 4 + C] decode the same.
-        let mut tt = vec![0.0; t.len()];
-        for k in 0..7 {
-            for a in 0..5 {
-                tt[a * 7 + k] = t[k * 5 + a];
-            }
-        }
-        assert_eq!(yolo(&tt, 3, 5, true, 0.25, 0.45), d);
+        // The same anchors laid out [A, 4 + C] in memory decode the same, transposed.
+        let tt = t.t().as_standard_layout().into_owned();
+        assert_eq!(tt.shape(), [5, 7]);
+        assert_eq!(yolo(tt.t(), 3, 0.25, 0.45), d);
+        // A tensor whose rows are not 4 + C gives nothing.
+        assert!(yolo(tt.view(), 3, 0.25, 0.45).is_empty());
     }
 
     #[test]
@@ -246,13 +260,15 @@ mod tests {
         let boxes = [0.1, 0.2, 0.5, 0.4, 0.0, 0.0, 0.1, 0.1, 0.5, 0.5, 0.9, 0.9];
         let scores = [0.8, 0.1, 0.6];
         let classes = [1.0, 1.0, 3.0];
-        let d = ssd(&boxes, &scores, &classes, 80, true, Some((300., 300.)), 1, 0.3);
+        let boxes = ArrayView2::from_shape((3, 4), &boxes).unwrap();
+        let d = ssd(boxes, (&scores).into(), (&classes).into(), 80, true, Some((300., 300.)), 1, 0.3);
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].class, 0);
         let want = [60., 30., 120., 150.];
         assert!(d[0].bbox.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-3), "{:?}", d[0].bbox);
         assert_eq!(d[1].class, 2);
         // Class 0 with offset 1 is the background: dropped.
-        assert!(ssd(&boxes[..4], &[0.9], &[0.0], 80, true, None, 1, 0.3).is_empty());
+        let one = boxes.slice(s![..1, ..]);
+        assert!(ssd(one, (&[0.9]).into(), (&[0.0]).into(), 80, true, None, 1, 0.3).is_empty());
     }
 }

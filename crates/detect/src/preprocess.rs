@@ -8,6 +8,7 @@
 //! pixels are computed.
 
 use crate::manifest::{Channels, Layout, ModelSpec, Resize};
+use ndarray::{s, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut1, ArrayViewMut3, Axis};
 use varta_core::frame::{Frame, Pixels};
 
 /// Where the picture lies in the model input: `input = source × scale + offset`.
@@ -79,20 +80,55 @@ impl Taps {
     }
 }
 
+/// The model's input for `batch` images, zeroed: `[batch, height, width, 3]` for
+/// NHWC models, `[batch, 3, height, width]` for NCHW ones (the manifest's layout).
+pub fn input_tensor(spec: &ModelSpec, batch: usize) -> Array4<f32> {
+    let (w, h) = (spec.width as usize, spec.height as usize);
+    match spec.layout {
+        Layout::Nhwc => Array4::zeros((batch, h, w, 3)),
+        Layout::Nchw => Array4::zeros((batch, 3, h, w)),
+    }
+}
+
+/// Image `i` of an input tensor made by [`input_tensor`], as a `[y, x, channel]`
+/// view whatever its layout in memory (NCHW: the axes permuted, not copied).
+pub fn image_mut(input: &mut Array4<f32>, i: usize, layout: Layout) -> ArrayViewMut3<'_, f32> {
+    hwc(input.index_axis_mut(Axis(0), i), layout)
+}
+
+/// One image's `width × height × 3` values in the model's layout, as a `[y, x,
+/// channel]` view. Panics if `buf` is not exactly one image.
+pub fn image_view<'a>(buf: &'a mut [f32], spec: &ModelSpec) -> ArrayViewMut3<'a, f32> {
+    let (w, h) = (spec.width as usize, spec.height as usize);
+    let shape = match spec.layout {
+        Layout::Nhwc => (h, w, 3),
+        Layout::Nchw => (3, h, w),
+    };
+    let view = ArrayViewMut3::from_shape(shape, buf).expect("one image of the model's input");
+    hwc(view, spec.layout)
+}
+
+fn hwc(image: ArrayViewMut3<'_, f32>, layout: Layout) -> ArrayViewMut3<'_, f32> {
+    match layout {
+        Layout::Nhwc => image,
+        Layout::Nchw => image.permuted_axes([1, 2, 0]),
+    }
+}
+
+/// Bilinear sample of one 8-bit plane between source rows `top` and `bot`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)] // the hot loop's taps, kept as plain values
-fn lerp2(plane: &[u8], stride: usize, y0: usize, y1: usize, fy: f32, x0: usize, x1: usize, fx: f32) -> f32 {
-    let (r0, r1) = (y0 * stride, y1 * stride);
-    let a = plane[r0 + x0] as f32 + (plane[r0 + x1] as f32 - plane[r0 + x0] as f32) * fx;
-    let b = plane[r1 + x0] as f32 + (plane[r1 + x1] as f32 - plane[r1 + x0] as f32) * fx;
+fn lerp2(top: &ArrayView1<u8>, bot: &ArrayView1<u8>, fy: f32, x0: usize, x1: usize, fx: f32) -> f32 {
+    let a = top[x0] as f32 + (top[x1] as f32 - top[x0] as f32) * fx;
+    let b = bot[x0] as f32 + (bot[x1] as f32 - bot[x0] as f32) * fx;
     a + (b - a) * fy
 }
 
-/// Writes `frame` into `dst` (one image of the model's input, `width × height × 3`
-/// values in the model's layout) and returns where the picture lies in it.
-pub fn fill(dst: &mut [f32], frame: &Frame, spec: &ModelSpec) -> Geometry {
+/// Writes `frame` into `dst`, one image of the model's input as a `[y, x, channel]`
+/// view of `height × width × 3` values ([`image_mut`], [`image_view`]), and returns
+/// where the picture lies in it. Panics if `dst` has another shape.
+pub fn fill(mut dst: ArrayViewMut3<f32>, frame: &Frame, spec: &ModelSpec) -> Geometry {
     let (iw, ih) = (spec.width as usize, spec.height as usize);
-    assert_eq!(dst.len(), iw * ih * 3, "input buffer of model {}", spec.name);
+    assert_eq!(dst.shape(), [ih, iw, 3], "input image of model {}", spec.name);
     let g = Geometry::new(spec, frame.width, frame.height);
     // Region of the input covered by the picture.
     let x_start = g.ox as usize;
@@ -102,51 +138,44 @@ pub fn fill(dst: &mut [f32], frame: &Frame, spec: &ModelSpec) -> Geometry {
     // input value = pixel * a[c] + b[c]
     let a: [f32; 3] = std::array::from_fn(|c| spec.scale / spec.std[c]);
     let b: [f32; 3] = std::array::from_fn(|c| -spec.mean[c] / spec.std[c]);
-    let plane = iw * ih;
     let bgr = spec.channels == Channels::Bgr;
-    let put = |dst: &mut [f32], x: usize, y: usize, rgb: [f32; 3]| {
+    let put = |mut px: ArrayViewMut1<f32>, rgb: [f32; 3]| {
         let rgb = if bgr { [rgb[2], rgb[1], rgb[0]] } else { rgb };
-        match spec.layout {
-            Layout::Nhwc => {
-                let i = (y * iw + x) * 3;
-                for c in 0..3 {
-                    dst[i + c] = rgb[c] * a[c] + b[c];
-                }
-            }
-            Layout::Nchw => {
-                let i = y * iw + x;
-                for c in 0..3 {
-                    dst[c * plane + i] = rgb[c] * a[c] + b[c];
-                }
-            }
+        for c in 0..3 {
+            px[c] = rgb[c] * a[c] + b[c];
         }
     };
-    if x_n < iw || y_n < ih {
-        let pad = [spec.pad as f32; 3];
-        for y in 0..ih {
-            for x in 0..iw {
-                if !(x_start..x_start + x_n).contains(&x) || !(y_start..y_start + y_n).contains(&y) {
-                    put(dst, x, y, pad);
-                }
-            }
+    // Letterbox borders: the same grey in every channel, normalised per channel.
+    let pad: [f32; 3] = std::array::from_fn(|c| spec.pad as f32 * a[c] + b[c]);
+    let (y_end, x_end) = (y_start + y_n, x_start + x_n);
+    for region in
+        [s![..y_start, .., ..], s![y_end.., .., ..], s![y_start..y_end, ..x_start, ..], s![y_start..y_end, x_end.., ..]]
+    {
+        for (c, mut plane) in dst.slice_mut(region).axis_iter_mut(Axis(2)).enumerate() {
+            plane.fill(pad[c]);
         }
     }
+    let mut picture = dst.slice_mut(s![y_start..y_end, x_start..x_end, ..]);
     let (w, h) = (frame.width as usize, frame.height as usize);
     match &frame.pixels {
         Pixels::I420(data) => {
             let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
             let (yp, rest) = data.split_at(w * h);
             let (up, vp) = rest.split_at(cw * ch);
+            let yp = ArrayView2::from_shape((h, w), yp).expect("I420 luma plane");
+            let up = ArrayView2::from_shape((ch, cw), up).expect("I420 U plane");
+            let vp = ArrayView2::from_shape((ch, cw), &vp[..cw * ch]).expect("I420 V plane");
             let (tx, ty) = (Taps::new(x_n, g.sx, w, 1.0), Taps::new(y_n, g.sy, h, 1.0));
             let (cx, cy) = (Taps::new(x_n, g.sx, cw, 2.0), Taps::new(y_n, g.sy, ch, 2.0));
-            for oy in 0..y_n {
-                let (y0, y1, fy) = (ty.i0[oy] as usize, ty.i1[oy] as usize, ty.f[oy]);
+            for (oy, mut row) in picture.outer_iter_mut().enumerate() {
+                let (y0, y1, fy) = (yp.row(ty.i0[oy] as usize), yp.row(ty.i1[oy] as usize), ty.f[oy]);
                 let (c0, c1, fc) = (cy.i0[oy] as usize, cy.i1[oy] as usize, cy.f[oy]);
-                for ox in 0..x_n {
-                    let l = lerp2(yp, w, y0, y1, fy, tx.i0[ox] as usize, tx.i1[ox] as usize, tx.f[ox]);
+                let (u0r, u1r, v0r, v1r) = (up.row(c0), up.row(c1), vp.row(c0), vp.row(c1));
+                for (ox, px) in row.outer_iter_mut().enumerate() {
+                    let l = lerp2(&y0, &y1, fy, tx.i0[ox] as usize, tx.i1[ox] as usize, tx.f[ox]);
                     let (u0, u1, fu) = (cx.i0[ox] as usize, cx.i1[ox] as usize, cx.f[ox]);
-                    let u = lerp2(up, cw, c0, c1, fc, u0, u1, fu) - 128.0;
-                    let v = lerp2(vp, cw, c0, c1, fc, u0, u1, fu) - 128.0;
+                    let u = lerp2(&u0r, &u1r, fc, u0, u1, fu) - 128.0;
+                    let v = lerp2(&v0r, &v1r, fc, u0, u1, fu) - 128.0;
                     // BT.601, limited range.
                     let l = 1.164 * (l - 16.0);
                     let rgb = [
@@ -154,24 +183,27 @@ pub fn fill(dst: &mut [f32], frame: &Frame, spec: &ModelSpec) -> Geometry {
                         (l - 0.392 * u - 0.813 * v).clamp(0.0, 255.0),
                         (l + 2.017 * u).clamp(0.0, 255.0),
                     ];
-                    put(dst, x_start + ox, y_start + oy, rgb);
+                    put(px, rgb);
                 }
             }
         }
         Pixels::Rgb(data) => {
+            let src = ArrayView3::from_shape((h, w, 3), &data[..]).expect("packed RGB picture");
             let (tx, ty) = (Taps::new(x_n, g.sx, w, 1.0), Taps::new(y_n, g.sy, h, 1.0));
-            let stride = w * 3;
-            for oy in 0..y_n {
-                let (r0, r1, fy) = (ty.i0[oy] as usize * stride, ty.i1[oy] as usize * stride, ty.f[oy]);
-                for ox in 0..x_n {
-                    let (x0, x1, fx) = (tx.i0[ox] as usize * 3, tx.i1[ox] as usize * 3, tx.f[ox]);
+            for (oy, mut row) in picture.outer_iter_mut().enumerate() {
+                let (top, bot, fy) = (
+                    src.index_axis(Axis(0), ty.i0[oy] as usize),
+                    src.index_axis(Axis(0), ty.i1[oy] as usize),
+                    ty.f[oy],
+                );
+                for (ox, px) in row.outer_iter_mut().enumerate() {
+                    let (x0, x1, fx) = (tx.i0[ox] as usize, tx.i1[ox] as usize, tx.f[ox]);
                     let rgb = std::array::from_fn(|c| {
-                        let p = |i: usize| data[i + c] as f32;
-                        let top = p(r0 + x0) + (p(r0 + x1) - p(r0 + x0)) * fx;
-                        let bot = p(r1 + x0) + (p(r1 + x1) - p(r1 + x0)) * fx;
-                        top + (bot - top) * fy
+                        let t = top[[x0, c]] as f32 + (top[[x1, c]] as f32 - top[[x0, c]] as f32) * fx;
+                        let b = bot[[x0, c]] as f32 + (bot[[x1, c]] as f32 - bot[[x0, c]] as f32) * fx;
+                        t + (b - t) * fy
                     });
-                    put(dst, x_start + ox, y_start + oy, rgb);
+                    put(px, rgb);
                 }
             }
         }
@@ -274,10 +306,10 @@ mod tests {
         let mut s = spec(Resize::Stretch, Layout::Nchw, 2, 2);
         let f = Frame::from_rgb("c".into(), Utc::now(), 2, 2, [10u8, 20, 30].repeat(4));
         let mut dst = vec![0.0; 12];
-        fill(&mut dst, &f, &s);
+        fill(image_view(&mut dst, &s), &f, &s);
         assert_eq!((dst[0], dst[4], dst[8]), (10.0, 20.0, 30.0));
         s.channels = Channels::Bgr;
-        fill(&mut dst, &f, &s);
+        fill(image_view(&mut dst, &s), &f, &s);
         assert_eq!((dst[0], dst[4], dst[8]), (30.0, 20.0, 10.0));
     }
 
@@ -310,8 +342,8 @@ mod tests {
             for layout in [Layout::Nhwc, Layout::Nchw] {
                 let s = spec(resize, layout, 48, 48);
                 let (mut a, mut b) = (vec![0.0; 48 * 48 * 3], vec![0.0; 48 * 48 * 3]);
-                let ga = fill(&mut a, &f_rgb, &s);
-                let gb = fill(&mut b, &f_yuv, &s);
+                let ga = fill(image_view(&mut a, &s), &f_rgb, &s);
+                let gb = fill(image_view(&mut b, &s), &f_yuv, &s);
                 assert_eq!(ga, gb);
                 let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
                 assert!(worst < 12.0, "{resize:?} {layout:?}: worst difference {worst}");
@@ -320,7 +352,7 @@ mod tests {
         // Letterbox: 96x64 into 48x48 leaves 8 rows of padding top and bottom.
         let s = spec(Resize::Letterbox, Layout::Nhwc, 48, 48);
         let mut a = vec![0.0; 48 * 48 * 3];
-        fill(&mut a, &f_rgb, &s);
+        fill(image_view(&mut a, &s), &f_rgb, &s);
         assert_eq!(a[0], 114.0);
         assert_eq!(a[(47 * 48) * 3], 114.0);
         assert_ne!(a[(24 * 48) * 3 + 3], 114.0);
@@ -334,7 +366,7 @@ mod tests {
         s.std = [0.5, 0.5, 0.5];
         let f = Frame::from_rgb("c".into(), Utc::now(), 2, 2, vec![255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255]);
         let mut d = vec![0.0; 12];
-        fill(&mut d, &f, &s);
+        fill(image_view(&mut d, &s), &f, &s);
         assert_eq!(&d[0..4], &[1.0; 4]); // R plane
         assert_eq!(&d[4..8], &[-1.0; 4]); // G plane
         assert_eq!(&d[8..12], &[1.0; 4]); // B plane
@@ -350,7 +382,7 @@ mod tests {
         };
         let s = spec(Resize::Stretch, Layout::Nhwc, 64, 64);
         let mut d = vec![0.0; 64 * 64 * 3];
-        fill(&mut d, &f, &s);
+        fill(image_view(&mut d, &s), &f, &s);
         assert_eq!(to_rgb(&f).len(), w * h * 3);
     }
 }

@@ -7,6 +7,7 @@
 use crate::manifest::{BoxOrder, Decoder, Layout, ModelSpec};
 use crate::preprocess::{self, Geometry};
 use crate::{decode, Detection};
+use ndarray::{s, Array4, ArrayView2, Axis, CowArray, Ix1, Ix2, IxDyn};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -102,8 +103,9 @@ pub struct Detector {
     spec: ModelSpec,
     labels: Vec<String>,
     provider: Provider,
-    /// Reused input buffer for a whole batch, so a frame costs no allocation.
-    input: Vec<f32>,
+    /// Reused input tensor for a whole batch (`[max_batch, …]` in the model's
+    /// layout), so a frame costs no allocation.
+    input: Array4<f32>,
     /// Where each picture of the last batch lies in the input.
     geometry: Vec<Geometry>,
     /// `yolo`: output laid out `[A, 4 + C]` rather than `[4 + C, A]`.
@@ -129,13 +131,12 @@ impl Detector {
                         tracing::warn!(model = %spec.name, wanted = ?opts.provider, using = ?p, "GPU provider unavailable; falling back");
                     }
                     let yolo_transposed = check_shapes(&session, spec, labels.len())?;
-                    let n = (spec.width * spec.height * 3) as usize * spec.max_batch;
                     return Ok(Detector {
                         session,
                         spec: spec.clone(),
                         labels,
                         provider: p,
-                        input: vec![0.0; n],
+                        input: preprocess::input_tensor(spec, spec.max_batch),
                         geometry: Vec::with_capacity(spec.max_batch),
                         yolo_transposed,
                     });
@@ -193,7 +194,6 @@ impl Detector {
                 s.max_batch
             ));
         }
-        let per = (s.width * s.height * 3) as usize;
         self.geometry.clear();
         for (i, f) in frames.iter().enumerate() {
             let want = match &f.pixels {
@@ -211,55 +211,68 @@ impl Detector {
                     want.1
                 ));
             }
-            self.geometry.push(preprocess::fill(&mut self.input[i * per..(i + 1) * per], f, s));
+            let image = preprocess::image_mut(&mut self.input, i, s.layout);
+            self.geometry.push(preprocess::fill(image, f, s));
         }
-        let shape = match s.layout {
-            Layout::Nhwc => [n as i64, s.height as i64, s.width as i64, 3],
-            Layout::Nchw => [n as i64, 3, s.height as i64, s.width as i64],
-        };
-        let tensor = TensorRef::from_array_view((shape, &self.input[..n * per]))
+        let tensor = TensorRef::from_array_view(self.input.slice(s![..n, .., .., ..]))
             .map_err(|e| Error::wrap(ErrorKind::Internal, "input tensor", e))?;
         let outputs = self
             .session
             .run(ort::inputs![s.input.as_str() => tensor])
             .map_err(|e| Error::wrap(ErrorKind::Internal, format!("model {}: inference", s.name), e))?;
         // Float outputs are read in place; only integer ones (SSD classes) are converted.
-        let get = |name: &str| -> Result<std::borrow::Cow<'_, [f32]>, Error> {
+        let get = |name: &str| -> Result<CowArray<'_, f32, IxDyn>, Error> {
             let v = outputs.get(name).ok_or_else(|| err!(Internal, "model {} has no output `{name}`", s.name))?;
-            if let Ok((_, d)) = v.try_extract_tensor::<f32>() {
-                return Ok(std::borrow::Cow::Borrowed(d));
+            if let Ok(a) = v.try_extract_array::<f32>() {
+                return Ok(a.into());
             }
-            let (_, d) = v
-                .try_extract_tensor::<i64>()
+            let a = v
+                .try_extract_array::<i64>()
                 .map_err(|e| Error::wrap(ErrorKind::Internal, format!("model {}: output `{name}`", s.name), e))?;
-            Ok(std::borrow::Cow::Owned(d.iter().map(|&x| x as f32).collect()))
+            Ok(a.mapv(|x| x as f32).into())
         };
+        // Image `i` of a batched output, with the rank the decoder reads.
+        fn image<'a, D: ndarray::Dimension>(
+            model: &str,
+            name: &str,
+            out: &'a CowArray<'_, f32, IxDyn>,
+            i: usize,
+        ) -> Result<ndarray::ArrayView<'a, f32, D>, Error> {
+            let shape = out.shape().to_vec();
+            let v = (out.ndim() > 0 && i < shape[0]).then(|| out.index_axis(Axis(0), i));
+            v.and_then(|v| v.into_dimensionality::<D>().ok()).ok_or_else(|| {
+                err!(
+                    Internal,
+                    "model {model}: output `{name}` has shape {shape:?}, not a batch of {}-D images",
+                    D::NDIM.unwrap_or(0)
+                )
+            })
+        }
         let labels = self.labels.len();
         let mut out = Vec::with_capacity(n);
         match s.decoder {
             Decoder::Centernet | Decoder::Yolo | Decoder::Yolox => {
                 let data = get(&s.outputs[0])?;
-                let each = data.len() / n;
                 for i in 0..n {
-                    let img = &data[i * each..(i + 1) * each];
+                    let img: ArrayView2<f32> = image(&s.name, &s.outputs[0], &data, i)?;
                     out.push(match s.decoder {
                         Decoder::Centernet => decode::centernet(img, labels, min_score),
                         Decoder::Yolox => {
                             decode::yolox(img, labels, s.width, s.height, &s.strides, min_score, s.nms_iou)
                         }
-                        _ => decode::yolo(img, labels, each / (4 + labels), self.yolo_transposed, min_score, s.nms_iou),
+                        _ if self.yolo_transposed => decode::yolo(img.t(), labels, min_score, s.nms_iou),
+                        _ => decode::yolo(img, labels, min_score, s.nms_iou),
                     });
                 }
             }
             Decoder::Ssd => {
                 let (b, sc, c) = (get(&s.outputs[0])?, get(&s.outputs[1])?, get(&s.outputs[2])?);
-                let (eb, es) = (b.len() / n, sc.len() / n);
                 let norm = s.boxes_normalized.then_some((s.width as f32, s.height as f32));
                 for i in 0..n {
                     out.push(decode::ssd(
-                        &b[i * eb..(i + 1) * eb],
-                        &sc[i * es..(i + 1) * es],
-                        &c[i * es..(i + 1) * es],
+                        image::<Ix2>(&s.name, &s.outputs[0], &b, i)?,
+                        image::<Ix1>(&s.name, &s.outputs[1], &sc, i)?,
+                        image::<Ix1>(&s.name, &s.outputs[2], &c, i)?,
                         labels,
                         s.box_order == BoxOrder::Yxyx,
                         norm,
