@@ -88,6 +88,8 @@ wire_enum! {
         LowFps,
         /// The stream does not decode cleanly.
         DecodeErrors,
+        /// Sessions keep dropping after a short while (flapping link).
+        LinkDrops,
         /// Anything else, opened by a person.
         Other,
     }

@@ -67,6 +67,10 @@ pub enum HealthProblem {
     Frozen,
     /// Dark or featureless for `[health] blackout_secs` (covered lens, blank screen).
     Blackout,
+    /// Sessions that delivered video keep ending after a short while (a flapping radio
+    /// link, a camera or NVR that closes sessions): 3 or more within 5 minutes, each
+    /// shorter than `[ingest] backoff_reset_secs`.
+    LinkDrops,
 }
 
 impl HealthProblem {
@@ -77,6 +81,7 @@ impl HealthProblem {
             HealthProblem::DecodeErrors => "decode_errors",
             HealthProblem::Frozen => "frozen",
             HealthProblem::Blackout => "blackout",
+            HealthProblem::LinkDrops => "link_drops",
         }
     }
 }

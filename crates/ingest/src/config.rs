@@ -24,7 +24,9 @@ pub struct IngestConfig {
     pub backoff_initial_secs: f64,
     /// Longest wait between attempts; each failure in a row doubles the wait up to this.
     pub backoff_max_secs: f64,
-    /// A pipeline that streamed this many seconds resets the wait to the initial one.
+    /// A session that ends having streamed less than this many seconds counts as a
+    /// link drop (3 within 5 minutes: the `link_drops` health problem). Any session
+    /// that delivered video resets the wait to the initial one.
     pub backoff_reset_secs: f64,
     /// Random extra wait, as a fraction of the wait (0.2 = up to 20% more), so that
     /// cameras behind one dead link do not reconnect in lock-step.

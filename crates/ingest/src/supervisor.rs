@@ -42,6 +42,10 @@ const DECODER_DELAY: u64 = 8;
 const UNDECODABLE_RUN: u64 = 30;
 /// First main-stream probe this long after the camera starts.
 const FIRST_MAIN_PROBE: Duration = Duration::from_secs(5);
+/// Short sessions are counted over this window for [`HealthProblem::LinkDrops`].
+const LINK_DROP_WINDOW: Duration = Duration::from_secs(300);
+/// Short sessions within [`LINK_DROP_WINDOW`] that make a link problem.
+const LINK_DROPS: usize = 3;
 
 /// A camera as the ingest sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -148,6 +152,7 @@ pub fn spawn(
                 cancel: c,
                 announced: RefCell::new(None),
                 main: RefCell::new(MainState { next: main_next, running: None }),
+                drops: RefCell::new(LinkDrops::default()),
             }
             .run()
         })
@@ -170,6 +175,7 @@ struct Supervisor {
     /// The last state and reason recorded, so each transition is recorded once.
     announced: RefCell<Option<(CameraState, String)>>,
     main: RefCell<MainState>,
+    drops: RefCell<LinkDrops>,
 }
 
 /// How a pipeline run ended.
@@ -211,6 +217,63 @@ impl LostUnits {
     }
 }
 
+/// Sessions that delivered video and then ended before `[ingest] backoff_reset_secs`:
+/// a link that keeps dropping. The camera is reconnected at once after each (the
+/// backoff restarts whenever a session delivered video), and reported, rather than
+/// throttled in silence.
+#[derive(Default)]
+struct LinkDrops {
+    /// When each short session ended, oldest first, within [`LINK_DROP_WINDOW`].
+    ends: VecDeque<Instant>,
+}
+
+impl LinkDrops {
+    fn record(&mut self, at: Instant) {
+        self.ends.push_back(at);
+        while self.ends.front().is_some_and(|&t| at.duration_since(t) > LINK_DROP_WINDOW) {
+            self.ends.pop_front();
+        }
+    }
+
+    /// `Some(mean seconds between drops)` when the link counts as dropping at `now`:
+    /// [`LINK_DROPS`] or more drops in the window, and the current session (streaming
+    /// for `current`) no longer than `stable`, after which the link counts as healed.
+    fn every(&self, now: Instant, current: Duration, stable: Duration) -> Option<f64> {
+        let recent: Vec<Instant> =
+            self.ends.iter().copied().filter(|&t| now.duration_since(t) <= LINK_DROP_WINDOW).collect();
+        if recent.len() < LINK_DROPS || current > stable {
+            return None;
+        }
+        let span = recent[recent.len() - 1].duration_since(recent[0]).as_secs_f64();
+        Some(span / (recent.len() - 1) as f64)
+    }
+}
+
+/// A pipeline error in words an engineer recognises: `element: message: detail`,
+/// where the detail is what GStreamer's debug text adds after its source location
+/// (rtspsrc puts the RTSP status and reason phrase there, `Not Found (404)`, or the
+/// socket failure, `Failed to connect. (Generic error)`).
+fn describe(from: &str, err: &gst::glib::Error, debug: Option<&str>) -> String {
+    let message = err.message().trim_end_matches('.');
+    // Debug text: "file.c(123): function (): /GstPipeline:p/GstRTSPSrc:src:\ndetail".
+    let detail = debug
+        .map(|d| d.split_once('\n').map_or(d, |(_, rest)| rest).trim())
+        .filter(|d| !d.is_empty() && !d.starts_with("../") && *d != err.message());
+    match detail.map(|d| d.replace('\n', "; ")) {
+        // "Not found" + "Not Found (404)": the detail says it all.
+        Some(d) if d.to_lowercase().starts_with(&message.to_lowercase()) => format!("{from}: {d}"),
+        Some(d) => format!("{from}: {message}: {d}"),
+        None => format!("{from}: {message}"),
+    }
+}
+
+/// Whether a bus error or warning is about the stream's content (decoding, format)
+/// rather than the connection (GStreamer's resource domain: refused, not found, not
+/// authorised, lost).
+fn is_stream_error(err: &gst::glib::Error) -> bool {
+    err.is::<gst::StreamError>()
+}
+
 /// Counters sampled once a second for the health window.
 struct Sample {
     at: Instant,
@@ -235,8 +298,14 @@ impl Supervisor {
                 Ended::Stopped => break,
                 Ended::Failed(r, m) => (r, m),
             };
-            if streamed >= reset_after {
+            // A session that delivered video proves the camera and the link work:
+            // reconnect at once. One that ended early is a drop of the link, counted
+            // for the health check (`link drops every ~N s`).
+            if let Some(streamed) = streamed {
                 backoff.reset();
+                if streamed < reset_after {
+                    self.drops.borrow_mut().record(Instant::now());
+                }
             }
             self.stats.count_restart(reason);
             self.stats.set_last_error(Some(msg.clone()));
@@ -254,8 +323,8 @@ impl Supervisor {
     }
 
     /// Builds and plays the pipeline until it fails or a stop is asked for; also
-    /// returns how long it streamed.
-    fn run_once(&self) -> (Ended, Duration) {
+    /// returns how long it streamed, `None` if it delivered no video.
+    fn run_once(&self) -> (Ended, Option<Duration>) {
         let ing = &self.settings.ingest;
         let h = &self.settings.health;
         let params = PipelineParams {
@@ -276,16 +345,16 @@ impl Supervisor {
         self.stats.set_decode_full(self.spec.decode == DecodePolicy::Full);
         let built = match pipeline::build(params, self.hub.clone(), self.stats.clone()) {
             Ok(b) => b,
-            Err(e) => return (Ended::Failed(RestartReason::Connect, redact_text(&e.to_string())), Duration::ZERO),
+            Err(e) => return (Ended::Failed(RestartReason::Connect, redact_text(&e.to_string())), None),
         };
-        let mut streamed = Duration::ZERO;
+        let mut streamed = None;
         let result = self.watch(&built.pipeline, &built.info, &mut streamed);
         // Always back to Null: releases sockets, threads and decoder memory.
         let _ = built.pipeline.set_state(gst::State::Null);
         (result, streamed)
     }
 
-    fn watch(&self, pipe: &gst::Pipeline, info: &StreamInfo, streamed: &mut Duration) -> Ended {
+    fn watch(&self, pipe: &gst::Pipeline, info: &StreamInfo, streamed: &mut Option<Duration>) -> Ended {
         if let Err(e) = pipe.set_state(gst::State::Playing) {
             return Ended::Failed(RestartReason::Connect, format!("cannot start pipeline: {e}"));
         }
@@ -304,7 +373,7 @@ impl Supervisor {
                 return Ended::Stopped;
             }
             if let Some(since) = streaming_since {
-                *streamed = since.elapsed();
+                *streamed = Some(since.elapsed());
             }
             let up = streaming_since.is_some();
             if let Some(msg) = bus.timed_pop_filtered(
@@ -315,14 +384,21 @@ impl Supervisor {
                 match msg.view() {
                     gst::MessageView::Eos(_) => return Ended::Failed(RestartReason::Eos, "end of stream".into()),
                     gst::MessageView::Error(e) => {
-                        let text = redact_text(&format!("{from}: {}", e.error()));
+                        let text = redact_text(&describe(&from, &e.error(), e.debug().as_deref()));
                         let reason = if up { RestartReason::Error } else { RestartReason::Connect };
-                        self.stats.counters.decode_errors.inc();
+                        // A refused or lost connection is counted as a restart, not
+                        // as a decode error.
+                        if is_stream_error(&e.error()) {
+                            self.stats.counters.decode_errors.inc();
+                        }
                         return Ended::Failed(reason, text);
                     }
                     gst::MessageView::Warning(w) => {
-                        self.stats.counters.decode_errors.inc();
-                        tracing::debug!(warning = %redact_text(&format!("{from}: {}", w.error())), "stream warning");
+                        if is_stream_error(&w.error()) {
+                            self.stats.counters.decode_errors.inc();
+                        }
+                        let text = redact_text(&describe(&from, &w.error(), w.debug().as_deref()));
+                        tracing::debug!(warning = %text, "stream warning");
                     }
                     _ => {}
                 }
@@ -333,6 +409,7 @@ impl Supervisor {
             let last_frame = self.stats.last_frame_ms.load(Ordering::Relaxed);
             if !up && last_frame >= start_ms {
                 streaming_since = Some(Instant::now());
+                *streamed = Some(Duration::ZERO);
                 info.picture.lock().unwrap().reset();
                 self.stats.set_last_error(None);
                 self.transition(CameraState::Streaming, "frames arriving");
@@ -431,6 +508,11 @@ impl Supervisor {
                     pic.stddev.unwrap_or(0.0)
                 ));
             }
+        }
+        let stable = Duration::from_secs_f64(self.settings.ingest.backoff_reset_secs);
+        if let Some(every) = self.drops.borrow().every(now, now.duration_since(since), stable) {
+            health.problems.push(HealthProblem::LinkDrops);
+            why.push(format!("link drops every ~{every:.0} s"));
         }
         let key = health.problems.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",");
         self.stats.set_health(health);

@@ -65,6 +65,10 @@ fn unreachable_camera_is_retried_with_growing_backoff_and_its_password_never_sho
     wait_for("three restarts", Duration::from_secs(20), || s.restarts(RestartReason::Connect) >= 3);
     let err = s.last_error().unwrap();
     assert!(!err.contains("hunter2") && !err.contains("admin"), "{err}");
+    // The cause in words, not a bare "Could not open resource".
+    assert!(err.contains("Failed to connect"), "{err}");
+    // A refused connection is a restart, not a decode error.
+    assert_eq!(s.counters.decode_errors.get(), 0);
     assert_ne!(s.state(), CameraState::Streaming);
     rig.ingest.stop_all();
     // Backoff doubles: 0.5, 1, 2 s (plus up to 20%) between attempts.
@@ -256,4 +260,84 @@ fn frozen_and_dark_pictures_degrade_the_camera_with_a_reason() {
     rig.wait_state("blk", CameraState::Streaming, Duration::from_secs(20));
     assert_eq!(frz.restarts_total(), 0, "a frozen picture is reported, not restarted");
     rig.ingest.stop_all();
+}
+
+#[test]
+fn a_flapping_link_is_reconnected_at_once_and_reported() {
+    // A radio link that drops every session 12 s after its SETUP, for 3 minutes, with
+    // the production backoff (1 s doubling to 60 s, reset after 30 s of streaming):
+    // before issue #19 the waits grew to 65 s and the camera streamed 48% of the time.
+    let sim = sim(1, Scene::Active);
+    sim.set_link_drops(1, Some(Duration::from_secs(12)));
+    let mut settings = settings(RtspTransport::Tcp);
+    let prod = varta_ingest::config::IngestConfig::default();
+    settings.ingest.backoff_initial_secs = prod.backoff_initial_secs;
+    settings.ingest.backoff_max_secs = prod.backoff_max_secs;
+    settings.ingest.backoff_reset_secs = prod.backoff_reset_secs;
+    let mut rig = Rig::new(settings);
+    rig.ingest.start(spec("flap", sim.url(1), DecodePolicy::Adaptive));
+    let s = rig.metrics.camera(&"flap".into());
+    let t0 = std::time::Instant::now();
+    // Three drops (about 40 s) make a link problem, shown on the camera.
+    wait_for("the link problem on the camera", Duration::from_secs(90), || {
+        s.health().problems.contains(&varta_core::metrics::HealthProblem::LinkDrops)
+    });
+    let live = s.live();
+    assert_eq!(live.state, CameraState::Degraded, "{live:?}");
+    assert!(live.reason.contains("link drops every ~1"), "{live:?}");
+    let wait = Duration::from_secs(180).saturating_sub(t0.elapsed());
+    std::thread::sleep(wait);
+    rig.ingest.stop_all();
+
+    let changes = rig.changes("flap");
+    let (start, end) = (changes[0].at, changes[changes.len() - 1].at);
+    let mut video = 0.0;
+    let mut waits = Vec::new();
+    for w in changes.windows(2) {
+        let secs = (w[1].at - w[0].at).num_milliseconds() as f64 / 1000.0;
+        if matches!(w[0].state, CameraState::Streaming | CameraState::Degraded) {
+            video += secs;
+        }
+        if w[0].state == CameraState::BackingOff {
+            waits.push(secs);
+        }
+    }
+    let total = (end - start).num_milliseconds() as f64 / 1000.0;
+    let drops = s.restarts(RestartReason::Eos) + s.restarts(RestartReason::Error) + s.restarts(RestartReason::Stall);
+    let longest = waits.iter().copied().fold(0.0, f64::max);
+    eprintln!("flapping link: {drops} drops, video {video:.0} of {total:.0} s, longest wait {longest:.1} s");
+    assert!(drops >= 10, "{drops} dropped sessions in {total:.0} s: {changes:?}");
+    assert!(video / total >= 0.8, "video {video:.0} s of {total:.0} s; waits {waits:?}");
+    assert!(waits.iter().all(|&w| w <= 5.0), "waits after sessions with video: {waits:?}");
+    sim.stop();
+}
+
+#[test]
+fn refused_connections_name_the_rtsp_status_and_are_not_decode_errors() {
+    let sim = SimServer::start(&SimConfig {
+        auth: Some(("admin".into(), "right".into())),
+        ..SimConfig::new("127.0.0.1:0".parse().unwrap(), 1, media("vtest.mp4"))
+    })
+    .unwrap();
+    let mut rig = Rig::new(settings(RtspTransport::Tcp));
+    rig.ingest.start(varta_ingest::CameraSpec {
+        credentials: Some(Credentials { username: "admin".into(), password: "wrong".into() }),
+        ..spec("auth", sim.url(1), DecodePolicy::Adaptive)
+    });
+    rig.ingest.start(varta_ingest::CameraSpec {
+        credentials: Some(Credentials { username: "admin".into(), password: "right".into() }),
+        ..spec("missing", format!("rtsp://{}/cam/9", sim.addr()), DecodePolicy::Adaptive)
+    });
+    let (a, m) = (rig.metrics.camera(&"auth".into()), rig.metrics.camera(&"missing".into()));
+    wait_for("two refusals each", Duration::from_secs(30), || {
+        a.restarts(RestartReason::Connect) >= 2 && m.restarts(RestartReason::Connect) >= 2
+    });
+    let (ea, em) = (a.last_error().unwrap(), m.last_error().unwrap());
+    eprintln!("refused: {ea} / {em}");
+    assert!(ea.contains("401"), "{ea}");
+    assert!(em.contains("404"), "{em}");
+    assert!(!ea.contains("wrong"), "{ea}");
+    assert_eq!((a.counters.decode_errors.get(), m.counters.decode_errors.get()), (0, 0));
+    rig.ingest.stop_all();
+    sim.stop();
 }

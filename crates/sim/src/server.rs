@@ -158,6 +158,8 @@ struct Inner {
     auth: Option<rtsp::RTSPAuth>,
     cameras: usize,
     shared: Arc<Shared>,
+    /// Per camera (index n - 1): drop each client session once it has lasted this.
+    link_drops: Mutex<Vec<Option<Duration>>>,
 }
 
 impl SimServer {
@@ -244,6 +246,7 @@ impl SimServer {
             auth,
             cameras: cfg.cameras,
             shared: shared.clone(),
+            link_drops: Mutex::new(vec![None; cfg.cameras]),
         });
         let addr = inner.listen(cfg.listen)?;
         *inner.addr.lock().unwrap() = addr;
@@ -259,6 +262,8 @@ impl SimServer {
             vec![spawn("sim-rtsp", Box::new(move || ctx.with_thread_default(|| ml.run()).expect("context is free")))?];
         let sh = shared.clone();
         threads.push(spawn("sim-feeder", Box::new(move || feed_loop(&sh)))?);
+        let i = inner.clone();
+        threads.push(spawn("sim-link", Box::new(move || i.link_loop()))?);
         if let Some(mean) = cfg.random_faults {
             let i = inner.clone();
             let until = cfg.random_faults_for.map(|d| Instant::now() + d);
@@ -281,6 +286,14 @@ impl SimServer {
     /// Injects `fault` into camera `n` (1-based).
     pub fn inject(&self, n: usize, fault: Fault) {
         self.inner.inject(n, fault)
+    }
+
+    /// Makes camera `n`'s link drop every session `every` after its SETUP, as a
+    /// flapping radio link or a camera that closes sessions does; `None` heals it.
+    pub fn set_link_drops(&self, n: usize, every: Option<Duration>) {
+        assert!((1..=self.inner.cameras).contains(&n), "no camera {n}");
+        tracing::info!(camera = n, every_ms = every.map(|d| d.as_millis() as u64), "link drops");
+        self.inner.link_drops.lock().unwrap()[n - 1] = every;
     }
 
     /// Restarts the whole server: every connection closed, nothing listening for
@@ -384,6 +397,46 @@ impl Inner {
                 rtsp::RTSPFilterResult::Keep
             }
         }));
+    }
+
+    /// Drops client sessions of cameras with link drops once they are old enough;
+    /// a session's age counts from when this loop first sees it (within 50 ms).
+    fn link_loop(&self) {
+        let mut first_seen: std::collections::HashMap<usize, Instant> = Default::default();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+            let drops = self.link_drops.lock().unwrap().clone();
+            if drops.iter().all(Option::is_none) {
+                first_seen.clear();
+                continue;
+            }
+            let now = Instant::now();
+            let mut alive = std::collections::HashSet::new();
+            let r = self.rtsp.lock().unwrap();
+            r.server.client_filter(Some(&mut |_, client| {
+                let key = client.as_ptr() as usize;
+                let mut every = None;
+                client.session_filter(Some(&mut |_, sess| {
+                    for (i, d) in drops.iter().enumerate() {
+                        if d.is_some() && sess.media(&path(i + 1)).0.is_some() {
+                            every = every.or(*d);
+                        }
+                    }
+                    rtsp::RTSPFilterResult::Keep
+                }));
+                let Some(every) = every else { return rtsp::RTSPFilterResult::Keep };
+                if now.duration_since(*first_seen.entry(key).or_insert(now)) >= every {
+                    tracing::info!("link drop: closing a session");
+                    // Forgotten now: a later client may get the same address.
+                    first_seen.remove(&key);
+                    rtsp::RTSPFilterResult::Remove
+                } else {
+                    alive.insert(key);
+                    rtsp::RTSPFilterResult::Keep
+                }
+            }));
+            first_seen.retain(|k, _| alive.contains(k));
+        }
     }
 
     fn restart(&self, down: Duration) -> Result<(), Error> {

@@ -25,6 +25,8 @@ pub enum TaskKind {
     LowFps,
     /// The stream does not decode cleanly.
     DecodeErrors,
+    /// Sessions keep dropping after a short while (flapping link).
+    LinkDrops,
     /// Anything else, opened by a person.
     Other,
 }
@@ -47,16 +49,18 @@ pub enum TaskState {
 
 impl TaskKind {
     /// Every kind.
-    pub const ALL: [TaskKind; 6] = [
+    pub const ALL: [TaskKind; 7] = [
         TaskKind::Offline,
         TaskKind::Frozen,
         TaskKind::Blackout,
         TaskKind::LowFps,
         TaskKind::DecodeErrors,
+        TaskKind::LinkDrops,
         TaskKind::Other,
     ];
     /// The kinds of camera health problems, which a node opens and closes by itself.
-    pub const HEALTH: [TaskKind; 4] = [TaskKind::Frozen, TaskKind::Blackout, TaskKind::LowFps, TaskKind::DecodeErrors];
+    pub const HEALTH: [TaskKind; 5] =
+        [TaskKind::Frozen, TaskKind::Blackout, TaskKind::LowFps, TaskKind::DecodeErrors, TaskKind::LinkDrops];
 
     /// The name in the database and the API.
     pub fn as_str(self) -> &'static str {
@@ -66,6 +70,7 @@ impl TaskKind {
             TaskKind::Blackout => "blackout",
             TaskKind::LowFps => "low_fps",
             TaskKind::DecodeErrors => "decode_errors",
+            TaskKind::LinkDrops => "link_drops",
             TaskKind::Other => "other",
         }
     }
@@ -79,6 +84,7 @@ impl From<varta_core::metrics::HealthProblem> for TaskKind {
             H::DecodeErrors => TaskKind::DecodeErrors,
             H::Frozen => TaskKind::Frozen,
             H::Blackout => TaskKind::Blackout,
+            H::LinkDrops => TaskKind::LinkDrops,
         }
     }
 }
