@@ -90,6 +90,8 @@ wire_enum! {
         DecodeErrors,
         /// Sessions keep dropping after a short while (flapping link).
         LinkDrops,
+        /// RTP packets are lost on the way (a lossy network).
+        PacketLoss,
         /// Anything else, opened by a person.
         Other,
     }

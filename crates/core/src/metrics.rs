@@ -51,6 +51,13 @@ pub struct Health {
     /// Seconds the picture has not changed (absent for contractors).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unchanged_secs: Option<f64>,
+    /// RTP packets lost over the last health window, in percent of those sent
+    /// (lost / (received + lost), from the jitter buffer's sequence numbers); absent
+    /// until packets arrived in a window.
+    pub packet_loss_pct: Option<f64>,
+    /// Mean RTP interarrival jitter, in milliseconds (the jitter buffer's
+    /// `avg-jitter`).
+    pub jitter_ms: Option<f64>,
     /// Current problems.
     pub problems: Vec<HealthProblem>,
 }
@@ -71,6 +78,8 @@ pub enum HealthProblem {
     /// link, a camera or NVR that closes sessions): 3 or more within 5 minutes, each
     /// shorter than `[ingest] backoff_reset_secs`.
     LinkDrops,
+    /// More RTP packets lost than `[health] max_packet_loss_pct` over one window.
+    PacketLoss,
 }
 
 impl HealthProblem {
@@ -82,6 +91,7 @@ impl HealthProblem {
             HealthProblem::Frozen => "frozen",
             HealthProblem::Blackout => "blackout",
             HealthProblem::LinkDrops => "link_drops",
+            HealthProblem::PacketLoss => "packet_loss",
         }
     }
 }
@@ -303,6 +313,14 @@ metric_set! {
         decode_errors: Counter => "varta_decode_errors_total",
         /// Switches between keyframe and full decoding.
         mode_switches: Counter => "varta_decode_mode_switches_total",
+        /// RTP packets the jitter buffer passed on (rtpjitterbuffer `num-pushed`).
+        rtp_packets_received: Counter => "varta_rtp_packets_received_total",
+        /// RTP packets that never arrived, by sequence number (`num-lost`).
+        rtp_packets_lost: Counter => "varta_rtp_packets_lost_total",
+        /// RTP packets that arrived too late to be used (`num-late`).
+        rtp_packets_late: Counter => "varta_rtp_packets_late_total",
+        /// RTP packets that arrived twice (`num-duplicates`).
+        rtp_packets_duplicate: Counter => "varta_rtp_packets_duplicate_total",
     }
 }
 

@@ -92,6 +92,9 @@ pub struct HealthConfig {
     pub blackout_max_stddev: f64,
     /// Decode errors within one window that make a camera `decode_errors`.
     pub max_decode_errors: u64,
+    /// RTP packet loss, in percent of the packets sent over one window, above which a
+    /// camera has `packet_loss` (smeared or broken pictures).
+    pub max_packet_loss_pct: f64,
     /// Seconds between health probes of a camera's `main_url`.
     pub main_probe_interval_secs: f64,
     /// Seconds each probe of the main stream listens.
@@ -109,6 +112,7 @@ impl Default for HealthConfig {
             blackout_max_luma: 20.0,
             blackout_max_stddev: 4.0,
             max_decode_errors: 10,
+            max_packet_loss_pct: 1.0,
             main_probe_interval_secs: 300.0,
             main_probe_secs: 5.0,
         }
@@ -153,6 +157,7 @@ impl HealthConfig {
                 Range::closed("blackout_secs", h.blackout_secs, 1.0, 86400.0),
                 Range::closed("blackout_max_luma", h.blackout_max_luma, 0.0, 255.0),
                 Range::closed("blackout_max_stddev", h.blackout_max_stddev, 0.0, 255.0),
+                Range::closed("max_packet_loss_pct", h.max_packet_loss_pct, 0.0, 100.0),
                 Range::closed("main_probe_interval_secs", h.main_probe_interval_secs, 10.0, 86400.0),
                 Range::closed("main_probe_secs", h.main_probe_secs, 1.0, 60.0),
             ],

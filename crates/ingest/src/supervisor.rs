@@ -280,6 +280,44 @@ struct Sample {
     frames: u64,
     bytes: u64,
     errors: u64,
+    rtp_received: u64,
+    rtp_lost: u64,
+}
+
+/// The session's RTP statistics so far, summed over its jitter buffers (rtpbin
+/// makes one per stream and SSRC inside rtspsrc): rtpjitterbuffer's `stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct RtpTotals {
+    pushed: u64,
+    lost: u64,
+    late: u64,
+    duplicates: u64,
+    /// The largest `avg-jitter` of the buffers, in nanoseconds.
+    jitter_ns: u64,
+}
+
+impl RtpTotals {
+    /// Reads the jitter buffers inside the pipeline's `rtspsrc`; `None` if it has
+    /// none (yet).
+    fn read(pipe: &gst::Pipeline) -> Option<RtpTotals> {
+        let src = pipe.by_name("src")?.downcast::<gst::Bin>().ok()?;
+        let mut t = RtpTotals::default();
+        let mut any = false;
+        for e in src.iterate_recurse().into_iter().flatten() {
+            if e.factory().is_none_or(|f| f.name() != "rtpjitterbuffer") {
+                continue;
+            }
+            let st = e.property::<gst::Structure>("stats");
+            let get = |k: &str| st.get::<u64>(k).unwrap_or(0);
+            t.pushed += get("num-pushed");
+            t.lost += get("num-lost");
+            t.late += get("num-late");
+            t.duplicates += get("num-duplicates");
+            t.jitter_ns = t.jitter_ns.max(get("avg-jitter"));
+            any = true;
+        }
+        any.then_some(t)
+    }
 }
 
 impl Supervisor {
@@ -367,6 +405,7 @@ impl Supervisor {
         let mut samples: VecDeque<Sample> = VecDeque::new();
         let mut next_health = Instant::now();
         let mut lost = LostUnits::default();
+        let mut rtp_seen = RtpTotals::default();
         let decoded0 = self.stats.counters.frames_decoded.get();
         loop {
             if self.cancel.is_cancelled() {
@@ -443,15 +482,31 @@ impl Supervisor {
             }
             if up && Instant::now() >= next_health {
                 next_health += Duration::from_secs(1);
-                self.check_health(info, &mut samples, streaming_since.expect("up"));
+                let jitter_ms = self.count_rtp(pipe, &mut rtp_seen);
+                self.check_health(info, &mut samples, streaming_since.expect("up"), jitter_ms);
             }
             self.tick_main_probe();
         }
     }
 
-    /// Measures fps, bitrate and errors over the health window, reads the picture
-    /// checks, and moves between `streaming` and `degraded`.
-    fn check_health(&self, info: &StreamInfo, samples: &mut VecDeque<Sample>, since: Instant) {
+    /// Adds what the session's jitter buffers counted since `seen` to the camera's RTP
+    /// counters; returns their jitter in milliseconds.
+    fn count_rtp(&self, pipe: &gst::Pipeline, seen: &mut RtpTotals) -> Option<f64> {
+        let now = RtpTotals::read(pipe)?;
+        let c = &self.stats.counters;
+        // A jitter buffer made anew (new SSRC) starts from 0: count it from there.
+        let base = if now.pushed < seen.pushed || now.lost < seen.lost { RtpTotals::default() } else { *seen };
+        c.rtp_packets_received.add(now.pushed - base.pushed);
+        c.rtp_packets_lost.add(now.lost - base.lost);
+        c.rtp_packets_late.add(now.late.saturating_sub(base.late));
+        c.rtp_packets_duplicate.add(now.duplicates.saturating_sub(base.duplicates));
+        *seen = now;
+        Some(now.jitter_ns as f64 / 1e6)
+    }
+
+    /// Measures fps, bitrate, errors and RTP loss over the health window, reads the
+    /// picture checks, and moves between `streaming` and `degraded`.
+    fn check_health(&self, info: &StreamInfo, samples: &mut VecDeque<Sample>, since: Instant, jitter_ms: Option<f64>) {
         let h = &self.settings.health;
         let window = Duration::from_secs_f64(h.window_secs);
         let now = Instant::now();
@@ -460,6 +515,8 @@ impl Supervisor {
             frames: self.stats.counters.frames_received.get(),
             bytes: self.stats.counters.bytes_received.get(),
             errors: self.stats.counters.decode_errors.get(),
+            rtp_received: self.stats.counters.rtp_packets_received.get(),
+            rtp_lost: self.stats.counters.rtp_packets_lost.get(),
         });
         while samples.len() > 2 && now.duration_since(samples[1].at) >= window {
             samples.pop_front();
@@ -481,6 +538,16 @@ impl Supervisor {
             if got < exp * h.min_fps_ratio {
                 health.problems.push(HealthProblem::LowFps);
                 why.push(format!("low fps: {got:.1} of {exp:.1} expected"));
+            }
+        }
+        health.jitter_ms = jitter_ms;
+        let (received, lost) = (last.rtp_received - first.rtp_received, last.rtp_lost - first.rtp_lost);
+        if received + lost > 0 {
+            let pct = lost as f64 * 100.0 / (received + lost) as f64;
+            health.packet_loss_pct = Some(pct);
+            if full_window && pct > h.max_packet_loss_pct {
+                health.problems.push(HealthProblem::PacketLoss);
+                why.push(format!("{pct:.1}% packet loss"));
             }
         }
         let errors = last.errors - first.errors;

@@ -341,3 +341,36 @@ fn refused_connections_name_the_rtsp_status_and_are_not_decode_errors() {
     rig.ingest.stop_all();
     sim.stop();
 }
+
+#[test]
+fn packet_loss_over_udp_is_measured_shown_and_cleared() {
+    // 2% of the RTP packets lost on the way (issue #19): before, the camera stayed
+    // `streaming` with no figure anywhere.
+    let sim = sim(1, Scene::Active);
+    sim.set_packet_loss(1, 2.0);
+    let mut settings = settings(RtspTransport::Udp);
+    // A window long enough for a steady figure: about 140 packets a second, so 2%
+    // of 4,200 is 84 ± 9 lost packets.
+    settings.health.window_secs = 30.0;
+    let mut rig = Rig::new(settings);
+    rig.ingest.start(spec("lossy", sim.url(1), DecodePolicy::Full));
+    let s = rig.metrics.camera(&"lossy".into());
+    rig.wait_state("lossy", CameraState::Streaming, Duration::from_secs(20));
+    let problem = varta_core::metrics::HealthProblem::PacketLoss;
+    wait_for("the packet loss reported", Duration::from_secs(60), || s.health().problems.contains(&problem));
+    let (h, live) = (s.health(), s.live());
+    let pct = h.packet_loss_pct.unwrap();
+    let (received, lost) = (s.counters.rtp_packets_received.get(), s.counters.rtp_packets_lost.get());
+    eprintln!("packet loss: window {pct:.2}%, counters {lost} lost of {} packets", received + lost);
+    assert!((1.0..=3.0).contains(&pct), "{h:?}");
+    assert!(live.reason.contains("% packet loss"), "{live:?}");
+    assert!(h.jitter_ms.is_some(), "{h:?}");
+    // The network heals: the figure falls to 0 within a window and the problem goes.
+    sim.set_packet_loss(1, 0.0);
+    wait_for("no loss in a window", Duration::from_secs(60), || {
+        let h = s.health();
+        h.packet_loss_pct == Some(0.0) && !h.problems.contains(&problem)
+    });
+    rig.ingest.stop_all();
+    sim.stop();
+}

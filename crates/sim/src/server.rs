@@ -19,7 +19,7 @@ use gstreamer_rtsp_server::prelude::*;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -135,6 +135,9 @@ struct Shared {
     log: Option<Mutex<std::fs::File>>,
     mounts: rtsp::RTSPMountPoints,
     factories: std::sync::OnceLock<Vec<rtsp::RTSPMediaFactory>>,
+    /// Per camera (index n - 1): share of RTP packets dropped after the payloader,
+    /// in parts per million.
+    loss_ppm: Vec<AtomicU32>,
 }
 
 struct Rtsp {
@@ -222,6 +225,7 @@ impl SimServer {
             log,
             mounts: rtsp::RTSPMountPoints::new(),
             factories: Default::default(),
+            loss_ppm: (0..cfg.cameras).map(|_| AtomicU32::new(0)).collect(),
         });
         let auth = cfg.auth.as_ref().map(|(user, pass)| {
             let auth = rtsp::RTSPAuth::new();
@@ -294,6 +298,16 @@ impl SimServer {
         assert!((1..=self.inner.cameras).contains(&n), "no camera {n}");
         tracing::info!(camera = n, every_ms = every.map(|d| d.as_millis() as u64), "link drops");
         self.inner.link_drops.lock().unwrap()[n - 1] = every;
+    }
+
+    /// Drops `percent` % of camera `n`'s RTP packets (at random, after the payloader,
+    /// so the client sees gaps in the sequence numbers), as a lossy network would;
+    /// 0 stops it.
+    pub fn set_packet_loss(&self, n: usize, percent: f64) {
+        assert!((1..=self.inner.cameras).contains(&n), "no camera {n}");
+        tracing::info!(camera = n, percent, "packet loss");
+        let ppm = (percent.clamp(0.0, 100.0) * 10_000.0).round() as u32;
+        self.inner.shared.loss_ppm[n - 1].store(ppm, Ordering::Relaxed);
     }
 
     /// Restarts the whole server: every connection closed, nothing listening for
@@ -531,6 +545,32 @@ fn camera_factory(cam: usize, clip: &Clip, shared: &Arc<Shared>, auth: bool) -> 
         let Some(src) = bin.by_name_recurse_up("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()) else {
             return;
         };
+        if let Some(pad) = bin.by_name_recurse_up("pay0").and_then(|p| p.static_pad("src")) {
+            let w = weak.clone();
+            // Seeded per camera: which packets go is random, their share is not.
+            let rng = AtomicU64::new(0x9e37_79b9_7f4a_7c15 ^ cam as u64);
+            pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, info| {
+                let Some(ppm) = w.upgrade().map(|sh| sh.loss_ppm[cam - 1].load(Ordering::Relaxed)) else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                if ppm == 0 {
+                    return gst::PadProbeReturn::Ok;
+                }
+                let lose = || {
+                    let mut r = Rng(rng.load(Ordering::Relaxed));
+                    let x = r.next();
+                    rng.store(r.0, Ordering::Relaxed);
+                    (x % 1_000_000) < ppm as u64
+                };
+                if info.buffer().is_some() && lose() {
+                    return gst::PadProbeReturn::Drop;
+                }
+                if let Some(list) = info.buffer_list_mut() {
+                    list.make_mut().foreach_mut(|b, _| std::ops::ControlFlow::Continue((!lose()).then_some(b)));
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
         src.set_caps(Some(&caps));
         src.set_max_bytes(4 << 20);
         // A client that cannot keep up loses new frames, as behind a congested

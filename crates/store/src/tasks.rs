@@ -27,6 +27,8 @@ pub enum TaskKind {
     DecodeErrors,
     /// Sessions keep dropping after a short while (flapping link).
     LinkDrops,
+    /// RTP packets are lost on the way (a lossy network).
+    PacketLoss,
     /// Anything else, opened by a person.
     Other,
 }
@@ -49,18 +51,25 @@ pub enum TaskState {
 
 impl TaskKind {
     /// Every kind.
-    pub const ALL: [TaskKind; 7] = [
+    pub const ALL: [TaskKind; 8] = [
         TaskKind::Offline,
         TaskKind::Frozen,
         TaskKind::Blackout,
         TaskKind::LowFps,
         TaskKind::DecodeErrors,
         TaskKind::LinkDrops,
+        TaskKind::PacketLoss,
         TaskKind::Other,
     ];
     /// The kinds of camera health problems, which a node opens and closes by itself.
-    pub const HEALTH: [TaskKind; 5] =
-        [TaskKind::Frozen, TaskKind::Blackout, TaskKind::LowFps, TaskKind::DecodeErrors, TaskKind::LinkDrops];
+    pub const HEALTH: [TaskKind; 6] = [
+        TaskKind::Frozen,
+        TaskKind::Blackout,
+        TaskKind::LowFps,
+        TaskKind::DecodeErrors,
+        TaskKind::LinkDrops,
+        TaskKind::PacketLoss,
+    ];
 
     /// The name in the database and the API.
     pub fn as_str(self) -> &'static str {
@@ -71,6 +80,7 @@ impl TaskKind {
             TaskKind::LowFps => "low_fps",
             TaskKind::DecodeErrors => "decode_errors",
             TaskKind::LinkDrops => "link_drops",
+            TaskKind::PacketLoss => "packet_loss",
             TaskKind::Other => "other",
         }
     }
@@ -85,6 +95,7 @@ impl From<varta_core::metrics::HealthProblem> for TaskKind {
             H::Frozen => TaskKind::Frozen,
             H::Blackout => TaskKind::Blackout,
             H::LinkDrops => TaskKind::LinkDrops,
+            H::PacketLoss => TaskKind::PacketLoss,
         }
     }
 }
