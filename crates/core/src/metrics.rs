@@ -58,6 +58,9 @@ pub struct Health {
     /// Mean RTP interarrival jitter, in milliseconds (the jitter buffer's
     /// `avg-jitter`).
     pub jitter_ms: Option<f64>,
+    /// Seconds between the last two keyframes received: the GOP length as the
+    /// camera sends it (smart codecs stretch it to 10–60 s on a quiet scene).
+    pub gop_secs: Option<f64>,
     /// Current problems.
     pub problems: Vec<HealthProblem>,
 }

@@ -23,6 +23,8 @@ pub struct PictureWatch {
     pub stddev: Option<f64>,
     unchanged_since: Option<Instant>,
     dark_since: Option<Instant>,
+    /// When the last picture was observed.
+    last_seen: Option<Instant>,
 }
 
 impl PictureWatch {
@@ -37,6 +39,7 @@ impl PictureWatch {
             stddev: None,
             unchanged_since: None,
             dark_since: None,
+            last_seen: None,
         }
     }
 
@@ -78,17 +81,28 @@ impl PictureWatch {
         self.mean_luma = Some(mean);
         self.stddev = Some(std);
         self.thumb = thumb;
+        self.last_seen = Some(now);
         diff
     }
 
-    /// How long the picture has not changed.
+    /// How long the picture has not changed, as far as pictures show it: from the
+    /// first of the identical pictures to the last one seen, not to now. Under
+    /// keyframe-only decoding of a long GOP (a picture every 12 s) the wait for the
+    /// next picture is not a frozen camera; two identical pictures 12 s apart are.
     pub fn unchanged_for(&self) -> Duration {
-        self.unchanged_since.map(|t| t.elapsed()).unwrap_or_default()
+        Self::span(self.unchanged_since, self.last_seen)
     }
 
-    /// How long the picture has been dark or featureless.
+    /// How long the picture has been dark or featureless, as far as pictures show it.
     pub fn dark_for(&self) -> Duration {
-        self.dark_since.map(|t| t.elapsed()).unwrap_or_default()
+        Self::span(self.dark_since, self.last_seen)
+    }
+
+    fn span(since: Option<Instant>, last: Option<Instant>) -> Duration {
+        match (since, last) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a),
+            _ => Duration::ZERO,
+        }
     }
 
     /// Forgets the history (a new session starts).
@@ -96,6 +110,7 @@ impl PictureWatch {
         self.thumb.clear();
         self.unchanged_since = None;
         self.dark_since = None;
+        self.last_seen = None;
     }
 }
 
@@ -125,5 +140,28 @@ mod tests {
         assert!(w.dark_since.is_some(), "a featureless grey picture (covered lens) counts too");
         w.observe_at(&scene, 64, 48, t0 + Duration::from_secs(9));
         assert!(w.dark_since.is_none());
+    }
+
+    #[test]
+    fn durations_come_from_pictures_not_from_waiting_for_the_next() {
+        // Keyframes of a 12 s GOP, each a different picture (an on-screen clock):
+        // never frozen, however long the wait between them.
+        let mut w = PictureWatch::new(0.3, 20.0, 4.0);
+        let t0 = Instant::now();
+        let a: Vec<u8> = (0..64 * 48).map(|i| (i * 7 % 219 + 16) as u8).collect();
+        let mut b = a.clone();
+        b.iter_mut().step_by(3).for_each(|v| *v = v.wrapping_add(20));
+        w.observe_at(&a, 64, 48, t0);
+        assert_eq!(w.unchanged_for(), Duration::ZERO);
+        w.observe_at(&b, 64, 48, t0 + Duration::from_secs(12));
+        assert_eq!(w.unchanged_for(), Duration::ZERO, "a changed picture after 12 s");
+        // The same picture at the next keyframe: frozen for the 12 s between them.
+        w.observe_at(&b, 64, 48, t0 + Duration::from_secs(24));
+        assert_eq!(w.unchanged_for(), Duration::from_secs(12));
+        let black = vec![16u8; 64 * 48];
+        w.observe_at(&black, 64, 48, t0 + Duration::from_secs(36));
+        assert_eq!(w.dark_for(), Duration::ZERO, "one dark picture is no duration yet");
+        w.observe_at(&black, 64, 48, t0 + Duration::from_secs(48));
+        assert_eq!(w.dark_for(), Duration::from_secs(12));
     }
 }

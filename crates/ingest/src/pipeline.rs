@@ -23,7 +23,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use varta_core::config::Credentials;
 use varta_core::frame::{Frame, FrameHub, Pixels};
@@ -110,8 +110,22 @@ pub struct StreamInfo {
     /// cannot decode a unit drops it without a word; comparing this with the frames it
     /// outputs is how undecodable input is noticed.
     pub units_in: AtomicU64,
+    /// Unix milliseconds of the last keyframe received, 0 before the first.
+    pub last_keyframe_ms: AtomicI64,
+    /// Milliseconds between the last two keyframes received (the GOP length as it
+    /// is, whatever the SDP says; smart codecs change it with the scene), 0 before
+    /// two were seen.
+    pub gop_ms: AtomicU64,
     /// Picture statistics of the frames handed to analysis.
     pub picture: Mutex<PictureWatch>,
+}
+
+impl StreamInfo {
+    /// The measured GOP length, once two keyframes were received.
+    pub fn gop(&self) -> Option<std::time::Duration> {
+        let ms = self.gop_ms.load(Ordering::Relaxed);
+        (ms > 0).then(|| std::time::Duration::from_millis(ms))
+    }
 }
 
 /// A built (not yet playing) pipeline.
@@ -196,6 +210,8 @@ pub fn build(p: PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>)
     let info = Arc::new(StreamInfo {
         declared_fps_milli: AtomicU32::new(0),
         units_in: AtomicU64::new(0),
+        last_keyframe_ms: AtomicI64::new(0),
+        gop_ms: AtomicU64::new(0),
         picture: Mutex::new(p.picture),
     });
 
@@ -320,6 +336,12 @@ fn link_decoder(
         st.counters.frames_received.inc();
         st.counters.bytes_received.add(buf.size() as u64);
         st.last_buffer_ms.store(now_ms, Ordering::Relaxed);
+        if !buf.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+            let prev = inf.last_keyframe_ms.swap(now_ms, Ordering::Relaxed);
+            if prev > 0 && now_ms > prev {
+                inf.gop_ms.store((now_ms - prev) as u64, Ordering::Relaxed);
+            }
+        }
         let action = g.lock().unwrap().on_buffer(buf, now_ms, &st);
         if !matches!(action, GateAction::Drop) {
             inf.units_in.fetch_add(1, Ordering::Relaxed);

@@ -42,6 +42,10 @@ const DECODER_DELAY: u64 = 8;
 const UNDECODABLE_RUN: u64 = 30;
 /// First main-stream probe this long after the camera starts.
 const FIRST_MAIN_PROBE: Duration = Duration::from_secs(5);
+/// The longest keyframe interval waited for before a stream that sends data but
+/// no picture is given up, while its GOP is not yet measured (smart codecs use up
+/// to 60 s on a quiet scene).
+const MAX_UNMEASURED_GOP: Duration = Duration::from_secs(65);
 /// Short sessions are counted over this window for [`HealthProblem::LinkDrops`].
 const LINK_DROP_WINDOW: Duration = Duration::from_secs(300);
 /// Short sessions within [`LINK_DROP_WINDOW`] that make a link problem.
@@ -467,9 +471,13 @@ impl Supervisor {
                 let why = format!("no data {:.1} s after connecting", quiet.as_secs_f64());
                 return Ended::Failed(RestartReason::Connect, why);
             }
+            // Data without pictures: give the decoder 3 stall timeouts, or 2.5 GOPs
+            // when keyframes are further apart (a picture per keyframe is all that
+            // keyframe-only decoding makes), or the longest GOP while it is unknown.
+            let gop_wait = info.gop().map_or(MAX_UNMEASURED_GOP, |g| g.mul_f64(2.5));
             let why = if quiet > stall {
                 Some(format!("no data for {:.1} s", quiet.as_secs_f64()))
-            } else if undecoded > stall * 3 {
+            } else if undecoded > (stall * 3).max(gop_wait) {
                 Some(format!("nothing decodable for {:.1} s", undecoded.as_secs_f64()))
             } else {
                 None
@@ -541,6 +549,7 @@ impl Supervisor {
             }
         }
         health.jitter_ms = jitter_ms;
+        health.gop_secs = info.gop().map(|g| g.as_secs_f64());
         let (received, lost) = (last.rtp_received - first.rtp_received, last.rtp_lost - first.rtp_lost);
         if received + lost > 0 {
             let pct = lost as f64 * 100.0 / (received + lost) as f64;

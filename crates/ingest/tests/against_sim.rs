@@ -374,3 +374,77 @@ fn packet_loss_over_udp_is_measured_shown_and_cleared() {
     rig.ingest.stop_all();
     sim.stop();
 }
+
+/// The simulator with still scenes at a keyframe interval of `gop`, and the test
+/// settings with the production picture checks (10 s frozen, 10 s window).
+fn long_gop(gop: Duration) -> (SimServer, varta_ingest::IngestSettings) {
+    let sim = SimServer::start(&SimConfig {
+        scene: Scene::Idle,
+        gop: Some(gop),
+        ..SimConfig::new("127.0.0.1:0".parse().unwrap(), 1, media("vtest.mp4"))
+    })
+    .unwrap();
+    let mut settings = settings(RtspTransport::Tcp);
+    let prod = varta_ingest::config::HealthConfig::default();
+    settings.health.frozen_secs = prod.frozen_secs;
+    settings.health.blackout_secs = prod.blackout_secs;
+    settings.health.window_secs = prod.window_secs;
+    (sim, settings)
+}
+
+#[test]
+fn a_12_s_gop_on_an_idle_scene_is_not_a_frozen_camera_but_a_frozen_one_is_found() {
+    // Smart codecs stretch the GOP on a quiet scene; under adaptive decoding an idle
+    // camera is decoded on keyframes only, 12 s apart (issue #19: before, it flipped
+    // to `degraded: frozen picture for 11 s` 7 times in 100 s).
+    let (sim, settings) = long_gop(Duration::from_secs(12));
+    let mut rig = Rig::new(settings);
+    rig.ingest.start(spec("gop12", sim.url(1), DecodePolicy::Adaptive));
+    let s = rig.metrics.camera(&"gop12".into());
+    rig.wait_state("gop12", CameraState::Streaming, Duration::from_secs(30));
+    let t0 = std::time::Instant::now();
+    wait_for("the GOP measured", Duration::from_secs(30), || s.health().gop_secs.is_some());
+    let gop = s.health().gop_secs.unwrap();
+    assert!((11.5..=12.5).contains(&gop), "gop_secs {gop}");
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(t0.elapsed()));
+    let states = rig.states("gop12");
+    assert!(!states.contains(&CameraState::Degraded), "{:?}", rig.changes("gop12"));
+    assert_eq!(s.restarts_total(), 0, "{:?}", rig.changes("gop12"));
+    assert!(s.counters.frames_decoded.get() >= 5, "a picture per keyframe: {}", s.counters.frames_decoded.get());
+
+    // Now the encoder sticks on one picture, still sending a keyframe every 12 s:
+    // found within 3 keyframe intervals.
+    let t1 = std::time::Instant::now();
+    sim.inject(1, Fault::Freeze(Duration::from_secs(120)));
+    wait_for("the frozen picture found", Duration::from_secs(36), || {
+        s.health().problems.contains(&varta_core::metrics::HealthProblem::Frozen)
+    });
+    eprintln!("12 s GOP: frozen picture found {:.1} s after it began", t1.elapsed().as_secs_f64());
+    assert_eq!(s.state(), CameraState::Degraded);
+    rig.ingest.stop_all();
+    sim.stop();
+}
+
+#[test]
+fn a_40_s_gop_is_decoded_per_keyframe_without_restarts() {
+    // With a keyframe every 40 s the watchdog used to give up ("nothing decodable
+    // for 30 s") and restart the camera every ~31 s although units arrived all the
+    // time.
+    let (sim, settings) = long_gop(Duration::from_secs(40));
+    let mut rig = Rig::new(settings);
+    rig.ingest.start(spec("gop40", sim.url(1), DecodePolicy::Adaptive));
+    let s = rig.metrics.camera(&"gop40".into());
+    rig.wait_state("gop40", CameraState::Streaming, Duration::from_secs(30));
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(300));
+    let decoded = s.counters.frames_decoded.get();
+    let keyframes = 1 + (t0.elapsed().as_secs_f64() / 40.0) as u64;
+    eprintln!("40 s GOP: {decoded} pictures decoded in {:.0} s ({keyframes} keyframes)", t0.elapsed().as_secs_f64());
+    assert_eq!(s.restarts_total(), 0, "{:?}", rig.changes("gop40"));
+    assert!(!rig.states("gop40").contains(&CameraState::Degraded), "{:?}", rig.changes("gop40"));
+    assert!(decoded + 1 >= keyframes, "{decoded} pictures for {keyframes} keyframes");
+    let gop = s.health().gop_secs.unwrap();
+    assert!((39.5..=40.5).contains(&gop), "gop_secs {gop}");
+    rig.ingest.stop_all();
+    sim.stop();
+}

@@ -52,12 +52,22 @@ pub enum Still {
     Idle,
     /// A black picture with faint noise.
     Dark,
+    /// The clip's background, exactly the same in every frame: an encoder stuck on
+    /// one picture, still sending keyframes at its interval.
+    Frozen,
 }
 
-/// Encodes `gops` keyframe intervals of a still scene for `clip` (H.264 clips only).
-pub fn encode_still(clip_path: &Path, clip: &Clip, still: Still, gops: usize) -> Result<Track, Error> {
+/// Encodes `gops` keyframe intervals of a still scene for `clip` (H.264 clips only),
+/// a keyframe every `gop` frames (`None`: the clip's own interval).
+pub fn encode_still(
+    clip_path: &Path,
+    clip: &Clip,
+    still: Still,
+    gop: Option<usize>,
+    gops: usize,
+) -> Result<Track, Error> {
     let (w, h, mut picture) = match still {
-        Still::Idle => background(clip_path, (clip.frames.len() / 31).max(1))?,
+        Still::Idle | Still::Frozen => background(clip_path, (clip.frames.len() / 31).max(1))?,
         Still::Dark => pictures(clip_path, 1, 1)?.swap_remove(0),
     };
     if let Still::Dark = still {
@@ -65,7 +75,7 @@ pub fn encode_still(clip_path: &Path, clip: &Clip, still: Still, gops: usize) ->
         y.fill(16);
         picture[w * h..].fill(128);
     }
-    let gop = clip.keyframes.get(1).copied().unwrap_or(clip.frames.len()).max(1);
+    let gop = gop.unwrap_or_else(|| clip.keyframes.get(1).copied().unwrap_or(clip.frames.len())).max(1);
     let fps_milli = (clip.fps() * 1000.0).round() as i32;
     let desc = format!(
         "appsrc name=src format=time caps=video/x-raw,format=I420,width={w},height={h},framerate={fps_milli}/1000 \
@@ -84,6 +94,7 @@ pub fn encode_still(clip_path: &Path, clip: &Clip, still: Still, gops: usize) ->
     let amplitude = match still {
         Still::Idle => 2,
         Still::Dark => 1,
+        Still::Frozen => 0,
     };
     for i in 0..gop * gops {
         let mut frame = picture.clone();
@@ -101,7 +112,7 @@ pub fn encode_still(clip_path: &Path, clip: &Clip, still: Still, gops: usize) ->
                 }
             }
         }
-        for v in frame[..w * h].iter_mut() {
+        for v in frame[..w * h].iter_mut().filter(|_| amplitude > 0) {
             // xorshift64: cheap noise, the same every run.
             rng ^= rng << 13;
             rng ^= rng >> 7;

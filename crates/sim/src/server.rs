@@ -79,6 +79,11 @@ pub struct SimConfig {
     pub random_faults_for: Option<Duration>,
     /// Append one JSON line per scene switch (`{"camera","at_ms","scene"}`) here.
     pub scene_log: Option<PathBuf>,
+    /// Keyframe interval of the still scenes (idle, dark, frozen), as smart codecs
+    /// stretch it on a quiet scene (10–60 s); `None`: the clip's own. With it, a
+    /// frozen camera sends an unchanging picture at this interval (H.264 clips)
+    /// instead of repeating one keyframe.
+    pub gop: Option<Duration>,
 }
 
 impl SimConfig {
@@ -93,6 +98,7 @@ impl SimConfig {
             random_faults: None,
             random_faults_for: None,
             scene_log: None,
+            gop: None,
         }
     }
 }
@@ -127,6 +133,9 @@ struct Shared {
     clip: Track,
     idle: Option<Track>,
     dark: Option<Track>,
+    /// An unchanging picture at `SimConfig::gop` (else a frozen camera repeats one
+    /// keyframe of the clip).
+    frozen: Option<Track>,
     step: Duration,
     scene: Scene,
     cams: Mutex<Vec<Cam>>,
@@ -173,15 +182,20 @@ impl SimServer {
             clip = %cfg.clip.display(), codec = clip.codec.as_str(), frames = clip.frames.len(),
             keyframes = clip.keyframes.len(), fps = clip.fps(), "clip loaded"
         );
-        let (idle, dark) = if clip.codec == SimCodec::H264 {
+        // Two intervals of the idle scene, so that consecutive keyframes show
+        // different seconds of its clock (one interval looping would repeat one
+        // keyframe: a frozen camera).
+        let gop = cfg.gop.map(|g| ((g.as_secs_f64() / clip.frame_duration.as_secs_f64()).round() as usize).max(1));
+        let (idle, dark, frozen) = if clip.codec == SimCodec::H264 {
             (
-                Some(encode_still(&cfg.clip, &clip, Still::Idle, 2)?),
-                Some(encode_still(&cfg.clip, &clip, Still::Dark, 1)?),
+                Some(encode_still(&cfg.clip, &clip, Still::Idle, gop, 2)?),
+                Some(encode_still(&cfg.clip, &clip, Still::Dark, gop, 1)?),
+                gop.map(|_| encode_still(&cfg.clip, &clip, Still::Frozen, gop, 1)).transpose()?,
             )
-        } else if cfg.scene != Scene::Active {
-            return Err(err!(InvalidArgument, "idle scenes need an H.264 clip"));
+        } else if cfg.scene != Scene::Active || cfg.gop.is_some() {
+            return Err(err!(InvalidArgument, "idle scenes and a keyframe interval need an H.264 clip"));
         } else {
-            (None, None)
+            (None, None, None)
         };
         let log = match &cfg.scene_log {
             Some(p) => Some(Mutex::new(
@@ -218,6 +232,7 @@ impl SimServer {
             clip: track,
             idle,
             dark,
+            frozen,
             scene: cfg.scene,
             cams: Mutex::new(cams),
             stop: AtomicBool::new(false),
@@ -679,20 +694,24 @@ fn next_unit(sh: &Shared, n: usize, c: &mut Cam, now: Instant) -> gst::Buffer {
     let track = |s: Showing| match s {
         Showing::Idle => sh.idle.as_ref().expect("chosen only when encoded"),
         Showing::Dark => sh.dark.as_ref().expect("chosen only when encoded"),
-        Showing::Clip | Showing::Frozen => &sh.clip,
+        Showing::Frozen => sh.frozen.as_ref().unwrap_or(&sh.clip),
+        Showing::Clip => &sh.clip,
     };
-    let at_key = c.showing != Showing::Frozen && track(c.showing).is_key[c.pos];
-    if c.resync || (at_key && want != c.showing) || (c.showing == Showing::Frozen && want != Showing::Frozen) {
+    // Without a frozen track, a frozen camera repeats one keyframe: no key to wait for.
+    let repeats = c.showing == Showing::Frozen && sh.frozen.is_none();
+    let at_key = !repeats && track(c.showing).is_key[c.pos];
+    if c.resync || (at_key && want != c.showing) || (repeats && want != Showing::Frozen) {
         if c.showing == Showing::Clip {
             c.clip_pos = c.pos;
         }
         let from = c.showing;
         c.showing = want;
         c.pos = match want {
+            Showing::Frozen if sh.frozen.is_some() => 0,
             Showing::Clip | Showing::Frozen => sh.clip.keyframe_from(c.clip_pos),
             _ => 0,
         };
-        c.frozen = (want == Showing::Frozen).then(|| sh.clip.frames[c.pos].clone());
+        c.frozen = (want == Showing::Frozen && sh.frozen.is_none()).then(|| sh.clip.frames[c.pos].clone());
         if !c.resync && from != want {
             log_switch(sh, n, want);
         }

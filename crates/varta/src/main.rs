@@ -76,6 +76,10 @@ enum Cmd {
         /// Append every scene switch as a JSON line to this file.
         #[arg(long)]
         scene_log: Option<PathBuf>,
+        /// Seconds between keyframes of the still scenes (idle, dark, frozen), as
+        /// smart codecs stretch it on a quiet scene (H.264 clips).
+        #[arg(long)]
+        gop: Option<f64>,
     },
     /// Local PostgreSQL (if DATABASE_URL is unset), simulator and service, for a first look.
     Demo {
@@ -266,6 +270,7 @@ fn main() -> ExitCode {
                 random_faults,
                 random_faults_for,
                 scene_log,
+                gop,
             } => {
                 let scene = match scene.as_str() {
                     "idle" => varta_sim::Scene::Idle,
@@ -286,6 +291,7 @@ fn main() -> ExitCode {
                     random_faults: random_faults.map(std::time::Duration::from_secs_f64),
                     random_faults_for: random_faults_for.map(std::time::Duration::from_secs_f64),
                     scene_log,
+                    gop: gop.map(std::time::Duration::from_secs_f64),
                     ..varta_sim::SimConfig::new(listen, cameras, clip)
                 };
                 let sim = tokio::task::spawn_blocking(move || varta_sim::SimServer::start(&cfg)).await??;
