@@ -29,6 +29,17 @@ pub fn varta() -> Command {
     c
 }
 
+/// `varta` with its wall clock moved by `offset` (libfaketime preloaded into the one
+/// process, e.g. `+600s`); the machine's clock and the process's monotonic clock are
+/// left alone.
+pub fn varta_with_clock(offset: &str) -> Command {
+    let lib = Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1");
+    assert!(lib.exists(), "{} is missing: run ./scripts/setup (Debian package faketime)", lib.display());
+    let mut c = varta();
+    c.env("LD_PRELOAD", lib).env("FAKETIME", offset).env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    c
+}
+
 /// Where `scripts/setup` put the test media (`VARTA_MEDIA_DIR` overrides).
 pub fn media_dir() -> PathBuf {
     std::env::var_os("VARTA_MEDIA_DIR").map(PathBuf::from).unwrap_or_else(|| root().join(".cache/media"))

@@ -236,6 +236,10 @@ wire_struct! {
         pub version: String,
         /// Cameras it holds now.
         pub cameras: Vec<String>,
+        /// Its clock against the database's at its last lease tick: database minus
+        /// node, in milliseconds; beyond ±5000 the node's time synchronisation is
+        /// broken (what nodes compare is stamped in database time meanwhile).
+        pub clock_offset_ms: Option<i64>,
     }
 }
 

@@ -198,9 +198,11 @@ impl Leases {
         let holds_name = self.holds_name().await;
         let pool = self.store.pool();
         let ttl = secs(self.cfg.ttl);
+        let offset = self.store.measure_clock().await?;
         let mut tx = pool.begin().await.map_err(|e| db_error("lease tick", e))?;
-        sqlx::query("UPDATE nodes SET last_heartbeat = now() WHERE id = $1")
+        sqlx::query("UPDATE nodes SET last_heartbeat = now(), clock_offset_ms = $2 WHERE id = $1")
             .bind(self.id)
+            .bind(offset)
             .execute(&mut *tx)
             .await
             .map_err(|e| db_error("heartbeat", e))?;
@@ -308,8 +310,8 @@ impl Leases {
                     .map_err(|e| db_error("closing a dead node's lease", e))?;
                     sqlx::query(
                         "INSERT INTO camera_status (camera_id, at, state, reason, node)
-                         SELECT $1, GREATEST(n.last_heartbeat,
-                                   (SELECT max(at) FROM camera_status WHERE camera_id = $1)) + interval '1 millisecond',
+                         SELECT $1, LEAST(now(), GREATEST(n.last_heartbeat,
+                                   (SELECT max(at) FROM camera_status WHERE camera_id = $1)) + interval '1 millisecond'),
                                 'stopped', 'node ' || n.name || ' lost (' || $3 || ')', n.name
                          FROM nodes n WHERE n.id = $2
                          ON CONFLICT DO NOTHING",

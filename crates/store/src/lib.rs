@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod bench;
+pub mod clock;
 pub mod config;
 pub mod copy;
 pub mod leases;
@@ -56,6 +57,8 @@ fn is_transient_sqlstate(code: &str) -> bool {
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
+    /// This process's clock against the database's ([`clock`]).
+    clock: std::sync::Arc<clock::DbClock>,
 }
 
 impl Store {
@@ -67,7 +70,7 @@ impl Store {
             .connect(url)
             .await
             .map_err(|e| db_error(&format!("connecting to {}", redact_url(url)), e))?;
-        Ok(Store { pool })
+        Ok(Store { pool, clock: Default::default() })
     }
 
     /// A handle that connects on first use, so that a process can start while the
@@ -78,7 +81,7 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy(url)
             .map_err(|e| db_error(&format!("database URL {}", redact_url(url)), e))?;
-        Ok(Store { pool })
+        Ok(Store { pool, clock: Default::default() })
     }
 
     /// Creates the event partition of UTC day `day` if it is missing.
@@ -93,7 +96,7 @@ impl Store {
 
     /// Wraps an existing pool (tests).
     pub fn from_pool(pool: PgPool) -> Store {
-        Store { pool }
+        Store { pool, clock: Default::default() }
     }
 
     /// The connection pool.

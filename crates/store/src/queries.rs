@@ -150,6 +150,9 @@ pub struct NodeRow {
     pub version: String,
     /// Cameras it holds now.
     pub cameras: Vec<String>,
+    /// Its clock against the database's at its last lease tick: database minus
+    /// node, in milliseconds (null before the first).
+    pub clock_offset_ms: Option<i64>,
 }
 
 impl Store {
@@ -177,6 +180,7 @@ impl Store {
     pub async fn nodes(&self, days: i32) -> Result<Vec<NodeRow>, Error> {
         sqlx::query_as(
             "SELECT n.id, n.name, n.started_at, n.last_heartbeat, n.stopped_at, n.capacity, n.api_addr, n.version,
+                    n.clock_offset_ms,
                     COALESCE(array_agg(l.camera_id ORDER BY l.camera_id) FILTER (WHERE l.camera_id IS NOT NULL), '{}')
                       AS cameras
                FROM nodes n

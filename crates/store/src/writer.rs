@@ -735,7 +735,7 @@ impl Writer {
             upsert_events(&mut tx, chunk, &self.node).await?;
         }
         if !merged.statuses.is_empty() {
-            insert_statuses(&mut tx, &merged.statuses, &self.node).await?;
+            insert_statuses(&mut tx, &merged.statuses, &self.node, self.store.clock_offset_ms()).await?;
         }
         tx.commit().await.map_err(|e| db_error("commit", e))?;
         Ok(merged.events.len())
@@ -840,10 +840,23 @@ async fn upsert_events(tx: &mut sqlx::PgConnection, events: &[&EventRecord], nod
     Ok(())
 }
 
-async fn insert_statuses(tx: &mut sqlx::PgConnection, statuses: &[&StatusChange], node: &str) -> Result<(), Error> {
+/// Writes status transitions, their local times moved to database time by
+/// `offset_ms` (database minus local, [`Store::measure_clock`]), so that another
+/// node's transitions of the same camera sort with them.
+async fn insert_statuses(
+    tx: &mut sqlx::PgConnection,
+    statuses: &[&StatusChange],
+    node: &str,
+    offset_ms: i64,
+) -> Result<(), Error> {
     let mut qb = sqlx::QueryBuilder::new("INSERT INTO camera_status (camera_id, at, state, reason, node) ");
+    let offset = chrono::Duration::milliseconds(offset_ms);
     qb.push_values(statuses, |mut b, s| {
-        b.push_bind(s.camera.as_str()).push_bind(s.at).push_bind(s.state.as_str()).push_bind(&s.reason).push_bind(node);
+        b.push_bind(s.camera.as_str())
+            .push_bind(s.at + offset)
+            .push_bind(s.state.as_str())
+            .push_bind(&s.reason)
+            .push_bind(node);
     });
     qb.push(" ON CONFLICT (camera_id, at, state) DO NOTHING");
     qb.build().execute(&mut *tx).await.map_err(|e| db_error("writing camera status", e))?;
