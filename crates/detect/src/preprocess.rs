@@ -97,8 +97,10 @@ pub fn image_mut(input: &mut Array4<f32>, i: usize, layout: Layout) -> ArrayView
 }
 
 /// One image's `width × height × 3` values in the model's layout, as a `[y, x,
-/// channel]` view. Panics if `buf` is not exactly one image.
-pub fn image_view<'a>(buf: &'a mut [f32], spec: &ModelSpec) -> ArrayViewMut3<'a, f32> {
+/// channel]` view, for the tests' flat buffers. Panics if `buf` is not exactly one
+/// image.
+#[cfg(test)]
+fn image_view<'a>(buf: &'a mut [f32], spec: &ModelSpec) -> ArrayViewMut3<'a, f32> {
     let (w, h) = (spec.width as usize, spec.height as usize);
     let shape = match spec.layout {
         Layout::Nhwc => (h, w, 3),
@@ -124,7 +126,7 @@ fn lerp2(top: &ArrayView1<u8>, bot: &ArrayView1<u8>, fy: f32, x0: usize, x1: usi
 }
 
 /// Writes `frame` into `dst`, one image of the model's input as a `[y, x, channel]`
-/// view of `height × width × 3` values ([`image_mut`], [`image_view`]), and returns
+/// view of `height × width × 3` values ([`image_mut`]), and returns
 /// where the picture lies in it. Panics if `dst` has another shape.
 pub fn fill(mut dst: ArrayViewMut3<f32>, frame: &Frame, spec: &ModelSpec) -> Geometry {
     let (iw, ih) = (spec.width as usize, spec.height as usize);

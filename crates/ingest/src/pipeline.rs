@@ -23,7 +23,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use varta_core::config::Credentials;
 use varta_core::frame::{Frame, FrameHub, Pixels};
@@ -110,12 +110,14 @@ pub struct StreamInfo {
     /// cannot decode a unit drops it without a word; comparing this with the frames it
     /// outputs is how undecodable input is noticed.
     pub units_in: AtomicU64,
-    /// Unix milliseconds of the last keyframe received, 0 before the first.
-    pub last_keyframe_ms: AtomicI64,
-    /// Milliseconds between the last two keyframes received (the GOP length as it
-    /// is, whatever the SDP says; smart codecs change it with the scene), 0 before
-    /// two were seen.
-    pub gop_ms: AtomicU64,
+    /// Stream time (the buffer's PTS, from the RTP timestamps) of the last keyframe
+    /// received, in nanoseconds; 0 before the first.
+    last_keyframe_ns: AtomicU64,
+    /// Milliseconds between the last two keyframes received, in the stream's own time
+    /// (the GOP length as the camera sends it, whatever the SDP says; smart codecs
+    /// change it with the scene; unaffected by network or scheduling delays), 0
+    /// before two were seen.
+    gop_ms: AtomicU64,
     /// Picture statistics of the frames handed to analysis.
     pub picture: Mutex<PictureWatch>,
 }
@@ -210,7 +212,7 @@ pub fn build(p: PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>)
     let info = Arc::new(StreamInfo {
         declared_fps_milli: AtomicU32::new(0),
         units_in: AtomicU64::new(0),
-        last_keyframe_ms: AtomicI64::new(0),
+        last_keyframe_ns: AtomicU64::new(0),
         gop_ms: AtomicU64::new(0),
         picture: Mutex::new(p.picture),
     });
@@ -336,10 +338,11 @@ fn link_decoder(
         st.counters.frames_received.inc();
         st.counters.bytes_received.add(buf.size() as u64);
         st.last_buffer_ms.store(now_ms, Ordering::Relaxed);
-        if !buf.flags().contains(gst::BufferFlags::DELTA_UNIT) {
-            let prev = inf.last_keyframe_ms.swap(now_ms, Ordering::Relaxed);
-            if prev > 0 && now_ms > prev {
-                inf.gop_ms.store((now_ms - prev) as u64, Ordering::Relaxed);
+        if let (false, Some(pts)) = (buf.flags().contains(gst::BufferFlags::DELTA_UNIT), buf.pts()) {
+            let pts = pts.nseconds().max(1);
+            let prev = inf.last_keyframe_ns.swap(pts, Ordering::Relaxed);
+            if prev > 0 && pts > prev {
+                inf.gop_ms.store((pts - prev) / 1_000_000, Ordering::Relaxed);
             }
         }
         let action = g.lock().unwrap().on_buffer(buf, now_ms, &st);

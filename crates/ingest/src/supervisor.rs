@@ -243,13 +243,14 @@ impl LinkDrops {
     /// [`LINK_DROPS`] or more drops in the window, and the current session (streaming
     /// for `current`) no longer than `stable`, after which the link counts as healed.
     fn every(&self, now: Instant, current: Duration, stable: Duration) -> Option<f64> {
-        let recent: Vec<Instant> =
-            self.ends.iter().copied().filter(|&t| now.duration_since(t) <= LINK_DROP_WINDOW).collect();
-        if recent.len() < LINK_DROPS || current > stable {
+        // Called once a second: no allocation, the ends are in order.
+        let mut recent = self.ends.iter().filter(|&&t| now.duration_since(t) <= LINK_DROP_WINDOW);
+        let first = *recent.next()?;
+        let (n, last) = recent.fold((1usize, first), |(n, _), &t| (n + 1, t));
+        if n < LINK_DROPS || current > stable {
             return None;
         }
-        let span = recent[recent.len() - 1].duration_since(recent[0]).as_secs_f64();
-        Some(span / (recent.len() - 1) as f64)
+        Some(last.duration_since(first).as_secs_f64() / (n - 1) as f64)
     }
 }
 

@@ -61,9 +61,4 @@ impl Store {
     pub fn clock_offset_ms(&self) -> i64 {
         self.clock.offset_ms.load(Ordering::Relaxed)
     }
-
-    /// A time read from this process's clock, in database time.
-    pub fn db_time(&self, local: DateTime<Utc>) -> DateTime<Utc> {
-        local + chrono::Duration::milliseconds(self.clock_offset_ms())
-    }
 }
