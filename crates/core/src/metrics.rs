@@ -34,7 +34,11 @@ pub mod names {
 /// A camera's health measurements and the problems they show.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Health {
-    /// Frames per second the camera should send (config, else the stream's own).
+    /// Frames per second the camera should send: the camera's `expected_fps` in the
+    /// config, else the highest rate measured over a full health window of this
+    /// session, capped at the rate the stream declares (SDP or SPS VUI); `None` before
+    /// the first full window. A declared rate is never trusted alone (stale SDPs and
+    /// VUI timing fixed at 30 fps are common).
     pub fps_expected: Option<f64>,
     /// Frames per second received over the last health window.
     pub fps_measured: Option<f64>,

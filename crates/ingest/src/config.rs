@@ -35,6 +35,11 @@ pub struct IngestConfig {
     pub rtsp_transport: RtspTransport,
     /// rtspsrc jitter-buffer latency in milliseconds.
     pub latency_ms: u32,
+    /// Seconds between RTSP keep-alives (`GET_PARAMETER` on the session), on every
+    /// transport; keep it below the shortest session timeout the cameras announce
+    /// (`Session: …;timeout=N`, often 30 or 60 s). 0 = leave it to rtspsrc, which sends
+    /// none over TCP in GStreamer 1.22 (see `varta_ingest::keepalive`).
+    pub rtsp_keepalive_secs: f64,
     /// Seconds without a buffer from the camera after which the pipeline is restarted.
     pub stall_timeout_secs: f64,
     /// Seconds from starting a pipeline to its first buffer after which the attempt is
@@ -61,6 +66,7 @@ impl Default for IngestConfig {
             backoff_jitter: 0.2,
             rtsp_transport: RtspTransport::Tcp,
             latency_ms: 200,
+            rtsp_keepalive_secs: 15.0,
             stall_timeout_secs: 10.0,
             connect_timeout_secs: 10.0,
             activity_threshold: 2.5,
@@ -130,6 +136,7 @@ impl IngestConfig {
                 Range::closed("backoff_max_secs", i.backoff_max_secs, 0.0, 86400.0),
                 Range::closed("backoff_reset_secs", i.backoff_reset_secs, 0.0, 86400.0),
                 Range::closed("backoff_jitter", i.backoff_jitter, 0.0, 1.0),
+                Range::closed("rtsp_keepalive_secs", i.rtsp_keepalive_secs, 0.0, 3600.0),
                 Range::closed("stall_timeout_secs", i.stall_timeout_secs, 1.0, 3600.0),
                 Range::closed("connect_timeout_secs", i.connect_timeout_secs, 1.0, 3600.0),
                 Range::closed("activity_threshold", i.activity_threshold, 1.0, 1000.0),

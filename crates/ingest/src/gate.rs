@@ -17,7 +17,10 @@
 //! still.
 //!
 //! While idle, only one keyframe every `idle_keyframe` is decoded (enough for the
-//! detector's periodic look and the picture health checks); the units since the last
+//! detector's periodic look and the picture health checks): the keyframe that arrives
+//! closest to that interval, judged with the measured GOP (keyframes 2 s apart and an
+//! 8 s interval decode every fourth, never every fifth because one came a few
+//! milliseconds early); the units since the last
 //! keyframe, decoded or not, are held (reference counted, not copied). On a switch to
 //! full they are replayed into the decoder first, so full decoding starts at the frame
 //! where activity was noticed, not at the next keyframe, which may be seconds away.
@@ -57,6 +60,10 @@ pub struct Gate {
     quiet: Duration,
     idle_keyframe: Duration,
     last_decoded_key: Option<Instant>,
+    /// When the last keyframe arrived, and the interval before it (the GOP as it
+    /// arrives).
+    last_key: Option<Instant>,
+    gop: Duration,
     full: bool,
     fast: f64,
     baseline: f64,
@@ -81,6 +88,8 @@ impl Gate {
             quiet,
             idle_keyframe,
             last_decoded_key: None,
+            last_key: None,
+            gop: Duration::ZERO,
             full: policy == DecodePolicy::Full,
             fast: 0.0,
             baseline: 0.0,
@@ -142,13 +151,18 @@ impl Gate {
             DecodePolicy::Adaptive => {}
         }
         if key {
+            if let Some(prev) = self.last_key.replace(now) {
+                self.gop = now.duration_since(prev);
+            }
             self.held.clear();
             self.held_complete = true;
             self.awaiting_keyframe = false;
             if self.full && self.is_quiet(now) {
                 self.full = false;
             }
-            let due = self.last_decoded_key.is_none_or(|t| now.duration_since(t) >= self.idle_keyframe);
+            // Due when the next keyframe would be further from the interval than this
+            // one is.
+            let due = self.last_decoded_key.is_none_or(|t| now.duration_since(t) + self.gop / 2 >= self.idle_keyframe);
             if self.full || due {
                 self.last_decoded_key = Some(now);
                 return GateAction::Pass;
@@ -280,6 +294,25 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn idle_decodes_the_keyframe_closest_to_the_interval_whatever_the_jitter() {
+        // Keyframes every 2 s arriving up to 50 ms early or late, an 8 s interval:
+        // every fourth is decoded (8 s apart), never the fifth (10 s apart).
+        let mut g = Gate::new(DecodePolicy::Adaptive, 2.5, Duration::from_secs(5), Duration::from_secs(8));
+        let t0 = Instant::now();
+        let mut decoded = Vec::new();
+        for k in 0..40u64 {
+            let jitter_ms = [50, 0, 80, 30, 100][k as usize % 5]; // 50 ± 50
+            let at = t0 + Duration::from_millis(k * 2000 + jitter_ms);
+            if let GateAction::Pass = g.decide(true, 20_000, at, unit) {
+                decoded.push(k);
+            }
+            g.decide(false, 400, at + Duration::from_millis(100), unit);
+        }
+        let gaps: Vec<u64> = decoded.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&g| g == 4), "keyframes decoded: {decoded:?}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod file;
 pub mod gate;
+pub mod keepalive;
 pub mod mainprobe;
 pub mod picture;
 pub mod pipeline;

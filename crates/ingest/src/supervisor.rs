@@ -13,6 +13,7 @@
 
 use crate::config::{HealthConfig, IngestConfig};
 use crate::gate::Gate;
+use crate::keepalive::{KeepAlive, Reply};
 use crate::mainprobe::MainProbe;
 use crate::picture::PictureWatch;
 use crate::pipeline::{self, PipelineParams, StreamInfo};
@@ -279,6 +280,25 @@ fn is_stream_error(err: &gst::glib::Error) -> bool {
     err.is::<gst::StreamError>()
 }
 
+/// What the health check keeps over one session.
+#[derive(Default)]
+struct HealthWindow {
+    /// Counters sampled once a second, over the health window.
+    samples: VecDeque<Sample>,
+    /// The highest frame rate measured over a full window in this session.
+    steady_fps: Option<f64>,
+}
+
+/// The frame rate a camera is held to (see [`Health::fps_expected`]): `configured`,
+/// else `steady` (the highest measured over a full window) capped at `declared` (0:
+/// the stream declares none).
+fn expected_fps(configured: Option<f64>, steady: Option<f64>, declared: f64) -> Option<f64> {
+    configured.or(match steady {
+        Some(steady) if declared > 0.0 => Some(steady.min(declared)),
+        steady => steady,
+    })
+}
+
 /// Counters sampled once a second for the health window.
 struct Sample {
     at: Instant,
@@ -391,13 +411,23 @@ impl Supervisor {
             Err(e) => return (Ended::Failed(RestartReason::Connect, redact_text(&e.to_string())), None),
         };
         let mut streamed = None;
-        let result = self.watch(&built.pipeline, &built.info, &mut streamed);
+        let mut keepalive = KeepAlive::new(Duration::from_secs_f64(ing.rtsp_keepalive_secs), Instant::now());
+        let result = self.watch(&built.pipeline, &built.info, &mut streamed, &mut keepalive);
+        // Not while rtspsrc still has a keep-alive queued (see `KeepAlive::settle`);
+        // a camera that never answers holds it for rtspsrc's TCP timeout at most.
+        keepalive.settle(Duration::from_secs(5));
         // Always back to Null: releases sockets, threads and decoder memory.
         let _ = built.pipeline.set_state(gst::State::Null);
         (result, streamed)
     }
 
-    fn watch(&self, pipe: &gst::Pipeline, info: &StreamInfo, streamed: &mut Option<Duration>) -> Ended {
+    fn watch(
+        &self,
+        pipe: &gst::Pipeline,
+        info: &StreamInfo,
+        streamed: &mut Option<Duration>,
+        keepalive: &mut KeepAlive,
+    ) -> Ended {
         if let Err(e) = pipe.set_state(gst::State::Playing) {
             return Ended::Failed(RestartReason::Connect, format!("cannot start pipeline: {e}"));
         }
@@ -407,11 +437,17 @@ impl Supervisor {
         let started = Instant::now();
         let start_ms = Utc::now().timestamp_millis();
         let mut streaming_since: Option<Instant> = None;
-        let mut samples: VecDeque<Sample> = VecDeque::new();
+        let mut window = HealthWindow::default();
         let mut next_health = Instant::now();
         let mut lost = LostUnits::default();
         let mut rtp_seen = RtpTotals::default();
         let decoded0 = self.stats.counters.frames_decoded.get();
+        let src = pipe.by_name("src");
+        let mut server_closed = false;
+        let idle_every = match self.spec.decode {
+            DecodePolicy::Adaptive => Duration::from_secs_f64(self.settings.ingest.idle_keyframe_secs),
+            DecodePolicy::Full | DecodePolicy::Keyframes => Duration::ZERO,
+        };
         loop {
             if self.cancel.is_cancelled() {
                 return Ended::Stopped;
@@ -426,7 +462,10 @@ impl Supervisor {
             ) {
                 let from = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
                 match msg.view() {
-                    gst::MessageView::Eos(_) => return Ended::Failed(RestartReason::Eos, "end of stream".into()),
+                    gst::MessageView::Eos(_) => {
+                        let why = if server_closed { "camera closed the RTSP connection" } else { "end of stream" };
+                        return Ended::Failed(RestartReason::Eos, why.into());
+                    }
                     gst::MessageView::Error(e) => {
                         let text = redact_text(&describe(&from, &e.error(), e.debug().as_deref()));
                         let reason = if up { RestartReason::Error } else { RestartReason::Connect };
@@ -442,6 +481,8 @@ impl Supervisor {
                             self.stats.counters.decode_errors.inc();
                         }
                         let text = redact_text(&describe(&from, &w.error(), w.debug().as_deref()));
+                        // rtspsrc warns "The server closed the connection." before its EOS.
+                        server_closed |= text.contains("server closed the connection");
                         tracing::debug!(warning = %text, "stream warning");
                     }
                     _ => {}
@@ -472,10 +513,15 @@ impl Supervisor {
                 let why = format!("no data {:.1} s after connecting", quiet.as_secs_f64());
                 return Ended::Failed(RestartReason::Connect, why);
             }
-            // Data without pictures: give the decoder 3 stall timeouts, or 2.5 GOPs
-            // when keyframes are further apart (a picture per keyframe is all that
-            // keyframe-only decoding makes), or the longest GOP while it is unknown.
-            let gop_wait = info.gop().map_or(MAX_UNMEASURED_GOP, |g| g.mul_f64(2.5));
+            // Data without pictures: give the decoder 3 stall timeouts, or what the
+            // decode policy allows between pictures when that is longer: keyframe-only
+            // decoding makes one per GOP (2.5 GOPs are waited), adaptive decoding of an
+            // idle scene one per `idle_keyframe_secs` plus up to a GOP (that plus 2
+            // GOPs); the longest GOP while it is unknown.
+            let gop_wait = match info.gop() {
+                Some(g) => g.mul_f64(2.5).max(idle_every + g * 2),
+                None => MAX_UNMEASURED_GOP + idle_every,
+            };
             let why = if quiet > stall {
                 Some(format!("no data for {:.1} s", quiet.as_secs_f64()))
             } else if undecoded > (stall * 3).max(gop_wait) {
@@ -489,10 +535,18 @@ impl Supervisor {
                 }
                 return Ended::Failed(RestartReason::Stall, why);
             }
+            if let (true, Some(src)) = (up, &src) {
+                if keepalive.tick(src, Instant::now()) == Some(Reply::SessionGone) {
+                    // The camera ended the session (its timeout, a restart): a clean
+                    // end, reconnected at once like any session that delivered video.
+                    let why = "camera ended the RTSP session (454 Session Not Found)".to_owned();
+                    return Ended::Failed(RestartReason::Eos, why);
+                }
+            }
             if up && Instant::now() >= next_health {
                 next_health += Duration::from_secs(1);
                 let jitter_ms = self.count_rtp(pipe, &mut rtp_seen);
-                self.check_health(info, &mut samples, streaming_since.expect("up"), jitter_ms);
+                self.check_health(info, &mut window, streaming_since.expect("up"), jitter_ms);
             }
             self.tick_main_probe();
         }
@@ -515,9 +569,10 @@ impl Supervisor {
 
     /// Measures fps, bitrate, errors and RTP loss over the health window, reads the
     /// picture checks, and moves between `streaming` and `degraded`.
-    fn check_health(&self, info: &StreamInfo, samples: &mut VecDeque<Sample>, since: Instant, jitter_ms: Option<f64>) {
+    fn check_health(&self, info: &StreamInfo, hw: &mut HealthWindow, since: Instant, jitter_ms: Option<f64>) {
         let h = &self.settings.health;
         let window = Duration::from_secs_f64(h.window_secs);
+        let samples = &mut hw.samples;
         let now = Instant::now();
         samples.push_back(Sample {
             at: now,
@@ -533,15 +588,20 @@ impl Supervisor {
         let (first, last) = (&samples[0], &samples[samples.len() - 1]);
         let span = last.at.duration_since(first.at).as_secs_f64();
         let full_window = now.duration_since(since) >= window;
-        let declared = info.declared_fps_milli.load(Ordering::Relaxed) as f64 / 1000.0;
-        let mut health = Health {
-            fps_expected: self.spec.expected_fps.or((declared > 0.0).then_some(declared)),
-            ..Default::default()
-        };
+        let mut health = Health::default();
         if span > 0.5 {
-            health.fps_measured = Some((last.frames - first.frames) as f64 / span);
+            let fps = (last.frames - first.frames) as f64 / span;
+            health.fps_measured = Some(fps);
             health.bitrate_kbps = Some((last.bytes - first.bytes) as f64 * 8.0 / 1000.0 / span);
+            if full_window {
+                hw.steady_fps = Some(hw.steady_fps.map_or(fps, |s| s.max(fps)));
+            }
         }
+        // The rate to hold the camera to: the config's, else what it has been seen to
+        // send steadily, capped at what its stream declares (SDP or VUI). A declared
+        // rate alone is not trusted: a stale SDP or a VUI fixed at 30 fps is common.
+        let declared = info.declared_fps_milli.load(Ordering::Relaxed) as f64 / 1000.0;
+        health.fps_expected = expected_fps(self.spec.expected_fps, hw.steady_fps, declared);
         let mut why = Vec::new();
         if let (true, Some(exp), Some(got)) = (full_window, health.fps_expected, health.fps_measured) {
             if got < exp * h.min_fps_ratio {
@@ -700,6 +760,17 @@ mod tests {
         assert_eq!(l.update(60, 12), (20, 31));
         assert_eq!(l.update(63, 13), (2, 33), "a stray picture does not end the run");
         assert_eq!(l.update(66, 16), (0, 0), "pictures again end the run");
+    }
+
+    #[test]
+    fn the_expected_frame_rate_is_measured_and_never_the_declared_one_alone() {
+        // A stale SDP or a VUI fixed at 30 fps on a camera sending 10.
+        assert_eq!(expected_fps(None, Some(10.1), 30.0), Some(10.1));
+        // A camera sending more than it declares is held to what it declares.
+        assert_eq!(expected_fps(None, Some(25.0), 10.0), Some(10.0));
+        assert_eq!(expected_fps(None, Some(12.5), 0.0), Some(12.5), "nothing declared");
+        assert_eq!(expected_fps(None, None, 30.0), None, "nothing measured yet");
+        assert_eq!(expected_fps(Some(25.0), Some(10.0), 30.0), Some(25.0), "the config wins");
     }
 
     #[test]

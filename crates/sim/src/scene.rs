@@ -194,3 +194,79 @@ fn pictures(path: &Path, every: usize, max: usize) -> Result<Vec<(usize, usize, 
     }
     Ok(out)
 }
+
+/// The parameter sets (SPS and PPS) of an H.264 stream of `width`×`height` at `fps`
+/// frames per second, as an SDP's `sprop-parameter-sets` carries them (base64, comma
+/// separated): encoded from one test picture with x264enc, for a camera whose stream
+/// description lies (settings changed, SDP not).
+pub fn sprop_parameter_sets(width: u32, height: u32, fps: u32) -> Result<String, Error> {
+    use base64::Engine as _;
+    let desc = format!(
+        "videotestsrc num-buffers=1 ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 \
+         ! x264enc tune=zerolatency speed-preset=ultrafast ! h264parse config-interval=-1 \
+         ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false"
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .map_err(|e| Error::wrap(ErrorKind::Unavailable, "parameter set encoder (x264enc, plugins-ugly)", e))?
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| Error::wrap(ErrorKind::Internal, "parameter set encoder", e))?;
+    let sample = sink.try_pull_sample(gst::ClockTime::from_seconds(10));
+    let _ = pipeline.set_state(gst::State::Null);
+    let buf =
+        sample.as_ref().and_then(|s| s.buffer()).ok_or_else(|| err!(Internal, "parameter set encoder gave nothing"))?;
+    let map = buf.map_readable().map_err(|_| err!(Internal, "unreadable access unit"))?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let sets: Vec<String> = nal_units(map.as_slice())
+        .filter(|n| matches!(n.first().map(|h| h & 0x1f), Some(7 | 8)))
+        .map(|n| b64.encode(n))
+        .collect();
+    if sets.len() < 2 {
+        return Err(err!(Internal, "no SPS and PPS in the encoded access unit"));
+    }
+    Ok(sets.join(","))
+}
+
+/// The NAL units of an Annex B byte stream, without their start codes.
+fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i..i + 3] == [0, 0, 1] {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .map(|&s| {
+            // The next start code, with its fourth leading zero if it has one.
+            let e = s - 3;
+            if e > 0 && data[e - 1] == 0 {
+                e - 1
+            } else {
+                e
+            }
+        })
+        .chain([data.len()])
+        .collect();
+    starts.into_iter().zip(ends).map(move |(s, e)| &data[s..e])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nal_units_are_split_at_three_and_four_byte_start_codes() {
+        let stream = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5];
+        let units: Vec<&[u8]> = nal_units(&stream).collect();
+        assert_eq!(units, [&[0x67, 1, 2][..], &[0x68, 3], &[0x65, 4, 5]]);
+    }
+}

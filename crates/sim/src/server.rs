@@ -9,7 +9,7 @@
 //! [`SimServer::restart`], or at random with [`SimConfig::random_faults`].
 
 use crate::clip::{Clip, SimCodec};
-use crate::scene::{encode_still, Still, Track};
+use crate::scene::{encode_still, sprop_parameter_sets, Still, Track};
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
@@ -57,6 +57,10 @@ pub enum Fault {
     Freeze(Duration),
     /// Show a dark picture for this long.
     Dark(Duration),
+    /// End the camera's RTSP sessions but keep their connections open, as a camera
+    /// whose RTSP service restarts behind a proxy does: the video stops, and the next
+    /// request on a session is answered `454 Session Not Found`.
+    EndSessions,
 }
 
 /// What to serve.
@@ -84,6 +88,11 @@ pub struct SimConfig {
     /// frozen camera sends an unchanging picture at this interval (H.264 clips)
     /// instead of repeating one keyframe.
     pub gop: Option<Duration>,
+    /// Announce parameter sets of another stream in the SDP (`sprop-parameter-sets`):
+    /// width, height and frames per second, as a camera whose settings changed and
+    /// whose stream description did not (H.264 clips). The stream itself keeps its own
+    /// parameter sets in-band before every keyframe.
+    pub announce: Option<(u32, u32, u32)>,
 }
 
 impl SimConfig {
@@ -99,6 +108,7 @@ impl SimConfig {
             random_faults_for: None,
             scene_log: None,
             gop: None,
+            announce: None,
         }
     }
 }
@@ -147,6 +157,24 @@ struct Shared {
     /// Per camera (index n - 1): share of RTP packets dropped after the payloader,
     /// in parts per million.
     loss_ppm: Vec<AtomicU32>,
+    /// Per camera (index n - 1): the session timeout announced and enforced, in
+    /// seconds; 0: the server's default (60 s announced, never enforced).
+    session_timeout: Vec<AtomicU32>,
+    /// Per camera (index n - 1): keep-alives received (GET_PARAMETER or OPTIONS
+    /// carrying a session id).
+    keepalives: Vec<AtomicU64>,
+    /// Per camera (index n - 1): sessions ended for want of a keep-alive.
+    expired: Vec<AtomicU64>,
+    /// Client connections that set up a camera, by the client's address in memory.
+    sessions: Mutex<std::collections::HashMap<usize, Session>>,
+}
+
+/// What the keep-alive check knows of one client connection.
+struct Session {
+    /// The camera it set up (1-based).
+    camera: usize,
+    /// Since PLAY or the last keep-alive; `None` before PLAY.
+    alive_at: Option<Instant>,
 }
 
 struct Rtsp {
@@ -197,6 +225,13 @@ impl SimServer {
         } else {
             (None, None, None)
         };
+        let sprop = match cfg.announce {
+            Some(_) if clip.codec != SimCodec::H264 => {
+                return Err(err!(InvalidArgument, "announcing other parameter sets needs an H.264 clip"))
+            }
+            Some((w, h, fps)) => Some(sprop_parameter_sets(w, h, fps)?),
+            None => None,
+        };
         let log = match &cfg.scene_log {
             Some(p) => Some(Mutex::new(
                 std::fs::OpenOptions::new()
@@ -241,6 +276,10 @@ impl SimServer {
             mounts: rtsp::RTSPMountPoints::new(),
             factories: Default::default(),
             loss_ppm: (0..cfg.cameras).map(|_| AtomicU32::new(0)).collect(),
+            session_timeout: (0..cfg.cameras).map(|_| AtomicU32::new(0)).collect(),
+            keepalives: (0..cfg.cameras).map(|_| AtomicU64::new(0)).collect(),
+            expired: (0..cfg.cameras).map(|_| AtomicU64::new(0)).collect(),
+            sessions: Default::default(),
         });
         let auth = cfg.auth.as_ref().map(|(user, pass)| {
             let auth = rtsp::RTSPAuth::new();
@@ -249,7 +288,7 @@ impl SimServer {
             auth
         });
         let factories: Vec<_> =
-            (1..=cfg.cameras).map(|cam| camera_factory(cam, &clip, &shared, auth.is_some())).collect();
+            (1..=cfg.cameras).map(|cam| camera_factory(cam, &clip, &shared, auth.is_some(), sprop.clone())).collect();
         for (i, f) in factories.iter().enumerate() {
             shared.mounts.add_factory(&path(i + 1), f.clone());
         }
@@ -325,6 +364,31 @@ impl SimServer {
         self.inner.shared.loss_ppm[n - 1].store(ppm, Ordering::Relaxed);
     }
 
+    /// Makes camera `n` announce `Session: …;timeout=T` in its SETUP replies and end
+    /// (close the connection of) any session that sends no keep-alive, GET_PARAMETER
+    /// or OPTIONS carrying its session id, for `T` after PLAY or the last keep-alive,
+    /// as many cameras and NVRs do; `None`: the default (60 s announced, never
+    /// enforced). Applies to sessions set up from now on; `T` in whole seconds (RTSP's
+    /// unit), at least 1.
+    pub fn set_session_timeout(&self, n: usize, timeout: Option<Duration>) {
+        assert!((1..=self.inner.cameras).contains(&n), "no camera {n}");
+        let secs = timeout.map_or(0, |t| (t.as_secs() as u32).max(1));
+        tracing::info!(camera = n, timeout_secs = secs, "session timeout");
+        self.inner.shared.session_timeout[n - 1].store(secs, Ordering::Relaxed);
+    }
+
+    /// Keep-alives camera `n` has received so far (GET_PARAMETER or OPTIONS carrying
+    /// a session id).
+    pub fn keepalives(&self, n: usize) -> u64 {
+        self.inner.shared.keepalives[n - 1].load(Ordering::Relaxed)
+    }
+
+    /// Sessions camera `n` has ended so far because no keep-alive came within its
+    /// session timeout ([`SimServer::set_session_timeout`]).
+    pub fn sessions_expired(&self, n: usize) -> u64 {
+        self.inner.shared.expired[n - 1].load(Ordering::Relaxed)
+    }
+
     /// Restarts the whole server: every connection closed, nothing listening for
     /// `down`, then listening again on the same address.
     pub fn restart(&self, down: Duration) -> Result<(), Error> {
@@ -364,6 +428,8 @@ impl Inner {
         if let Some(a) = &self.auth {
             server.set_auth(Some(a));
         }
+        let weak = Arc::downgrade(&self.shared);
+        server.connect_client_connected(move |_, client| watch_keepalives(&weak, client));
         let source = server
             .attach(Some(&self.ctx))
             .map_err(|e| Error::wrap(ErrorKind::Unavailable, format!("RTSP server cannot listen on {listen}"), e))?;
@@ -394,7 +460,7 @@ impl Inner {
             let mut cams = self.shared.cams.lock().unwrap();
             let c = &mut cams[n - 1];
             match fault {
-                Fault::Drop => {}
+                Fault::Drop | Fault::EndSessions => {}
                 Fault::Stall(d) => c.stall_until = Some(now + d),
                 Fault::Refuse(d) => c.refuse_until = Some(now + d),
                 Fault::Garbage(d) => c.garbage_until = Some(now + d),
@@ -407,6 +473,30 @@ impl Inner {
         }
         if matches!(fault, Fault::Drop | Fault::Refuse(_)) {
             self.drop_clients(n);
+        }
+        if fault == Fault::EndSessions {
+            self.end_sessions(n);
+        }
+    }
+
+    /// Removes the sessions playing camera `n` from the server's session pool; their
+    /// clients stay connected.
+    fn end_sessions(&self, n: usize) {
+        let p = path(n);
+        let r = self.rtsp.lock().unwrap();
+        let Some(pool) = r.server.session_pool() else { return };
+        let mut ended = Vec::new();
+        r.server.client_filter(Some(&mut |_, client| {
+            client.session_filter(Some(&mut |_, sess| {
+                if sess.media(&p).0.is_some() {
+                    ended.push(sess.clone());
+                }
+                rtsp::RTSPFilterResult::Keep
+            }));
+            rtsp::RTSPFilterResult::Keep
+        }));
+        for sess in ended {
+            let _ = pool.remove(&sess);
         }
     }
 
@@ -428,12 +518,14 @@ impl Inner {
         }));
     }
 
-    /// Drops client sessions of cameras with link drops once they are old enough;
-    /// a session's age counts from when this loop first sees it (within 50 ms).
+    /// Drops client sessions of cameras with link drops once they are old enough (a
+    /// session's age counts from when this loop first sees it, within 50 ms), and
+    /// those whose session timeout passed without a keep-alive.
     fn link_loop(&self) {
         let mut first_seen: std::collections::HashMap<usize, Instant> = Default::default();
         while !self.shared.stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50));
+            self.expire_sessions();
             let drops = self.link_drops.lock().unwrap().clone();
             if drops.iter().all(Option::is_none) {
                 first_seen.clear();
@@ -466,6 +558,40 @@ impl Inner {
             }));
             first_seen.retain(|k, _| alive.contains(k));
         }
+    }
+
+    /// Closes the connections whose session went without a keep-alive for longer than
+    /// its camera's session timeout.
+    fn expire_sessions(&self) {
+        let sh = &self.shared;
+        let now = Instant::now();
+        let expired: Vec<(usize, usize)> = sh
+            .sessions
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(&key, s)| {
+                let secs = sh.session_timeout[s.camera - 1].load(Ordering::Relaxed);
+                let late = secs > 0 && s.alive_at.is_some_and(|t| now.duration_since(t).as_secs_f64() > secs as f64);
+                late.then_some((key, s.camera))
+            })
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        let r = self.rtsp.lock().unwrap();
+        r.server.client_filter(Some(&mut |_, client| {
+            let key = client.as_ptr() as usize;
+            match expired.iter().find(|(k, _)| *k == key) {
+                Some(&(_, camera)) => {
+                    tracing::info!(camera, "session timed out without a keep-alive: closing it");
+                    sh.expired[camera - 1].fetch_add(1, Ordering::Relaxed);
+                    sh.sessions.lock().unwrap().remove(&key);
+                    rtsp::RTSPFilterResult::Remove
+                }
+                None => rtsp::RTSPFilterResult::Keep,
+            }
+        }));
     }
 
     fn restart(&self, down: Duration) -> Result<(), Error> {
@@ -530,7 +656,83 @@ fn path(n: usize) -> String {
     format!("/cam/{n}")
 }
 
-fn camera_factory(cam: usize, clip: &Clip, shared: &Arc<Shared>, auth: bool) -> rtsp::RTSPMediaFactory {
+/// The camera (1-based) a request URL names: `rtsp://host:port/cam/N[/stream=0]`.
+fn camera_of(url: &str) -> Option<usize> {
+    let after = url.split_once("/cam/")?.1;
+    after.split('/').next()?.parse().ok()
+}
+
+/// Follows one client connection for the session-timeout behaviour: which camera it
+/// sets up, the timeout its session announces, when it plays and sends keep-alives.
+/// Runs on the server's main loop, one signal at a time.
+fn watch_keepalives(weak: &std::sync::Weak<Shared>, client: &rtsp::RTSPClient) {
+    use rtsp::gst_rtsp::RTSPStatusCode;
+    let key = client.as_ptr() as usize;
+    let w = weak.clone();
+    client.connect_pre_setup_request(move |_, ctx| {
+        let camera = ctx.uri().and_then(|u| camera_of(&u.request_uri()));
+        if let (Some(sh), Some(camera)) = (w.upgrade(), camera) {
+            if (1..=sh.session_timeout.len()).contains(&camera) {
+                sh.sessions.lock().unwrap().entry(key).or_insert(Session { camera, alive_at: None });
+            }
+        }
+        RTSPStatusCode::Ok
+    });
+    let w = weak.clone();
+    client.connect_new_session(move |_, session| {
+        let Some(sh) = w.upgrade() else { return };
+        let Some(camera) = sh.sessions.lock().unwrap().get(&key).map(|s| s.camera) else { return };
+        let secs = sh.session_timeout[camera - 1].load(Ordering::Relaxed);
+        if secs > 0 {
+            session.set_timeout(secs);
+            session.set_timeout_always_visible(true);
+        }
+    });
+    let w = weak.clone();
+    client.connect_play_request(move |_, _| {
+        if let Some(sh) = w.upgrade() {
+            if let Some(s) = sh.sessions.lock().unwrap().get_mut(&key) {
+                s.alive_at = Some(Instant::now());
+            }
+        }
+    });
+    let keepalive = {
+        let w = weak.clone();
+        move |ctx: &rtsp::RTSPContext| {
+            // Only a request carrying the session's id keeps it alive (the server
+            // looked the id up before this signal).
+            if ctx.session().is_none() {
+                return RTSPStatusCode::Ok;
+            }
+            if let Some(sh) = w.upgrade() {
+                if let Some(s) = sh.sessions.lock().unwrap().get_mut(&key) {
+                    if s.alive_at.is_some() {
+                        s.alive_at = Some(Instant::now());
+                        sh.keepalives[s.camera - 1].fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            RTSPStatusCode::Ok
+        }
+    };
+    let k = keepalive.clone();
+    client.connect_pre_get_parameter_request(move |_, ctx| k(ctx));
+    client.connect_pre_options_request(move |_, ctx| keepalive(ctx));
+    let w = weak.clone();
+    client.connect_closed(move |_| {
+        if let Some(sh) = w.upgrade() {
+            sh.sessions.lock().unwrap().remove(&key);
+        }
+    });
+}
+
+fn camera_factory(
+    cam: usize,
+    clip: &Clip,
+    shared: &Arc<Shared>,
+    auth: bool,
+    sprop: Option<String>,
+) -> rtsp::RTSPMediaFactory {
     let factory = rtsp::RTSPMediaFactory::new();
     // appsrc is live and stamps buffers with the running time as they are pushed, so
     // timestamps increase monotonically across loops. No parser or encoder runs.
@@ -560,6 +762,13 @@ fn camera_factory(cam: usize, clip: &Clip, shared: &Arc<Shared>, auth: bool) -> 
         let Some(src) = bin.by_name_recurse_up("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()) else {
             return;
         };
+        if let (Some(pay), Some(sprop)) = (bin.by_name_recurse_up("pay0"), &sprop) {
+            // The SDP is made from the payloader's caps, which take this over what the
+            // stream carries. The payloader must not insert these before keyframes
+            // too: the stream keeps its own (the clip has them before every keyframe).
+            pay.set_property("sprop-parameter-sets", sprop);
+            pay.set_property("config-interval", 0i32);
+        }
         if let Some(pad) = bin.by_name_recurse_up("pay0").and_then(|p| p.static_pad("src")) {
             let w = weak.clone();
             // Seeded per camera: which packets go is random, their share is not.

@@ -80,6 +80,14 @@ enum Cmd {
         /// smart codecs stretch it on a quiet scene (H.264 clips).
         #[arg(long)]
         gop: Option<f64>,
+        /// Announce this RTSP session timeout (seconds) and end every session that
+        /// sends no keep-alive (GET_PARAMETER or OPTIONS) within it, as many cameras do.
+        #[arg(long)]
+        session_timeout: Option<u64>,
+        /// Announce another stream's parameter sets in the SDP, `WIDTHxHEIGHT@FPS`
+        /// (`1920x1080@30`), as a camera whose settings changed and whose SDP did not.
+        #[arg(long, value_parser = parse_announce)]
+        announce: Option<(u32, u32, u32)>,
     },
     /// Local PostgreSQL (if DATABASE_URL is unset), simulator and service, for a first look.
     Demo {
@@ -195,6 +203,15 @@ enum LocalPgAction {
 }
 
 /// `DATABASE_URL`, or a clear error.
+/// `WIDTHxHEIGHT@FPS` for `varta sim --announce`.
+fn parse_announce(s: &str) -> Result<(u32, u32, u32), String> {
+    let bad = || format!("{s:?}: expected WIDTHxHEIGHT@FPS, e.g. 1920x1080@30");
+    let (size, fps) = s.split_once('@').ok_or_else(bad)?;
+    let (w, h) = size.split_once('x').ok_or_else(bad)?;
+    let n = |v: &str| v.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(bad);
+    Ok((n(w)?, n(h)?, n(fps)?))
+}
+
 fn database_url() -> anyhow::Result<String> {
     std::env::var("DATABASE_URL")
         .map_err(|_| anyhow::anyhow!("DATABASE_URL is not set (e.g. from `varta local-pg start`)"))
@@ -271,6 +288,8 @@ fn main() -> ExitCode {
                 random_faults_for,
                 scene_log,
                 gop,
+                session_timeout,
+                announce,
             } => {
                 let scene = match scene.as_str() {
                     "idle" => varta_sim::Scene::Idle,
@@ -292,9 +311,13 @@ fn main() -> ExitCode {
                     random_faults_for: random_faults_for.map(std::time::Duration::from_secs_f64),
                     scene_log,
                     gop: gop.map(std::time::Duration::from_secs_f64),
+                    announce,
                     ..varta_sim::SimConfig::new(listen, cameras, clip)
                 };
                 let sim = tokio::task::spawn_blocking(move || varta_sim::SimServer::start(&cfg)).await??;
+                for n in 1..=cameras {
+                    sim.set_session_timeout(n, session_timeout.map(std::time::Duration::from_secs));
+                }
                 println!("Simulator: rtsp://{}/cam/1 .. /cam/{cameras}", sim.addr());
                 varta_node::shutdown_signal().await;
                 tokio::task::spawn_blocking(move || sim.stop()).await?;
