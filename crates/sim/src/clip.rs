@@ -95,13 +95,15 @@ impl Clip {
             if !buf.flags().contains(gst::BufferFlags::DELTA_UNIT) {
                 keyframes.push(frames.len());
             }
-            if let (Some(p), Some(prev)) = (buf.pts(), last_pts) {
+            // Decode time where there is one: with B-frames the PTS jump around.
+            let t = buf.dts().or(buf.pts());
+            if let (Some(p), Some(prev)) = (t, last_pts) {
                 if p > prev && frames.len() == 1 {
                     let d: gst::ClockTime = p - prev;
                     duration = Duration::from_nanos(d.nseconds());
                 }
             }
-            last_pts = buf.pts();
+            last_pts = t;
             frames.push(buf);
         }
         let bus_err = bus_err.or_else(|| bus.pop_filtered(&[gst::MessageType::Error]));

@@ -16,4 +16,4 @@ pub mod scene;
 pub mod server;
 
 pub use clip::{Clip, SimCodec};
-pub use server::{Fault, Scene, SimConfig, SimServer};
+pub use server::{Fault, ParameterSets, Scene, SimConfig, SimServer};

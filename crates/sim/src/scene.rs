@@ -37,6 +37,40 @@ impl Track {
         Track { frames: clip.frames.clone(), is_key }
     }
 
+    /// The same H.264 access units without their parameter sets (SPS, PPS), and those
+    /// of the first keyframe as `sprop-parameter-sets` (base64, comma separated): a
+    /// camera that sends them only in its SDP.
+    pub fn without_parameter_sets(&self) -> (Track, String) {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut sets: Vec<String> = Vec::new();
+        let frames = self
+            .frames
+            .iter()
+            .map(|buf| {
+                let map = buf.map_readable().expect("clip units are readable");
+                let mut out = Vec::with_capacity(map.len());
+                for nal in nal_units(map.as_slice()) {
+                    match nal.first().map(|h| h & 0x1f) {
+                        Some(7 | 8) => {
+                            if sets.len() < 2 {
+                                sets.push(b64.encode(nal));
+                            }
+                        }
+                        _ => {
+                            out.extend_from_slice(&[0, 0, 0, 1]);
+                            out.extend_from_slice(nal);
+                        }
+                    }
+                }
+                let mut stripped = gst::Buffer::from_mut_slice(out);
+                stripped.get_mut().expect("new buffer").set_flags(buf.flags());
+                stripped
+            })
+            .collect();
+        (Track { frames, is_key: self.is_key.clone() }, sets.join(","))
+    }
+
     /// The first keyframe at or after `pos` (wrapping).
     pub fn keyframe_from(&self, pos: usize) -> usize {
         let n = self.frames.len();

@@ -61,6 +61,9 @@ pub enum Fault {
     /// whose RTSP service restarts behind a proxy does: the video stops, and the next
     /// request on a session is answered `454 Session Not Found`.
     EndSessions,
+    /// Show [`SimConfig::resize_clip`] (another picture size) for this long, in the
+    /// same session, from the next keyframe.
+    Resize(Duration),
 }
 
 /// What to serve.
@@ -93,6 +96,28 @@ pub struct SimConfig {
     /// whose stream description did not (H.264 clips). The stream itself keeps its own
     /// parameter sets in-band before every keyframe.
     pub announce: Option<(u32, u32, u32)>,
+    /// With `auth`: RTSP digest authentication instead of basic.
+    pub digest: bool,
+    /// Where the cameras carry their parameter sets (SPS/PPS; H.264 clips).
+    pub parameter_sets: ParameterSets,
+    /// An audio stream (PCMU, 8 kHz test tone) announced before the video, as a
+    /// camera with a microphone does.
+    pub audio_first: bool,
+    /// A second H.264 clip, of another picture size, that [`Fault::Resize`] shows in
+    /// the same session (a resolution change mid-stream).
+    pub resize_clip: Option<PathBuf>,
+}
+
+/// Where a camera carries its H.264 parameter sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ParameterSets {
+    /// In the SDP and in-band before every keyframe.
+    #[default]
+    Both,
+    /// Only in the SDP's `sprop-parameter-sets`.
+    SdpOnly,
+    /// Only in-band, before every keyframe; the SDP has none.
+    InBandOnly,
 }
 
 impl SimConfig {
@@ -109,6 +134,10 @@ impl SimConfig {
             scene_log: None,
             gop: None,
             announce: None,
+            digest: false,
+            parameter_sets: ParameterSets::Both,
+            audio_first: false,
+            resize_clip: None,
         }
     }
 }
@@ -119,6 +148,7 @@ enum Showing {
     Idle,
     Dark,
     Frozen,
+    Resized,
 }
 
 /// One camera's replay state.
@@ -135,6 +165,7 @@ struct Cam {
     garbage_until: Option<Instant>,
     freeze_until: Option<Instant>,
     dark_until: Option<Instant>,
+    resize_until: Option<Instant>,
     refuse_until: Option<Instant>,
     phase: f64,
 }
@@ -146,6 +177,8 @@ struct Shared {
     /// An unchanging picture at `SimConfig::gop` (else a frozen camera repeats one
     /// keyframe of the clip).
     frozen: Option<Track>,
+    /// [`SimConfig::resize_clip`].
+    resized: Option<Track>,
     step: Duration,
     scene: Scene,
     cams: Mutex<Vec<Cam>>,
@@ -242,7 +275,29 @@ impl SimServer {
             )),
             None => None,
         };
-        let track = Track::from_clip(&clip);
+        let mut track = Track::from_clip(&clip);
+        let mut sprop = sprop;
+        if cfg.parameter_sets != ParameterSets::Both && clip.codec != SimCodec::H264 {
+            return Err(err!(InvalidArgument, "placing the parameter sets needs an H.264 clip"));
+        }
+        if cfg.parameter_sets == ParameterSets::SdpOnly {
+            let (stripped, sets) = track.without_parameter_sets();
+            track = stripped;
+            sprop = sprop.or(Some(sets));
+        }
+        if cfg.parameter_sets == ParameterSets::InBandOnly {
+            sprop = Some(String::new());
+        }
+        let resized = match &cfg.resize_clip {
+            Some(p) => {
+                let other = Clip::load(p)?;
+                if other.codec != clip.codec {
+                    return Err(err!(InvalidArgument, "the resize clip must have the clip's codec"));
+                }
+                Some(Track::from_clip(&other))
+            }
+            None => None,
+        };
         let now = Instant::now();
         let cams = (1..=cfg.cameras)
             .map(|cam| Cam {
@@ -258,6 +313,7 @@ impl SimServer {
                 garbage_until: None,
                 freeze_until: None,
                 dark_until: None,
+                resize_until: None,
                 refuse_until: None,
                 phase: (cam as f64 * 0.382).fract(),
             })
@@ -268,6 +324,7 @@ impl SimServer {
             idle,
             dark,
             frozen,
+            resized,
             scene: cfg.scene,
             cams: Mutex::new(cams),
             stop: AtomicBool::new(false),
@@ -284,11 +341,17 @@ impl SimServer {
         let auth = cfg.auth.as_ref().map(|(user, pass)| {
             let auth = rtsp::RTSPAuth::new();
             let token = rtsp::RTSPToken::builder().field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer").build();
-            auth.add_basic(rtsp::RTSPAuth::make_basic(user, pass).as_str(), &token);
+            if cfg.digest {
+                auth.set_supported_methods(rtsp::gst_rtsp::RTSPAuthMethod::Digest);
+                auth.add_digest(user, pass, &token);
+            } else {
+                auth.add_basic(rtsp::RTSPAuth::make_basic(user, pass).as_str(), &token);
+            }
             auth
         });
-        let factories: Vec<_> =
-            (1..=cfg.cameras).map(|cam| camera_factory(cam, &clip, &shared, auth.is_some(), sprop.clone())).collect();
+        let factories: Vec<_> = (1..=cfg.cameras)
+            .map(|cam| camera_factory(cam, &clip, &shared, auth.is_some(), sprop.clone(), cfg))
+            .collect();
         for (i, f) in factories.iter().enumerate() {
             shared.mounts.add_factory(&path(i + 1), f.clone());
         }
@@ -466,6 +529,7 @@ impl Inner {
                 Fault::Garbage(d) => c.garbage_until = Some(now + d),
                 Fault::Freeze(d) => c.freeze_until = Some(now + d),
                 Fault::Dark(d) => c.dark_until = Some(now + d),
+                Fault::Resize(d) => c.resize_until = Some(now + d),
             }
         }
         if let Fault::Refuse(_) = fault {
@@ -726,12 +790,22 @@ fn watch_keepalives(weak: &std::sync::Weak<Shared>, client: &rtsp::RTSPClient) {
     });
 }
 
+/// The name of the video payloader: `pay0`, or `pay1` after an audio stream.
+fn video_pay(cfg: &SimConfig) -> &'static str {
+    if cfg.audio_first {
+        "pay1"
+    } else {
+        "pay0"
+    }
+}
+
 fn camera_factory(
     cam: usize,
     clip: &Clip,
     shared: &Arc<Shared>,
     auth: bool,
     sprop: Option<String>,
+    cfg: &SimConfig,
 ) -> rtsp::RTSPMediaFactory {
     let factory = rtsp::RTSPMediaFactory::new();
     // appsrc is live and stamps buffers with the running time as they are pushed, so
@@ -740,9 +814,17 @@ fn camera_factory(
         SimCodec::H264 => "rtph264pay",
         SimCodec::H265 => "rtph265pay",
     };
+    let vpay = video_pay(cfg);
+    // The audio stream, if any, is the media's first (pay0), as a camera lists it.
+    let audio = if cfg.audio_first {
+        "audiotestsrc is-live=true wave=sine freq=440 volume=0.1 ! audio/x-raw,rate=8000,channels=1 \
+         ! mulawenc ! rtppcmupay name=pay0 pt=0 "
+    } else {
+        ""
+    };
     factory.set_launch(&format!(
-        "( appsrc name=src is-live=true format=time do-timestamp=true min-latency=0 \
-           ! {pay} name=pay0 pt=96 config-interval=-1 aggregate-mode=zero-latency )"
+        "( {audio}appsrc name=src is-live=true format=time do-timestamp=true min-latency=0 \
+           ! {pay} name={vpay} pt=96 config-interval=-1 aggregate-mode=zero-latency )"
     ));
     // One pipeline per camera however many clients watch it, like a real camera.
     factory.set_shared(true);
@@ -762,14 +844,14 @@ fn camera_factory(
         let Some(src) = bin.by_name_recurse_up("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()) else {
             return;
         };
-        if let (Some(pay), Some(sprop)) = (bin.by_name_recurse_up("pay0"), &sprop) {
+        if let (Some(pay), Some(sprop)) = (bin.by_name_recurse_up(vpay), &sprop) {
             // The SDP is made from the payloader's caps, which take this over what the
             // stream carries. The payloader must not insert these before keyframes
             // too: the stream keeps its own (the clip has them before every keyframe).
             pay.set_property("sprop-parameter-sets", sprop);
             pay.set_property("config-interval", 0i32);
         }
-        if let Some(pad) = bin.by_name_recurse_up("pay0").and_then(|p| p.static_pad("src")) {
+        if let Some(pad) = bin.by_name_recurse_up(vpay).and_then(|p| p.static_pad("src")) {
             let w = weak.clone();
             // Seeded per camera: which packets go is random, their share is not.
             let rng = AtomicU64::new(0x9e37_79b9_7f4a_7c15 ^ cam as u64);
@@ -850,6 +932,7 @@ fn feed_camera(sh: &Shared, n: usize, c: &mut Cam, now: Instant, rng: &mut Rng) 
     }
     expired(&mut c.freeze_until);
     expired(&mut c.dark_until);
+    expired(&mut c.resize_until);
     let Some(src) = c.src.as_ref().and_then(|s| s.upgrade()) else {
         c.src = None;
         return;
@@ -867,8 +950,16 @@ fn feed_camera(sh: &Shared, n: usize, c: &mut Cam, now: Instant, rng: &mut Rng) 
         let buf = if c.garbage_until.is_some() { garbage(rng) } else { next_unit(sh, n, c, now) };
         let mut buf = buf;
         {
+            // Stamped with the running time as pushed (the DTS, by appsrc); a unit
+            // shown later than decoded (B-frames reorder) keeps its PTS - DTS, so the
+            // RTP timestamps follow presentation order as a camera's do.
+            let reorder = match (buf.pts(), buf.dts()) {
+                (Some(p), Some(d)) if p > d => Some(p - d),
+                _ => None,
+            };
+            let pts = reorder.and_then(|r| src.current_running_time().map(|t| t + r));
             let b = buf.make_mut();
-            b.set_pts(gst::ClockTime::NONE);
+            b.set_pts(pts);
             b.set_dts(gst::ClockTime::NONE);
         }
         if src.push_buffer(buf).is_err() {
@@ -881,7 +972,9 @@ fn feed_camera(sh: &Shared, n: usize, c: &mut Cam, now: Instant, rng: &mut Rng) 
 
 /// The next access unit of camera `n`, switching scenes only at keyframes.
 fn next_unit(sh: &Shared, n: usize, c: &mut Cam, now: Instant) -> gst::Buffer {
-    let want = if c.freeze_until.is_some() {
+    let want = if c.resize_until.is_some() && sh.resized.is_some() {
+        Showing::Resized
+    } else if c.freeze_until.is_some() {
         Showing::Frozen
     } else if c.dark_until.is_some() && sh.dark.is_some() {
         Showing::Dark
@@ -904,6 +997,7 @@ fn next_unit(sh: &Shared, n: usize, c: &mut Cam, now: Instant) -> gst::Buffer {
         Showing::Idle => sh.idle.as_ref().expect("chosen only when encoded"),
         Showing::Dark => sh.dark.as_ref().expect("chosen only when encoded"),
         Showing::Frozen => sh.frozen.as_ref().unwrap_or(&sh.clip),
+        Showing::Resized => sh.resized.as_ref().expect("chosen only when loaded"),
         Showing::Clip => &sh.clip,
     };
     // Without a frozen track, a frozen camera repeats one keyframe: no key to wait for.
@@ -944,6 +1038,7 @@ fn log_switch(sh: &Shared, n: usize, to: Showing) {
         Showing::Idle => "idle",
         Showing::Dark => "dark",
         Showing::Frozen => "frozen",
+        Showing::Resized => "resized",
     };
     tracing::debug!(camera = n, scene, "scene switch");
     if let Some(log) = &sh.log {
