@@ -12,6 +12,7 @@ pub mod frame;
 pub mod ids;
 pub mod journal;
 pub mod metrics;
+pub mod plate;
 pub mod problems;
 pub mod redact;
 pub mod zones;
