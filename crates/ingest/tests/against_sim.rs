@@ -538,22 +538,7 @@ fn a_stale_sdp_announcing_1080p_at_30_fps_does_not_fool_the_health_checks() {
     let s = rig.metrics.camera(&"stale".into());
     rig.wait_state("stale", CameraState::Streaming, Duration::from_secs(20));
     // Two health windows (10 s each) and a frozen/blackout period.
-    let mut sizes = std::collections::BTreeSet::new();
-    let mut stddevs = Vec::new();
-    let t0 = std::time::Instant::now();
-    while t0.elapsed() < Duration::from_secs(25) {
-        if let Some(f) = rig.hub.take(Duration::from_millis(500)) {
-            let f = f.frame;
-            rig.hub.done(&f.camera);
-            sizes.insert((f.width, f.height));
-            if let varta_core::frame::Pixels::I420(d) = &f.pixels {
-                let y = &d[..(f.width * f.height) as usize];
-                let mean = y.iter().map(|&v| v as f64).sum::<f64>() / y.len() as f64;
-                let var = y.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / y.len() as f64;
-                stddevs.push(var.sqrt());
-            }
-        }
-    }
+    let (sizes, stddevs) = pictures(&rig, Duration::from_secs(25));
     let (h, live) = (s.health(), s.live());
     let (lo, hi) = (stddevs.iter().copied().fold(f64::MAX, f64::min), stddevs.iter().copied().fold(0.0, f64::max));
     eprintln!("stale SDP: {} pictures, sizes {sizes:?}, luma stddev {lo:.1}–{hi:.1}, {h:?}", stddevs.len());

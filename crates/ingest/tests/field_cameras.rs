@@ -6,7 +6,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 use varta_core::config::{Credentials, DecodePolicy};
 use varta_core::event::{CameraState, RestartReason};
@@ -21,25 +21,11 @@ fn base(clip: &str) -> SimConfig {
     SimConfig::new("127.0.0.1:0".parse().unwrap(), 1, media(clip))
 }
 
-/// Takes the camera's analysed pictures for `d`: their sizes and the lowest luma
-/// standard deviation among them (a decoded picture of the street is above 20).
-fn pictures(rig: &Rig, d: Duration) -> (BTreeSet<(u32, u32)>, usize, f64) {
-    let (mut sizes, mut n, mut lowest) = (BTreeSet::new(), 0, f64::MAX);
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        let Some(t) = rig.hub.take(Duration::from_millis(200)) else { continue };
-        let f = t.frame;
-        rig.hub.done(&f.camera);
-        sizes.insert((f.width, f.height));
-        if let varta_core::frame::Pixels::I420(px) = &f.pixels {
-            let y = &px[..(f.width * f.height) as usize];
-            let mean = y.iter().map(|&v| v as f64).sum::<f64>() / y.len() as f64;
-            let var = y.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / y.len() as f64;
-            lowest = lowest.min(var.sqrt());
-            n += 1;
-        }
-    }
-    (sizes, n, lowest)
+/// The analysed pictures for `d`: sizes, how many, the lowest luma stddev (a decoded
+/// picture of the street is above 20).
+fn pictures_lowest(rig: &Rig, d: Duration) -> (BTreeSet<(u32, u32)>, usize, f64) {
+    let (sizes, stddevs) = pictures(rig, d);
+    (sizes, stddevs.len(), stddevs.iter().copied().fold(f64::MAX, f64::min))
 }
 
 fn restarts(rig: &Rig, id: &str) -> u64 {
@@ -56,7 +42,7 @@ fn parameter_sets_only_in_the_sdp_or_only_in_band_decode() {
         let mut rig = Rig::new(settings(transport));
         rig.ingest.start(spec("ps", sim.url(1), DecodePolicy::Full));
         rig.wait_state("ps", CameraState::Streaming, Duration::from_secs(20));
-        let (sizes, n, lowest) = pictures(&rig, Duration::from_secs(6));
+        let (sizes, n, lowest) = pictures_lowest(&rig, Duration::from_secs(6));
         let h = rig.metrics.camera(&"ps".into()).health();
         eprintln!("{placed:?}: {n} pictures {sizes:?}, lowest luma stddev {lowest:.1}");
         rig.ingest.stop_all();
@@ -74,12 +60,12 @@ fn a_resolution_change_mid_stream_is_followed_without_a_restart() {
     let mut rig = Rig::new(settings(RtspTransport::Tcp));
     rig.ingest.start(spec("rs", sim.url(1), DecodePolicy::Full));
     rig.wait_state("rs", CameraState::Streaming, Duration::from_secs(20));
-    let (before, _, _) = pictures(&rig, Duration::from_secs(2));
+    let (before, _, _) = pictures_lowest(&rig, Duration::from_secs(2));
     sim.inject(1, Fault::Resize(Duration::from_secs(8)));
     // The switch waits for a keyframe (2 s apart): 640×360 within 4 s.
-    let (during, n, lowest) = pictures(&rig, Duration::from_secs(7));
+    let (during, n, lowest) = pictures_lowest(&rig, Duration::from_secs(7));
     // And back at the end of the 8 s.
-    let (after, _, _) = pictures(&rig, Duration::from_secs(6));
+    let (after, _, _) = pictures_lowest(&rig, Duration::from_secs(6));
     let h = rig.metrics.camera(&"rs".into()).health();
     eprintln!("resolution change: {before:?} → {during:?} → {after:?}, lowest stddev {lowest:.1}");
     rig.ingest.stop_all();
@@ -99,7 +85,7 @@ fn an_audio_stream_before_the_video_is_declined_and_the_video_decoded() {
         let mut rig = Rig::new(settings(transport));
         rig.ingest.start(spec("av", sim.url(1), DecodePolicy::Full));
         rig.wait_state("av", CameraState::Streaming, Duration::from_secs(20));
-        let (sizes, n, lowest) = pictures(&rig, Duration::from_secs(5));
+        let (sizes, n, lowest) = pictures_lowest(&rig, Duration::from_secs(5));
         let s = rig.metrics.camera(&"av".into());
         rig.ingest.stop_all();
         assert_eq!(sizes.into_iter().collect::<Vec<_>>(), [(768, 576)], "{transport:?}");
@@ -150,7 +136,7 @@ fn b_frames_decode_under_every_decode_policy() {
     for p in policies {
         rig.wait_state(p.as_str(), CameraState::Streaming, Duration::from_secs(20));
     }
-    let (sizes, n, lowest) = pictures(&rig, Duration::from_secs(8));
+    let (sizes, n, lowest) = pictures_lowest(&rig, Duration::from_secs(8));
     let stats: Vec<_> = policies.iter().map(|p| rig.metrics.camera(&p.as_str().into())).collect();
     let full = stats[0].health();
     eprintln!("B-frames: {n} pictures {sizes:?}, lowest stddev {lowest:.1}, full decoding {:?} fps", full.fps_measured);
