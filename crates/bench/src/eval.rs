@@ -1,5 +1,5 @@
-//! `varta detect` (a model on still images) and `varta eval` (the whole analysis on
-//! a clip): the administrator's tools to try a model and to measure the tracker and
+//! `varta detect` (a model on still images), `varta plate` (the plate reader on still
+//! images) and `varta eval` (the whole analysis on a clip): the administrator's tools to try a model and to measure the tracker and
 //! rules, through exactly the service's code (preprocessing, decoding, tracker,
 //! rules, snapshots); only the source of the frames differs.
 
@@ -74,6 +74,47 @@ pub fn detect(args: DetectArgs) -> Result<()> {
             "image": path.display().to_string(), "width": w, "height": h, "model": spec.name,
             "milliseconds": (ms * 10.0).round() / 10.0, "detections": dets,
         });
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `varta plate`.
+#[derive(clap::Args, Debug)]
+pub struct PlateArgs {
+    /// Directory of the OCR models (made by ./scripts/setup).
+    #[arg(long, default_value_os_t = varta_detect::ocr::default_dir())]
+    models: PathBuf,
+    /// Images (JPEG or PNG): vehicle crops or whole pictures.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+/// Prints one JSON line per image: the plates read on it, each with its normalised
+/// Latin text, the text shown to operators (Cyrillic for Ukrainian formats), the
+/// reader's confidence (0–1) and its box in the image's pixels (x1 y1 x2 y2). Text
+/// that cannot be a plate (`varta_core::plate::is_plate_like`) is left out.
+pub fn plate(args: PlateArgs) -> Result<()> {
+    use varta_core::plate;
+    let mut reader = varta_detect::ocr::TextReader::load(&RuntimeOptions::cpu(1), &args.models)?;
+    for path in &args.images {
+        let img = image::open(path).with_context(|| format!("reading {}", path.display()))?.to_rgb8();
+        let t0 = Instant::now();
+        let lines = reader.read(&img)?;
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let plates: Vec<_> = lines
+            .iter()
+            .filter_map(|l| {
+                let text = plate::normalise(&l.text);
+                plate::is_plate_like(&text).then(|| {
+                    let confidence = (l.confidence as f64 * 1000.0).round() / 1000.0;
+                    json!({"text": text, "display": plate::display(&text), "confidence": confidence,
+                           "format": plate::format_of(&text).as_str(), "box": l.rect})
+                })
+            })
+            .collect();
+        let line =
+            json!({"image": path.display().to_string(), "milliseconds": (ms * 10.0).round() / 10.0, "plates": plates});
         println!("{line}");
     }
     Ok(())

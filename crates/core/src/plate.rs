@@ -130,6 +130,18 @@ pub fn format_of(norm: &str) -> PlateFormat {
     }
 }
 
+/// Whether a normalised text read on an image could be a number plate: a Ukrainian
+/// format, or 4–10 characters with both letters and digits (most plates of Europe).
+/// Text on shop signs, logos and clocks is mostly not.
+pub fn is_plate_like(norm: &str) -> bool {
+    let n = norm.chars().count();
+    format_of(norm).is_ukrainian()
+        || ((4..=10).contains(&n)
+            && norm.chars().any(|c| c.is_ascii_digit())
+            && norm.chars().any(char::is_alphabetic)
+            && norm.chars().all(char::is_alphanumeric))
+}
+
 /// The region of a civil plate's first two letters (2004 codes), if known.
 pub fn region(norm: &str) -> Option<&'static str> {
     if format_of(norm) != PlateFormat::UaCivil {
@@ -274,6 +286,16 @@ mod tests {
         assert_eq!(format_of("AD1234BB"), PlateFormat::Other, "D is not a plate letter");
         assert_eq!(format_of("AA123BB"), PlateFormat::Other);
         assert_eq!(format_of("B123XY"), PlateFormat::Other);
+    }
+
+    #[test]
+    fn plate_like_texts() {
+        assert!(is_plate_like("AX1234BI"));
+        assert!(is_plate_like("B123XY"), "a German-style plate");
+        assert!(!is_plate_like("STOP"), "no digit");
+        assert!(!is_plate_like("1234"), "no letter");
+        assert!(!is_plate_like("A1"), "too short");
+        assert!(!is_plate_like("ABCDEFGHIJ12"), "too long");
     }
 
     #[test]

@@ -117,6 +117,9 @@ enum Cmd {
     /// Run a model on still images; prints each image's detections as a JSON line
     /// (boxes in the image's pixels), through the service's own preprocessing.
     Detect(varta_bench::eval::DetectArgs),
+    /// Read number plates on still images (no vehicle detection needed); prints one
+    /// JSON line per image: text (normalised Latin), display form, confidence, box.
+    Plate(varta_bench::eval::PlateArgs),
     /// Run a clip through decoding, detection, tracker and rules (no database);
     /// prints tracks, mean track length and events per minute as JSON.
     Eval(varta_bench::eval::EvalArgs),
@@ -333,6 +336,10 @@ fn main() -> ExitCode {
             }
             Cmd::Detect(args) => {
                 tokio::task::spawn_blocking(move || varta_bench::eval::detect(args)).await??;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Plate(args) => {
+                tokio::task::spawn_blocking(move || varta_bench::eval::plate(args)).await??;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Eval(args) => {
