@@ -42,3 +42,14 @@ fn a_blank_picture_has_no_text() {
     let grey = image::RgbImage::from_pixel(320, 240, image::Rgb([106, 122, 138]));
     assert!(reader().read(&grey).unwrap().is_empty());
 }
+
+#[test]
+fn a_motion_blurred_plate_gives_no_confident_plate() {
+    // Debian opencv-doc's licenseplate_motion.jpg (fetched by ./scripts/setup): a plate
+    // smeared beyond reading, one of issue #20's negatives.
+    let img = image::open(root().join(".cache/media/images/licenseplate_motion.jpg")).unwrap().to_rgb8();
+    let lines = reader().read(&img).unwrap();
+    let confident: Vec<_> =
+        lines.iter().filter(|l| plate::is_plate_like(&plate::normalise(&l.text)) && l.confidence > 0.5).collect();
+    assert!(confident.is_empty(), "{confident:?}");
+}
