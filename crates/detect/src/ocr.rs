@@ -113,13 +113,7 @@ impl TextReader {
         let resized = image::imageops::resize(img, dw, dh, image::imageops::FilterType::Triangle);
         const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
         const STD: [f32; 3] = [0.229, 0.224, 0.225];
-        let mut input = Array4::<f32>::zeros((1, 3, dh as usize, dw as usize));
-        for (x, y, p) in resized.enumerate_pixels() {
-            // BGR, as the models were trained on OpenCV pictures.
-            for (c, v) in [p[2], p[1], p[0]].into_iter().enumerate() {
-                input[[0, c, y as usize, x as usize]] = (v as f32 / 255.0 - MEAN[c]) / STD[c];
-            }
-        }
+        let input = bgr_tensor(&resized, |c, v| (v / 255.0 - MEAN[c]) / STD[c]);
         let tensor =
             TensorRef::from_array_view(&input).map_err(|e| Error::wrap(ErrorKind::Internal, "OCR input", e))?;
         let out =
@@ -151,12 +145,7 @@ impl TextReader {
         let crop = image::imageops::crop_imm(img, x1, y1, cw, ch).to_image();
         let rw = ((REC_HEIGHT as f32 * cw as f32 / ch as f32).ceil() as u32).clamp(8, REC_MAX_WIDTH);
         let resized = image::imageops::resize(&crop, rw, REC_HEIGHT, image::imageops::FilterType::Triangle);
-        let mut input = Array4::<f32>::zeros((1, 3, REC_HEIGHT as usize, rw as usize));
-        for (x, y, p) in resized.enumerate_pixels() {
-            for (c, v) in [p[2], p[1], p[0]].into_iter().enumerate() {
-                input[[0, c, y as usize, x as usize]] = (v as f32 - 127.5) / 127.5;
-            }
-        }
+        let input = bgr_tensor(&resized, |_, v| (v - 127.5) / 127.5);
         let tensor =
             TensorRef::from_array_view(&input).map_err(|e| Error::wrap(ErrorKind::Internal, "OCR input", e))?;
         let out =
@@ -175,6 +164,19 @@ impl TextReader {
         let boxes = self.detect(img)?;
         boxes.into_iter().map(|b| self.recognise(img, b.rect)).collect()
     }
+}
+
+/// `img` as a `[1, 3, H, W]` tensor in BGR channel order (the models were trained on
+/// OpenCV pictures), each value `norm(channel, pixel 0..255)`.
+fn bgr_tensor(img: &RgbImage, norm: impl Fn(usize, f32) -> f32) -> Array4<f32> {
+    let (w, h) = img.dimensions();
+    let mut input = Array4::<f32>::zeros((1, 3, h as usize, w as usize));
+    for (x, y, p) in img.enumerate_pixels() {
+        for (c, v) in [p[2], p[1], p[0]].into_iter().enumerate() {
+            input[[0, c, y as usize, x as usize]] = norm(c, v as f32);
+        }
+    }
+    input
 }
 
 /// Greedy CTC decoding of `[time, classes]` probabilities: the best class per step,

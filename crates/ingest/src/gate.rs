@@ -18,7 +18,7 @@
 //!
 //! While idle, only one keyframe every `idle_keyframe` is decoded (enough for the
 //! detector's periodic look and the picture health checks): the keyframe that arrives
-//! closest to that interval, judged with the measured GOP (keyframes 2 s apart and an
+//! closest to that interval, judged with the GOP the pipeline measures (keyframes 2 s apart and an
 //! 8 s interval decode every fourth, never every fifth because one came a few
 //! milliseconds early); the units since the last
 //! keyframe, decoded or not, are held (reference counted, not copied). On a switch to
@@ -60,9 +60,8 @@ pub struct Gate {
     quiet: Duration,
     idle_keyframe: Duration,
     last_decoded_key: Option<Instant>,
-    /// When the last keyframe arrived, and the interval before it (the GOP as it
-    /// arrives).
-    last_key: Option<Instant>,
+    /// The stream's GOP as the pipeline measures it (`StreamInfo::gop`), zero while
+    /// unknown.
     gop: Duration,
     full: bool,
     fast: f64,
@@ -88,7 +87,6 @@ impl Gate {
             quiet,
             idle_keyframe,
             last_decoded_key: None,
-            last_key: None,
             gop: Duration::ZERO,
             full: policy == DecodePolicy::Full,
             fast: 0.0,
@@ -108,7 +106,15 @@ impl Gate {
 
     /// Decides for one access unit and records mode and score in `stats`.
     /// `now_ms` is the unit's arrival in Unix milliseconds (the caller has it already).
-    pub fn on_buffer(&mut self, buf: &gst::BufferRef, now_ms: i64, stats: &CameraStats) -> GateAction {
+    /// `gop`: the stream's keyframe interval as measured so far (`StreamInfo::gop`).
+    pub fn on_buffer(
+        &mut self,
+        buf: &gst::BufferRef,
+        gop: Option<Duration>,
+        now_ms: i64,
+        stats: &CameraStats,
+    ) -> GateAction {
+        self.gop = gop.unwrap_or_default();
         let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
         let now = Instant::now();
         let detected = stats.last_detection_ms();
@@ -151,9 +157,6 @@ impl Gate {
             DecodePolicy::Adaptive => {}
         }
         if key {
-            if let Some(prev) = self.last_key.replace(now) {
-                self.gop = now.duration_since(prev);
-            }
             self.held.clear();
             self.held_complete = true;
             self.awaiting_keyframe = false;
@@ -301,6 +304,7 @@ mod tests {
         // Keyframes every 2 s arriving up to 50 ms early or late, an 8 s interval:
         // every fourth is decoded (8 s apart), never the fifth (10 s apart).
         let mut g = Gate::new(DecodePolicy::Adaptive, 2.5, Duration::from_secs(5), Duration::from_secs(8));
+        g.gop = Duration::from_secs(2);
         let t0 = Instant::now();
         let mut decoded = Vec::new();
         for k in 0..40u64 {
@@ -352,12 +356,14 @@ mod tests {
             b
         };
         // Always busy: every delta the same size, so the bytes never stand out.
-        assert!(matches!(g.on_buffer(&unit(true), now_ms(), &stats), GateAction::Pass));
+        assert!(matches!(g.on_buffer(&unit(true), None, now_ms(), &stats), GateAction::Pass));
         for _ in 0..5 {
-            assert!(matches!(g.on_buffer(&unit(false), now_ms(), &stats), GateAction::Drop));
+            assert!(matches!(g.on_buffer(&unit(false), None, now_ms(), &stats), GateAction::Drop));
         }
         stats.activity_feedback().objects_seen(chrono::Utc::now());
-        assert!(matches!(g.on_buffer(&unit(false), now_ms(), &stats), GateAction::ReplayThenPass(h) if h.len() == 5));
+        assert!(
+            matches!(g.on_buffer(&unit(false), None, now_ms(), &stats), GateAction::ReplayThenPass(h) if h.len() == 5)
+        );
         assert!(stats.decode_full());
     }
 

@@ -20,7 +20,7 @@
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// What became of one keep-alive.
@@ -61,30 +61,23 @@ impl Reply {
 pub struct KeepAlive {
     every: Duration,
     next: Instant,
-    reply: Arc<Mutex<Option<Reply>>>,
+    /// Replies, sent by the promises' change functions on rtspsrc's thread.
+    replies: (mpsc::Sender<Reply>, mpsc::Receiver<Reply>),
     pending: bool,
     /// The camera does not offer GET_PARAMETER: nothing more is sent.
     unsupported: bool,
-    sent: u64,
 }
 
 impl KeepAlive {
     /// Keep-alives every `every` (zero: none), the first one `every` after `now`.
     pub fn new(every: Duration, now: Instant) -> KeepAlive {
-        KeepAlive {
-            every,
-            next: now + every,
-            reply: Default::default(),
-            pending: false,
-            unsupported: every.is_zero(),
-            sent: 0,
-        }
+        KeepAlive { every, next: now + every, replies: mpsc::channel(), pending: false, unsupported: every.is_zero() }
     }
 
     /// Sends a keep-alive through `src` (an rtspsrc) when one is due, and returns the
     /// reply to the previous one once it is there.
     pub fn tick(&mut self, src: &gst::Element, now: Instant) -> Option<Reply> {
-        let mut reply = if self.pending { self.reply.lock().unwrap().take() } else { None };
+        let mut reply = if self.pending { self.replies.1.try_recv().ok() } else { None };
         if self.pending && reply.is_none() && now >= self.next {
             // Unanswered for a whole interval (rtspsrc may fold a queued command into
             // a reconnection of its own): sent anew rather than never again.
@@ -112,11 +105,6 @@ impl KeepAlive {
         reply
     }
 
-    /// Keep-alives sent so far.
-    pub fn sent(&self) -> u64 {
-        self.sent
-    }
-
     /// Waits up to `max` for the reply to a keep-alive in flight; call it before the
     /// pipeline's state changes. rtspsrc 1.22 drops any command sent while its
     /// GET_PARAMETER is still queued ("ignore, we have a pending GET_PARAMETER"),
@@ -124,32 +112,27 @@ impl KeepAlive {
     /// forever on the stream lock of its still-running receive loop. Once the reply
     /// is in, the command has left the queue.
     pub fn settle(&mut self, max: Duration) {
-        let end = Instant::now() + max;
-        while self.pending && Instant::now() < end {
-            if self.reply.lock().unwrap().take().is_some() {
-                self.pending = false;
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        if self.pending && self.replies.1.recv_timeout(max).is_ok() {
+            self.pending = false;
         }
     }
 
     fn send(&mut self, src: &gst::Element) {
-        let slot = self.reply.clone();
+        let tx = self.replies.0.clone();
         let promise = gst::Promise::with_change_func(move |r| {
             let reply = match r {
                 Ok(Some(s)) => Reply::from_structure(s),
                 Ok(None) => Reply::Other("no reply".into()),
                 Err(e) => Reply::Other(format!("no reply ({e:?})")),
             };
-            *slot.lock().unwrap() = Some(reply);
+            // The receiver is gone once the run has ended: nothing to tell.
+            let _ = tx.send(reply);
         });
         // No parameters: an empty body, the keep-alive form of GET_PARAMETER.
         let none: Vec<String> = Vec::new();
         let queued = src.emit_by_name::<bool>("get-parameters", &[&none, &None::<String>, &promise]);
         if queued {
             self.pending = true;
-            self.sent += 1;
         } else {
             tracing::debug!("rtspsrc did not queue the keep-alive");
         }

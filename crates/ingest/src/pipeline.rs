@@ -345,7 +345,7 @@ fn link_decoder(
                 inf.gop_ms.store((pts - prev) / 1_000_000, Ordering::Relaxed);
             }
         }
-        let action = g.lock().unwrap().on_buffer(buf, now_ms, &st);
+        let action = g.lock().unwrap().on_buffer(buf, inf.gop(), now_ms, &st);
         if !matches!(action, GateAction::Drop) {
             inf.units_in.fetch_add(1, Ordering::Relaxed);
         }

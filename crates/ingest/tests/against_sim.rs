@@ -482,6 +482,7 @@ fn sessions_with_a_30_s_timeout_are_kept_alive_over_tcp_and_udp() {
     }
     let t0 = std::time::Instant::now();
     std::thread::sleep(Duration::from_secs(20));
+    let forgotten_at = chrono::Utc::now();
     sim.inject(4, Fault::EndSessions);
     std::thread::sleep(Duration::from_secs(80));
     let stats: Vec<_> = rigs.iter().map(|(id, rig)| rig.metrics.camera(&(*id).into())).collect();
@@ -507,15 +508,16 @@ fn sessions_with_a_30_s_timeout_are_kept_alive_over_tcp_and_udp() {
     let changes = rigs[2].1.changes("off");
     for w in changes.windows(2).filter(|w| w[0].state == CameraState::BackingOff) {
         assert_eq!(w[0].reason, "eos: camera closed the RTSP connection", "{changes:?}");
-        assert!((w[1].at - w[0].at).num_milliseconds() <= 1000, "{changes:?}");
+        // 0.5 s + 20% jitter, and room for a busy machine: far from a growing backoff.
+        assert!((w[1].at - w[0].at).num_milliseconds() <= 2000, "{changes:?}");
     }
-    // The forgotten session: found by the next keep-alive (within 15 s), not by the
-    // 60 s stall timeout.
     let changes = rigs[3].1.changes("454");
     let ended = changes.iter().find(|c| c.state == CameraState::BackingOff).expect("the session's end seen");
     assert_eq!(ended.reason, "eos: camera ended the RTSP session (454 Session Not Found)", "{changes:?}");
-    let seen_after = (ended.at - changes[0].at).num_milliseconds() as f64 / 1000.0;
-    assert!(seen_after < 20.0 + 15.0 + 5.0, "seen {seen_after:.1} s after the start: {changes:?}");
+    // Within a keep-alive interval (15 s) and a tick of the forgetting, well before the
+    // 60 s stall timeout would have noticed.
+    let seen_after = (ended.at - forgotten_at).num_milliseconds() as f64 / 1000.0;
+    assert!(seen_after < 30.0, "seen {seen_after:.1} s after the session was forgotten: {changes:?}");
     assert_eq!(changes[changes.len() - 2].state, CameraState::Streaming, "streaming again until stopped: {changes:?}");
     sim.stop();
 }
@@ -555,7 +557,7 @@ fn a_stale_sdp_announcing_1080p_at_30_fps_does_not_fool_the_health_checks() {
 fn a_camera_stopped_just_after_a_keep_alive_stops() {
     // rtspsrc 1.22 swallows the WAIT of a state change while a GET_PARAMETER is
     // queued, and the change then blocks for good (found while building issue #19:
-    // 1 stop in 5 hung with keep-alives every 0.3 s). Stops at varied moments, TCP
+    // one of the first 6 or 7 stops hung with keep-alives every 0.3 s). Stops at varied moments, TCP
     // and UDP, each within 10 s.
     let sim = sim(1, Scene::Active);
     for i in 0..20u64 {
