@@ -273,6 +273,7 @@ fn pool_rate(spec: &ModelSpec, frames: &[Frame], a: &Args) -> Result<f64> {
         workers: a.workers,
         tracker: Default::default(),
         snapshots: varta_detect::snapshot::SnapshotStore::new(&snapdir, 85)?,
+        plates: Default::default(),
         clock: varta_core::clock::system(),
     };
     let pool = InferencePool::start(spec, &cfg, hub.clone(), journal.clone(), metrics.clone())?;

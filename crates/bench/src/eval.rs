@@ -93,24 +93,22 @@ pub struct PlateArgs {
 /// Prints one JSON line per image: the plates read on it, each with its normalised
 /// Latin text, the text shown to operators (Cyrillic for Ukrainian formats), the
 /// reader's confidence (0–1) and its box in the image's pixels (x1 y1 x2 y2). Text
-/// that cannot be a plate (`varta_core::plate::is_plate_like`) is left out.
+/// that cannot be a plate (`varta_core::plate::plate_text`) is left out; a Ukrainian
+/// plate read with a digit in a letter's place (or the reverse) is given its twin.
 pub fn plate(args: PlateArgs) -> Result<()> {
     use varta_core::plate;
     let mut reader = varta_detect::ocr::TextReader::load(&RuntimeOptions::cpu(1), &args.models)?;
     for path in &args.images {
         let img = image::open(path).with_context(|| format!("reading {}", path.display()))?.to_rgb8();
         let t0 = Instant::now();
-        let lines = reader.read(&img)?;
+        let plates = reader.plates(&img)?;
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
-        let plates: Vec<_> = lines
+        let plates: Vec<_> = plates
             .iter()
-            .filter_map(|l| {
-                let text = plate::normalise(&l.text);
-                plate::is_plate_like(&text).then(|| {
-                    let confidence = (l.confidence as f64 * 1000.0).round() / 1000.0;
-                    json!({"text": text, "display": plate::display(&text), "confidence": confidence,
-                           "format": plate::format_of(&text).as_str(), "box": l.rect})
-                })
+            .map(|p| {
+                let confidence = (p.confidence as f64 * 1000.0).round() / 1000.0;
+                json!({"text": p.text, "display": plate::display(&p.text), "confidence": confidence,
+                       "format": plate::format_of(&p.text).as_str(), "box": p.rect})
             })
             .collect();
         let line =

@@ -25,6 +25,7 @@ pub mod alert;
 pub mod detect;
 pub mod eval;
 pub mod ingest;
+pub mod plates;
 pub mod report;
 mod run;
 pub mod store_load;
@@ -45,6 +46,9 @@ pub enum BenchCmd {
     Capacity(CapacityArgs),
     /// A run's JSON against a baseline (regressions marked).
     Compare(CompareArgs),
+    /// The plate reader on the golden set: exact reads by character height, voting,
+    /// negatives, time per crop.
+    Plates(plates::Args),
 }
 
 /// `varta bench run`.
@@ -167,6 +171,7 @@ pub async fn main(cmd: BenchCmd) -> Result<()> {
         }
         BenchCmd::Capacity(c) => capacity(c).await,
         BenchCmd::Compare(c) => compare(&c),
+        BenchCmd::Plates(a) => plates::run(&a),
     }
 }
 

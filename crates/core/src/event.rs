@@ -215,4 +215,36 @@ pub enum StoreMsg {
     Event(EventRecord),
     /// A camera status transition.
     Status(StatusChange),
+    /// A vehicle track's number plate (issue #20).
+    Plate(PlateRecord),
+}
+
+/// The number plate of one vehicle track: the vote over the reads of its best crops
+/// (`varta_core::plate::vote`), stored once per event in `plate_reads`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PlateRecord {
+    /// Id of the read (UUIDv7), also the crop's file name (`<id>.plate.jpg`).
+    pub id: uuid::Uuid,
+    /// The vehicle's event.
+    pub event_id: EventId,
+    /// Its start (the partition key).
+    pub event_started_at: DateTime<Utc>,
+    /// Which camera.
+    pub camera: CameraId,
+    /// The vehicle's track.
+    pub track_id: u64,
+    /// When the best read's frame was captured.
+    pub read_at: DateTime<Utc>,
+    /// The best single read, normalised Latin.
+    pub text: String,
+    /// The voted plate, normalised Latin (searched and matched).
+    pub plate: String,
+    /// Confidence of the vote, 0–1.
+    pub confidence: f32,
+    /// Reads that voted.
+    pub reads: u32,
+    /// The plate's box in camera pixels (left, top, right, bottom).
+    pub bbox: BBox,
+    /// Crop file in the snapshot directory, if written.
+    pub crop: Option<String>,
 }

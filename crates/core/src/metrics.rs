@@ -380,6 +380,14 @@ metric_set! {
         events_written: Counter => "varta_events_written_total",
         /// Camera leases this node holds.
         leases_held: Gauge => "varta_leases_held",
+        /// Vehicle crops read by the plate reader (issue #20).
+        plate_crops_read: Counter => "varta_plate_crops_read_total",
+        /// Vehicle crops dropped, not read, because the plates thread was behind.
+        plate_crops_dropped: Counter => "varta_plate_crops_dropped_total",
+        /// Microseconds the plates thread spent reading crops (OCR, one thread).
+        plate_read_micros: Counter => "varta_plate_read_microseconds_total",
+        /// Vehicle tracks whose plate was decided and recorded.
+        plate_reads: Counter => "varta_plate_reads_total",
     }
 }
 

@@ -163,6 +163,58 @@ pub fn display(norm: &str) -> String {
     }
 }
 
+/// The Ukrainian plate in `norm` (normalised text as read), with characters of the
+/// wrong kind for their place swapped for their OCR confusion: `AX12З4BI` read as
+/// `AX1234B1` becomes `AX1234BI`, `0X1234BI` becomes `OX1234BI` (a letter's place) and
+/// `AXI234BI` becomes `AX1234BI` (a digit's place). The text may hold more than the
+/// plate (the strip's `UA`, a frame edge read as `I`): the first window of 8 (then 7)
+/// characters that fits a Ukrainian format is taken. `None` when no window fits.
+pub fn fit_format(norm: &str) -> Option<String> {
+    let c: Vec<char> = norm.chars().collect();
+    // Letter places of the civil (2 + 4 + 2) and 1995 (5 + 2) formats.
+    let civil = |i: usize| !(2..6).contains(&i);
+    let old = |i: usize| i >= 5;
+    for (len, letter_at) in [(8usize, &civil as &dyn Fn(usize) -> bool), (7, &old)] {
+        for start in 0..=c.len().saturating_sub(len) {
+            let Some(window) = c.get(start..start + len) else { continue };
+            let fitted: Option<String> = window
+                .iter()
+                .enumerate()
+                .map(|(i, &ch)| {
+                    let want = |x: char| if letter_at(i) { is_plate_letter(x) } else { x.is_ascii_digit() };
+                    if want(ch) {
+                        Some(ch)
+                    } else {
+                        CONFUSIONS
+                            .iter()
+                            .filter_map(|&(a, b)| {
+                                if a == ch {
+                                    Some(b)
+                                } else if b == ch {
+                                    Some(a)
+                                } else {
+                                    None
+                                }
+                            })
+                            .find(|&x| want(x))
+                    }
+                })
+                .collect();
+            if let Some(f) = fitted.filter(|f| format_of(f).is_ukrainian()) {
+                return Some(f);
+            }
+        }
+    }
+    None
+}
+
+/// The plate text to keep from one line read by OCR (normalised): the Ukrainian plate
+/// it holds ([`fit_format`]), else the line itself when it could be a foreign plate
+/// ([`is_plate_like`]), else `None` (a sign, a clock, a word).
+pub fn plate_text(norm: &str) -> Option<String> {
+    fit_format(norm).or_else(|| is_plate_like(norm).then(|| norm.to_owned()))
+}
+
 /// Whether OCR confuses `a` and `b` (same shape on a plate).
 pub fn confusable(a: char, b: char) -> bool {
     a == b || CONFUSIONS.iter().any(|&(x, y)| (x, y) == (a, b) || (y, x) == (a, b))
@@ -342,5 +394,22 @@ mod tests {
         assert!(mixed.confidence < single.confidence, "{mixed:?} vs {single:?}");
         assert_eq!(vote(&[]), None);
         assert_eq!(vote(&[read("", 0.9)]), None);
+    }
+
+    #[test]
+    fn format_fitting_swaps_confusions_by_place() {
+        assert_eq!(fit_format("AX1234BI").as_deref(), Some("AX1234BI"));
+        assert_eq!(fit_format("AX1234B1").as_deref(), Some("AX1234BI"), "1 in a letter's place");
+        assert_eq!(fit_format("0X1234BI").as_deref(), Some("OX1234BI"), "0 in a letter's place");
+        assert_eq!(fit_format("AXI23DBI").as_deref(), Some("AX1230BI"), "I and D in digits' places");
+        assert_eq!(fit_format("8C0017KA").as_deref(), Some("BC0017KA"));
+        assert_eq!(fit_format("UAAX1234BI").as_deref(), Some("AX1234BI"), "the strip's UA read too");
+        assert_eq!(fit_format("12345AA").as_deref(), Some("12345AA"));
+        assert_eq!(fit_format("I2345AA").as_deref(), Some("12345AA"));
+        assert_eq!(fit_format("AX12Y4BI"), None, "Y has no digit twin");
+        assert_eq!(fit_format("STOP"), None);
+        assert_eq!(plate_text("B123XY").as_deref(), Some("B123XY"), "foreign, kept as read");
+        assert_eq!(plate_text("OPEN"), None);
+        assert_eq!(plate_text("1230"), None);
     }
 }

@@ -84,6 +84,10 @@ pub struct CameraAnalyser {
     track_log: Option<Vec<TrackSummary>>,
     /// The last inference, for skipping the model on an unchanged idle picture.
     memo: crate::unchanged::Memo,
+    /// Which vehicle crops to read for plates, when plates are on.
+    plates: Option<crate::plates::PlateSampler>,
+    /// Crops chosen by the last [`CameraAnalyser::process`], for the plates thread.
+    plate_jobs: Vec<crate::plates::PlateJob>,
 }
 
 impl CameraAnalyser {
@@ -117,6 +121,8 @@ impl CameraAnalyser {
             max_age: tracker.max_age,
             track_log: None,
             memo: Default::default(),
+            plates: None,
+            plate_jobs: Vec::new(),
         })
     }
 
@@ -146,6 +152,17 @@ impl CameraAnalyser {
                 hits: t.hits,
             }));
         }
+    }
+
+    /// Reads plates on this camera's vehicle events ([`crate::plates`]).
+    pub fn with_plates(mut self, cfg: crate::plates::PlatesConfig) -> Self {
+        self.plates = Some(crate::plates::PlateSampler::new(cfg));
+        self
+    }
+
+    /// The vehicle crops chosen since the last call.
+    pub fn take_plate_jobs(&mut self) -> Vec<crate::plates::PlateJob> {
+        std::mem::take(&mut self.plate_jobs)
     }
 
     /// The rules it was made from.
@@ -181,7 +198,11 @@ impl CameraAnalyser {
                     && t.score >= self.interest
                     && (at - t.first_seen < NEW_OBJECT || t.is_moving(MOVING_PER_S))
             });
-        (self.engine.step(at, self.tracker.tracks(), &ended, self.size), interesting)
+        let emits = self.engine.step(at, self.tracker.tracks(), &ended, self.size);
+        if let Some(s) = &mut self.plates {
+            self.plate_jobs.extend(s.observe(&emits, self.tracker.tracks(), frame, at));
+        }
+        (emits, interesting)
     }
 
     /// Ends everything open, for `reason`: [`EndReason::NodeStopped`] when this node

@@ -49,6 +49,8 @@ pub struct DetectConfig {
     pub snapshot_dir: PathBuf,
     /// JPEG quality of snapshots, 1..100.
     pub snapshot_quality: u8,
+    /// `[detect.plates]`: number plates on vehicle tracks.
+    pub plates: crate::plates::PlatesConfig,
 }
 
 impl Default for DetectConfig {
@@ -71,6 +73,7 @@ impl Default for DetectConfig {
             track_high_score: 0.5,
             snapshot_dir: PathBuf::from(".varta/snapshots"),
             snapshot_quality: 85,
+            plates: crate::plates::PlatesConfig::default(),
         }
     }
 }
@@ -90,6 +93,18 @@ impl DetectConfig {
                 Range::closed("max_idle_check_secs", d.max_idle_check_secs, 0.1, 3600.0),
                 Range::closed("max_frame_age_ms", d.max_frame_age_ms as f64, 50.0, 60000.0),
                 Range::closed("snapshot_quality", d.snapshot_quality as f64, 1.0, 100.0),
+            ],
+        );
+        let pl = &d.plates;
+        p.check_ranges(
+            &at.key("plates"),
+            &[
+                Range::closed("min_confidence", pl.min_confidence as f64, 0.0, 1.0),
+                Range::closed("decide_after_reads", pl.decide_after_reads as f64, 1.0, 20.0),
+                Range::closed("max_reads_per_track", pl.max_reads_per_track as f64, 1.0, 50.0),
+                Range::closed("read_every_ms", pl.read_every_ms as f64, 0.0, 60000.0),
+                Range::closed("detector_side", pl.detector_side as f64, 32.0, 1280.0),
+                Range::closed("queue", pl.queue as f64, 1.0, 10000.0),
             ],
         );
     }
@@ -137,6 +152,7 @@ impl DetectConfig {
             workers: self.worker_count(),
             tracker: crate::tracker::TrackerConfig::from(self),
             snapshots: crate::snapshot::SnapshotStore::new(&self.snapshot_dir, self.snapshot_quality)?,
+            plates: self.plates.clone(),
             clock,
         })
     }

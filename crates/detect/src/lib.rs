@@ -15,6 +15,7 @@ pub mod config;
 pub mod decode;
 pub mod manifest;
 pub mod ocr;
+pub mod plates;
 pub mod pool;
 pub mod preprocess;
 pub mod rules;

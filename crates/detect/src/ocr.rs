@@ -42,10 +42,25 @@ pub fn default_dir() -> PathBuf {
 /// text probability inside (0–1).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TextBox {
-    /// x1, y1, x2, y2 in image pixels.
+    /// x1, y1, x2, y2 in image pixels: the upright rectangle around `line`.
     pub rect: [u32; 4],
     /// Mean text probability, 0–1.
     pub score: f32,
+    /// The text line as a turned rectangle, in image pixels.
+    pub line: Turned,
+}
+
+/// A rectangle turned by `angle`: centre, length along the text and height across
+/// it (pixels), and the text direction's angle (radians, clockwise from the x axis,
+/// image y pointing down).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Turned {
+    /// Centre, x y.
+    pub centre: [f32; 2],
+    /// Length along the text, height across it.
+    pub size: [f32; 2],
+    /// Radians, clockwise.
+    pub angle: f32,
 }
 
 /// A line of text read in a box.
@@ -126,14 +141,28 @@ impl TextReader {
         let (sx, sy) = (w as f32 / dw as f32, h as f32 / dh as f32);
         Ok(db_boxes(map)
             .into_iter()
-            .map(|b| TextBox {
-                rect: [
-                    ((b.rect[0] * sx).floor().max(0.0) as u32).min(w - 1),
-                    ((b.rect[1] * sy).floor().max(0.0) as u32).min(h - 1),
-                    ((b.rect[2] * sx).ceil() as u32).min(w),
-                    ((b.rect[3] * sy).ceil() as u32).min(h),
-                ],
-                score: b.score,
+            .map(|b| {
+                // Map pixels to image pixels: the two scales differ a little (sides
+                // rounded to 32), so the axes are scaled as vectors.
+                let t = b.line;
+                let (cos, sin) = (t.angle.cos(), t.angle.sin());
+                let (ux, uy) = (cos * t.size[0] * sx, sin * t.size[0] * sy);
+                let (vx, vy) = (-sin * t.size[1] * sx, cos * t.size[1] * sy);
+                let line = Turned {
+                    centre: [t.centre[0] * sx, t.centre[1] * sy],
+                    size: [(ux * ux + uy * uy).sqrt(), (vx * vx + vy * vy).sqrt()],
+                    angle: uy.atan2(ux),
+                };
+                TextBox {
+                    rect: [
+                        ((b.rect[0] * sx).floor().max(0.0) as u32).min(w - 1),
+                        ((b.rect[1] * sy).floor().max(0.0) as u32).min(h - 1),
+                        ((b.rect[2] * sx).ceil() as u32).min(w),
+                        ((b.rect[3] * sy).ceil() as u32).min(h),
+                    ],
+                    score: b.score,
+                    line,
+                }
             })
             .collect())
     }
@@ -146,6 +175,27 @@ impl TextReader {
         let rw = ((REC_HEIGHT as f32 * cw as f32 / ch as f32).ceil() as u32).clamp(8, REC_MAX_WIDTH);
         let resized = image::imageops::resize(&crop, rw, REC_HEIGHT, image::imageops::FilterType::Triangle);
         let input = bgr_tensor(&resized, |_, v| (v - 127.5) / 127.5);
+        self.recognise_tensor(input, rect)
+    }
+
+    /// Reads the text along `line` (a turned rectangle of `img`): the rectangle is
+    /// sampled straight (bilinear) at the recogniser's height, so a plate turned by
+    /// 15° is read level. The line's `rect` is the upright box `rect` given.
+    pub fn recognise_turned(&mut self, img: &RgbImage, line: Turned, rect: [u32; 4]) -> Result<TextLine, Error> {
+        let [len, across] = [line.size[0].max(1.0), line.size[1].max(1.0)];
+        let rw = ((REC_HEIGHT as f32 * len / across).ceil() as u32).clamp(8, REC_MAX_WIDTH);
+        let (cos, sin) = (line.angle.cos(), line.angle.sin());
+        let straight = RgbImage::from_fn(rw, REC_HEIGHT, |ox, oy| {
+            let s = (ox as f32 + 0.5) / rw as f32 * len - len / 2.0;
+            let t = (oy as f32 + 0.5) / REC_HEIGHT as f32 * across - across / 2.0;
+            let (x, y) = (line.centre[0] + s * cos - t * sin, line.centre[1] + s * sin + t * cos);
+            image::Rgb(bilinear(img, x - 0.5, y - 0.5))
+        });
+        let input = bgr_tensor(&straight, |_, v| (v - 127.5) / 127.5);
+        self.recognise_tensor(input, rect)
+    }
+
+    fn recognise_tensor(&mut self, input: Array4<f32>, rect: [u32; 4]) -> Result<TextLine, Error> {
         let tensor =
             TensorRef::from_array_view(&input).map_err(|e| Error::wrap(ErrorKind::Internal, "OCR input", e))?;
         let out =
@@ -162,8 +212,51 @@ impl TextReader {
     /// Finds and reads every text line of `img`, best detection first.
     pub fn read(&mut self, img: &RgbImage) -> Result<Vec<TextLine>, Error> {
         let boxes = self.detect(img)?;
-        boxes.into_iter().map(|b| self.recognise(img, b.rect)).collect()
+        boxes.into_iter().map(|b| self.recognise_turned(img, b.line, b.rect)).collect()
     }
+
+    /// The number plates on `img` (a vehicle crop or a whole picture), most confident
+    /// first: every text line read, kept when it holds a plate
+    /// ([`varta_core::plate::plate_text`]: a Ukrainian format, confusions swapped by
+    /// place, or a foreign plate as read).
+    pub fn plates(&mut self, img: &RgbImage) -> Result<Vec<PlateRead>, Error> {
+        let mut plates: Vec<PlateRead> = self
+            .read(img)?
+            .into_iter()
+            .filter_map(|l| {
+                let text = varta_core::plate::plate_text(&varta_core::plate::normalise(&l.text))?;
+                Some(PlateRead { text, confidence: l.confidence, rect: l.rect })
+            })
+            .collect();
+        plates.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+        Ok(plates)
+    }
+}
+
+/// A number plate read on one picture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlateRead {
+    /// Normalised Latin text (`varta_core::plate::normalise`), e.g. `AX1234BI`.
+    pub text: String,
+    /// The recogniser's mean character probability, 0–1.
+    pub confidence: f32,
+    /// Where, x1 y1 x2 y2 in the picture's pixels.
+    pub rect: [u32; 4],
+}
+
+/// The colour at (`x`, `y`) (pixel centres at integers), bilinear, edges clamped.
+fn bilinear(img: &RgbImage, x: f32, y: f32) -> [u8; 3] {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let (fx, fy) = (x.floor(), y.floor());
+    let (ax, ay) = (x - fx, y - fy);
+    let at = |x: i64, y: i64| img.get_pixel(x.clamp(0, w - 1) as u32, y.clamp(0, h - 1) as u32).0;
+    let (x0, y0) = (fx as i64, fy as i64);
+    let (p00, p10, p01, p11) = (at(x0, y0), at(x0 + 1, y0), at(x0, y0 + 1), at(x0 + 1, y0 + 1));
+    std::array::from_fn(|k| {
+        let top = p00[k] as f32 * (1.0 - ax) + p10[k] as f32 * ax;
+        let bottom = p01[k] as f32 * (1.0 - ax) + p11[k] as f32 * ax;
+        (top * (1.0 - ay) + bottom * ay).round().clamp(0.0, 255.0) as u8
+    })
 }
 
 /// `img` as a `[1, 3, H, W]` tensor in BGR channel order (the models were trained on
@@ -206,6 +299,8 @@ pub fn ctc_greedy(probs: ArrayView2<f32>, dict: &[String]) -> (String, f32) {
 struct MapBox {
     rect: [f32; 4],
     score: f32,
+    /// The component's own orientation (second moments), grown like `rect`.
+    line: Turned,
 }
 
 /// DB post-processing with upright rectangles: the 4-connected components of the map
@@ -217,6 +312,7 @@ fn db_boxes(map: ArrayView2<f32>) -> Vec<MapBox> {
     let mut seen = vec![false; w * h];
     let mut out = Vec::new();
     let mut stack = Vec::new();
+    let mut pixels = Vec::new();
     for start in 0..w * h {
         if seen[start] || map[[start / w, start % w]] <= DB_THRESH {
             continue;
@@ -225,8 +321,10 @@ fn db_boxes(map: ArrayView2<f32>) -> Vec<MapBox> {
         stack.push(start);
         let (mut x1, mut y1, mut x2, mut y2) = (w, h, 0, 0);
         let (mut n, mut sum) = (0usize, 0.0f32);
+        pixels.clear();
         while let Some(i) = stack.pop() {
             let (y, x) = (i / w, i % w);
+            pixels.push(i);
             n += 1;
             sum += map[[y, x]];
             (x1, y1, x2, y2) = (x1.min(x), y1.min(y), x2.max(x), y2.max(y));
@@ -255,7 +353,9 @@ fn db_boxes(map: ArrayView2<f32>) -> Vec<MapBox> {
         }
         let (bw, bh) = ((x2 - x1 + 1) as f32, (y2 - y1 + 1) as f32);
         let d = bw * bh * DB_UNCLIP / (2.0 * (bw + bh));
+        let line = turned(&pixels, w);
         out.push(MapBox {
+            line,
             rect: [
                 (x1 as f32 - d).max(0.0),
                 (y1 as f32 - d).max(0.0),
@@ -267,6 +367,36 @@ fn db_boxes(map: ArrayView2<f32>) -> Vec<MapBox> {
     }
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
     out
+}
+
+/// The turned rectangle of a component (`pixels`, indices into a map `w` wide): its
+/// direction from the second moments of the pixel centres, its extent from the
+/// pixels' projections, grown by `area × DB_UNCLIP / perimeter` on every side.
+fn turned(pixels: &[usize], w: usize) -> Turned {
+    let n = pixels.len().max(1) as f32;
+    let pt = |i: usize| ((i % w) as f32 + 0.5, (i / w) as f32 + 0.5);
+    let (mx, my) = pixels.iter().fold((0.0, 0.0), |(a, b), &i| (a + pt(i).0, b + pt(i).1));
+    let (mx, my) = (mx / n, my / n);
+    let (mut sxx, mut syy, mut sxy) = (0.0f32, 0.0f32, 0.0f32);
+    for &i in pixels {
+        let (dx, dy) = (pt(i).0 - mx, pt(i).1 - my);
+        sxx += dx * dx;
+        syy += dy * dy;
+        sxy += dx * dy;
+    }
+    let angle = 0.5 * (2.0 * sxy).atan2(sxx - syy);
+    let (cos, sin) = (angle.cos(), angle.sin());
+    let (mut u0, mut u1, mut v0, mut v1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
+    for &i in pixels {
+        let (dx, dy) = (pt(i).0 - mx, pt(i).1 - my);
+        let (u, v) = (dx * cos + dy * sin, -dx * sin + dy * cos);
+        (u0, u1, v0, v1) = (u0.min(u), u1.max(u), v0.min(v), v1.max(v));
+    }
+    // Pixel extents: a pixel centre is half a pixel inside the component's edge.
+    let (lu, lv) = (u1 - u0 + 1.0, v1 - v0 + 1.0);
+    let d = lu * lv * DB_UNCLIP / (2.0 * (lu + lv));
+    let (cu, cv) = ((u0 + u1) / 2.0, (v0 + v1) / 2.0);
+    Turned { centre: [mx + cu * cos - cv * sin, my + cu * sin + cv * cos], size: [lu + 2.0 * d, lv + 2.0 * d], angle }
 }
 
 #[cfg(test)]
@@ -304,8 +434,32 @@ mod tests {
         let b = boxes[0];
         assert!((b.rect[0] - (10.0 - d)).abs() < 1e-4 && (b.rect[2] - (50.0 + d)).abs() < 1e-4, "{b:?}");
         assert!((b.score - 0.8).abs() < 1e-6);
+        assert!(b.line.angle.abs() < 1e-4, "{b:?}");
+        assert!((b.line.size[0] - (40.0 + 2.0 * d)).abs() < 1e-3 && (b.line.size[1] - (10.0 + 2.0 * d)).abs() < 1e-3);
+        assert!((b.line.centre[0] - 30.0).abs() < 1e-3 && (b.line.centre[1] - 15.0).abs() < 1e-3, "{b:?}");
         // Below the box threshold: nothing.
         let weak = Array2::<f32>::from_elem((20, 20), 0.3);
         assert!(db_boxes(weak.view()).is_empty());
+    }
+
+    #[test]
+    fn a_turned_text_core_gives_its_angle_and_length() {
+        // A line 60 long and 8 across, turned 12° clockwise, centred at (50, 40).
+        let (a, c) = (12f32.to_radians(), [50.0f32, 40.0]);
+        let mut m = Array2::<f32>::zeros((80, 100));
+        for y in 0..80 {
+            for x in 0..100 {
+                let (dx, dy) = (x as f32 + 0.5 - c[0], y as f32 + 0.5 - c[1]);
+                let (u, v) = (dx * a.cos() + dy * a.sin(), -dx * a.sin() + dy * a.cos());
+                if u.abs() <= 30.0 && v.abs() <= 4.0 {
+                    m[[y, x]] = 0.9;
+                }
+            }
+        }
+        let b = db_boxes(m.view())[0];
+        assert!((b.line.angle - a).abs() < 0.02, "angle {} against {a}", b.line.angle);
+        let d = 61.0 * 9.0 * DB_UNCLIP / (2.0 * 70.0);
+        assert!((b.line.size[0] - (61.0 + 2.0 * d)).abs() < 2.5, "{b:?}");
+        assert!((b.line.centre[0] - c[0]).abs() < 0.6 && (b.line.centre[1] - c[1]).abs() < 0.6, "{b:?}");
     }
 }

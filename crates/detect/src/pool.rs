@@ -17,6 +17,7 @@
 
 use crate::analysis::{CameraAnalyser, CameraRules, FLOOR};
 use crate::manifest::ModelSpec;
+use crate::plates::{PlateJob, PlateVoter};
 use crate::rules::Emit;
 use crate::runtime::{Detector, RuntimeOptions};
 use crate::snapshot::SnapshotStore;
@@ -29,8 +30,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use varta_core::clock::Clock;
-use varta_core::event::EndReason;
 use varta_core::event::StoreMsg;
+use varta_core::event::{EndReason, EventPhase};
 use varta_core::frame::FrameHub;
 use varta_core::journal::{Durability, Hold, Journal};
 use varta_core::metrics::Registry;
@@ -47,6 +48,8 @@ pub struct PoolConfig {
     pub tracker: TrackerConfig,
     /// Where snapshots go.
     pub snapshots: SnapshotStore,
+    /// Number plates on vehicle tracks (`enabled = false`: none).
+    pub plates: crate::plates::PlatesConfig,
     /// The time the recovery rule for silent cameras reads.
     pub clock: Arc<dyn Clock>,
 }
@@ -66,6 +69,10 @@ struct Shared {
     clock: Arc<dyn Clock>,
     /// Unix milliseconds of the last silent-camera check.
     last_sweep_ms: std::sync::atomic::AtomicI64,
+    /// Plates settings, when plates are on.
+    plates_cfg: Option<crate::plates::PlatesConfig>,
+    /// To the plates thread; taken at stop so that it ends.
+    plates: Mutex<Option<Sender<PlateJob>>>,
 }
 
 /// Snapshots of records held in the journal until their files exist.
@@ -79,6 +86,7 @@ pub struct InferencePool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     snapshots: JoinHandle<()>,
+    plates: Option<JoinHandle<()>>,
 }
 
 impl InferencePool {
@@ -104,6 +112,21 @@ impl InferencePool {
             .name("snapshots".into())
             .spawn(move || snapshot_thread(rx, store))
             .map_err(|e| Error::wrap(ErrorKind::Internal, "spawning snapshot thread", e))?;
+        // The OCR models are loaded here too, so that missing ones fail start().
+        let (plates_tx, plates) = if cfg.plates.enabled {
+            let reader =
+                crate::ocr::TextReader::load(&cfg.runtime, &cfg.plates.models)?.with_det_side(cfg.plates.detector_side);
+            let (tx, rx) = crossbeam_channel::bounded::<PlateJob>(cfg.plates.queue.max(1));
+            let voter = PlateVoter::new(cfg.plates.min_confidence as f64, cfg.plates.decide_after_reads);
+            let (store, journal, metrics) = (cfg.snapshots.clone(), journal.clone(), metrics.clone());
+            let h = std::thread::Builder::new()
+                .name("plates".into())
+                .spawn(move || plates_thread(rx, reader, voter, store, &journal, &metrics))
+                .map_err(|e| Error::wrap(ErrorKind::Internal, "spawning plates thread", e))?;
+            (Some(tx), Some(h))
+        } else {
+            (None, None)
+        };
         let shared = Arc::new(Shared {
             hub,
             analysers: RwLock::new(HashMap::new()),
@@ -114,6 +137,8 @@ impl InferencePool {
             metrics,
             clock: cfg.clock.clone(),
             last_sweep_ms: Default::default(),
+            plates_cfg: cfg.plates.enabled.then(|| cfg.plates.clone()),
+            plates: Mutex::new(plates_tx),
         });
         let mut workers = Vec::new();
         for (i, det) in dets.into_iter().enumerate() {
@@ -128,7 +153,7 @@ impl InferencePool {
             workers.push(h);
         }
         tracing::info!(model = %spec.name, workers = workers.len(), ?provider, batch = spec.max_batch, "inference pool started");
-        Ok(InferencePool { shared, workers, snapshots })
+        Ok(InferencePool { shared, workers, snapshots, plates })
     }
 
     /// Sets (or replaces) what `camera` reports. Class names not in the model's
@@ -140,7 +165,10 @@ impl InferencePool {
                 return Ok(());
             }
         }
-        let new = CameraAnalyser::new(camera, rules, &self.shared.labels, self.shared.tracker_cfg)?;
+        let mut new = CameraAnalyser::new(camera, rules, &self.shared.labels, self.shared.tracker_cfg)?;
+        if let Some(p) = &self.shared.plates_cfg {
+            new = new.with_plates(p.clone());
+        }
         let old = self.shared.analysers.write().unwrap().insert(camera.clone(), Arc::new(Mutex::new(new)));
         if let Some(old) = old {
             let ended = old.lock().unwrap().finish(EndReason::NodeStopped);
@@ -173,6 +201,10 @@ impl InferencePool {
         self.shared.emit(ended);
         drop(self.shared.out.lock().unwrap().take());
         let _ = self.snapshots.join();
+        drop(self.shared.plates.lock().unwrap().take());
+        if let Some(h) = self.plates {
+            let _ = h.join();
+        }
         tracing::info!("inference pool stopped");
     }
 }
@@ -184,6 +216,19 @@ impl Shared {
     fn emit(&self, emits: Vec<Emit>) {
         if emits.is_empty() {
             return;
+        }
+        // The plates thread decides a vehicle's plate when its event ends, if not before.
+        if let Some(cfg) = &self.plates_cfg {
+            let ended: Vec<_> = emits
+                .iter()
+                .filter(|e| e.record.phase == EventPhase::Ended && cfg.classes.contains(&e.record.class))
+                .map(|e| e.record.id)
+                .collect();
+            if let Some(tx) = self.plates.lock().unwrap().as_ref() {
+                for event in ended {
+                    let _ = tx.send(PlateJob::End { event });
+                }
+            }
         }
         let mut jobs = Vec::new();
         let mut records: Vec<StoreMsg> = Vec::with_capacity(emits.len());
@@ -214,6 +259,18 @@ impl Shared {
                 }
             }
             None => tracing::error!("inference pool stopping; snapshots not written"),
+        }
+    }
+
+    /// Hands vehicle crops to the plates thread; when it is behind they are dropped
+    /// (counted), never waited for: detection does not slow down for plates.
+    fn send_crops(&self, crops: Vec<PlateJob>) {
+        let guard = self.plates.lock().unwrap();
+        let Some(tx) = guard.as_ref() else { return };
+        for c in crops {
+            if tx.try_send(c).is_err() {
+                self.metrics.totals.plate_crops_dropped.inc();
+            }
         }
     }
 
@@ -269,6 +326,63 @@ fn snapshot_thread(rx: Receiver<SnapshotBatch>, store: SnapshotStore) {
                     // snapshot that does not exist when it writes the row.
                     tracing::error!(event = %id, error = %err, "snapshot not written");
                 }
+            }
+        }
+        hold.release();
+    }
+}
+
+/// Reads the crops, votes per event, and records each event's plate once: the record
+/// is held in the journal until the plate's JPEG is written (a crop file always has
+/// its row, as with snapshots).
+fn plates_thread(
+    rx: Receiver<PlateJob>,
+    mut reader: crate::ocr::TextReader,
+    mut voter: PlateVoter,
+    store: SnapshotStore,
+    journal: &Arc<Journal>,
+    metrics: &Registry,
+) {
+    for job in rx.iter() {
+        let decided = match job {
+            PlateJob::Crop { event, started_at, track_id, frame, bbox } => {
+                let t0 = Instant::now();
+                let (img, (ox, oy)) = crate::plates::vehicle_crop(&frame, bbox);
+                let best = match reader.plates(&img) {
+                    Ok(p) => p.into_iter().next(),
+                    Err(e) => {
+                        tracing::warn!(camera_id = %frame.camera, error = %e, "plate reading failed");
+                        None
+                    }
+                };
+                metrics.totals.plate_crops_read.inc();
+                metrics.totals.plate_read_micros.add(t0.elapsed().as_micros() as u64);
+                let read = best.map(|p| {
+                    let [x1, y1, x2, y2] = p.rect;
+                    crate::plates::CropRead {
+                        read: varta_core::plate::Read { text: p.text, confidence: p.confidence as f64 },
+                        bbox: [(x1 + ox) as f32, (y1 + oy) as f32, (x2 + ox) as f32, (y2 + oy) as f32],
+                        at: frame.captured_at,
+                        picture: crate::plates::plate_picture(&img, p.rect),
+                    }
+                });
+                voter.add(&frame.camera, event, started_at, track_id, read)
+            }
+            PlateJob::End { event } => voter.end(event),
+        };
+        let Some(d) = decided else { continue };
+        metrics.totals.plate_reads.inc();
+        tracing::info!(camera_id = %d.record.camera, plate = %d.record.plate, confidence = d.record.confidence,
+                       reads = d.record.reads, "plate read");
+        let name = d.record.crop.clone().unwrap_or_default();
+        let Ok(hold) = journal.append_held(vec![StoreMsg::Plate(d.record)]) else {
+            tracing::error!("event journal closed; plate read not recorded");
+            continue;
+        };
+        if hold.wait_durable(Duration::from_secs(30)) == Durability::Durable {
+            if let Err(e) = store.write_picture(&name, &d.picture) {
+                // The store drops the name of a crop that does not exist.
+                tracing::error!(error = %e, "plate crop not written");
             }
         }
         hold.release();
@@ -341,6 +455,10 @@ fn worker(mut det: Detector, sh: &Shared) {
                     a.memo().remember(&dets, now);
                 }
                 let (e, interesting) = a.process(f, &dets, &sh.labels);
+                let crops = a.take_plate_jobs();
+                if !crops.is_empty() {
+                    sh.send_crops(crops);
+                }
                 if interesting {
                     // Confirms activity to the decode gate and the scheduler: while
                     // new or moving objects of interest are in view, the camera stays

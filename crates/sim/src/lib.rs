@@ -12,6 +12,7 @@
 //! frozen or dark pictures, and whole-server restarts).
 
 pub mod clip;
+pub mod plates;
 pub mod scene;
 pub mod server;
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod copy;
 pub mod leases;
 pub mod localpg;
+pub mod plates;
 pub mod queries;
 pub mod record;
 pub mod recovery;

@@ -17,12 +17,15 @@
 //!        frames u32, rule str, alert u8, zone opt str, snapshot opt str,
 //!        phase u8 (0 started, 1 updated, 2 ended), run_id opt [16]
 //!   u8 2 = status: camera str, at ts, state u8 (CameraState::as_u8), reason str
+//!   u8 3 = plate: id [16], event_id [16], event_started_at ts, camera str,
+//!        track_id u64, read_at ts, text str, plate str, confidence f32, reads u32,
+//!        bbox 4 × f32, crop opt str
 //! str = u32 length + UTF-8 bytes; ts = i64 microseconds since the Unix epoch;
 //! opt X = u8 0 (none) or 1 followed by X
 //! ```
 
 use chrono::{DateTime, Utc};
-use varta_core::event::{CameraState, EndReason, EventPhase, EventRecord, StatusChange, StoreMsg};
+use varta_core::event::{CameraState, EndReason, EventPhase, EventRecord, PlateRecord, StatusChange, StoreMsg};
 use varta_core::{Error, ErrorKind};
 
 /// First byte of a format-1 payload.
@@ -73,6 +76,23 @@ pub fn encode(msgs: &[StoreMsg], out: &mut Vec<u8>) {
                 put_ts(out, s.at);
                 out.push(s.state.as_u8());
                 put_str(out, &s.reason);
+            }
+            StoreMsg::Plate(p) => {
+                out.push(3);
+                out.extend_from_slice(p.id.as_bytes());
+                out.extend_from_slice(p.event_id.as_bytes());
+                put_ts(out, p.event_started_at);
+                put_str(out, p.camera.as_str());
+                out.extend_from_slice(&p.track_id.to_le_bytes());
+                put_ts(out, p.read_at);
+                put_str(out, &p.text);
+                put_str(out, &p.plate);
+                out.extend_from_slice(&p.confidence.to_le_bytes());
+                out.extend_from_slice(&p.reads.to_le_bytes());
+                for v in p.bbox {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                put_opt(out, p.crop.as_deref(), put_str);
             }
         }
     }
@@ -182,6 +202,20 @@ impl Reader<'_> {
                     state: CameraState::from_u8(self.u8()?),
                     reason: self.str()?,
                 }),
+                3 => StoreMsg::Plate(PlateRecord {
+                    id: self.uuid()?,
+                    event_id: self.uuid()?,
+                    event_started_at: self.ts()?,
+                    camera: self.str()?.as_str().into(),
+                    track_id: self.u64()?,
+                    read_at: self.ts()?,
+                    text: self.str()?,
+                    plate: self.str()?,
+                    confidence: self.f32()?,
+                    reads: self.u32()?,
+                    bbox: [self.f32()?, self.f32()?, self.f32()?, self.f32()?],
+                    crop: self.opt(Self::str)?,
+                }),
                 t => return Err(format!("unknown message type {t} at byte {}", self.at - 1)),
             });
         }
@@ -267,7 +301,28 @@ mod tests {
             state: CameraState::Degraded,
             reason: "frozen picture for 12 s".into(),
         };
-        vec![StoreMsg::Event(full), StoreMsg::Status(status), StoreMsg::Event(bare)]
+        let plate = PlateRecord {
+            id: uuid::Uuid::now_v7(),
+            event_id: full.id,
+            event_started_at: t,
+            camera: "cam-017".into(),
+            track_id: 12,
+            read_at: t + chrono::Duration::milliseconds(1500),
+            text: "AX1234B1".into(),
+            plate: "AX1234BI".into(),
+            confidence: 0.93,
+            reads: 5,
+            bbox: [10.0, 20.5, 90.0, 40.0],
+            crop: Some("p.plate.jpg".into()),
+        };
+        let plate_bare = PlateRecord { crop: None, ..plate.clone() };
+        vec![
+            StoreMsg::Event(full),
+            StoreMsg::Status(status),
+            StoreMsg::Event(bare),
+            StoreMsg::Plate(plate),
+            StoreMsg::Plate(plate_bare),
+        ]
     }
 
     #[test]

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use varta_core::event::{EndReason, EventPhase, EventRecord, StatusChange, StoreMsg};
+use varta_core::event::{EndReason, EventPhase, EventRecord, PlateRecord, StatusChange, StoreMsg};
 use varta_core::journal::Journal;
 use varta_core::metrics::Registry;
 use varta_core::{Error, ErrorKind};
@@ -570,11 +570,16 @@ async fn commit(s: &PgWriter, end: Pos, bytes: u64, records: u64) {
 fn drop_missing_snapshots(dir: &Option<PathBuf>, msgs: &mut [StoreMsg]) {
     let Some(dir) = dir else { return };
     for m in msgs {
-        if let StoreMsg::Event(e) = m {
-            if e.snapshot.as_ref().is_some_and(|name| !dir.join(name).exists()) {
+        match m {
+            StoreMsg::Event(e) if e.snapshot.as_ref().is_some_and(|name| !dir.join(name).exists()) => {
                 tracing::warn!(event = %e.id, "snapshot file missing; the event is stored without it");
                 e.snapshot = None;
             }
+            StoreMsg::Plate(p) if p.crop.as_ref().is_some_and(|name| !dir.join(name).exists()) => {
+                tracing::warn!(plate_read = %p.id, "plate crop missing; the read is stored without it");
+                p.crop = None;
+            }
+            _ => {}
         }
     }
 }
@@ -700,6 +705,8 @@ impl Writer {
     async fn write_refs(&mut self, batch: &[&StoreMsg]) -> Result<usize, Error> {
         let merged = merge(batch);
         let mut days: Vec<NaiveDate> = merged.events.iter().map(|(e, _)| day_of(e.started_at)).collect();
+        days.extend(merged.plates.iter().map(|p| day_of(p.event_started_at)));
+        days.sort_unstable();
         days.dedup();
         self.ensure_partitions(days).await?;
         match self.write_merged(&merged, true).await {
@@ -737,6 +744,11 @@ impl Writer {
         if !merged.statuses.is_empty() {
             insert_statuses(&mut tx, &merged.statuses, &self.node, self.store.clock_offset_ms()).await?;
         }
+        // After the events: a plate's alert (trigger plate_reads_raise_alert) shows
+        // its vehicle's event.
+        for p in &merged.plates {
+            insert_plate(&mut tx, p, &self.node).await?;
+        }
         tx.commit().await.map_err(|e| db_error("commit", e))?;
         Ok(merged.events.len())
     }
@@ -758,6 +770,7 @@ impl From<Error> for WriteError {
 struct Merged<'a> {
     events: Vec<(EventRecord, bool)>,
     statuses: Vec<&'a StatusChange>,
+    plates: Vec<&'a PlateRecord>,
 }
 
 /// The same event may be in a batch twice (started, then ended): keep the last,
@@ -767,6 +780,7 @@ fn merge<'a>(batch: &[&'a StoreMsg]) -> Merged<'a> {
     let mut index: HashMap<uuid::Uuid, usize> = HashMap::new();
     let mut events: Vec<(EventRecord, bool)> = Vec::new();
     let mut statuses = Vec::new();
+    let mut plates = Vec::new();
     for m in batch {
         match *m {
             StoreMsg::Event(e) => match index.get(&e.id) {
@@ -781,6 +795,7 @@ fn merge<'a>(batch: &[&'a StoreMsg]) -> Merged<'a> {
                 }
             },
             StoreMsg::Status(s) => statuses.push(s),
+            StoreMsg::Plate(p) => plates.push(p),
         }
     }
     // Records from before end reasons existed ended normally.
@@ -789,7 +804,7 @@ fn merge<'a>(batch: &[&'a StoreMsg]) -> Merged<'a> {
             e.end_reason = Some(EndReason::Ended);
         }
     }
-    Merged { events, statuses }
+    Merged { events, statuses, plates }
 }
 
 fn day_of(t: DateTime<Utc>) -> NaiveDate {
@@ -860,6 +875,35 @@ async fn insert_statuses(
     });
     qb.push(" ON CONFLICT (camera_id, at, state) DO NOTHING");
     qb.build().execute(&mut *tx).await.map_err(|e| db_error("writing camera status", e))?;
+    Ok(())
+}
+
+/// Writes one plate read; its site is the camera's. A replay (same id, or a second
+/// read of the same event) changes nothing, and raises no second alert.
+async fn insert_plate(tx: &mut sqlx::PgConnection, p: &PlateRecord, node: &str) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO plate_reads (id, event_id, event_started_at, camera_id, site_id, track_id, read_at, text, plate,
+                                  format, confidence, reads, bbox, crop, node)
+         SELECT $1, $2, $3, c.id, c.site_id, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM cameras c WHERE c.id = $4
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(p.id)
+    .bind(p.event_id)
+    .bind(p.event_started_at)
+    .bind(p.camera.as_str())
+    .bind(p.track_id as i64)
+    .bind(p.read_at)
+    .bind(&p.text)
+    .bind(&p.plate)
+    .bind(varta_core::plate::format_of(&p.plate).as_str())
+    .bind(p.confidence.clamp(0.0, 1.0))
+    .bind(p.reads as i32)
+    .bind(p.bbox.to_vec())
+    .bind(&p.crop)
+    .bind(node)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| db_error("writing a plate read", e))?;
     Ok(())
 }
 
