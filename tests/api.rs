@@ -3,7 +3,6 @@
 //! a committed event reaching an SSE client of the other process, with resumption.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 use varta_e2e::*;
 
@@ -42,39 +41,6 @@ fn start_api(db: &str, dir: &std::path::Path, n: u32) -> Api {
     let base = format!("http://127.0.0.1:{port}");
     wait_for("varta api ready", Duration::from_secs(30), || get_json(&format!("{base}/readyz")));
     Api { proc: p, base }
-}
-
-/// An SSE client in a thread: sends each (id, event, data) it reads.
-fn sse(url: &str, token: &str, last_id: Option<i64>) -> std::sync::mpsc::Receiver<(Option<i64>, String, Value)> {
-    let mut req = ureq::get(url).set("Authorization", &format!("Bearer {token}")).timeout(Duration::from_secs(120));
-    if let Some(l) = last_id {
-        req = req.set("Last-Event-ID", &l.to_string());
-    }
-    let resp = req.call().expect("SSE connect");
-    assert_eq!(resp.content_type(), "text/event-stream");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let r = BufReader::new(resp.into_reader());
-        let (mut id, mut ev, mut data) = (None, String::new(), String::new());
-        for line in r.lines() {
-            let Ok(line) = line else { return };
-            if line.is_empty() {
-                if !data.is_empty()
-                    && tx.send((id.take(), std::mem::take(&mut ev), serde_json::from_str(&data).unwrap())).is_err()
-                {
-                    return;
-                }
-                data.clear();
-            } else if let Some(v) = line.strip_prefix("id:") {
-                id = v.trim().parse().ok();
-            } else if let Some(v) = line.strip_prefix("event:") {
-                ev = v.trim().to_owned();
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data.push_str(v.trim_start());
-            }
-        }
-    });
-    rx
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -122,6 +88,10 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
             ("GET", "/api/v1/events".into(), None, [true, false, true]),
             ("GET", snap.clone(), None, [true, false, true]),
             ("GET", "/api/v1/alerts".into(), None, [true, false, true]),
+            // Number plates: operators and administrators, never contractors.
+            ("GET", "/api/v1/plates?q=AX12".into(), None, [true, false, true]),
+            ("GET", "/api/v1/plates/AX1234BI/track".into(), None, [true, false, true]),
+            ("GET", "/api/v1/watchlist".into(), None, [true, false, true]),
             ("GET", "/api/v1/maintenance/tasks".into(), None, [false, true, true]),
             ("PATCH", format!("/api/v1/maintenance/tasks/{task_id}"), Some(json!({"notes": "seen"})), [false, true, true]),
             ("GET", "/api/v1/nodes".into(), None, [false, false, true]),
@@ -149,6 +119,9 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
         let denied: Vec<(&str, String, Option<Value>, &[usize])> = vec![
             ("GET", "/api/v1/alerts/stream".into(), None, &[1]),
             ("POST", format!("/api/v1/alerts/{alert_id}/ack"), None, &[1]),
+            ("POST", "/api/v1/watchlist".into(), Some(json!({"plate": "AX1234BI", "reason": "x"})), &[1]),
+            ("DELETE", "/api/v1/watchlist/1".into(), Some(json!({"reason": "x"})), &[1]),
+            ("GET", format!("/api/v1/plates/reads/{}/crop", uuid::Uuid::nil()), None, &[1]),
             ("POST", "/api/v1/maintenance/tasks".into(), Some(json!({"site": "site-a", "kind": "other", "reason": "x"})), &[0]),
             ("POST", "/api/v1/users".into(), Some(json!({"name": "x-user", "role": "admin", "password": "123456789012"})), &[0, 1]),
             ("DELETE", "/api/v1/users/t-admin".into(), None, &[0, 1]),

@@ -288,3 +288,41 @@ mod tests {
         assert_eq!(super::complete_lines(b"partial").count(), 0);
     }
 }
+
+/// An SSE client in a thread: sends each (id, event, data) it reads.
+pub fn sse(
+    url: &str,
+    token: &str,
+    last_id: Option<i64>,
+) -> std::sync::mpsc::Receiver<(Option<i64>, String, serde_json::Value)> {
+    let mut req = ureq::get(url).set("Authorization", &format!("Bearer {token}")).timeout(Duration::from_secs(120));
+    if let Some(l) = last_id {
+        req = req.set("Last-Event-ID", &l.to_string());
+    }
+    let resp = req.call().expect("SSE connect");
+    assert_eq!(resp.content_type(), "text/event-stream");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let r = std::io::BufReader::new(resp.into_reader());
+        let (mut id, mut ev, mut data) = (None, String::new(), String::new());
+        for line in r.lines() {
+            let Ok(line) = line else { return };
+            if line.is_empty() {
+                if !data.is_empty()
+                    && tx.send((id.take(), std::mem::take(&mut ev), serde_json::from_str(&data).unwrap())).is_err()
+                {
+                    return;
+                }
+                data.clear();
+            } else if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                ev = v.trim().to_owned();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+    });
+    rx
+}

@@ -45,6 +45,8 @@ pub enum Perm {
     Tasks,
     /// Nodes and their leases, benchmark runs.
     Nodes,
+    /// Number plates: search, sightings, crops, the watchlist (issue #20).
+    Plates,
     /// Users, audit log, configuration reload, camera restarts.
     Admin,
 }
@@ -55,7 +57,7 @@ pub fn allowed(role: Role, perm: Perm) -> bool {
     use Perm::*;
     match role {
         Role::Admin => true,
-        Role::Operator => matches!(perm, Alerts | Events | Snapshots | Cameras | Health),
+        Role::Operator => matches!(perm, Alerts | Events | Snapshots | Plates | Cameras | Health),
         Role::Contractor => matches!(perm, Cameras | Health | Tasks),
     }
 }

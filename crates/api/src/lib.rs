@@ -15,6 +15,7 @@ mod console;
 mod error;
 mod events;
 mod openapi;
+mod plates;
 mod reports;
 pub mod session;
 pub mod sinks;
@@ -246,6 +247,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/audit", get(reports::audit))
         .route("/api/v1/events", get(events::list))
         .route("/api/v1/events/{id}/snapshot", get(events::snapshot))
+        .route("/api/v1/plates", get(plates::search))
+        .route("/api/v1/plates/{plate}/track", get(plates::track))
+        .route("/api/v1/plates/reads/{id}/crop", get(plates::crop))
+        .route("/api/v1/watchlist", get(plates::watchlist).post(plates::add))
+        .route("/api/v1/watchlist/{id}", axum::routing::delete(plates::remove))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/stream", get(alerts::stream))
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))

@@ -14,6 +14,8 @@ use utoipa::{Modify, OpenApi};
         crate::reports::sites, crate::reports::uptime, crate::reports::nodes, crate::reports::bench_runs,
         crate::reports::audit,
         crate::events::list, crate::events::snapshot,
+        crate::plates::search, crate::plates::track, crate::plates::crop,
+        crate::plates::watchlist, crate::plates::add, crate::plates::remove,
         crate::alerts::list, crate::alerts::stream, crate::alerts::ack,
         crate::tasks::list, crate::tasks::create, crate::tasks::change,
         crate::reload,

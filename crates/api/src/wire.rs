@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use varta_store::{accounts, alerts, queries, tasks, uptime};
+use varta_store::{accounts, alerts, plates, queries, tasks, uptime};
 
 /// A wire struct with the same fields as its store row, and `From` for the row.
 /// Each field converts with `Into`, so a field may be a wire enum of the row's enum.
@@ -186,6 +186,14 @@ wire_struct! {
         pub acked_by: Option<String>,
         /// When.
         pub acked_at: Option<DateTime<Utc>>,
+        /// A watchlist alert's plate, normalised Latin (`AX1234BI`); null for others.
+        pub plate: Option<String>,
+        /// The same as operators read it (`АХ 1234 ВІ`).
+        pub plate_display: Option<String>,
+        /// The plate read (its crop: `/api/v1/plates/reads/{id}/crop`).
+        pub plate_read_id: Option<uuid::Uuid>,
+        /// Why the plate is wanted (the watchlist entry's reason).
+        pub watchlist_reason: Option<String>,
     }
 }
 
@@ -418,4 +426,85 @@ impl From<uptime::UptimeReport> for UptimeReport {
 /// Converts a list of store rows into their wire type.
 pub fn all<R, W: From<R>>(rows: Vec<R>) -> Vec<W> {
     rows.into_iter().map(W::from).collect()
+}
+
+wire_struct! {
+    /// A plate found by a search, with its sightings summed up.
+    pub struct PlateHit from plates::PlateHitRow {
+        /// Normalised Latin text (`AX1234BI`).
+        pub plate: String,
+        /// As operators read it (`АХ 1234 ВІ`).
+        pub display: String,
+        /// How it matched: `exact`, `partial`, `confusion` (one OCR confusion away) or
+        /// `similar` (trigram similarity ≥ 0.3).
+        pub matched: String,
+        /// Sightings (vehicle passages).
+        pub sightings: i64,
+        /// Cameras it was seen on.
+        pub cameras: i64,
+        /// First sighting.
+        pub first_seen: DateTime<Utc>,
+        /// Last sighting.
+        pub last_seen: DateTime<Utc>,
+        /// Best vote confidence, 0–1.
+        pub best_confidence: f32,
+    }
+}
+
+wire_struct! {
+    /// One sighting of a plate: a vehicle passage on one camera.
+    pub struct PlateSighting from plates::PlateSightingRow {
+        /// Plate read id (its crop: `/api/v1/plates/reads/{id}/crop`).
+        pub id: uuid::Uuid,
+        /// The vehicle's event.
+        pub event_id: uuid::Uuid,
+        /// Normalised plate as voted.
+        pub plate: String,
+        /// As operators read it.
+        pub display: String,
+        /// When the best read's frame was captured.
+        pub read_at: DateTime<Utc>,
+        /// Camera id.
+        pub camera: String,
+        /// Camera name.
+        pub camera_name: String,
+        /// Site id.
+        pub site: String,
+        /// Site name.
+        pub site_name: String,
+        /// Vote confidence, 0–1.
+        pub confidence: f32,
+        /// Reads that voted.
+        pub reads: i32,
+        /// Class of the vehicle (`car`, `bus`, …).
+        pub class: Option<String>,
+        /// Whether the plate's crop exists.
+        pub has_crop: bool,
+    }
+}
+
+wire_struct! {
+    /// A watchlist entry: a wanted plate.
+    pub struct WatchlistEntry from plates::WatchlistRow {
+        /// Entry id.
+        pub id: i64,
+        /// Normalised Latin plate.
+        pub plate: String,
+        /// As operators read it.
+        pub display: String,
+        /// Why it is wanted.
+        pub reason: String,
+        /// Who added it.
+        pub added_by: String,
+        /// When.
+        pub added_at: DateTime<Utc>,
+        /// When it stops matching (null: until removed).
+        pub expires_at: Option<DateTime<Utc>>,
+        /// Who removed it.
+        pub removed_by: Option<String>,
+        /// When.
+        pub removed_at: Option<DateTime<Utc>>,
+        /// Why.
+        pub removed_reason: Option<String>,
+    }
 }

@@ -233,7 +233,7 @@ pub struct PlateRecord {
     pub camera: CameraId,
     /// The vehicle's track.
     pub track_id: u64,
-    /// When the best read's frame was captured.
+    /// When the plate became known: capture time of the frame whose read decided it.
     pub read_at: DateTime<Utc>,
     /// The best single read, normalised Latin.
     pub text: String,

@@ -254,6 +254,8 @@ impl PlateVoter {
             .filter(|r| r.read.text == v.text)
             .max_by(|a, b| a.read.confidence.total_cmp(&b.read.confidence))
             .or_else(|| p.reads.iter().max_by(|a, b| a.read.confidence.total_cmp(&b.read.confidence)))?;
+        // "Read at" is when the plate became known: the read that decided it.
+        let decided_at = p.reads.iter().map(|r| r.at).max().unwrap_or(best.at);
         let id = EventId::now_v7();
         Some(Decided {
             record: PlateRecord {
@@ -262,7 +264,7 @@ impl PlateVoter {
                 event_started_at: p.started_at,
                 camera: p.camera.clone(),
                 track_id: p.track_id,
-                read_at: best.at,
+                read_at: decided_at,
                 text: best.read.text.clone(),
                 plate: v.text,
                 confidence: v.confidence as f32,
@@ -328,7 +330,7 @@ mod tests {
         let d = v.add(&cam, ev, t0, 4, crop("AX1234BI", 0.9, 600)).expect("three reads decide");
         assert_eq!(d.record.plate, "AX1234BI");
         assert_eq!(d.record.text, "AX1234BI", "the best agreeing read");
-        assert_eq!(d.record.read_at, t0, "at the best read");
+        assert_eq!(d.record.read_at, t0 + chrono::Duration::milliseconds(600), "when the deciding read was taken");
         assert_eq!(d.record.reads, 3);
         assert_eq!(d.record.crop.as_deref(), Some(format!("{}.plate.jpg", d.record.id).as_str()));
         assert!(v.add(&cam, ev, t0, 4, crop("AX1234BI", 0.99, 900)).is_none(), "never a second record");

@@ -214,6 +214,122 @@ pub fn jpeg_round_trip(img: &RgbImage, quality: u8) -> Result<RgbImage, String> 
     Ok(image::load_from_memory(&buf).map_err(|e| format!("JPEG decode: {e}"))?.to_rgb8())
 }
 
+/// One vehicle passage of a plate scene: the ground truth.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Passage {
+    /// The plate the vehicle carries, normalised Latin.
+    pub plate: String,
+    /// Seconds from the clip's start when the vehicle enters the picture…
+    pub enters_s: f64,
+    /// …and when it has left.
+    pub leaves_s: f64,
+}
+
+/// Size and pace of the plate scene: 960 × 540 at 10 fps, a keyframe every 2 s.
+const SCENE_W: u32 = 960;
+const SCENE_H: u32 = 540;
+const SCENE_FPS: u32 = 10;
+/// Seconds a vehicle takes to cross the picture, and the empty road after it.
+const CROSSING_S: f64 = 6.0;
+const GAP_S: f64 = 2.0;
+
+/// Writes an H.264 MP4 at `out` in which one vehicle per entry of `plates` drives
+/// across a road, left to right, each carrying its plate (characters 22 px high),
+/// and returns the ground truth. The vehicles are node-opencv's `car1.jpg` and
+/// `car2.jpg` from `images` (Debian; `./scripts/setup` fetches them), in turn. The
+/// clip loops cleanly (it starts and ends on an empty road) and has a keyframe every
+/// 2 s, as the simulator wants.
+///
+/// Errors: a missing picture or font, or GStreamer without x264enc (plugins-ugly).
+pub fn write_scene(out: &std::path::Path, images: &std::path::Path, plates: &[String]) -> Result<Vec<Passage>, String> {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    let font = PlateFont::load(DEFAULT_FONT)?;
+    let mut sprites = Vec::new();
+    for (file, [x1, y1, x2, y2]) in [("car1.jpg", [40u32, 150, 990, 500]), ("car2.jpg", [120, 330, 1410, 800])] {
+        let path = images.join(file);
+        let img = image::open(&path).map_err(|e| format!("{}: {e} (run ./scripts/setup)", path.display()))?.to_rgb8();
+        let crop = imageops::crop_imm(&img, x1, y1, x2 - x1, y2 - y1).to_image();
+        let h = (560.0 * crop.height() as f32 / crop.width() as f32).round() as u32;
+        sprites.push(imageops::resize(&crop, 560, h, imageops::FilterType::Triangle));
+    }
+    let cars: Vec<RgbImage> = plates
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut car = sprites[i % sprites.len()].clone();
+            let plate = font.render(p, 22.0);
+            let (w, h) = (car.width() as f32, car.height() as f32);
+            place(&mut car, &plate, w * 0.55, h * 0.62, if i % 2 == 0 { 3.0 } else { -4.0 });
+            car
+        })
+        .collect();
+    // A road: a pale wall above, asphalt below, a kerb between.
+    let road = RgbImage::from_fn(SCENE_W, SCENE_H, |_, y| match y {
+        0..180 => Rgb([190, 188, 180]),
+        180..196 => Rgb([120, 120, 118]),
+        _ => Rgb([88 + (y % 7) as u8, 88 + (y % 7) as u8, 92]),
+    });
+    let desc = format!(
+        "appsrc name=src format=time caps=video/x-raw,format=RGB,width={SCENE_W},height={SCENE_H},framerate={SCENE_FPS}/1 \
+         ! videoconvert ! x264enc tune=zerolatency speed-preset=veryfast bitrate=2500 key-int-max={} \
+         ! h264parse ! mp4mux ! filesink name=sink",
+        2 * SCENE_FPS
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .map_err(|e| format!("plate scene encoder (x264enc, plugins-ugly): {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_owned())?;
+    let part = out.with_extension("mp4.part");
+    pipeline.by_name("sink").expect("sink").set_property("location", part.to_string_lossy().to_string());
+    let src = pipeline.by_name("src").expect("src").downcast::<gstreamer_app::AppSrc>().expect("appsrc");
+    pipeline.set_state(gst::State::Playing).map_err(|e| format!("plate scene encoder: {e}"))?;
+    let per = ((CROSSING_S + GAP_S) * SCENE_FPS as f64).round() as usize;
+    let mut truth = Vec::new();
+    let mut noise = 0x9e37_79b9_7f4a_7c15_u64;
+    for (i, (car, p)) in cars.iter().zip(plates).enumerate() {
+        let t0 = (i * per) as f64 / SCENE_FPS as f64;
+        truth.push(Passage { plate: p.clone(), enters_s: t0, leaves_s: t0 + CROSSING_S });
+        for f in 0..per {
+            let mut frame = road.clone();
+            let t = f as f64 / SCENE_FPS as f64;
+            if t < CROSSING_S {
+                // From just out of view on the left to just out of view on the right.
+                let x = -(car.width() as f64) + (SCENE_W + car.width()) as f64 * t / CROSSING_S;
+                let y = SCENE_H as i64 - car.height() as i64 - 40;
+                imageops::overlay(&mut frame, car, x.round() as i64, y);
+            }
+            // Sensor noise, so no two pictures are alike (a camera is never frozen).
+            for v in frame.as_mut().iter_mut().step_by(7) {
+                noise ^= noise << 13;
+                noise ^= noise >> 7;
+                noise ^= noise << 17;
+                *v = v.saturating_add((noise % 3) as u8);
+            }
+            let mut buf = gst::Buffer::from_mut_slice(frame.into_raw());
+            let pts = ((i * per + f) as u64) * 1_000_000_000 / SCENE_FPS as u64;
+            buf.get_mut().expect("new buffer").set_pts(gst::ClockTime::from_nseconds(pts));
+            src.push_buffer(buf).map_err(|e| format!("plate scene encoder: {e:?}"))?;
+        }
+    }
+    let _ = src.end_of_stream();
+    let bus = pipeline.bus().expect("bus");
+    let result = match bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(120), &[gst::MessageType::Eos, gst::MessageType::Error])
+    {
+        Some(m) => match m.view() {
+            gst::MessageView::Eos(_) => Ok(()),
+            gst::MessageView::Error(e) => Err(format!("plate scene encoder: {}", e.error())),
+            _ => Ok(()),
+        },
+        None => Err("plate scene encoder: no end of stream within 120 s".to_owned()),
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result?;
+    std::fs::rename(&part, out).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(truth)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,16 +43,34 @@ pub struct AlertRow {
     pub acked_by: Option<String>,
     /// When.
     pub acked_at: Option<DateTime<Utc>>,
+    /// A watchlist alert's plate, normalised Latin (`AX1234BI`).
+    pub plate: Option<String>,
+    /// The same as operators read it (`АХ 1234 ВІ`).
+    #[sqlx(skip)]
+    pub plate_display: Option<String>,
+    /// The plate read (its crop: `/api/v1/plates/reads/{id}/crop`).
+    pub plate_read_id: Option<uuid::Uuid>,
+    /// Why the plate is wanted (the watchlist entry's reason).
+    pub watchlist_reason: Option<String>,
+}
+
+impl AlertRow {
+    fn displayed(mut self) -> AlertRow {
+        self.plate_display = self.plate.as_deref().map(varta_core::plate::display);
+        self
+    }
 }
 
 const SELECT: &str =
     "SELECT a.id, a.event_id, a.camera_id AS camera, c.name AS camera_name, c.site_id AS site, s.name AS site_name,
         a.rule, e.zone, e.class, e.score, a.event_started_at AS started_at, a.created_at,
-        e.snapshot IS NOT NULL AS has_snapshot, a.acked_by, a.acked_at
+        e.snapshot IS NOT NULL AS has_snapshot, a.acked_by, a.acked_at, a.plate, a.plate_read_id,
+        w.reason AS watchlist_reason
    FROM alerts a
    JOIN cameras c ON c.id = a.camera_id
    JOIN sites s ON s.id = c.site_id
-   JOIN events e ON e.id = a.event_id AND e.started_at = a.event_started_at";
+   JOIN events e ON e.id = a.event_id AND e.started_at = a.event_started_at
+   LEFT JOIN watchlist_entries w ON w.id = a.watchlist_entry_id";
 
 impl Store {
     /// One alert.
@@ -61,6 +79,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await
+            .map(|r| r.map(AlertRow::displayed))
             .map_err(|e| db_error("reading an alert", e))
     }
 
@@ -75,6 +94,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
+        .map(|rows| rows.into_iter().map(AlertRow::displayed).collect())
         .map_err(|e| db_error("listing alerts", e))
     }
 
@@ -94,7 +114,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| db_error("reading missed alerts", e))?;
-        Ok(rows.into_iter().filter(|r| r.id != last_id).collect())
+        Ok(rows.into_iter().filter(|r| r.id != last_id).map(AlertRow::displayed).collect())
     }
 
     /// Records that `by` acknowledged alert `id`, with `audit` (its detail gets the

@@ -13,6 +13,9 @@ use varta_core::{err, Error};
 pub struct PlateHitRow {
     /// Normalised Latin text.
     pub plate: String,
+    /// As operators read it ([`varta_core::plate::display`]).
+    #[sqlx(skip)]
+    pub display: String,
     /// How it matched: `exact`, `partial` (the query is part of it), `confusion` (one
     /// OCR confusion away) or `similar` (trigram similarity ≥ 0.3).
     pub matched: String,
@@ -37,6 +40,9 @@ pub struct PlateSightingRow {
     pub event_id: uuid::Uuid,
     /// Normalised plate as voted.
     pub plate: String,
+    /// As operators read it.
+    #[sqlx(skip)]
+    pub display: String,
     /// When the best read's frame was captured.
     pub read_at: DateTime<Utc>,
     /// Camera id.
@@ -64,6 +70,9 @@ pub struct WatchlistRow {
     pub id: i64,
     /// Normalised Latin plate.
     pub plate: String,
+    /// As operators read it.
+    #[sqlx(skip)]
+    pub display: String,
     /// Why it is wanted.
     pub reason: String,
     /// Who added it.
@@ -78,6 +87,27 @@ pub struct WatchlistRow {
     pub removed_at: Option<DateTime<Utc>>,
     /// Why.
     pub removed_reason: Option<String>,
+}
+
+/// Rows whose `display` is filled from their `plate`.
+trait Displayed {
+    fn fill(self) -> Self;
+}
+
+macro_rules! displayed {
+    ($($t:ty),*) => {$(
+        impl Displayed for $t {
+            fn fill(mut self) -> Self {
+                self.display = varta_core::plate::display(&self.plate);
+                self
+            }
+        }
+    )*};
+}
+displayed!(PlateHitRow, PlateSightingRow, WatchlistRow);
+
+fn fill<T: Displayed>(rows: Vec<T>) -> Vec<T> {
+    rows.into_iter().map(Displayed::fill).collect()
 }
 
 const SIGHTING: &str = "SELECT p.id, p.event_id, p.plate, p.read_at, p.camera_id AS camera, c.name AS camera_name,
@@ -114,6 +144,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
+        .map(fill)
         .map_err(|e| db_error("searching plates", e))
     }
 
@@ -139,6 +170,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
+        .map(fill)
         .map_err(|e| db_error("reading a plate's sightings", e))
     }
 
@@ -165,17 +197,20 @@ impl Store {
         .bind(all)
         .fetch_all(&self.pool)
         .await
+        .map(fill)
         .map_err(|e| db_error("reading the watchlist", e))
     }
 
-    /// Adds `plate` (normalised) to the watchlist. `Conflict` when it is already
-    /// on it (not removed; an expired entry is removed first, by `by`).
+    /// Adds `plate` (normalised) to the watchlist, with `audit` (its detail gets the
+    /// entry id) in the same transaction. `Conflict` when it is already on it (not
+    /// removed; an expired entry is removed first, by `by`).
     pub async fn add_to_watchlist(
         &self,
         plate: &str,
         reason: &str,
         by: &str,
         expires_at: Option<DateTime<Utc>>,
+        audit: &crate::accounts::AuditEntry<'_>,
     ) -> Result<WatchlistRow, Error> {
         let mut tx = self.pool.begin().await.map_err(|e| db_error("begin", e))?;
         sqlx::query(
@@ -187,7 +222,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| db_error("retiring an expired watchlist entry", e))?;
-        let row = sqlx::query_as(
+        let row: WatchlistRow = sqlx::query_as(
             "INSERT INTO watchlist_entries (plate, reason, added_by, expires_at) VALUES ($1, $2, $3, $4)
              RETURNING id, plate, reason, added_by, added_at, expires_at, removed_by, removed_at, removed_reason",
         )
@@ -203,14 +238,22 @@ impl Store {
             }
             _ => db_error("adding to the watchlist", e),
         })?;
+        audited(&mut tx, audit, row.id).await?;
         tx.commit().await.map_err(|e| db_error("commit", e))?;
-        Ok(row)
+        Ok(Displayed::fill(row))
     }
 
-    /// Removes entry `id` from the watchlist (kept, marked removed). `NotFound` when
-    /// there is no such active entry.
-    pub async fn remove_from_watchlist(&self, id: i64, by: &str, reason: &str) -> Result<WatchlistRow, Error> {
-        sqlx::query_as(
+    /// Removes entry `id` from the watchlist (kept, marked removed), with `audit` in
+    /// the same transaction. `NotFound` when there is no such active entry.
+    pub async fn remove_from_watchlist(
+        &self,
+        id: i64,
+        by: &str,
+        reason: &str,
+        audit: &crate::accounts::AuditEntry<'_>,
+    ) -> Result<WatchlistRow, Error> {
+        let mut tx = self.pool.begin().await.map_err(|e| db_error("begin", e))?;
+        let row: WatchlistRow = sqlx::query_as(
             "UPDATE watchlist_entries SET removed_at = now(), removed_by = $2, removed_reason = $3
               WHERE id = $1 AND removed_at IS NULL
              RETURNING id, plate, reason, added_by, added_at, expires_at, removed_by, removed_at, removed_reason",
@@ -218,9 +261,25 @@ impl Store {
         .bind(id)
         .bind(by)
         .bind(reason)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(|e| db_error("removing from the watchlist", e))?
-        .ok_or_else(|| err!(NotFound, "no watchlist entry {id} on the list"))
+        .ok_or_else(|| err!(NotFound, "no watchlist entry {id} on the list"))?;
+        audited(&mut tx, audit, row.id).await?;
+        tx.commit().await.map_err(|e| db_error("commit", e))?;
+        Ok(Displayed::fill(row))
     }
+}
+
+/// Writes `audit` with the entry id in its detail.
+async fn audited(
+    tx: &mut sqlx::PgConnection,
+    audit: &crate::accounts::AuditEntry<'_>,
+    entry: i64,
+) -> Result<(), Error> {
+    let mut audit = audit.clone();
+    if let Some(d) = audit.detail.as_object_mut() {
+        d.insert("entry".into(), entry.into());
+    }
+    crate::accounts::insert_audit(tx, &audit).await
 }

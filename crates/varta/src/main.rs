@@ -120,6 +120,10 @@ enum Cmd {
     /// Read number plates on still images (no vehicle detection needed); prints one
     /// JSON line per image: text (normalised Latin), display form, confidence, box.
     Plate(varta_bench::eval::PlateArgs),
+    /// Write a simulator clip of vehicles carrying given number plates, and its ground
+    /// truth (`OUT.truth.json`): serve it with `varta sim --clip OUT`.
+    #[command(name = "plate-scene")]
+    PlateScene(varta_bench::plates::SceneArgs),
     /// Run a clip through decoding, detection, tracker and rules (no database);
     /// prints tracks, mean track length and events per minute as JSON.
     Eval(varta_bench::eval::EvalArgs),
@@ -340,6 +344,10 @@ fn main() -> ExitCode {
             }
             Cmd::Plate(args) => {
                 tokio::task::spawn_blocking(move || varta_bench::eval::plate(args)).await??;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::PlateScene(args) => {
+                tokio::task::spawn_blocking(move || varta_bench::plates::scene(args)).await??;
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Eval(args) => {
