@@ -221,3 +221,57 @@ fn watchlist_plate_alerts_once_per_passage_and_is_tracked_across_cameras() {
 
     assert_eq!(serve.terminate(Duration::from_secs(30)), Some(0), "serve log:\n{}", serve.output());
 }
+
+/// The watchlist trigger matches in SQL (`varta_plate_match`) what the Rust code
+/// matches (`varta_core::plate::matches`), pair for pair; and a day's plates go with
+/// that day's events when retention drops the day.
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_matching_agrees_with_rust_and_retention_drops_plates_with_events() {
+    use sqlx::Connection;
+    use varta_core::plate;
+    let db = fresh_database("varta_plate_sql").await;
+    let d = db.clone();
+    tokio::task::spawn_blocking(move || assert!(varta().arg("migrate").env("DATABASE_URL", &d).status().unwrap().success()))
+        .await
+        .unwrap();
+    let mut c = sqlx::PgConnection::connect(&owner_url_of(&db)).await.unwrap();
+    let mut words: Vec<String> = vec!["AX1234BI".into(), "AX1234B".into(), "".into(), "12345AA".into()];
+    // Every single-character change of AX1234BI by each confusion pair, both ways,
+    // some double changes and some non-confusions.
+    for (a, b) in plate::CONFUSIONS {
+        for (from, to) in [(a, b), (b, a)] {
+            words.push("AX1234BI".replacen(from, &to.to_string(), 1));
+            words.push("AX1234BI".replace(from, &to.to_string()));
+        }
+    }
+    words.extend(["AX1234BY", "BX1234BI", "AX1Z3ABI", "OX1234BI", "0X1234BI", "DX1234BI"].map(String::from));
+    for r in &words {
+        for l in &words {
+            let sql: Option<String> = sqlx::query_scalar("SELECT varta_plate_match($1, $2)")
+                .bind(r)
+                .bind(l)
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            let rust = plate::matches(r, l).map(|m| match m {
+                plate::Match::Exact => "exact",
+                plate::Match::Confusion => "confusion",
+            });
+            assert_eq!(sql.as_deref(), rust, "read {r:?}, listed {l:?}");
+        }
+    }
+    sqlx::query("SELECT varta_event_partition('2020-01-02')").execute(&mut c).await.unwrap();
+    let plates: Option<String> = sqlx::query_scalar("SELECT to_regclass('plate_reads_20200102')::text")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(plates.as_deref(), Some("plate_reads_20200102"), "a day of events comes with its day of plates");
+    let dropped: bool =
+        sqlx::query_scalar("SELECT varta_drop_event_partition('events_20200102')").fetch_one(&mut c).await.unwrap();
+    assert!(dropped);
+    let left: Option<String> = sqlx::query_scalar("SELECT to_regclass('plate_reads_20200102')::text")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(left, None, "the day's plates went with its events");
+}

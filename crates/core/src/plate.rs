@@ -27,7 +27,7 @@ const TWINS: [(char, char); 12] = [
 
 /// Characters OCR mistakes for one another on plates (same shape in the plate font),
 /// as unordered pairs.
-const CONFUSIONS: [(char, char); 10] = [
+pub const CONFUSIONS: [(char, char); 10] = [
     ('0', 'O'),
     ('0', 'D'),
     ('O', 'D'),
