@@ -198,6 +198,46 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
     });
     assert_eq!(by, "olena");
 
+    // ---- operator: a plate's sightings, and the watchlist ----
+    let (ev, read) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    rt.block_on(sql(
+        &db,
+        &format!(
+            "SELECT varta_event_partition(current_date);
+             INSERT INTO events (id, camera_id, track_id, class, score, bbox, started_at, last_seen_at, frames, node, rule)
+             VALUES ('{ev}', 'cam-1', 77, 'car', 0.9, '{{1,2,3,4}}', now(), now(), 1, 't', 'presence');
+             INSERT INTO plate_reads (id, event_id, event_started_at, camera_id, site_id, track_id, read_at, text, plate,
+                                      format, confidence, reads, bbox, node)
+             SELECT '{read}', e.id, e.started_at, e.camera_id, c.site_id, 77, now(), 'AX1234BI', 'AX1234BI', 'ua_civil',
+                    0.95, 3, '{{1,2,3,4}}', 't'
+               FROM events e JOIN cameras c ON c.id = e.camera_id WHERE e.id = '{ev}';"
+        ),
+    ));
+    b.click("[data-view=plates]");
+    b.wait("the plate search form", 10, "return document.querySelector('#plate-search') !== null");
+    b.type_into("#plate-search input[name=q]", "ах 12");
+    b.click("#plate-search button[type=submit]");
+    let row = b.wait(
+        "the plate found by a Cyrillic partial query",
+        10,
+        "const r = document.querySelector('#plate-results tr[data-plate=\"AX1234BI\"]'); return r ? r.textContent : null",
+    );
+    assert!(row.as_str().unwrap().contains("АХ 1234 ВІ"), "shown in Cyrillic: {row}");
+    b.click("#plate-results tr[data-plate=\"AX1234BI\"]");
+    b.wait("its sightings", 10, &format!("return document.querySelector('#plate-track li[data-sighting=\"{read}\"]') !== null"));
+    b.screenshot(&out.join("operator-plates.png"));
+    b.click("[data-view=watchlist]");
+    b.wait("the watchlist form", 10, "return document.querySelector('#watchlist-add') !== null");
+    b.type_into("#watchlist-add input[name=plate]", "BI0001AA");
+    b.type_into("#watchlist-add input[name=reason]", "викрадено");
+    b.click("#watchlist-add button[type=submit]");
+    b.wait(
+        "the wanted plate listed",
+        10,
+        "const t = document.querySelector('#watchlist'); return t && t.textContent.includes('ВІ 0001 АА') && t.textContent.includes('викрадено')",
+    );
+    b.screenshot(&out.join("operator-watchlist.png"));
+
     // ---- maintenance: exactly one task for the offline camera ----
     let count_tasks = || -> i64 {
         rt.block_on(async {

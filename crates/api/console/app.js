@@ -26,6 +26,11 @@ const T = {
     s_unknown: 'невідомо', error: 'Помилка',
     e_ended: 'завершено', e_node_stopped: 'вузол зупинено', e_node_lost: 'вузол втрачено (збій)',
     e_camera_lost: 'камера втрачена', e_open: 'триває',
+    plates: 'Номери', watchlist: 'Розшук', plate: 'Номерний знак', plate_q: 'Номер або його частина',
+    sightings: 'Проїзди', first_seen: 'Вперше', last_seen: 'Востаннє', matched: 'Збіг', confidence: 'Впевненість',
+    m_exact: 'точно', m_partial: 'частково', m_confusion: 'схожий символ', m_similar: 'подібний',
+    wanted: 'У розшуку', added_by: 'Додав', expires: 'Діє до', add_wanted: 'Додати в розшук', remove: 'Зняти',
+    remove_reason: 'Причина зняття', nothing_found: 'Нічого не знайдено', track_of: 'Рух транспорту', crop: 'Фото номера',
   },
   en: {
     login_title: 'Sign in to Varta', username: 'User', password: 'Password', login: 'Sign in',
@@ -50,6 +55,11 @@ const T = {
     s_unknown: 'unknown', error: 'Error',
     e_ended: 'ended', e_node_stopped: 'node stopped', e_node_lost: 'node lost (crash)',
     e_camera_lost: 'camera lost', e_open: 'ongoing',
+    plates: 'Plates', watchlist: 'Watchlist', plate: 'Number plate', plate_q: 'Plate or part of it',
+    sightings: 'Sightings', first_seen: 'First seen', last_seen: 'Last seen', matched: 'Match', confidence: 'Confidence',
+    m_exact: 'exact', m_partial: 'partial', m_confusion: 'look-alike character', m_similar: 'similar',
+    wanted: 'Wanted', added_by: 'Added by', expires: 'Valid until', add_wanted: 'Add to watchlist', remove: 'Remove',
+    remove_reason: 'Why is it removed', nothing_found: 'Nothing found', track_of: 'Vehicle movement', crop: 'Plate picture',
   },
 };
 
@@ -93,9 +103,9 @@ async function api(path, opts = {}) {
 }
 
 const VIEWS = {
-  operator: ['alerts', 'events'],
+  operator: ['alerts', 'events', 'plates', 'watchlist'],
   contractor: ['sites', 'tasks'],
-  admin: ['alerts', 'events', 'sites', 'tasks', 'nodes', 'users', 'audit'],
+  admin: ['alerts', 'events', 'plates', 'watchlist', 'sites', 'tasks', 'nodes', 'users', 'audit'],
 };
 
 function nav() {
@@ -118,13 +128,18 @@ async function show(v) {
 // ---- operator: live alerts ----
 function alertCard(a) {
   const acked = !!a.acked_at;
-  const img = a.has_snapshot
-    ? el('img', { src: `/api/v1/events/${a.event_id}/snapshot?crop=true`, alt: t('snapshot'), loading: 'lazy' })
-    : el('div', { class: 'noimg' }, t('none'));
-  return el('article', { class: 'alert' + (acked ? ' acked' : ''), 'data-alert': a.id },
+  // A wanted vehicle shows its plate's picture; other alerts the object's crop.
+  const img = a.plate_read_id
+    ? el('img', { src: `/api/v1/plates/reads/${a.plate_read_id}/crop`, alt: t('crop'), loading: 'lazy', class: 'plate-crop' })
+    : a.has_snapshot
+      ? el('img', { src: `/api/v1/events/${a.event_id}/snapshot?crop=true`, alt: t('snapshot'), loading: 'lazy' })
+      : el('div', { class: 'noimg' }, t('none'));
+  return el('article', { class: 'alert' + (acked ? ' acked' : '') + (a.plate ? ' wanted' : ''), 'data-alert': a.id, 'data-plate': a.plate || null },
     img,
     el('div', { class: 'meta' },
-      el('div', { class: 'title' }, `${a.class} · ${a.rule}${a.zone ? ' / ' + a.zone : ''}`),
+      a.plate
+        ? el('div', { class: 'title' }, `${t('wanted')}: `, el('span', { class: 'plate' }, a.plate_display || a.plate), ` · ${a.watchlist_reason || ''}`)
+        : el('div', { class: 'title' }, `${a.class} · ${a.rule}${a.zone ? ' / ' + a.zone : ''}`),
       el('div', {}, `${t('camera')}: ${a.camera_name} (${a.camera})`),
       el('div', {}, `${t('site')}: ${a.site_name}`),
       el('div', {}, `${t('time')}: ${fmt(a.started_at)}`),
@@ -205,6 +220,63 @@ const RENDER = {
     more.addEventListener('click', () => run(true).catch((e) => alert(e.message)));
     main.replaceChildren(el('section', {}, el('h2', {}, t('events')), form, table, more));
     await run(false);
+  },
+
+  async plates(main) {
+    const form = el('form', { class: 'filters', id: 'plate-search' },
+      el('label', {}, t('plate_q'), el('input', { name: 'q', required: true, minlength: 2, placeholder: 'АХ 1234' })),
+      el('button', { type: 'submit' }, t('search')));
+    const results = el('div', { id: 'plate-results' });
+    const track = el('div', { id: 'plate-track' });
+    const showTrack = async (plate) => {
+      const rows = await api(`/api/v1/plates/${encodeURIComponent(plate)}/track`);
+      // The sightings as a timeline, oldest first: where the vehicle went.
+      track.replaceChildren(el('h3', {}, `${t('track_of')}: `, el('span', { class: 'plate' }, rows[0]?.display || plate)),
+        el('ol', { class: 'timeline' }, ...rows.map((r) => el('li', { 'data-sighting': r.id },
+          r.has_crop ? el('img', { src: `/api/v1/plates/reads/${r.id}/crop`, alt: t('crop'), loading: 'lazy', class: 'plate-crop' }) : null,
+          el('div', {}, el('strong', {}, fmt(r.read_at)), ` · ${r.site_name} · ${r.camera_name}`),
+          el('div', { class: 'small muted' }, `${r.class || ''} · ${t('confidence')} ${(r.confidence * 100).toFixed(0)}%`)))));
+    };
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      track.replaceChildren();
+      try {
+        const hits = await api('/api/v1/plates?' + new URLSearchParams({ q: new FormData(form).get('q') }));
+        results.replaceChildren(hits.length ? el('table', {},
+          el('thead', {}, el('tr', {}, ...['plate', 'matched', 'sightings', 'cameras', 'first_seen', 'last_seen'].map((k) => el('th', {}, t(k))))),
+          el('tbody', {}, ...hits.map((h) => el('tr', { class: 'clickable', 'data-plate': h.plate, onclick: () => showTrack(h.plate).catch((e) => alert(e.message)) },
+            el('td', { class: 'plate' }, h.display), el('td', {}, t('m_' + h.matched)), el('td', {}, h.sightings), el('td', {}, h.cameras),
+            el('td', {}, fmt(h.first_seen)), el('td', {}, fmt(h.last_seen))))))
+          : el('p', { class: 'muted' }, t('nothing_found')));
+      } catch (e) { results.replaceChildren(el('p', { class: 'error' }, e.message)); }
+    });
+    main.replaceChildren(el('section', {}, el('h2', {}, t('plates')), form, results, track));
+  },
+
+  async watchlist(main) {
+    const rows = await api('/api/v1/watchlist');
+    const form = el('form', { class: 'filters', id: 'watchlist-add' },
+      el('label', {}, t('plate'), el('input', { name: 'plate', required: true, minlength: 2 })),
+      el('label', {}, t('reason'), el('input', { name: 'reason', required: true, maxlength: 500 })),
+      el('label', {}, t('expires'), el('input', { name: 'expires_at', type: 'datetime-local' })),
+      el('button', { type: 'submit' }, t('add_wanted')));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const f = Object.fromEntries(new FormData(form));
+      const body = { plate: f.plate, reason: f.reason };
+      if (f.expires_at) body.expires_at = new Date(f.expires_at).toISOString();
+      try { await api('/api/v1/watchlist', { method: 'POST', body }); show('watchlist'); } catch (e) { alert(e.message); }
+    });
+    main.replaceChildren(el('section', {}, el('h2', {}, t('watchlist')), form,
+      el('table', { id: 'watchlist' }, el('thead', {}, el('tr', {}, ...['plate', 'reason', 'added_by', 'created', 'expires', ''].map((k) => el('th', {}, k ? t(k) : '')))),
+        el('tbody', {}, ...rows.map((w) => el('tr', { 'data-entry': w.id },
+          el('td', { class: 'plate' }, w.display), el('td', {}, w.reason), el('td', {}, w.added_by), el('td', {}, fmt(w.added_at)),
+          el('td', {}, w.expires_at ? fmt(w.expires_at) : t('none')),
+          el('td', {}, el('button', { type: 'button', onclick: async () => {
+            const reason = prompt(t('remove_reason'));
+            if (!reason) return;
+            try { await api(`/api/v1/watchlist/${w.id}`, { method: 'DELETE', body: { reason } }); show('watchlist'); } catch (e) { alert(e.message); }
+          } }, t('remove')))))))));
   },
 
   async sites(main) {

@@ -93,6 +93,15 @@ pub struct RunArgs {
     /// Skip the floors.
     #[arg(long)]
     pub no_floors: bool,
+    /// Share of the simulated cameras that show vehicles carrying number plates
+    /// (`varta plate-scene`, same idle/active schedule), with plate reading on and
+    /// `car` added to their classes; 0 = plates off.
+    #[arg(long, default_value_t = 0.0)]
+    pub plate_share: f64,
+    /// With `--plate-share`: the same cameras and scenes, plate reading off (the
+    /// baseline its cost is measured against).
+    #[arg(long)]
+    pub no_plate_reading: bool,
     /// Streams the decoder floor decodes (the first ones): per camera-minute it is the
     /// same figure, and more plain decoders than cores would starve each other.
     #[arg(long, default_value_t = 16)]

@@ -44,6 +44,32 @@ pub struct BenchReport {
     pub gpu: Option<Gpu>,
     /// The raw decoder and the raw model on the same input; `None` with `--no-floors`.
     pub floors: Option<Floors>,
+    /// Number plate reading, with `--plate-share`.
+    #[serde(default)]
+    pub plates: Option<PlateFigures>,
+}
+
+/// What plate reading cost in the window (`--plate-share`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlateFigures {
+    /// Cameras showing vehicles with plates.
+    pub cameras: usize,
+    /// Vehicle crops read, and dropped because the plates thread was behind.
+    pub crops_read: u64,
+    /// See `crops_read`.
+    pub crops_dropped: u64,
+    /// Plates decided (one per vehicle track at most).
+    pub plate_reads: u64,
+    /// Milliseconds the plates thread spent per crop (OCR on one thread).
+    pub ms_per_crop: Option<f64>,
+    /// Vehicle events and all events started in the window.
+    pub vehicle_events: u64,
+    /// See `vehicle_events`.
+    pub all_events: u64,
+    /// Plates thread milliseconds per vehicle track.
+    pub ms_per_vehicle_track: Option<f64>,
+    /// The plates thread's share of the run's CPU, percent.
+    pub share_of_cpu_pct: f64,
 }
 
 /// The settings a run was made with.
@@ -406,6 +432,25 @@ impl BenchReport {
                 }
             },
         );
+        if let Some(pl) = &self.plates {
+            row(
+                "plates: cameras / crops read (dropped) / plates",
+                format!("{} / {} ({}) / {}", pl.cameras, pl.crops_read, pl.crops_dropped, pl.plate_reads),
+            );
+            row(
+                "plates: vehicle tracks / all tracks",
+                format!(
+                    "{} / {} ({} %)",
+                    pl.vehicle_events,
+                    pl.all_events,
+                    s(pl.vehicle_events as f64 * 100.0 / pl.all_events.max(1) as f64)
+                ),
+            );
+            row(
+                "plates: ms per crop / per vehicle track / % of CPU",
+                format!("{} / {} / {}", f(pl.ms_per_crop), f(pl.ms_per_vehicle_track), s(pl.share_of_cpu_pct)),
+            );
+        }
         if let Some(fl) = &self.floors {
             row(
                 "floor: raw decode CPU s/camera-min vs varta",

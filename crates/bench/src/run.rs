@@ -57,6 +57,32 @@ fn counts(m: &Registry) -> Counts {
     c
 }
 
+/// Plate counters: crops read, dropped, microseconds reading, plates decided.
+fn plate_counts(m: &Registry) -> (u64, u64, u64, u64) {
+    let t = &m.totals;
+    (t.plate_crops_read.get(), t.plate_crops_dropped.get(), t.plate_read_micros.get(), t.plate_reads.get())
+}
+
+/// `varta sim` with `cams` cameras of `clip` on `port`, on the run's idle/active schedule.
+fn simulator(a: &RunArgs, clip: &Path, cams: usize, port: u16, log: &Path) -> Result<std::process::Child> {
+    let scene = if a.idle_share <= 0.0 {
+        "active"
+    } else if a.idle_share >= 1.0 {
+        "idle"
+    } else {
+        "mixed"
+    };
+    Command::new(std::env::current_exe()?)
+        .args(["sim", "--cameras", &cams.to_string(), "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--scene", scene, "--scene-period", &a.scene_period.to_string()])
+        .args(["--active-share", &(1.0 - a.idle_share).clamp(0.0, 1.0).to_string(), "--clip"])
+        .arg(clip)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()
+        .context("starting the simulator")
+}
+
 /// Runs one benchmark; returns the report.
 /// Runs one benchmark against `database_url` (migrated first, as `owner_url` when
 /// given); returns the report, also stored in `bench_runs`.
@@ -67,33 +93,34 @@ pub async fn run(a: &RunArgs, database_url: &str, owner_url: Option<&str>) -> Re
     std::fs::create_dir_all(&work)?;
     let mut children = Kill(Vec::new());
 
-    // The streams.
+    // The streams: with --plate-share, the last cameras come from a second simulator
+    // serving vehicles with plates.
+    let plate_cams =
+        if a.urls.is_empty() && a.plate_share > 0.0 { ((a.cameras as f64 * a.plate_share).round() as usize).clamp(1, a.cameras) } else { 0 };
     let urls: Vec<String> = if a.urls.is_empty() {
-        let port = free_port()?;
-        let scene = if a.idle_share <= 0.0 {
-            "active"
-        } else if a.idle_share >= 1.0 {
-            "idle"
-        } else {
-            "mixed"
-        };
-        let child = Command::new(std::env::current_exe()?)
-            .args(["sim", "--cameras", &a.cameras.to_string(), "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--scene", scene, "--scene-period", &a.scene_period.to_string()])
-            .args(["--active-share", &(1.0 - a.idle_share).clamp(0.0, 1.0).to_string(), "--clip"])
-            .arg(&a.clip)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(work.join("sim.log"))?)
-            .spawn()
-            .context("starting the simulator")?;
-        children.0.push(child);
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let end = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            anyhow::ensure!(Instant::now() < end, "the simulator did not start (see {})", work.display());
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut urls = Vec::new();
+        let plate_clip = work.join("plates.mp4");
+        if plate_cams > 0 {
+            gstreamer::init()?;
+            let images = a.clip.parent().unwrap_or(Path::new(".")).join("images");
+            let plates = ["AX1234BI", "BI0001AA", "KA7702CT"].map(String::from);
+            varta_sim::plates::write_scene(&plate_clip, &images, &plates).map_err(anyhow::Error::msg)?;
         }
-        (1..=a.cameras).map(|i| format!("rtsp://127.0.0.1:{port}/cam/{i}")).collect()
+        for (clip, cams, log) in [(&a.clip, a.cameras - plate_cams, "sim.log"), (&plate_clip, plate_cams, "sim-plates.log")] {
+            if cams == 0 {
+                continue;
+            }
+            let port = free_port()?;
+            children.0.push(simulator(a, clip, cams, port, &work.join(log))?);
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+            let end = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+                anyhow::ensure!(Instant::now() < end, "the simulator did not start (see {})", work.display());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            urls.extend((1..=cams).map(|i| format!("rtsp://127.0.0.1:{port}/cam/{i}")));
+        }
+        urls
     } else {
         a.urls.clone()
     };
@@ -107,16 +134,29 @@ pub async fn run(a: &RunArgs, database_url: &str, owner_url: Option<&str>) -> Re
     cfg.cameras = urls
         .iter()
         .enumerate()
-        .map(|(i, u)| varta_core::config::CameraConfig {
-            id: format!("bench-{:03}", i + 1),
-            name: None,
-            url: u.clone(),
-            credentials: None,
-            decode: a.decode,
-            analysis_fps: a.analysis_fps,
-            ..template.clone()
+        .map(|(i, u)| {
+            // Plate cameras report every vehicle: `car` among their classes and the
+            // implicit presence rule (the template's rules may be for people only).
+            let plate_cam = i >= n - plate_cams;
+            let mut classes = template.classes.clone();
+            if plate_cam && !classes.iter().any(|c| c == "car") {
+                classes.push("car".into());
+            }
+            let rules = if plate_cam { Vec::new() } else { template.rules.clone() };
+            varta_core::config::CameraConfig {
+                id: format!("bench-{:03}", i + 1),
+                name: None,
+                url: u.clone(),
+                credentials: None,
+                decode: a.decode,
+                analysis_fps: a.analysis_fps,
+                classes,
+                rules,
+                ..template.clone()
+            }
         })
         .collect();
+    cfg.detect.plates.enabled = plate_cams > 0 && !a.no_plate_reading;
     let api_port = free_port()?;
     let node = format!("bench-{}", std::process::id());
     cfg.node.name = node.clone();
@@ -192,6 +232,7 @@ pub async fn run(a: &RunArgs, database_url: &str, owner_url: Option<&str>) -> Re
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let c0 = counts(&metrics);
+    let p0 = plate_counts(&metrics);
     let (i0, o0) = thread_cpu();
     let w0 = Utc::now();
     let t0 = Instant::now();
@@ -235,6 +276,7 @@ pub async fn run(a: &RunArgs, database_url: &str, owner_url: Option<&str>) -> Re
         eprintln!();
     }
     let c1 = counts(&metrics);
+    let p1 = plate_counts(&metrics);
     let (i1, o1) = thread_cpu();
     let w1 = Utc::now();
     let secs = t0.elapsed().as_secs_f64();
@@ -300,6 +342,24 @@ pub async fn run(a: &RunArgs, database_url: &str, owner_url: Option<&str>) -> Re
     };
     drop(children);
 
+    let plates = if plate_cams > 0 && !a.no_plate_reading {
+        let (crops, dropped, micros, reads) = (p1.0 - p0.0, p1.1 - p0.1, p1.2 - p0.2, p1.3 - p0.3);
+        let (vehicles, all) = store.event_class_counts(&node, w0, w1, &cfg.detect.plates.classes).await?;
+        let ms = micros as f64 / 1000.0;
+        Some(PlateFigures {
+            cameras: plate_cams,
+            crops_read: crops,
+            crops_dropped: dropped,
+            plate_reads: reads,
+            ms_per_crop: (crops > 0).then(|| ms / crops as f64),
+            vehicle_events: vehicles,
+            all_events: all,
+            ms_per_vehicle_track: (vehicles > 0).then(|| ms / vehicles as f64),
+            share_of_cpu_pct: ms / 1000.0 / ((i1 - i0) + (o1 - o0)).max(1e-9) * 100.0,
+        })
+    } else {
+        None
+    };
     let per_sec = |f: fn(&Counts) -> u64| d(f) as f64 / secs;
     let report = BenchReport {
         bench: "run".into(),
@@ -359,6 +419,7 @@ pub async fn run(a: &RunArgs, database_url: &str, owner_url: Option<&str>) -> Re
         memory: Memory { rss_mb_peak: peak_rss },
         gpu: gpu_now,
         floors,
+        plates,
     };
     store
         .insert_bench_run(

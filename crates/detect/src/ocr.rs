@@ -110,7 +110,8 @@ impl TextReader {
     }
 
     /// Sets the shorter side the detector works at (rounded to a multiple of 32; the
-    /// wheel uses 736 for documents, plates in a vehicle crop need less).
+    /// wheel uses 736 for documents, plates in a vehicle crop need less); the longer
+    /// side is kept to at most twice this.
     pub fn with_det_side(mut self, side: u32) -> TextReader {
         self.det_side = (side.div_ceil(32) * 32).max(32);
         self
@@ -122,7 +123,9 @@ impl TextReader {
         if w == 0 || h == 0 {
             return Ok(Vec::new());
         }
-        let scale = self.det_side as f32 / w.min(h) as f32;
+        // The shorter side to `det_side`, the longer one at most twice that: a wide
+        // side view of a car costs no more than a square crop.
+        let scale = (self.det_side as f32 / w.min(h) as f32).min(2.0 * self.det_side as f32 / w.max(h) as f32);
         let round32 = |v: f32| ((v / 32.0).round() as u32).max(1) * 32;
         let (dw, dh) = (round32(w as f32 * scale), round32(h as f32 * scale));
         let resized = image::imageops::resize(img, dw, dh, image::imageops::FilterType::Triangle);

@@ -234,6 +234,11 @@ impl PlateVoter {
         d
     }
 
+    /// Whether `event`'s plate is decided already (its further crops need no reading).
+    pub fn is_decided(&self, event: &EventId) -> bool {
+        self.events.get(event).is_some_and(|p| p.decided)
+    }
+
     /// Events with reads pending.
     pub fn open(&self) -> usize {
         self.events.len()
@@ -285,15 +290,15 @@ pub fn crop_name(id: &EventId) -> String {
 /// The vehicle's box of `frame` as RGB, with 4 % margin, clipped to the picture;
 /// returns the picture and its top-left corner in camera pixels.
 pub fn vehicle_crop(frame: &Frame, bbox: BBox) -> (RgbImage, (u32, u32)) {
-    let rgb = crate::preprocess::to_rgb(frame);
     let (w, h) = (frame.width, frame.height);
-    let full = RgbImage::from_raw(w, h, rgb).unwrap_or_else(|| RgbImage::new(1, 1));
     let (bw, bh) = (bbox[2] - bbox[0], bbox[3] - bbox[1]);
     let x1 = (bbox[0] - 0.04 * bw).clamp(0.0, w as f32 - 1.0) as u32;
     let y1 = (bbox[1] - 0.04 * bh).clamp(0.0, h as f32 - 1.0) as u32;
-    let x2 = ((bbox[2] + 0.04 * bw).ceil() as u32).clamp(x1 + 1, w);
-    let y2 = ((bbox[3] + 0.04 * bh).ceil() as u32).clamp(y1 + 1, h);
-    (image::imageops::crop_imm(&full, x1, y1, x2 - x1, y2 - y1).to_image(), (x1, y1))
+    let x2 = ((bbox[2] + 0.04 * bw).ceil().max(0.0) as u32).clamp(x1 + 1, w);
+    let y2 = ((bbox[3] + 0.04 * bh).ceil().max(0.0) as u32).clamp(y1 + 1, h);
+    let rgb = crate::preprocess::to_rgb_rect(frame, [x1, y1, x2 - x1, y2 - y1]);
+    let img = RgbImage::from_raw(x2 - x1, y2 - y1, rgb).unwrap_or_else(|| RgbImage::new(1, 1));
+    (img, (x1, y1))
 }
 
 /// `rect` (x1 y1 x2 y2 of `img`) grown by a third of its height on each side, cut out.

@@ -345,6 +345,8 @@ fn plates_thread(
 ) {
     for job in rx.iter() {
         let decided = match job {
+            // The plate is known: later crops of the track cost nothing.
+            PlateJob::Crop { event, .. } if voter.is_decided(&event) => None,
             PlateJob::Crop { event, started_at, track_id, frame, bbox } => {
                 let t0 = Instant::now();
                 let (img, (ox, oy)) = crate::plates::vehicle_crop(&frame, bbox);

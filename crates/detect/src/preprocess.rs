@@ -215,16 +215,30 @@ pub fn fill(mut dst: ArrayViewMut3<f32>, frame: &Frame, spec: &ModelSpec) -> Geo
 
 /// Converts a frame to packed RGB at its own size (snapshots).
 pub fn to_rgb(frame: &Frame) -> Vec<u8> {
-    let (w, h) = (frame.width as usize, frame.height as usize);
+    to_rgb_rect(frame, [0, 0, frame.width, frame.height])
+}
+
+/// Converts the rectangle `[x, y, w, h]` of a frame (camera pixels, inside the
+/// picture) to packed RGB, `w × h × 3` (plate crops: only the vehicle is converted).
+pub fn to_rgb_rect(frame: &Frame, [rx, ry, rw, rh]: [u32; 4]) -> Vec<u8> {
+    let w = frame.width as usize;
+    let (rx, ry, rw, rh) = (rx as usize, ry as usize, rw as usize, rh as usize);
     match &frame.pixels {
-        Pixels::Rgb(data) => data.to_vec(),
+        Pixels::Rgb(data) => {
+            let mut out = Vec::with_capacity(rw * rh * 3);
+            for y in ry..ry + rh {
+                out.extend_from_slice(&data[(y * w + rx) * 3..(y * w + rx + rw) * 3]);
+            }
+            out
+        }
         Pixels::I420(data) => {
+            let h = frame.height as usize;
             let cw = w.div_ceil(2);
             let (yp, rest) = data.split_at(w * h);
             let (up, vp) = rest.split_at(cw * h.div_ceil(2));
-            let mut out = Vec::with_capacity(w * h * 3);
-            for y in 0..h {
-                for x in 0..w {
+            let mut out = Vec::with_capacity(rw * rh * 3);
+            for y in ry..ry + rh {
+                for x in rx..rx + rw {
                     let l = 1.164 * (yp[y * w + x] as f32 - 16.0);
                     let ci = (y / 2) * cw + x / 2;
                     let (u, v) = (up[ci] as f32 - 128.0, vp[ci] as f32 - 128.0);

@@ -52,6 +52,28 @@ impl Store {
 
     /// Events of `node` that started in `[from, to)`: (id, started_at = capture time
     /// of the first frame, written_at = commit time).
+    /// Events `node` started in [`from`, `to`): those of `classes`, and all.
+    pub async fn event_class_counts(
+        &self,
+        node: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        classes: &[String],
+    ) -> Result<(u64, u64), Error> {
+        let (some, all): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE class = ANY($4)), count(*) FROM events
+              WHERE node = $1 AND started_at >= $2 AND started_at < $3",
+        )
+        .bind(node)
+        .bind(from)
+        .bind(to)
+        .bind(classes)
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| crate::db_error("counting events by class", e))?;
+        Ok((some as u64, all as u64))
+    }
+
     pub async fn event_commit_times(
         &self,
         node: &str,
