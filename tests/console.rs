@@ -224,7 +224,11 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
     );
     assert!(row.as_str().unwrap().contains("АХ 1234 ВІ"), "shown in Cyrillic: {row}");
     b.click("#plate-results tr[data-plate=\"AX1234BI\"]");
-    b.wait("its sightings", 10, &format!("return document.querySelector('#plate-track li[data-sighting=\"{read}\"]') !== null"));
+    b.wait(
+        "its sightings",
+        10,
+        &format!("return document.querySelector('#plate-track li[data-sighting=\"{read}\"]') !== null"),
+    );
     b.screenshot(&out.join("operator-plates.png"));
     b.click("[data-view=watchlist]");
     b.wait("the watchlist form", 10, "return document.querySelector('#watchlist-add') !== null");

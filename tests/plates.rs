@@ -231,9 +231,11 @@ async fn sql_matching_agrees_with_rust_and_retention_drops_plates_with_events() 
     use varta_core::plate;
     let db = fresh_database("varta_plate_sql").await;
     let d = db.clone();
-    tokio::task::spawn_blocking(move || assert!(varta().arg("migrate").env("DATABASE_URL", &d).status().unwrap().success()))
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        assert!(varta().arg("migrate").env("DATABASE_URL", &d).status().unwrap().success())
+    })
+    .await
+    .unwrap();
     let mut c = sqlx::PgConnection::connect(&owner_url_of(&db)).await.unwrap();
     let mut words: Vec<String> = vec!["AX1234BI".into(), "AX1234B".into(), "".into(), "12345AA".into()];
     // Every single-character change of AX1234BI by each confusion pair, both ways,
@@ -247,12 +249,8 @@ async fn sql_matching_agrees_with_rust_and_retention_drops_plates_with_events() 
     words.extend(["AX1234BY", "BX1234BI", "AX1Z3ABI", "OX1234BI", "0X1234BI", "DX1234BI"].map(String::from));
     for r in &words {
         for l in &words {
-            let sql: Option<String> = sqlx::query_scalar("SELECT varta_plate_match($1, $2)")
-                .bind(r)
-                .bind(l)
-                .fetch_one(&mut c)
-                .await
-                .unwrap();
+            let sql: Option<String> =
+                sqlx::query_scalar("SELECT varta_plate_match($1, $2)").bind(r).bind(l).fetch_one(&mut c).await.unwrap();
             let rust = plate::matches(r, l).map(|m| match m {
                 plate::Match::Exact => "exact",
                 plate::Match::Confusion => "confusion",
@@ -261,17 +259,13 @@ async fn sql_matching_agrees_with_rust_and_retention_drops_plates_with_events() 
         }
     }
     sqlx::query("SELECT varta_event_partition('2020-01-02')").execute(&mut c).await.unwrap();
-    let plates: Option<String> = sqlx::query_scalar("SELECT to_regclass('plate_reads_20200102')::text")
-        .fetch_one(&mut c)
-        .await
-        .unwrap();
+    let plates: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('plate_reads_20200102')::text").fetch_one(&mut c).await.unwrap();
     assert_eq!(plates.as_deref(), Some("plate_reads_20200102"), "a day of events comes with its day of plates");
     let dropped: bool =
         sqlx::query_scalar("SELECT varta_drop_event_partition('events_20200102')").fetch_one(&mut c).await.unwrap();
     assert!(dropped);
-    let left: Option<String> = sqlx::query_scalar("SELECT to_regclass('plate_reads_20200102')::text")
-        .fetch_one(&mut c)
-        .await
-        .unwrap();
+    let left: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('plate_reads_20200102')::text").fetch_one(&mut c).await.unwrap();
     assert_eq!(left, None, "the day's plates went with its events");
 }

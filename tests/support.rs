@@ -278,17 +278,6 @@ pub fn complete_lines(bytes: &[u8]) -> impl Iterator<Item = &str> {
     bytes[..end].split(|&b| b == b'\n').filter(|l| !l.is_empty()).filter_map(|l| std::str::from_utf8(l).ok())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_torn_last_line_is_left_out() {
-        let lines: Vec<_> = super::complete_lines(b"one\ntwo\nthr").collect();
-        assert_eq!(lines, ["one", "two"]);
-        assert_eq!(super::complete_lines(b"").count(), 0);
-        assert_eq!(super::complete_lines(b"partial").count(), 0);
-    }
-}
-
 /// An SSE client in a thread: sends each (id, event, data) it reads.
 pub fn sse(
     url: &str,
@@ -325,4 +314,15 @@ pub fn sse(
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_torn_last_line_is_left_out() {
+        let lines: Vec<_> = super::complete_lines(b"one\ntwo\nthr").collect();
+        assert_eq!(lines, ["one", "two"]);
+        assert_eq!(super::complete_lines(b"").count(), 0);
+        assert_eq!(super::complete_lines(b"partial").count(), 0);
+    }
 }

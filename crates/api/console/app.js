@@ -241,11 +241,11 @@ const RENDER = {
       ev.preventDefault();
       track.replaceChildren();
       try {
-        const hits = await api('/api/v1/plates?' + new URLSearchParams({ q: new FormData(form).get('q') }));
+        const hits = await api('/api/v1/plates?' + new URLSearchParams({ q: form.elements.q.value }));
         results.replaceChildren(hits.length ? el('table', {},
           el('thead', {}, el('tr', {}, ...['plate', 'matched', 'sightings', 'cameras', 'first_seen', 'last_seen'].map((k) => el('th', {}, t(k))))),
           el('tbody', {}, ...hits.map((h) => el('tr', { class: 'clickable', 'data-plate': h.plate, onclick: () => showTrack(h.plate).catch((e) => alert(e.message)) },
-            el('td', { class: 'plate' }, h.display), el('td', {}, t('m_' + h.matched)), el('td', {}, h.sightings), el('td', {}, h.cameras),
+            el('td', {}, el('span', { class: 'plate' }, h.display)), el('td', {}, t('m_' + h.matched)), el('td', {}, h.sightings), el('td', {}, h.cameras),
             el('td', {}, fmt(h.first_seen)), el('td', {}, fmt(h.last_seen))))))
           : el('p', { class: 'muted' }, t('nothing_found')));
       } catch (e) { results.replaceChildren(el('p', { class: 'error' }, e.message)); }
@@ -270,7 +270,7 @@ const RENDER = {
     main.replaceChildren(el('section', {}, el('h2', {}, t('watchlist')), form,
       el('table', { id: 'watchlist' }, el('thead', {}, el('tr', {}, ...['plate', 'reason', 'added_by', 'created', 'expires', ''].map((k) => el('th', {}, k ? t(k) : '')))),
         el('tbody', {}, ...rows.map((w) => el('tr', { 'data-entry': w.id },
-          el('td', { class: 'plate' }, w.display), el('td', {}, w.reason), el('td', {}, w.added_by), el('td', {}, fmt(w.added_at)),
+          el('td', {}, el('span', { class: 'plate' }, w.display)), el('td', {}, w.reason), el('td', {}, w.added_by), el('td', {}, fmt(w.added_at)),
           el('td', {}, w.expires_at ? fmt(w.expires_at) : t('none')),
           el('td', {}, el('button', { type: 'button', onclick: async () => {
             const reason = prompt(t('remove_reason'));

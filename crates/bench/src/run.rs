@@ -95,8 +95,11 @@ pub async fn run(a: &RunArgs, database_url: &str, owner_url: Option<&str>) -> Re
 
     // The streams: with --plate-share, the last cameras come from a second simulator
     // serving vehicles with plates.
-    let plate_cams =
-        if a.urls.is_empty() && a.plate_share > 0.0 { ((a.cameras as f64 * a.plate_share).round() as usize).clamp(1, a.cameras) } else { 0 };
+    let plate_cams = if a.urls.is_empty() && a.plate_share > 0.0 {
+        ((a.cameras as f64 * a.plate_share).round() as usize).clamp(1, a.cameras)
+    } else {
+        0
+    };
     let urls: Vec<String> = if a.urls.is_empty() {
         let mut urls = Vec::new();
         let plate_clip = work.join("plates.mp4");
@@ -106,7 +109,9 @@ pub async fn run(a: &RunArgs, database_url: &str, owner_url: Option<&str>) -> Re
             let plates = ["AX1234BI", "BI0001AA", "KA7702CT"].map(String::from);
             varta_sim::plates::write_scene(&plate_clip, &images, &plates).map_err(anyhow::Error::msg)?;
         }
-        for (clip, cams, log) in [(&a.clip, a.cameras - plate_cams, "sim.log"), (&plate_clip, plate_cams, "sim-plates.log")] {
+        for (clip, cams, log) in
+            [(&a.clip, a.cameras - plate_cams, "sim.log"), (&plate_clip, plate_cams, "sim-plates.log")]
+        {
             if cams == 0 {
                 continue;
             }

@@ -60,7 +60,7 @@ impl Default for PlatesConfig {
             models: crate::ocr::default_dir(),
             classes: ["car", "bus", "truck", "motorcycle"].map(String::from).to_vec(),
             min_confidence: 0.8,
-            decide_after_reads: 3,
+            decide_after_reads: 2,
             max_reads_per_track: 5,
             read_every_ms: 300,
             min_vehicle_height_px: 48,
