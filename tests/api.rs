@@ -93,6 +93,7 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
             ("GET", "/api/v1/plates/AX1234BI/track".into(), None, [true, false, true]),
             ("GET", "/api/v1/watchlist".into(), None, [true, false, true]),
             ("GET", "/api/v1/maintenance/tasks".into(), None, [false, true, true]),
+            ("GET", "/api/v1/maintenance/windows".into(), None, [true, true, true]),
             ("PATCH", format!("/api/v1/maintenance/tasks/{task_id}"), Some(json!({"notes": "seen"})), [false, true, true]),
             ("GET", "/api/v1/nodes".into(), None, [false, false, true]),
             ("GET", "/api/v1/bench/runs".into(), None, [false, false, true]),
@@ -123,6 +124,7 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
             ("DELETE", "/api/v1/watchlist/1".into(), Some(json!({"reason": "x"})), &[1]),
             ("GET", format!("/api/v1/plates/reads/{}/crop", uuid::Uuid::nil()), None, &[1]),
             ("POST", "/api/v1/maintenance/tasks".into(), Some(json!({"site": "site-a", "kind": "other", "reason": "x"})), &[0]),
+            ("POST", "/api/v1/maintenance/windows".into(), Some(json!({"site": "site-a", "starts_at": "2026-01-01T00:00:00Z", "ends_at": "2026-01-01T02:00:00Z", "reason": "x"})), &[0]),
             ("POST", "/api/v1/users".into(), Some(json!({"name": "x-user", "role": "admin", "password": "123456789012"})), &[0, 1]),
             ("DELETE", "/api/v1/users/t-admin".into(), None, &[0, 1]),
             ("POST", "/api/v1/cameras/cam-1/restart".into(), None, &[0, 1]),
@@ -177,7 +179,7 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
         assert_eq!(csv.content_type(), "text/csv");
         let text = csv.into_string().unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "camera,site,period_secs,online_secs,degraded_secs,uptime_percent,outages");
+        assert_eq!(lines[0], "camera,site,period_secs,online_secs,degraded_secs,planned_secs,uptime_percent,outages");
         assert_eq!(lines.len(), 3, "{text}");
         assert!(lines[1].starts_with("cam-1,site-a,") && lines[2].starts_with("cam-2,site-b,"), "{text}");
         let json = get_json_as(&format!("{base}/api/v1/uptime?month={month}&scope=site"), &ctr).unwrap();

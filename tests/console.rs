@@ -97,6 +97,28 @@ impl Browser {
         })
     }
 
+    /// Sets the window's size in CSS pixels (390 × 844: a phone).
+    fn size(&self, width: u32, height: u32) {
+        self.cmd("POST", "/window/rect", Some(json!({"width": width, "height": height})));
+    }
+
+    /// Codes the Ukrainian console must not show as they are (classes, rule kinds,
+    /// task kinds, states, roles, audit actions), found in the visible text of `main`.
+    fn untranslated(&self) -> Value {
+        self.js(
+            "const codes = new Set(['person', 'car', 'bicycle', 'presence', 'enter', 'offline', 'frozen', 'other', \
+             'operator', 'contractor', 'admin', 'snapshot_view', 'streaming', 'backing_off', 'stopped', 'starting']); \
+             const words = [...document.querySelectorAll('main *, header *')].filter((e) => e.children.length === 0 && e.offsetParent !== null) \
+               .flatMap((e) => e.textContent.split(/[\\s·,:()\\/]+/)); \
+             return words.filter((w) => codes.has(w));",
+        )
+    }
+
+    /// Whether the page is wider than the window (a horizontal scroll).
+    fn overflows(&self) -> bool {
+        self.js("return document.documentElement.scrollWidth > window.innerWidth + 1") == true
+    }
+
     fn screenshot(&self, path: &Path) {
         let v = self.cmd("GET", "/screenshot", None);
         let png = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap();
@@ -142,6 +164,11 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
     let mut sim_cmd = varta();
     sim_cmd.args(["sim", "--cameras", "1", "--listen", &format!("127.0.0.1:{sim_port}"), "--clip"]).arg(clip());
     let _sim = Proc::spawn(sim_cmd, dir.join("sim.log"));
+    // The camera is up before the node first sees it, so that it streams from its
+    // creation (its uptime is checked below).
+    wait_for("the simulator listening", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", sim_port)).ok()
+    });
     let dead_port = free_port();
     let api_port = free_port();
     let cfg = dir.join("console.toml");
@@ -242,6 +269,73 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
     );
     b.screenshot(&out.join("operator-watchlist.png"));
 
+    // ---- operator: the queue stays still while read; new alerts wait in a banner ----
+    b.click("[data-view=alerts]");
+    b.wait("the alert list", 10, "return document.querySelectorAll('#alert-list .alert').length > 0");
+    let order_js = "return [...document.querySelectorAll('#alert-list .alert')].map((a) => a.dataset.alert).join(',')";
+    let order = b.js(order_js);
+    b.wait(
+        "a new alert counted in the banner",
+        90,
+        "const n = document.querySelector('#new-alerts'); return n && !n.hidden",
+    );
+    assert_eq!(b.js(order_js), order, "the cards did not move when an alert arrived");
+    let title = b.js("return document.title");
+    assert!(title.as_str().unwrap().starts_with('('), "unacknowledged count in the tab title: {title}");
+    b.screenshot(&out.join("operator-new-alerts.png"));
+    b.click("#new-alerts");
+    let shown = b.js(order_js);
+    assert!(
+        shown.as_str().unwrap().ends_with(order.as_str().unwrap()) && shown != order,
+        "new alerts on top when asked: {order} -> {shown}"
+    );
+    // Thumbnails write no audit row each; the list's row names the alerts shown.
+    let views = rt.block_on(scalar(&db, "SELECT count(*) FROM audit_log WHERE action = 'snapshot_view'"));
+    assert_eq!(views, 0, "thumbnails are not audited one by one");
+    let listed = rt.block_on(scalar(
+        &db,
+        "SELECT count(*) FROM audit_log WHERE action = 'alert_list' AND jsonb_array_length(detail->'alerts') > 0",
+    ));
+    assert!(listed >= 1, "the alert list's audit row names the alerts shown");
+
+    // ---- Ukrainian throughout, and a phone's width, on every operator view ----
+    for v in ["alerts", "events", "plates", "watchlist"] {
+        b.click(&format!("[data-view={v}]"));
+        b.wait(
+            &format!("the {v} view"),
+            10,
+            &format!("return document.querySelector('[data-view-box={v}] h2') !== null"),
+        );
+        let codes = b.untranslated();
+        assert_eq!(codes, json!([]), "untranslated codes in the {v} view");
+        b.screenshot(&out.join(format!("operator-{v}-1400.png")));
+        b.size(390, 844);
+        assert!(!b.overflows(), "the {v} view scrolls sideways at 390 px");
+        b.screenshot(&out.join(format!("operator-{v}-390.png")));
+        b.size(1400, 1000);
+    }
+    // Keyboard: the view's heading has the focus after a change.
+    assert_eq!(b.js("return document.activeElement && document.activeElement.tagName"), "H2");
+
+    // ---- a session revoked elsewhere ends here, and says so ----
+    let session = b.js("return sessionStorage.getItem('varta.token')");
+    b.click("[data-view=alerts]");
+    b.wait(
+        "the alert stream live",
+        15,
+        "const s = document.querySelector('#stream-status'); return s && s.textContent === 'Наживо'",
+    );
+    let (code, _) = call("POST", &format!("{api}/api/v1/auth/logout"), Some(session.as_str().unwrap()), None);
+    assert_eq!(code, 204);
+    let said = b.wait(
+        "the console says the session ended",
+        20,
+        "const e = document.querySelector('#login-error'); return e && e.textContent",
+    );
+    assert_eq!(said, "Сеанс завершено. Увійдіть знову.");
+    b.screenshot(&out.join("session-ended.png"));
+    b.login(&api, "olena");
+
     // ---- maintenance: exactly one task for the offline camera ----
     let count_tasks = || -> i64 {
         rt.block_on(async {
@@ -283,7 +377,59 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
         true,
         "no event search for contractors"
     );
+    // Streaming since it was configured: 100%, not the share of the month since the 1st.
+    let tile = b.js("return document.querySelector('.tile[data-camera=\"cam-1\"]').textContent");
+    assert!(tile.as_str().unwrap().contains("100.00%"), "uptime of a camera streaming since its creation: {tile}");
+    // Planned maintenance, recorded by the contractor: listed, and left out of uptime.
+    // An hour that has passed this month, in the browser's local time.
+    let start = b.js("const d = new Date(Date.now() - 7200e3); d.setMinutes(0, 0, 0); \
+                      const p = (n) => String(n).padStart(2, '0'); \
+                      return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:00`;");
+    let end = b.js("const d = new Date(Date.now() - 3600e3); d.setMinutes(0, 0, 0); \
+                    const p = (n) => String(n).padStart(2, '0'); \
+                    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:00`;");
+    b.js(&format!(
+        "const f = document.querySelector('#window-add'); f.site.value = 'depot'; \
+         f.starts_at.value = '{}'; f.ends_at.value = '{}'; return true;",
+        start.as_str().unwrap(),
+        end.as_str().unwrap()
+    ));
+    b.type_into("#window-add input[name=reason]", "заміна блока живлення");
+    b.click("#window-add button[type=submit]");
+    let listed = rt.block_on(async {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for("the window recorded", Duration::from_secs(10), || {
+                let rt = tokio::runtime::Runtime::new().unwrap();
+                let n = rt.block_on(scalar(&db, "SELECT count(*) FROM maintenance_windows WHERE reason = 'заміна блока живлення' AND created_by = 'petro'"));
+                (n == 1).then_some(n)
+            })
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(listed, 1);
+    b.wait(
+        "the window listed on the page",
+        10,
+        "const t = document.querySelector('#windows'); return t && t.textContent.includes('заміна блока живлення')",
+    );
+    assert_eq!(rt.block_on(scalar(&db, "SELECT count(*) FROM audit_log WHERE action = 'maintenance_window_add' AND actor = 'petro'")), 1);
     b.screenshot(&out.join("contractor-sites.png"));
+    for v in ["sites", "tasks"] {
+        b.click(&format!("[data-view={v}]"));
+        b.wait(
+            &format!("the {v} view"),
+            10,
+            &format!("return document.querySelector('[data-view-box={v}] h2') !== null"),
+        );
+        assert_eq!(b.untranslated(), json!([]), "untranslated codes in the contractor's {v} view");
+        b.size(390, 844);
+        assert!(!b.overflows(), "the contractor's {v} view scrolls sideways at 390 px");
+        b.screenshot(&out.join(format!("contractor-{v}-390.png")));
+        b.size(1400, 1000);
+    }
+    b.click("[data-view=sites]");
     b.click("[data-view=tasks]");
     b.wait(
         "the offline camera's task on the board",

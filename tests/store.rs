@@ -305,7 +305,43 @@ async fn uptime_of_a_scripted_outage_history_is_exact() {
         ("cam-a", h(11.0), "streaming", "after the period"),
         // cam-b: nothing recorded in or before the period.
         ("cam-c", h(2.5), "streaming", "connected"),
+        // cam-d: configured at 4 h, streaming from then on: 100%, not 60%.
+        ("cam-d", h(4.0), "starting", "new camera"),
+        ("cam-d", h(4.0) + chrono::Duration::seconds(2), "streaming", "connected"),
+        // cam-f: configured at 4 h but unreachable for its first hour: that hour is down.
+        ("cam-f", h(4.0) + chrono::Duration::seconds(1), "starting", "new camera"),
+        ("cam-f", h(4.0) + chrono::Duration::seconds(3), "backing_off", "connection refused"),
+        ("cam-f", h(5.0), "streaming", "connected"),
+        // cam-e: streaming until removed from the config at 6 h: 100%.
+        ("cam-e", h(-1.0), "streaming", "connected"),
+        ("cam-e", h(6.0), "stopped", "removed from the config"),
     ];
+    // When each camera was first configured (and cam-e removed).
+    sqlx::query(
+        "INSERT INTO cameras (id, site_id, name, url, analysis_fps, classes, min_score, enabled) VALUES
+         ('cam-d', 's2', 'D', 'rtsp://x/d', 2, '{person}', 0.5, true),
+         ('cam-e', 's2', 'E', 'rtsp://x/e', 2, '{person}', 0.5, true),
+         ('cam-f', 's2', 'F', 'rtsp://x/f', 2, '{person}', 0.5, true)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    for (cam, created, removed) in [
+        ("cam-a", h(-48.0), None),
+        ("cam-b", h(-48.0), None),
+        ("cam-c", h(-48.0), None),
+        ("cam-d", h(4.0), None),
+        ("cam-e", h(-48.0), Some(h(6.0))),
+        ("cam-f", h(4.0), None),
+    ] {
+        sqlx::query("UPDATE cameras SET created_at = $2, removed_at = $3 WHERE id = $1")
+            .bind(cam)
+            .bind(created)
+            .bind(removed)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
     for (cam, at, state, reason) in history {
         sqlx::query("INSERT INTO camera_status (camera_id, at, state, reason, node) VALUES ($1, $2, $3, $4, 't')")
             .bind(cam)
@@ -315,6 +351,20 @@ async fn uptime_of_a_scripted_outage_history_is_exact() {
             .execute(store.pool())
             .await
             .unwrap();
+    }
+    // Planned maintenance: the whole of site s2 until 2.5 h, and cam-f from 4.5 h to 5 h.
+    for (site, cam, a, b) in [("s2", None, t0, h(2.5)), ("s2", Some("cam-f"), h(4.5), h(5.0))] {
+        sqlx::query(
+            "INSERT INTO maintenance_windows (site_id, camera_id, starts_at, ends_at, reason, created_by)
+             VALUES ($1, $2, $3, $4, 'planned work', 'test')",
+        )
+        .bind(site)
+        .bind(cam)
+        .bind(a)
+        .bind(b)
+        .execute(store.pool())
+        .await
+        .unwrap();
     }
     let r = store.uptime(t0, h(10.0), None, None).await.unwrap();
     let a = &r.cameras[0];
@@ -337,15 +387,37 @@ async fn uptime_of_a_scripted_outage_history_is_exact() {
     let b = &r.cameras[1];
     assert_eq!((b.camera.as_str(), b.uptime_percent, b.outages.len()), ("cam-b", 0.0, 1));
     assert_eq!(b.outages[0].reason, "no status recorded");
+    // Down until 2.5 h, but that was planned: neither up nor down.
     let c = &r.cameras[2];
-    assert!((c.uptime_percent - 75.0).abs() < 1e-9);
+    assert_eq!((c.period_secs, c.planned_secs, c.uptime_percent), (7.5 * 3600.0, 2.5 * 3600.0, 100.0), "{c:?}");
+    assert!(c.outages.is_empty(), "{c:?}");
+    // Counted from its creation (its first 2 s starting are commissioning): 100%.
+    let d = &r.cameras[3];
+    assert_eq!((d.camera.as_str(), d.period_secs), ("cam-d", 6.0 * 3600.0 - 2.0));
+    assert_eq!(d.uptime_percent, 100.0, "{d:?}");
+    // Counted until its removal.
+    let e = &r.cameras[4];
+    assert_eq!((e.camera.as_str(), e.period_secs, e.uptime_percent), ("cam-e", 3.5 * 3600.0, 100.0));
+    assert!(e.outages.is_empty(), "{e:?}");
+    // Unreachable from 4 h to 5 h, of which the last half hour was planned.
+    let f = &r.cameras[5];
+    assert_eq!((f.camera.as_str(), f.period_secs, f.online_secs), ("cam-f", 5.5 * 3600.0 - 1.0, 5.0 * 3600.0));
+    assert_eq!(f.outages.len(), 1, "{f:?}");
+    let o = &f.outages[0];
+    assert_eq!(
+        (o.start, o.end, o.secs, o.state.as_str()),
+        (h(4.0) + chrono::Duration::seconds(1), h(4.5), 1799.0, "starting")
+    );
+    // A camera created after the period is not in it.
+    let before_d = store.uptime(t0, h(3.0), Some("s2"), None).await.unwrap();
+    assert_eq!(before_d.cameras.iter().map(|c| c.camera.as_str()).collect::<Vec<_>>(), ["cam-c", "cam-e"]);
     // Site s1: (8.4 + 0) of 20 camera-hours.
     assert_eq!(r.sites[0].site, "s1");
     assert!((r.sites[0].uptime_percent - 42.0).abs() < 1e-9, "{:?}", r.sites[0]);
     assert_eq!(r.sites[0].outages, 4);
     // One site, one camera.
     let r = store.uptime(t0, h(10.0), Some("s2"), None).await.unwrap();
-    assert_eq!(r.cameras.len(), 1);
+    assert_eq!(r.cameras.len(), 4);
     let r = store.uptime(h(1.0), h(1.1), None, Some("cam-a")).await.unwrap();
     assert_eq!(r.cameras[0].uptime_percent, 0.0);
 }

@@ -31,6 +31,20 @@ const T = {
     m_exact: 'точно', m_partial: 'частково', m_confusion: 'схожий символ', m_similar: 'подібний',
     wanted: 'У розшуку', added_by: 'Додав', expires: 'Діє до', add_wanted: 'Додати в розшук', remove: 'Зняти',
     remove_reason: 'Причина зняття', nothing_found: 'Нічого не знайдено', track_of: 'Рух транспорту', crop: 'Фото номера',
+    session_ended: 'Сеанс завершено. Увійдіть знову.', new_alerts: 'Нових тривог', show_new: 'показати',
+    only_unacked: 'Лише непідтверджені', all_cameras: 'Усі камери', all_rules: 'Усі правила', ack_visible: 'Підтвердити видимі',
+    any: 'будь-який', bad_range: '«До» має бути пізніше за «Від»', thumb: 'Фото',
+    c_person: 'людина', c_bicycle: 'велосипед', c_car: 'автомобіль', c_motorcycle: 'мотоцикл', c_bus: 'автобус',
+    c_truck: 'вантажівка', c_dog: 'собака', c_cat: 'кіт', c_horse: 'кінь', c_backpack: 'рюкзак',
+    r_presence: 'присутність', r_enter: 'вхід у зону', r_loiter: 'перебування', r_cross: 'перетин лінії', r_count: 'лічба',
+    r_watchlist: 'розшук',
+    k_offline: 'не на зв’язку', k_frozen: 'застигле зображення', k_blackout: 'темне зображення', k_low_fps: 'мало кадрів',
+    k_decode_errors: 'помилки декодування', k_other: 'інше',
+    role_operator: 'оператор', role_contractor: 'підрядник', role_admin: 'адміністратор',
+    month: 'Місяць', problems_only: 'Лише проблеми', of: 'з', duration: 'Тривалість', planned: 'Планові роботи',
+    plan: 'Запланувати', u_d: 'дн', u_h: 'год', u_m: 'хв',
+    why_shutdown: 'вузол зупинено', why_stopped: 'зупинено', why_frames_arriving: 'кадри надходять',
+    why_no_status_recorded: 'стан не записано', why_removed_from_the_config: 'прибрано з конфігурації',
   },
   en: {
     login_title: 'Sign in to Varta', username: 'User', password: 'Password', login: 'Sign in',
@@ -60,6 +74,20 @@ const T = {
     m_exact: 'exact', m_partial: 'partial', m_confusion: 'look-alike character', m_similar: 'similar',
     wanted: 'Wanted', added_by: 'Added by', expires: 'Valid until', add_wanted: 'Add to watchlist', remove: 'Remove',
     remove_reason: 'Why is it removed', nothing_found: 'Nothing found', track_of: 'Vehicle movement', crop: 'Plate picture',
+    session_ended: 'Your session has ended. Sign in again.', new_alerts: 'New alerts', show_new: 'show',
+    only_unacked: 'Unacknowledged only', all_cameras: 'All cameras', all_rules: 'All rules', ack_visible: 'Acknowledge shown',
+    any: 'any', bad_range: '"To" must be later than "From"', thumb: 'Picture',
+    c_person: 'person', c_bicycle: 'bicycle', c_car: 'car', c_motorcycle: 'motorcycle', c_bus: 'bus',
+    c_truck: 'truck', c_dog: 'dog', c_cat: 'cat', c_horse: 'horse', c_backpack: 'backpack',
+    r_presence: 'presence', r_enter: 'entering a zone', r_loiter: 'loitering', r_cross: 'crossing a line', r_count: 'count',
+    r_watchlist: 'watchlist',
+    k_offline: 'offline', k_frozen: 'frozen picture', k_blackout: 'dark picture', k_low_fps: 'low frame rate',
+    k_decode_errors: 'decode errors', k_other: 'other',
+    role_operator: 'operator', role_contractor: 'contractor', role_admin: 'administrator',
+    month: 'Month', problems_only: 'Problems only', of: 'of', duration: 'Duration', planned: 'Planned maintenance',
+    plan: 'Plan', u_d: 'd', u_h: 'h', u_m: 'min',
+    why_shutdown: 'node stopped', why_stopped: 'stopped', why_frames_arriving: 'frames arriving',
+    why_no_status_recorded: 'no status recorded', why_removed_from_the_config: 'removed from the config',
   },
 };
 
@@ -82,6 +110,9 @@ function el(tag, attrs = {}, ...kids) {
   for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k instanceof Node ? k : String(k));
   return e;
 }
+// A code shown to a person, through the dictionary (`c_person`, `k_offline`, …); a
+// code the dictionary lacks (a rule named in the config) is shown as configured.
+const tc = (prefix, code) => (code == null ? t('none') : (T[lang][prefix + code] ?? code));
 const fmt = (s) => (s ? new Date(s).toLocaleString(lang === 'uk' ? 'uk-UA' : 'en-GB') : t('none'));
 
 function translate() {
@@ -95,7 +126,7 @@ async function api(path, opts = {}) {
   if (token) headers.Authorization = 'Bearer ' + token;
   if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
   const r = await fetch(path, { ...opts, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
-  if (r.status === 401 && path !== '/api/v1/auth/login') { signOut(); throw new Error('unauthenticated'); }
+  if (r.status === 401 && path !== '/api/v1/auth/login') { sessionEnded(); throw new Error('unauthenticated'); }
   const ct = r.headers.get('content-type') || '';
   const data = ct.includes('json') ? await r.json() : await r.text();
   if (!r.ok) { const e = new Error(data?.error?.message || r.statusText); e.status = r.status; throw e; }
@@ -113,16 +144,21 @@ function nav() {
   n.replaceChildren(...VIEWS[me.role].map((v) => el('button', {
     type: 'button', class: v === view ? 'active' : '', 'data-view': v, onclick: () => show(v),
   }, t(v))));
-  $('#who').textContent = `${me.name} (${me.role})`;
+  $('#who').textContent = `${me.name} (${tc('role_', me.role)})`;
   $('#logout').hidden = false;
 }
 
 async function show(v) {
   view = v;
   nav();
-  const main = $('#main');
-  main.replaceChildren(el('p', { class: 'muted' }, '…'));
-  try { await RENDER[v](main); } catch (e) { main.replaceChildren(el('p', { class: 'error' }, `${t('error')}: ${e.message}`)); }
+  // Each view renders into its own box: an answer that arrives after the person has
+  // moved on paints a box that is no longer on the page.
+  const box = el('div', { class: 'view', 'data-view-box': v }, el('p', { class: 'muted' }, '…'));
+  $('#main').replaceChildren(box);
+  try { await RENDER[v](box); } catch (e) { box.replaceChildren(el('p', { class: 'error', role: 'alert' }, `${t('error')}: ${e.message}`)); }
+  // Focus follows the view, for keyboards and screen readers.
+  const h = box.isConnected && $('h2', box);
+  if (h) { h.tabIndex = -1; h.focus({ preventScroll: true }); }
 }
 
 // ---- operator: live alerts ----
@@ -139,7 +175,7 @@ function alertCard(a) {
     el('div', { class: 'meta' },
       a.plate
         ? el('div', { class: 'title' }, `${t('wanted')}: `, el('span', { class: 'plate' }, a.plate_display || a.plate), ` · ${a.watchlist_reason || ''}`)
-        : el('div', { class: 'title' }, `${a.class} · ${a.rule}${a.zone ? ' / ' + a.zone : ''}`),
+        : el('div', { class: 'title' }, `${tc('c_', a.class)} · ${tc('r_', a.rule)}${a.zone ? ' / ' + a.zone : ''}`),
       el('div', {}, `${t('camera')}: ${a.camera_name} (${a.camera})`),
       el('div', {}, `${t('site')}: ${a.site_name}`),
       el('div', {}, `${t('time')}: ${fmt(a.started_at)}`),
@@ -151,21 +187,87 @@ function alertCard(a) {
 async function ack(id, btn) {
   btn.disabled = true;
   try { const a = await api(`/api/v1/alerts/${id}/ack`, { method: 'POST' }); upsertAlert(a); }
-  catch (e) { btn.disabled = false; if (e.status === 409) { const a = await api(`/api/v1/alerts?limit=1&cursor=${id + 1}`); if (a.items[0]) upsertAlert(a.items[0]); } else alert(e.message); }
+  catch (e) { btn.disabled = false; if (e.status === 409) { const a = await api(`/api/v1/alerts?limit=1&cursor=${id + 1}`); if (a.items[0]) upsertAlert(a.items[0]); } else note(e.message); }
+  // Keep the keyboard where it was: on the card just acknowledged.
+  $(`[data-alert="${id}"]`)?.focus({ preventScroll: true });
 }
 
-function upsertAlert(a) {
-  alerts.set(a.id, a);
+// A length in seconds as people say it: 3 год 12 хв.
+function duration(secs) {
+  const m = Math.round(secs / 60), d = Math.floor(m / 1440), h = Math.floor((m % 1440) / 60), mm = m % 60;
+  return [d ? `${d} ${t('u_d')}` : '', h ? `${h} ${t('u_h')}` : '', `${mm} ${t('u_m')}`].filter(Boolean).join(' ');
+}
+
+// A reason recorded by the service, in words where the dictionary knows it
+// ("shutdown", "frames arriving", …); an error message from a camera stays as it is.
+function reasonText(r) {
+  return T[lang]['why_' + String(r).replace(/ /g, '_')] ?? r;
+}
+
+// A message in the page (never a browser dialog in English).
+function note(text) {
+  const n = $('#note') || document.body.appendChild(el('div', { id: 'note', role: 'status' }));
+  n.textContent = text;
+  clearTimeout(note.timer);
+  note.timer = setTimeout(() => n.remove(), 6000);
+}
+
+// Alerts that arrived while the person reads the list: counted in a banner, put in
+// the list only when asked, so the cards never move under the reader.
+const pending = new Map();
+
+function unackedTitle() {
+  const n = [...alerts.values(), ...pending.values()].filter((a) => !a.acked_at).length;
+  document.title = n ? `(${n}) Varta` : 'Varta';
+}
+
+function upsertAlert(a, fresh = false) {
   const list = $('#alert-list');
+  // Into an empty list an alert goes straight in: nothing can move under the reader.
+  if (fresh && list && !alerts.has(a.id) && list.querySelector('.alert')) {
+    pending.set(a.id, a);
+    const b = $('#new-alerts');
+    if (b) { b.hidden = false; $('#new-count', b).textContent = pending.size; }
+    unackedTitle();
+    return;
+  }
+  if (pending.has(a.id)) { pending.set(a.id, a); unackedTitle(); return; }
+  alerts.set(a.id, a);
+  unackedTitle();
   if (!list) return;
   const old = list.querySelector(`[data-alert="${a.id}"]`);
   const card = alertCard(a);
+  card.tabIndex = -1;
   if (old) old.replaceWith(card);
   else {
     const after = [...list.children].find((c) => Number(c.dataset.alert) < a.id);
     list.insertBefore(card, after || null);
   }
   $('#no-alerts')?.remove();
+  filterAlerts();
+}
+
+function showPending() {
+  const items = [...pending.values()];
+  pending.clear();
+  $('#new-alerts').hidden = true;
+  items.forEach((a) => upsertAlert(a));
+}
+
+// The filter bar: unacknowledged only, one camera, one rule.
+function filterAlerts() {
+  const f = $('#alert-filters');
+  if (!f) return;
+  const only = $('[name=unacked]', f).checked, cam = $('[name=camera]', f).value, rule = $('[name=rule]', f).value;
+  for (const card of document.querySelectorAll('#alert-list .alert')) {
+    const a = alerts.get(Number(card.dataset.alert));
+    card.hidden = !a || (only && a.acked_at) || (cam && a.camera !== cam) || (rule && a.rule !== rule);
+  }
+  for (const [name, key, label] of [['camera', 'camera', (a) => a.camera_name], ['rule', 'rule', (a) => tc('r_', a.rule)]]) {
+    const sel = $(`[name=${name}]`, f);
+    const have = new Set([...sel.options].map((o) => o.value));
+    for (const a of alerts.values()) if (!have.has(a[key])) { sel.append(el('option', { value: a[key] }, label(a))); have.add(a[key]); }
+  }
 }
 
 function connectStream() {
@@ -175,34 +277,63 @@ function connectStream() {
   es = new EventSource('/api/v1/alerts/stream');
   const status = () => { const s = $('#stream-status'); if (s) s.textContent = es.readyState === 1 ? t('live') : t('connecting'); };
   es.onopen = status; es.onerror = status;
-  es.addEventListener('alert', (m) => upsertAlert(JSON.parse(m.data)));
+  // A stream that keeps failing may be a session that ended: asking who we are
+  // tells (a 401 ends the session in api()).
+  es.onerror = () => { status(); api('/api/v1/auth/me').catch(() => {}); };
+  es.addEventListener('alert', (m) => upsertAlert(JSON.parse(m.data), true));
   es.addEventListener('ack', (m) => upsertAlert(JSON.parse(m.data)));
 }
 
 const RENDER = {
   async alerts(main) {
     const page = await api('/api/v1/alerts?limit=100');
+    alerts.clear(); pending.clear();
+    const filters = el('form', { class: 'filters', id: 'alert-filters', onchange: filterAlerts, onsubmit: (e) => e.preventDefault() },
+      el('label', { class: 'check' }, el('input', { type: 'checkbox', name: 'unacked' }), t('only_unacked')),
+      el('select', { name: 'camera', 'aria-label': t('camera') }, el('option', { value: '' }, t('all_cameras'))),
+      el('select', { name: 'rule', 'aria-label': t('rule') }, el('option', { value: '' }, t('all_rules'))),
+      el('button', { type: 'button', id: 'ack-visible', onclick: async (ev) => {
+        ev.target.disabled = true;
+        const shown = [...document.querySelectorAll('#alert-list .alert:not([hidden]):not(.acked)')].map((c) => Number(c.dataset.alert));
+        for (const id of shown) { try { upsertAlert(await api(`/api/v1/alerts/${id}/ack`, { method: 'POST' })); } catch (_) { /* acknowledged by someone else */ } }
+        ev.target.disabled = false;
+      } }, t('ack_visible')));
     main.replaceChildren(el('section', {},
       el('h2', {}, t('alerts'), ' ', el('small', { id: 'stream-status', class: 'muted' }, t('connecting'))),
+      filters,
+      el('button', { type: 'button', id: 'new-alerts', class: 'banner', hidden: true, onclick: showPending },
+        `${t('new_alerts')}: `, el('span', { id: 'new-count' }, '0'), ` — ${t('show_new')}`),
       el('div', { id: 'alert-list', class: 'alerts' }, page.items.length ? null : el('p', { id: 'no-alerts', class: 'muted' }, t('no_alerts')))));
-    page.items.forEach(upsertAlert);
+    page.items.forEach((a) => upsertAlert(a));
     connectStream();
   },
 
   async events(main) {
+    const sites = await api('/api/v1/sites');
+    const camName = new Map(), siteName = new Map(sites.map((x) => [x.id, x.name]));
+    for (const x of sites) for (const c of x.cameras) camName.set(c.camera, c.name);
+    const classes = ['person', 'bicycle', 'car', 'motorcycle', 'bus', 'truck'];
     const form = el('form', { class: 'filters', id: 'event-search' },
-      el('label', {}, t('camera'), el('input', { name: 'camera' })),
-      el('label', {}, t('site'), el('input', { name: 'site' })),
-      el('label', {}, t('class'), el('input', { name: 'class', placeholder: 'person' })),
+      el('label', {}, t('camera'), el('select', { name: 'camera' }, el('option', { value: '' }, t('any')),
+        ...[...camName].map(([id, n]) => el('option', { value: id }, n)))),
+      el('label', {}, t('site'), el('select', { name: 'site' }, el('option', { value: '' }, t('any')),
+        ...sites.map((x) => el('option', { value: x.id }, x.name)))),
+      el('label', {}, t('class'), el('select', { name: 'class' }, el('option', { value: '' }, t('any')),
+        ...classes.map((c) => el('option', { value: c }, tc('c_', c))))),
       el('label', {}, t('since'), el('input', { name: 'since', type: 'datetime-local' })),
       el('label', {}, t('until'), el('input', { name: 'until', type: 'datetime-local' })),
       el('button', { type: 'submit' }, t('search')));
-    const table = el('table', {}, el('thead', {}, el('tr', {}, ...['time', 'end', 'camera', 'site', 'class', 'rule', 'score', 'snapshot'].map((k) => el('th', {}, t(k))))), el('tbody'));
+    const table = el('table', {}, el('thead', {}, el('tr', {}, ...['thumb', 'time', 'end', 'camera', 'site', 'class', 'rule', 'score'].map((k) => el('th', {}, t(k))))), el('tbody'));
     const more = el('button', { type: 'button', hidden: true }, t('more'));
+    const empty = el('p', { class: 'muted', hidden: true, id: 'no-events' }, t('nothing_found'));
+    const error = el('p', { class: 'error', role: 'alert' });
     let cursor = null;
     const run = async (append) => {
+      const f = Object.fromEntries(new FormData(form));
+      error.textContent = '';
+      if (f.since && f.until && new Date(f.until) <= new Date(f.since)) { error.textContent = t('bad_range'); return; }
       const q = new URLSearchParams({ limit: '50' });
-      for (const [k, v] of new FormData(form)) if (v) q.set(k, k === 'since' || k === 'until' ? new Date(v).toISOString() : v);
+      for (const [k, v] of Object.entries(f)) if (v) q.set(k, k === 'since' || k === 'until' ? new Date(v).toISOString() : v);
       if (append && cursor) q.set('cursor', cursor);
       const page = await api('/api/v1/events?' + q);
       const body = $('tbody', table);
@@ -210,15 +341,25 @@ const RENDER = {
       for (const e of page.items) {
         // When and why it ended: an event a crash or a lost camera closed says so.
         const end = e.ended_at ? `${fmt(e.ended_at)} · ${t('e_' + (e.end_reason || 'ended'))}` : t('e_open');
-        body.append(el('tr', { 'data-end-reason': e.end_reason || 'open' }, el('td', {}, fmt(e.started_at)), el('td', {}, end), el('td', {}, e.camera), el('td', {}, e.site),
-          el('td', {}, e.class), el('td', {}, e.rule), el('td', {}, e.score.toFixed(2)),
-          el('td', {}, e.snapshot ? el('a', { href: `/api/v1/events/${e.id}/snapshot`, target: '_blank', rel: 'noopener' }, t('snapshot')) : t('none'))));
+        body.append(el('tr', { 'data-end-reason': e.end_reason || 'open', 'data-event': e.id },
+          el('td', {}, e.snapshot ? el('a', { href: `/api/v1/events/${e.id}/snapshot`, target: '_blank', rel: 'noopener' },
+            el('img', { class: 'thumb', src: `/api/v1/events/${e.id}/snapshot?crop=true`, alt: t('snapshot'), loading: 'lazy' })) : t('none')),
+          el('td', {}, fmt(e.started_at)), el('td', {}, end), el('td', {}, camName.get(e.camera) || e.camera),
+          el('td', {}, siteName.get(e.site) || e.site), el('td', {}, tc('c_', e.class)), el('td', {}, tc('r_', e.rule)),
+          el('td', {}, e.score.toFixed(2))));
       }
+      empty.hidden = body.children.length > 0;
       cursor = page.next_cursor; more.hidden = !cursor;
     };
-    form.addEventListener('submit', (ev) => { ev.preventDefault(); run(false).catch((e) => alert(e.message)); });
-    more.addEventListener('click', () => run(true).catch((e) => alert(e.message)));
-    main.replaceChildren(el('section', {}, el('h2', {}, t('events')), form, table, more));
+    const go = (append) => (ev) => {
+      ev?.preventDefault();
+      const b = ev?.submitter || more;
+      b.disabled = true;
+      run(append).catch((e) => { error.textContent = e.message; }).finally(() => { b.disabled = false; });
+    };
+    form.addEventListener('submit', go(false));
+    more.addEventListener('click', go(true));
+    main.replaceChildren(el('section', {}, el('h2', {}, t('events')), form, error, el('div', { class: 'scroll' }, table), empty, more));
     await run(false);
   },
 
@@ -244,7 +385,7 @@ const RENDER = {
         const hits = await api('/api/v1/plates?' + new URLSearchParams({ q: form.elements.q.value }));
         results.replaceChildren(hits.length ? el('table', {},
           el('thead', {}, el('tr', {}, ...['plate', 'matched', 'sightings', 'cameras', 'first_seen', 'last_seen'].map((k) => el('th', {}, t(k))))),
-          el('tbody', {}, ...hits.map((h) => el('tr', { class: 'clickable', 'data-plate': h.plate, onclick: () => showTrack(h.plate).catch((e) => alert(e.message)) },
+          el('tbody', {}, ...hits.map((h) => el('tr', { class: 'clickable', 'data-plate': h.plate, onclick: () => showTrack(h.plate).catch((e) => note(e.message)) },
             el('td', {}, el('span', { class: 'plate' }, h.display)), el('td', {}, t('m_' + h.matched)), el('td', {}, h.sightings), el('td', {}, h.cameras),
             el('td', {}, fmt(h.first_seen)), el('td', {}, fmt(h.last_seen))))))
           : el('p', { class: 'muted' }, t('nothing_found')));
@@ -265,7 +406,7 @@ const RENDER = {
       const f = Object.fromEntries(new FormData(form));
       const body = { plate: f.plate, reason: f.reason };
       if (f.expires_at) body.expires_at = new Date(f.expires_at).toISOString();
-      try { await api('/api/v1/watchlist', { method: 'POST', body }); show('watchlist'); } catch (e) { alert(e.message); }
+      try { await api('/api/v1/watchlist', { method: 'POST', body }); show('watchlist'); } catch (e) { note(e.message); }
     });
     main.replaceChildren(el('section', {}, el('h2', {}, t('watchlist')), form,
       el('table', { id: 'watchlist' }, el('thead', {}, el('tr', {}, ...['plate', 'reason', 'added_by', 'created', 'expires', ''].map((k) => el('th', {}, k ? t(k) : '')))),
@@ -275,36 +416,75 @@ const RENDER = {
           el('td', {}, el('button', { type: 'button', onclick: async () => {
             const reason = prompt(t('remove_reason'));
             if (!reason) return;
-            try { await api(`/api/v1/watchlist/${w.id}`, { method: 'DELETE', body: { reason } }); show('watchlist'); } catch (e) { alert(e.message); }
+            try { await api(`/api/v1/watchlist/${w.id}`, { method: 'DELETE', body: { reason } }); show('watchlist'); } catch (e) { note(e.message); }
           } }, t('remove')))))))));
   },
 
   async sites(main) {
-    const [sites, up] = await Promise.all([api('/api/v1/sites'), api('/api/v1/uptime?scope=camera')]);
-    const month = new Date().toISOString().slice(0, 7);
+    const month = main.dataset.month || new Date().toISOString().slice(0, 7);
+    const [sites, up, windows] = await Promise.all([api('/api/v1/sites'), api(`/api/v1/uptime?scope=camera&month=${month}`),
+      api(`/api/v1/maintenance/windows?month=${month}`)]);
     const uptime = new Map(up.cameras.map((c) => [c.camera, c]));
-    const sec = el('section', {}, el('h2', {}, t('sites'), ' ',
-      el('a', { class: 'small', href: `/api/v1/uptime?month=${month}&scope=camera&format=csv` }, t('csv'))));
+    const camName = new Map(), siteName = new Map(sites.map((x) => [x.id, x.name]));
+    for (const x of sites) for (const c of x.cameras) camName.set(c.camera, c.name);
+    const total = sites.reduce((n, x) => n + x.cameras.length, 0);
+    const down = sites.reduce((n, x) => n + x.cameras_down, 0);
+    const problemsOnly = main.dataset.problems === '1';
+    const picker = el('input', { type: 'month', id: 'month', value: month, max: new Date().toISOString().slice(0, 7), 'aria-label': t('month'),
+      onchange: (e) => { main.dataset.month = e.target.value; RENDER.sites(main).catch((err) => note(err.message)); } });
+    const only = el('label', { class: 'check' }, el('input', { type: 'checkbox', id: 'problems-only', checked: problemsOnly,
+      onchange: (e) => { main.dataset.problems = e.target.checked ? '1' : ''; RENDER.sites(main).catch((err) => note(err.message)); } }), t('problems_only'));
+    const sec = el('section', {}, el('h2', {}, t('sites')),
+      el('div', { class: 'filters' }, picker, only,
+        el('strong', { id: 'down-count', class: down ? 'bad' : 'good' }, `${down} ${t('of')} ${total} ${t('down')}`),
+        el('a', { class: 'small', href: `/api/v1/uptime?month=${month}&scope=camera&format=csv` }, t('csv'))));
     for (const s of sites) {
+      const cams = s.cameras.filter((c) => !problemsOnly || (c.enabled && c.state !== 'streaming'));
+      if (!cams.length) continue;
       sec.append(el('div', { class: 'site card', 'data-site': s.id },
         el('h3', {}, s.name, ' ', el('small', { class: s.cameras_down ? 'bad' : 'muted' }, s.cameras_down ? `${s.cameras_down} ${t('down')}` : '')),
-        el('div', { class: 'tiles' }, ...s.cameras.map((c) => {
+        el('div', { class: 'tiles' }, ...cams.map((c) => {
           const state = c.enabled ? (c.state || 'unknown') : 'stopped';
           const u = uptime.get(c.camera);
-          return el('div', { class: `tile s-${state}`, 'data-camera': c.camera, 'data-state': state, title: c.reason || '' },
+          return el('div', { class: `tile s-${state}`, 'data-camera': c.camera, 'data-state': state, tabindex: 0 },
             el('div', { class: 'title' }, c.name),
             el('div', {}, t('s_' + state), c.since ? ` ${t('since_t')} ${fmt(c.since)}` : ''),
-            c.reason && state !== 'streaming' ? el('div', { class: 'small' }, c.reason) : null,
+            c.reason && state !== 'streaming' ? el('div', { class: 'small' }, reasonText(c.reason)) : null,
             u ? el('div', { class: 'small' }, `${t('uptime')}: ${u.uptime_percent.toFixed(2)}%`) : null,
             c.open_tasks ? el('div', { class: 'small bad' }, `${t('open_tasks')}: ${c.open_tasks}`) : null);
         }))));
     }
-    // "unknown" spans are time before a camera's first recorded state: no data, not an outage.
-    const outages = up.cameras.flatMap((c) => c.outages.filter((o) => o.state !== 'unknown').map((o) => ({ ...o, camera: c.camera }))).sort((a, b) => b.start.localeCompare(a.start)).slice(0, 50);
-    sec.append(el('h3', {}, t('outages')), el('table', { id: 'outages' },
-      el('thead', {}, el('tr', {}, ...['camera', 'start', 'end', 'state', 'reason'].map((k) => el('th', {}, t(k))))),
-      el('tbody', {}, ...outages.map((o) => el('tr', {}, el('td', {}, o.camera), el('td', {}, fmt(o.start)),
-        el('td', {}, o.ongoing ? t('ongoing') : fmt(o.end)), el('td', {}, t('s_' + o.state)), el('td', {}, o.reason))))));
+    // Outages of the month, longest first, with the site, the length and the reason in words.
+    const outages = up.cameras.flatMap((c) => c.outages.map((o) => ({ ...o, camera: c.camera, site: c.site })))
+      .sort((a, b) => b.secs - a.secs).slice(0, 50);
+    sec.append(el('h3', {}, t('outages')), outages.length ? el('div', { class: 'scroll' }, el('table', { id: 'outages' },
+      el('thead', {}, el('tr', {}, ...['site', 'camera', 'start', 'duration', 'state', 'reason'].map((k) => el('th', {}, t(k))))),
+      el('tbody', {}, ...outages.map((o) => el('tr', {}, el('td', {}, siteName.get(o.site) || o.site), el('td', {}, camName.get(o.camera) || o.camera),
+        el('td', {}, fmt(o.start)), el('td', {}, `${duration(o.secs)}${o.ongoing ? ' · ' + t('ongoing') : ''}`),
+        el('td', {}, t('s_' + o.state)), el('td', {}, reasonText(o.reason))))))) : el('p', { class: 'muted' }, t('none')));
+    // Planned maintenance: recorded here, left out of uptime.
+    const form = el('form', { class: 'filters', id: 'window-add' },
+      el('label', {}, t('site'), el('select', { name: 'site', required: true }, ...sites.map((x) => el('option', { value: x.id }, x.name)))),
+      el('label', {}, t('camera'), el('select', { name: 'camera' }, el('option', { value: '' }, t('all_cameras')),
+        ...[...camName].map(([id, n]) => el('option', { value: id }, n)))),
+      el('label', {}, t('start'), el('input', { name: 'starts_at', type: 'datetime-local', required: true })),
+      el('label', {}, t('end'), el('input', { name: 'ends_at', type: 'datetime-local', required: true })),
+      el('label', {}, t('reason'), el('input', { name: 'reason', required: true, maxlength: 500 })),
+      el('button', { type: 'submit' }, t('plan')));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const f = Object.fromEntries(new FormData(form));
+      if (new Date(f.ends_at) <= new Date(f.starts_at)) { note(t('bad_range')); return; }
+      const body = { site: f.site, starts_at: new Date(f.starts_at).toISOString(), ends_at: new Date(f.ends_at).toISOString(), reason: f.reason };
+      if (f.camera) body.camera = f.camera;
+      ev.submitter.disabled = true;
+      try { await api('/api/v1/maintenance/windows', { method: 'POST', body }); await RENDER.sites(main); } catch (e) { note(e.message); ev.submitter.disabled = false; }
+    });
+    sec.append(el('h3', {}, t('planned')), el('div', { class: 'scroll' }, el('table', { id: 'windows' },
+      el('thead', {}, el('tr', {}, ...['site', 'camera', 'start', 'end', 'reason', 'who'].map((k) => el('th', {}, t(k))))),
+      el('tbody', {}, ...windows.map((w) => el('tr', {}, el('td', {}, siteName.get(w.site) || w.site), el('td', {}, w.camera ? camName.get(w.camera) || w.camera : t('all_cameras')),
+        el('td', {}, fmt(w.starts_at)), el('td', {}, fmt(w.ends_at)), el('td', {}, w.reason), el('td', {}, w.created_by)))))),
+      me.role === 'operator' ? null : form);
     main.replaceChildren(sec);
   },
 
@@ -315,7 +495,7 @@ const RENDER = {
     const board = el('div', { class: 'board' }, ...cols.map((c) => el('div', { class: 'col', 'data-col': c },
       el('h3', {}, t('st_' + c)),
       ...page.items.filter((x) => x.state === c).map((x) => el('div', { class: 'task card' + (x.resolved_while_down ? ' flag' : ''), 'data-task': x.id, 'data-camera': x.camera || '' },
-        el('div', { class: 'title' }, `#${x.id} ${x.camera || x.site} · ${x.kind}`),
+        el('div', { class: 'title' }, `#${x.id} ${x.camera || x.site} · ${tc('k_', x.kind)}`),
         el('div', { class: 'small' }, x.reason),
         el('div', { class: 'small' }, `${t('opened')}: ${fmt(x.opened_at)}`),
         x.recovered_at ? el('div', { class: 'small good' }, `${t('recovered')}: ${fmt(x.recovered_at)}`) : null,
@@ -325,7 +505,7 @@ const RENDER = {
         el('div', { class: 'actions' }, ...next[x.state].filter((to) => to !== 'verified' || (me.role === 'admin' && x.resolved_by !== me.name)).map((to) => el('button', { type: 'button', onclick: async () => {
           const body = { state: to };
           if (to === 'assigned') { const a = prompt(t('assignee'), me.name); if (a === null) return; body.assignee = a; }
-          try { await api(`/api/v1/maintenance/tasks/${x.id}`, { method: 'PATCH', body }); show('tasks'); } catch (e) { alert(e.message); }
+          try { await api(`/api/v1/maintenance/tasks/${x.id}`, { method: 'PATCH', body }); show('tasks'); } catch (e) { note(e.message); }
         } }, t('to_' + to)))))))));
     main.replaceChildren(el('section', {}, el('h2', {}, t('tasks')), board));
   },
@@ -366,17 +546,17 @@ const RENDER = {
     const users = await api('/api/v1/users');
     const form = el('form', { class: 'filters' },
       el('input', { name: 'name', placeholder: t('username'), required: true }),
-      el('select', { name: 'role' }, ...['operator', 'contractor', 'admin'].map((r) => el('option', { value: r }, r))),
+      el('select', { name: 'role' }, ...['operator', 'contractor', 'admin'].map((r) => el('option', { value: r }, tc('role_', r)))),
       el('input', { name: 'password', type: 'password', placeholder: t('password'), minlength: 12, required: true }),
       el('button', { type: 'submit' }, t('add_user')));
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const f = Object.fromEntries(new FormData(form));
-      try { await api('/api/v1/users', { method: 'POST', body: f }); show('users'); } catch (e) { alert(e.message); }
+      try { await api('/api/v1/users', { method: 'POST', body: f }); show('users'); } catch (e) { note(e.message); }
     });
     main.replaceChildren(el('section', {}, el('h2', {}, t('users')), form,
       el('table', {}, el('thead', {}, el('tr', {}, ...['username', 'role', 'created'].map((k) => el('th', {}, t(k))))),
-        el('tbody', {}, ...users.map((u) => el('tr', { class: u.disabled_at ? 'muted' : '' }, el('td', {}, u.name), el('td', {}, u.role), el('td', {}, fmt(u.created_at))))))));
+        el('tbody', {}, ...users.map((u) => el('tr', { class: u.disabled_at ? 'muted' : '' }, el('td', {}, u.name), el('td', {}, tc('role_', u.role)), el('td', {}, fmt(u.created_at))))))));
   },
 
   async audit(main) {
@@ -394,12 +574,27 @@ function signOut() {
   location.reload();
 }
 
+// The server no longer knows this session (revoked, expired, user disabled): stop
+// the stream and say so on the login form.
+function sessionEnded() {
+  if (!token) return;
+  sessionStorage.setItem('varta.ended', '1');
+  signOut();
+}
+
 async function start() {
   translate();
   $('#lang').addEventListener('click', () => { lang = lang === 'uk' ? 'en' : 'uk'; localStorage.setItem('varta.lang', lang); translate(); if (me) show(view); });
   $('#logout').addEventListener('click', async () => { try { await api('/api/v1/auth/logout', { method: 'POST' }); } catch (_) { /* gone anyway */ } signOut(); });
+  if (sessionStorage.getItem('varta.ended')) {
+    sessionStorage.removeItem('varta.ended');
+    $('#login-error').textContent = t('session_ended');
+  }
   $('#login').addEventListener('submit', async (ev) => {
     ev.preventDefault();
+    const btn = $('#login-submit');
+    if (btn.disabled) return;
+    btn.disabled = true;
     $('#login-error').textContent = '';
     try {
       const s = await api('/api/v1/auth/login', { method: 'POST', body: { username: $('#username').value, password: $('#password').value } });
@@ -407,6 +602,7 @@ async function start() {
       me = { name: s.name, role: s.role };
       show(VIEWS[me.role][0]);
     } catch (e) { $('#login-error').textContent = e.status === 429 ? t('throttled') : t('bad_login'); }
+    finally { btn.disabled = false; }
   });
   if (token) {
     try { me = await api('/api/v1/auth/me'); show(VIEWS[me.role][0]); } catch (_) { /* login form stays */ }

@@ -170,7 +170,9 @@ pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<ListParams
     let limit = crate::limit(p.limit, 100, 500)?;
     let before = p.cursor.as_deref().map(crate::id_cursor).transpose()?;
     let items = st.store.list_alerts(p.open, before, limit).await?;
-    let detail = serde_json::json!({"open": p.open, "before": before, "count": items.len()});
+    // The ids shown: the thumbnails of these alerts are not audited one by one.
+    let ids: Vec<i64> = items.iter().map(|a| a.id).collect();
+    let detail = serde_json::json!({"open": p.open, "before": before, "count": items.len(), "alerts": ids});
     st.store.audit(&c.audit("alert_list", None, detail)).await?;
     Ok(Json(Page::by_id(wire::all(items), limit, |a: &Alert| a.id)))
 }

@@ -78,13 +78,15 @@ pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<Params>) -
         limit,
         after: p.cursor.as_deref().map(parse_event_cursor).transpose()?,
     };
+    let items = st.store.list_events(&f).await?;
+    // Audited with the ids found (their thumbnails are not audited one by one); a
+    // search that cannot be recorded returns nothing.
+    let ids: Vec<String> = items.iter().map(|e| e.id.to_string()).collect();
     let detail = serde_json::json!({
         "camera": f.camera, "site": f.site, "class": f.class, "since": f.since, "until": f.until,
-        "page": f.after.is_some(),
+        "page": f.after.is_some(), "events": ids,
     });
-    // Audited before the search: a search that cannot be recorded is not run.
     st.store.audit(&c.audit("event_search", None, detail)).await?;
-    let items = st.store.list_events(&f).await?;
     let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(event_cursor)).flatten();
     Ok(Json(Page { items: wire::all(items), next_cursor }))
 }
@@ -100,7 +102,9 @@ pub struct SnapshotParams {
 }
 
 /// The JPEG snapshot of an event: the whole picture with the object's box, or with
-/// `?crop=true` the object alone. Every view is audited.
+/// `?crop=true` the object alone. Every view of a whole picture is audited; crops are
+/// the thumbnails of lists, whose own audit row (`alert_list`, `event_search`) names
+/// every event shown, so a list of 100 alerts is one row, not 101.
 #[utoipa::path(get, path = "/api/v1/events/{id}/snapshot", tag = "events", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "event id (UUID)"), SnapshotParams),
     responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), (status = 400, body = crate::ErrorBody),
@@ -127,6 +131,8 @@ pub async fn snapshot(
     let bytes = tokio::fs::read(st.snapshot_dir.join(&name)).await.map_err(|_| {
         varta_core::err!(NotFound, "the snapshot of event {id} is not on this node, or retention removed it")
     })?;
-    st.store.audit(&c.audit("snapshot_view", Some(id.to_string()), serde_json::json!({"crop": p.crop}))).await?;
+    if !p.crop {
+        st.store.audit(&c.audit("snapshot_view", Some(id.to_string()), serde_json::json!({}))).await?;
+    }
     Ok(([(axum::http::header::CONTENT_TYPE, "image/jpeg")], bytes).into_response())
 }

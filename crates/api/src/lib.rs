@@ -256,6 +256,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/alerts/stream", get(alerts::stream))
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
         .route("/api/v1/maintenance/tasks", get(tasks::list).post(tasks::create))
+        .route("/api/v1/maintenance/windows", get(reports::windows).post(reports::add_window))
         .route("/api/v1/maintenance/tasks/{id}", patch(tasks::change))
         .route("/api/v1/config/reload", post(reload))
         .route("/", get(console::index))

@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         crate::plates::watchlist, crate::plates::add, crate::plates::remove,
         crate::alerts::list, crate::alerts::stream, crate::alerts::ack,
         crate::tasks::list, crate::tasks::create, crate::tasks::change,
+        crate::reports::windows, crate::reports::add_window,
         crate::reload,
     ),
     modifiers(&Bearer),

@@ -1,7 +1,8 @@
 //! Number plates (issue #20): the search (`GET /api/v1/plates?q=`), a plate's
 //! sightings across cameras and sites (`GET /api/v1/plates/{plate}/track`), a read's
 //! crop, and the wanted-vehicle watchlist. Operators and administrators only
-//! (`Perm::Plates`); every search, track, crop view and watchlist change is audited.
+//! (`Perm::Plates`); every search, sighting list (with the reads shown) and watchlist
+//! change is audited.
 
 use crate::auth::{Caller, Perm};
 use crate::error::{ApiResult, Body, Q};
@@ -96,12 +97,16 @@ pub async fn track(
         }
     }
     let limit = crate::limit(p.limit, 1000, 5000)?;
-    let detail = serde_json::json!({"fuzzy": p.fuzzy, "since": since, "until": until});
+    let rows = st.store.plate_track(&q, p.fuzzy, since, until, limit).await?;
+    // Audited with the reads shown (their crops are not audited one by one).
+    let reads: Vec<String> = rows.iter().map(|r| r.id.to_string()).collect();
+    let detail = serde_json::json!({"fuzzy": p.fuzzy, "since": since, "until": until, "reads": reads});
     st.store.audit(&c.audit("plate_track", Some(q.clone()), detail)).await?;
-    Ok(Json(wire::all(st.store.plate_track(&q, p.fuzzy, since, until, limit).await?)))
+    Ok(Json(wire::all(rows)))
 }
 
-/// The JPEG of a plate read's plate; every view is audited.
+/// The JPEG of a plate read's plate: the thumbnail of a sighting or an alert, covered
+/// by the audit row of the list that showed it (`plate_track`, `alert_list`).
 #[utoipa::path(get, path = "/api/v1/plates/reads/{id}/crop", tag = "plates", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid, description = "plate read id (UUID)")),
     responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), (status = 400, body = crate::ErrorBody),
@@ -121,7 +126,6 @@ pub async fn crop(State(st): State<Arc<AppState>>, c: Caller, Path(id): Path<Str
     let bytes = tokio::fs::read(st.snapshot_dir.join(&name))
         .await
         .map_err(|_| err!(NotFound, "the crop of plate read {id} is not on this node, or retention removed it"))?;
-    st.store.audit(&c.audit("plate_crop_view", Some(id.to_string()), serde_json::json!({}))).await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "image/jpeg")], bytes).into_response())
 }
 

@@ -128,16 +128,17 @@ pub async fn uptime(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<UptimePa
             );
         }
     } else {
-        out.push_str("camera,site,period_secs,online_secs,degraded_secs,uptime_percent,outages\r\n");
+        out.push_str("camera,site,period_secs,online_secs,degraded_secs,planned_secs,uptime_percent,outages\r\n");
         for c in &r.cameras {
             let _ = write!(
                 out,
-                "{},{},{:.0},{:.0},{:.0},{:.3},{}\r\n",
+                "{},{},{:.0},{:.0},{:.0},{:.0},{:.3},{}\r\n",
                 csv_field(&c.camera),
                 csv_field(&c.site),
                 c.period_secs,
                 c.online_secs,
                 c.degraded_secs,
+                c.planned_secs,
                 c.uptime_percent,
                 c.outages.len()
             );
@@ -228,4 +229,83 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
     }
+}
+
+/// Planned maintenance windows of a month.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WindowParams {
+    /// `YYYY-MM` (default: this month).
+    month: Option<String>,
+}
+
+/// Planned maintenance windows overlapping a month: time left out of uptime.
+#[utoipa::path(get, path = "/api/v1/maintenance/windows", tag = "maintenance", security(("bearer" = [])),
+    params(WindowParams), responses((status = 200, body = Vec<wire::MaintenanceWindow>),
+    (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub async fn windows(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Q(p): Q<WindowParams>,
+) -> ApiResult<Json<Vec<wire::MaintenanceWindow>>> {
+    c.require(Perm::Health)?;
+    let (from, to) = month_range(&p.month.unwrap_or_else(|| Utc::now().format("%Y-%m").to_string()))?;
+    Ok(Json(wire::all(st.store.maintenance_windows(from, to).await?)))
+}
+
+/// A planned maintenance window.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWindow {
+    /// Site id.
+    site: String,
+    /// Camera id (of that site); none: every camera of the site.
+    camera: Option<String>,
+    /// Start (RFC 3339).
+    starts_at: String,
+    /// End (RFC 3339), after the start, at most 7 days later.
+    ends_at: String,
+    /// What is done (1–500 characters).
+    #[schema(min_length = 1, max_length = 500)]
+    reason: String,
+}
+
+/// Records planned maintenance (contractors, administrators; audited): its time is
+/// neither uptime nor downtime.
+#[utoipa::path(post, path = "/api/v1/maintenance/windows", tag = "maintenance", security(("bearer" = [])),
+    request_body = NewWindow, responses((status = 201, body = wire::MaintenanceWindow),
+    (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub async fn add_window(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    crate::error::Body(w): crate::error::Body<NewWindow>,
+) -> ApiResult<(axum::http::StatusCode, Json<wire::MaintenanceWindow>)> {
+    c.require(Perm::Tasks)?;
+    let reason = w.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(err!(InvalidArgument, "reason must be 1 to 500 characters").into());
+    }
+    let starts = crate::events::time("starts_at", Some(&w.starts_at))?.expect("given");
+    let ends = crate::events::time("ends_at", Some(&w.ends_at))?.expect("given");
+    if ends - starts > chrono::Duration::days(7) {
+        return Err(err!(InvalidArgument, "a maintenance window lasts at most 7 days").into());
+    }
+    let audit = c.audit(
+        "maintenance_window_add",
+        Some(w.camera.clone().unwrap_or_else(|| w.site.clone())),
+        serde_json::json!({"site": w.site, "camera": w.camera, "starts_at": starts, "ends_at": ends, "reason": reason}),
+    );
+    let window = varta_store::uptime::WindowRow {
+        id: 0,
+        site: w.site.clone(),
+        camera: w.camera.clone(),
+        starts_at: starts,
+        ends_at: ends,
+        reason: reason.to_owned(),
+        created_by: c.who.name.clone(),
+        created_at: Utc::now(),
+    };
+    let row = st.store.add_maintenance_window(&window, &audit).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(row.into())))
 }

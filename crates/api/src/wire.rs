@@ -361,6 +361,8 @@ pub struct CameraUptime {
     pub online_secs: f64,
     /// Seconds down because `degraded`.
     pub degraded_secs: f64,
+    /// Seconds in planned maintenance: not in `period_secs`, neither up nor down.
+    pub planned_secs: f64,
     /// online / period × 100.
     pub uptime_percent: f64,
     /// Outages, oldest first.
@@ -375,6 +377,7 @@ impl From<uptime::CameraUptime> for CameraUptime {
             period_secs: c.period_secs,
             online_secs: c.online_secs,
             degraded_secs: c.degraded_secs,
+            planned_secs: c.planned_secs,
             uptime_percent: c.uptime_percent,
             outages: c.outages.into_iter().map(Outage::from).collect(),
         }
@@ -506,5 +509,27 @@ wire_struct! {
         pub removed_at: Option<DateTime<Utc>>,
         /// Why.
         pub removed_reason: Option<String>,
+    }
+}
+
+wire_struct! {
+    /// A planned maintenance window: time left out of uptime.
+    pub struct MaintenanceWindow from uptime::WindowRow {
+        /// Id.
+        pub id: i64,
+        /// Site id.
+        pub site: String,
+        /// Camera id; null: every camera of the site.
+        pub camera: Option<String>,
+        /// Start.
+        pub starts_at: DateTime<Utc>,
+        /// End.
+        pub ends_at: DateTime<Utc>,
+        /// What is done.
+        pub reason: String,
+        /// Who recorded it.
+        pub created_by: String,
+        /// When.
+        pub created_at: DateTime<Utc>,
     }
 }
