@@ -200,7 +200,8 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
         ),
     );
     b.screenshot(&out.join("operator-alerts.png"));
-    b.click(&format!("[data-alert=\"{}\"] button.ack", id.as_str().unwrap()));
+    b.type_into(&format!("[data-alert=\"{}\"] .ack-comment", id.as_str().unwrap()), "перевірено камерою");
+    b.click(&format!("[data-alert=\"{}\"] button.ack[data-outcome=false_alarm]", id.as_str().unwrap()));
     let acked = b.wait(
         "the alert marked acknowledged",
         10,
@@ -210,20 +211,27 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
         ),
     );
     assert!(acked.as_str().unwrap().contains("olena"), "{acked}");
+    assert!(
+        acked.as_str().unwrap().contains("Хибна тривога — перевірено камерою"),
+        "outcome and comment shown: {acked}"
+    );
     // English on one click.
     b.click("#lang");
     assert_eq!(b.js("return document.querySelector('[data-view=alerts]').textContent"), "Alerts");
     b.click("#lang");
     // In the database too, by name.
-    let by: String = rt.block_on(async {
+    let by: (String, String, String) = rt.block_on(async {
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
-        sqlx::query_scalar(&format!("SELECT acked_by FROM alerts WHERE id = {}", id.as_str().unwrap()))
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
+        sqlx::query_as(&format!(
+            "SELECT acked_by, ack_outcome, ack_comment FROM alerts WHERE id = {}",
+            id.as_str().unwrap()
+        ))
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
     });
-    assert_eq!(by, "olena");
+    assert_eq!(by, ("olena".into(), "false_alarm".into(), "перевірено камерою".into()));
 
     // ---- operator: a plate's sightings, and the watchlist ----
     let (ev, read) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
@@ -414,7 +422,13 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
         10,
         "const t = document.querySelector('#windows'); return t && t.textContent.includes('заміна блока живлення')",
     );
-    assert_eq!(rt.block_on(scalar(&db, "SELECT count(*) FROM audit_log WHERE action = 'maintenance_window_add' AND actor = 'petro'")), 1);
+    assert_eq!(
+        rt.block_on(scalar(
+            &db,
+            "SELECT count(*) FROM audit_log WHERE action = 'maintenance_window_add' AND actor = 'petro'"
+        )),
+        1
+    );
     b.screenshot(&out.join("contractor-sites.png"));
     for v in ["sites", "tasks"] {
         b.click(&format!("[data-view={v}]"));

@@ -41,6 +41,7 @@ const T = {
     k_offline: 'не на зв’язку', k_frozen: 'застигле зображення', k_blackout: 'темне зображення', k_low_fps: 'мало кадрів',
     k_decode_errors: 'помилки декодування', k_other: 'інше',
     role_operator: 'оператор', role_contractor: 'підрядник', role_admin: 'адміністратор',
+    o_false_alarm: 'Хибна тривога', o_dispatched: 'Направлено наряд', o_other: 'Інше', comment: 'Коментар',
     month: 'Місяць', problems_only: 'Лише проблеми', of: 'з', duration: 'Тривалість', planned: 'Планові роботи',
     plan: 'Запланувати', u_d: 'дн', u_h: 'год', u_m: 'хв',
     why_shutdown: 'вузол зупинено', why_stopped: 'зупинено', why_frames_arriving: 'кадри надходять',
@@ -84,6 +85,7 @@ const T = {
     k_offline: 'offline', k_frozen: 'frozen picture', k_blackout: 'dark picture', k_low_fps: 'low frame rate',
     k_decode_errors: 'decode errors', k_other: 'other',
     role_operator: 'operator', role_contractor: 'contractor', role_admin: 'administrator',
+    o_false_alarm: 'False alarm', o_dispatched: 'Patrol sent', o_other: 'Other', comment: 'Comment',
     month: 'Month', problems_only: 'Problems only', of: 'of', duration: 'Duration', planned: 'Planned maintenance',
     plan: 'Plan', u_d: 'd', u_h: 'h', u_m: 'min',
     why_shutdown: 'node stopped', why_stopped: 'stopped', why_frames_arriving: 'frames arriving',
@@ -180,14 +182,21 @@ function alertCard(a) {
       el('div', {}, `${t('site')}: ${a.site_name}`),
       el('div', {}, `${t('time')}: ${fmt(a.started_at)}`),
       acked
-        ? el('div', { class: 'ackd' }, `${t('acked_by')}: ${a.acked_by}, ${fmt(a.acked_at)}`)
-        : el('button', { type: 'button', class: 'ack', onclick: (ev) => ack(a.id, ev.target) }, t('ack'))));
+        ? el('div', { class: 'ackd' }, `${t('acked_by')}: ${a.acked_by}, ${fmt(a.acked_at)}`,
+          a.ack_outcome ? ` · ${t('o_' + a.ack_outcome)}` : '', a.ack_comment ? ` — ${a.ack_comment}` : '')
+        // One click acknowledges with what came of it; the comment is optional.
+        : el('div', { class: 'ack-row' },
+          ...['false_alarm', 'dispatched', 'other'].map((o) => el('button', { type: 'button', class: 'ack', 'data-outcome': o,
+            onclick: (ev) => ack(a.id, ev.target, o) }, t('o_' + o))),
+          el('input', { class: 'ack-comment', 'aria-label': t('comment'), placeholder: t('comment'), maxlength: 1000 }))));
 }
 
-async function ack(id, btn) {
-  btn.disabled = true;
-  try { const a = await api(`/api/v1/alerts/${id}/ack`, { method: 'POST' }); upsertAlert(a); }
-  catch (e) { btn.disabled = false; if (e.status === 409) { const a = await api(`/api/v1/alerts?limit=1&cursor=${id + 1}`); if (a.items[0]) upsertAlert(a.items[0]); } else note(e.message); }
+async function ack(id, btn, outcome) {
+  const row = btn.closest('.ack-row');
+  row?.querySelectorAll('button').forEach((b) => { b.disabled = true; });
+  const comment = row?.querySelector('.ack-comment')?.value || undefined;
+  try { const a = await api(`/api/v1/alerts/${id}/ack`, { method: 'POST', body: { outcome, comment } }); upsertAlert(a); }
+  catch (e) { row?.querySelectorAll('button').forEach((b) => { b.disabled = false; }); if (e.status === 409) { const a = await api(`/api/v1/alerts?limit=1&cursor=${id + 1}`); if (a.items[0]) upsertAlert(a.items[0]); } else note(e.message); }
   // Keep the keyboard where it was: on the card just acknowledged.
   $(`[data-alert="${id}"]`)?.focus({ preventScroll: true });
 }
@@ -295,7 +304,7 @@ const RENDER = {
       el('button', { type: 'button', id: 'ack-visible', onclick: async (ev) => {
         ev.target.disabled = true;
         const shown = [...document.querySelectorAll('#alert-list .alert:not([hidden]):not(.acked)')].map((c) => Number(c.dataset.alert));
-        for (const id of shown) { try { upsertAlert(await api(`/api/v1/alerts/${id}/ack`, { method: 'POST' })); } catch (_) { /* acknowledged by someone else */ } }
+        for (const id of shown) { try { upsertAlert(await api(`/api/v1/alerts/${id}/ack`, { method: 'POST', body: { outcome: 'other' } })); } catch (_) { /* acknowledged by someone else */ } }
         ev.target.disabled = false;
       } }, t('ack_visible')));
     main.replaceChildren(el('section', {},

@@ -177,16 +177,43 @@ pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<ListParams
     Ok(Json(Page::by_id(wire::all(items), limit, |a: &Alert| a.id)))
 }
 
-/// Acknowledges an alert in the caller's name. A second acknowledgement is refused
-/// (409) and names the first.
+/// What came of an alert.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    /// `false_alarm`, `dispatched` or `other`.
+    #[schema(pattern = "^(false_alarm|dispatched|other)$")]
+    outcome: Option<String>,
+    /// A comment, up to 1000 characters.
+    #[schema(max_length = 1000)]
+    comment: Option<String>,
+}
+
+/// Acknowledges an alert in the caller's name, optionally with what came of it and a
+/// comment (the body may be left out). A second acknowledgement is refused (409) and
+/// names the first.
 #[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "alert id")),
-    responses((status = 200, body = Alert), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
-pub async fn ack(State(st): State<Arc<AppState>>, c: Caller, Path(id): Path<String>) -> ApiResult<Json<Alert>> {
+    params(("id" = i64, Path, description = "alert id")), request_body(content = Option<AckBody>),
+    responses((status = 200, body = Alert), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
+    (status = 409, body = crate::ErrorBody)))]
+pub async fn ack(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Path(id): Path<String>,
+    crate::error::MaybeBody(body): crate::error::MaybeBody<AckBody>,
+) -> ApiResult<Json<Alert>> {
     c.require(Perm::Alerts)?;
     let id = int_id(&id)?;
-    let a =
-        st.store.ack_alert(id, &c.who.name, &c.audit("alert_ack", Some(id.to_string()), serde_json::json!({}))).await?;
+    let (outcome, comment) = body.map(|b| (b.outcome, b.comment)).unwrap_or_default();
+    if outcome.as_deref().is_some_and(|o| !matches!(o, "false_alarm" | "dispatched" | "other")) {
+        return Err(varta_core::err!(InvalidArgument, "`outcome` must be false_alarm, dispatched or other").into());
+    }
+    let comment = comment.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+    if comment.as_ref().is_some_and(|c| c.chars().count() > 1000) {
+        return Err(varta_core::err!(InvalidArgument, "`comment` is longer than 1000 characters").into());
+    }
+    let audit = c.audit("alert_ack", Some(id.to_string()), serde_json::json!({"outcome": outcome, "comment": comment}));
+    let a = st.store.ack_alert(id, &c.who.name, outcome.as_deref(), comment.as_deref(), &audit).await?;
     Ok(Json(a.into()))
 }
 

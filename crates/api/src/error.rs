@@ -93,6 +93,27 @@ where
     }
 }
 
+/// A JSON body that may be left out: no body (or an empty one) is `None`; one that
+/// is there is read as [`Body`] reads it.
+pub struct MaybeBody<T>(pub Option<T>);
+
+impl<T, S> axum::extract::FromRequest<S> for MaybeBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let empty = req.headers().get(axum::http::header::CONTENT_LENGTH).is_some_and(|v| v == "0")
+            || !req.headers().contains_key(axum::http::header::CONTENT_TYPE);
+        if empty {
+            return Ok(MaybeBody(None));
+        }
+        Body::<T>::from_request(req, state).await.map(|Body(t)| MaybeBody(Some(t)))
+    }
+}
+
 /// Whether any string (or object key) in `v` holds a NUL character.
 fn has_nul(v: &serde_json::Value) -> bool {
     match v {

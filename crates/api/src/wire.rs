@@ -186,6 +186,10 @@ wire_struct! {
         pub acked_by: Option<String>,
         /// When.
         pub acked_at: Option<DateTime<Utc>>,
+        /// What came of it: `false_alarm`, `dispatched` or `other`.
+        pub ack_outcome: Option<String>,
+        /// The acknowledger's comment.
+        pub ack_comment: Option<String>,
         /// A watchlist alert's plate, normalised Latin (`AX1234BI`); null for others.
         pub plate: Option<String>,
         /// The same as operators read it (`АХ 1234 ВІ`).

@@ -22,3 +22,7 @@ CREATE TABLE maintenance_windows (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX maintenance_windows_time ON maintenance_windows (site_id, starts_at, ends_at);
+
+-- An acknowledgement says what came of the alert, and may say more.
+ALTER TABLE alerts ADD COLUMN ack_outcome text CHECK (ack_outcome IN ('false_alarm', 'dispatched', 'other'));
+ALTER TABLE alerts ADD COLUMN ack_comment text CHECK (length(ack_comment) <= 1000);

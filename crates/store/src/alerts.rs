@@ -43,6 +43,10 @@ pub struct AlertRow {
     pub acked_by: Option<String>,
     /// When.
     pub acked_at: Option<DateTime<Utc>>,
+    /// What came of it: `false_alarm`, `dispatched` or `other`.
+    pub ack_outcome: Option<String>,
+    /// The acknowledger's comment.
+    pub ack_comment: Option<String>,
     /// A watchlist alert's plate, normalised Latin (`AX1234BI`).
     pub plate: Option<String>,
     /// The same as operators read it (`АХ 1234 ВІ`).
@@ -64,7 +68,7 @@ impl AlertRow {
 const SELECT: &str =
     "SELECT a.id, a.event_id, a.camera_id AS camera, c.name AS camera_name, c.site_id AS site, s.name AS site_name,
         a.rule, e.zone, e.class, e.score, a.event_started_at AS started_at, a.created_at,
-        e.snapshot IS NOT NULL AS has_snapshot, a.acked_by, a.acked_at, a.plate, a.plate_read_id,
+        e.snapshot IS NOT NULL AS has_snapshot, a.acked_by, a.acked_at, a.ack_outcome, a.ack_comment, a.plate, a.plate_read_id,
         w.reason AS watchlist_reason
    FROM alerts a
    JOIN cameras c ON c.id = a.camera_id
@@ -117,21 +121,27 @@ impl Store {
         Ok(rows.into_iter().filter(|r| r.id != last_id).map(AlertRow::displayed).collect())
     }
 
-    /// Records that `by` acknowledged alert `id`, with `audit` (its detail gets the
-    /// event id) in the same transaction; announces it. An alert already
+    /// Records that `by` acknowledged alert `id`, with what came of it (`outcome`:
+    /// `false_alarm`, `dispatched` or `other`) and a comment, and `audit` (its detail
+    /// gets the event id) in the same transaction; announces it. An alert already
     /// acknowledged keeps its first acknowledgement (`Conflict`).
     pub async fn ack_alert(
         &self,
         id: i64,
         by: &str,
+        outcome: Option<&str>,
+        comment: Option<&str>,
         audit: &crate::accounts::AuditEntry<'_>,
     ) -> Result<AlertRow, Error> {
         let mut tx = self.pool.begin().await.map_err(|e| db_error("acknowledging an alert", e))?;
         let event: Option<uuid::Uuid> = sqlx::query_scalar(
-            "UPDATE alerts SET acked_by = $2, acked_at = now() WHERE id = $1 AND acked_at IS NULL RETURNING event_id",
+            "UPDATE alerts SET acked_by = $2, acked_at = now(), ack_outcome = $3, ack_comment = $4
+              WHERE id = $1 AND acked_at IS NULL RETURNING event_id",
         )
         .bind(id)
         .bind(by)
+        .bind(outcome)
+        .bind(comment)
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| db_error("acknowledging an alert", e))?;
