@@ -87,6 +87,7 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
             ("GET", "/api/v1/uptime?scope=site".into(), None, [true, true, true]),
             ("GET", "/api/v1/events".into(), None, [true, false, true]),
             ("GET", snap.clone(), None, [true, false, true]),
+            ("GET", format!("/api/v1/events/{ev}"), None, [true, false, true]),
             ("GET", "/api/v1/alerts".into(), None, [true, false, true]),
             // Number plates: operators and administrators, never contractors.
             ("GET", "/api/v1/plates?q=AX12".into(), None, [true, false, true]),

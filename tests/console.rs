@@ -200,6 +200,21 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
         ),
     );
     b.screenshot(&out.join("operator-alerts.png"));
+    // The event detail from the alert: the whole picture, where and when.
+    b.click(&format!("[data-alert=\"{}\"] button.open-event", id.as_str().unwrap()));
+    let detail = b.wait(
+        "the event detail with its full picture",
+        10,
+        "const d = document.querySelector('dialog#event-detail[open]'); const i = d && d.querySelector('img.full'); \
+         return i && i.complete && i.naturalWidth > 0 && d.textContent",
+    );
+    assert!(
+        detail.as_str().unwrap().contains("Платформа 1") && detail.as_str().unwrap().contains("Вокзал"),
+        "{detail}"
+    );
+    b.screenshot(&out.join("operator-event-detail.png"));
+    b.click("dialog#event-detail button.close");
+    b.wait("the detail closed", 5, "return document.querySelector('dialog#event-detail') === null");
     b.type_into(&format!("[data-alert=\"{}\"] .ack-comment", id.as_str().unwrap()), "перевірено камерою");
     b.click(&format!("[data-alert=\"{}\"] button.ack[data-outcome=false_alarm]", id.as_str().unwrap()));
     let acked = b.wait(
@@ -299,7 +314,8 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
     );
     // Thumbnails write no audit row each; the list's row names the alerts shown.
     let views = rt.block_on(scalar(&db, "SELECT count(*) FROM audit_log WHERE action = 'snapshot_view'"));
-    assert_eq!(views, 0, "thumbnails are not audited one by one");
+    assert_eq!(views, 1, "only the whole picture opened in the event detail is audited, not the thumbnails");
+    assert_eq!(rt.block_on(scalar(&db, "SELECT count(*) FROM audit_log WHERE action = 'event_view'")), 1);
     let listed = rt.block_on(scalar(
         &db,
         "SELECT count(*) FROM audit_log WHERE action = 'alert_list' AND jsonb_array_length(detail->'alerts') > 0",

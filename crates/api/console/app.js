@@ -41,6 +41,7 @@ const T = {
     k_offline: 'не на зв’язку', k_frozen: 'застигле зображення', k_blackout: 'темне зображення', k_low_fps: 'мало кадрів',
     k_decode_errors: 'помилки декодування', k_other: 'інше',
     role_operator: 'оператор', role_contractor: 'підрядник', role_admin: 'адміністратор',
+    details: 'Подробиці', last_seen: 'Востаннє бачили', close: 'Закрити',
     o_false_alarm: 'Хибна тривога', o_dispatched: 'Направлено наряд', o_other: 'Інше', comment: 'Коментар',
     month: 'Місяць', problems_only: 'Лише проблеми', of: 'з', duration: 'Тривалість', planned: 'Планові роботи',
     plan: 'Запланувати', u_d: 'дн', u_h: 'год', u_m: 'хв',
@@ -85,6 +86,7 @@ const T = {
     k_offline: 'offline', k_frozen: 'frozen picture', k_blackout: 'dark picture', k_low_fps: 'low frame rate',
     k_decode_errors: 'decode errors', k_other: 'other',
     role_operator: 'operator', role_contractor: 'contractor', role_admin: 'administrator',
+    details: 'Details', last_seen: 'Last seen', close: 'Close',
     o_false_alarm: 'False alarm', o_dispatched: 'Patrol sent', o_other: 'Other', comment: 'Comment',
     month: 'Month', problems_only: 'Problems only', of: 'of', duration: 'Duration', planned: 'Planned maintenance',
     plan: 'Plan', u_d: 'd', u_h: 'h', u_m: 'min',
@@ -172,8 +174,10 @@ function alertCard(a) {
     : a.has_snapshot
       ? el('img', { src: `/api/v1/events/${a.event_id}/snapshot?crop=true`, alt: t('snapshot'), loading: 'lazy' })
       : el('div', { class: 'noimg' }, t('none'));
+  const open = el('button', { type: 'button', class: 'open-event', title: t('details'), 'aria-label': t('details'),
+    onclick: () => eventDetail(a.event_id, { camera: a.camera_name, site: a.site_name }).catch((e) => note(e.message)) }, img);
   return el('article', { class: 'alert' + (acked ? ' acked' : '') + (a.plate ? ' wanted' : ''), 'data-alert': a.id, 'data-plate': a.plate || null },
-    img,
+    open,
     el('div', { class: 'meta' },
       a.plate
         ? el('div', { class: 'title' }, `${t('wanted')}: `, el('span', { class: 'plate' }, a.plate_display || a.plate), ` · ${a.watchlist_reason || ''}`)
@@ -211,6 +215,28 @@ function duration(secs) {
 // ("shutdown", "frames arriving", …); an error message from a camera stays as it is.
 function reasonText(r) {
   return T[lang]['why_' + String(r).replace(/ /g, '_')] ?? r;
+}
+
+// The event detail: the whole picture with the object's box, the crop, the track's
+// times, the rule and zone, where (a dialog over the current view).
+async function eventDetail(id, names = {}) {
+  const e = await api(`/api/v1/events/${id}`);
+  const d = el('dialog', { id: 'event-detail', 'aria-labelledby': 'event-detail-title' },
+    el('h2', { id: 'event-detail-title' }, `${tc('c_', e.class)} · ${tc('r_', e.rule)}${e.zone ? ' / ' + e.zone : ''}`),
+    e.snapshot ? el('img', { class: 'full', src: `/api/v1/events/${e.id}/snapshot`, alt: t('snapshot') }) : el('p', { class: 'muted' }, t('none')),
+    el('dl', {},
+      el('dt', {}, t('camera')), el('dd', {}, names.camera || e.camera),
+      el('dt', {}, t('site')), el('dd', {}, names.site || e.site),
+      el('dt', {}, t('start')), el('dd', {}, fmt(e.started_at)),
+      el('dt', {}, t('last_seen')), el('dd', {}, fmt(e.last_seen_at)),
+      el('dt', {}, t('end')), el('dd', {}, e.ended_at ? `${fmt(e.ended_at)} · ${t('e_' + (e.end_reason || 'ended'))}` : t('e_open')),
+      el('dt', {}, t('score')), el('dd', {}, e.score.toFixed(2)),
+      el('dt', {}, t('frames')), el('dd', {}, e.frames)),
+    el('button', { type: 'button', class: 'close', onclick: () => d.close() }, t('close')));
+  d.addEventListener('close', () => d.remove());
+  document.body.append(d);
+  d.showModal();
+  $('.close', d).focus();
 }
 
 // A message in the page (never a browser dialog in English).
@@ -350,7 +376,9 @@ const RENDER = {
       for (const e of page.items) {
         // When and why it ended: an event a crash or a lost camera closed says so.
         const end = e.ended_at ? `${fmt(e.ended_at)} · ${t('e_' + (e.end_reason || 'ended'))}` : t('e_open');
-        body.append(el('tr', { 'data-end-reason': e.end_reason || 'open', 'data-event': e.id },
+        body.append(el('tr', { 'data-end-reason': e.end_reason || 'open', 'data-event': e.id, class: 'clickable', tabindex: 0,
+          onclick: (ev) => { if (!ev.target.closest('a')) eventDetail(e.id, { camera: camName.get(e.camera), site: siteName.get(e.site) }).catch((err) => note(err.message)); },
+          onkeydown: (ev) => { if (ev.key === 'Enter') ev.currentTarget.click(); } },
           el('td', {}, e.snapshot ? el('a', { href: `/api/v1/events/${e.id}/snapshot`, target: '_blank', rel: 'noopener' },
             el('img', { class: 'thumb', src: `/api/v1/events/${e.id}/snapshot?crop=true`, alt: t('snapshot'), loading: 'lazy' })) : t('none')),
           el('td', {}, fmt(e.started_at)), el('td', {}, end), el('td', {}, camName.get(e.camera) || e.camera),

@@ -91,6 +91,20 @@ pub async fn list(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<Params>) -
     Ok(Json(Page { items: wire::all(items), next_cursor }))
 }
 
+/// One event, with its track's times, rule, zone and box (the event detail view);
+/// audited (`event_view`).
+#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "event id (UUID)")),
+    responses((status = 200, body = wire::Event), (status = 400, body = crate::ErrorBody),
+    (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+pub async fn one(State(st): State<Arc<AppState>>, c: Caller, Path(id): Path<String>) -> ApiResult<Json<wire::Event>> {
+    c.require(Perm::Events)?;
+    let id: uuid::Uuid = id.parse().map_err(|_| varta_core::err!(InvalidArgument, "`{id}` is not an event id"))?;
+    let e = st.store.event(id).await?.ok_or_else(|| varta_core::err!(NotFound, "no event {id}"))?;
+    st.store.audit(&c.audit("event_view", Some(id.to_string()), serde_json::json!({}))).await?;
+    Ok(Json(e.into()))
+}
+
 /// Snapshot query parameters.
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

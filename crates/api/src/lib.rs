@@ -246,6 +246,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/bench/runs", get(reports::bench_runs))
         .route("/api/v1/audit", get(reports::audit))
         .route("/api/v1/events", get(events::list))
+        .route("/api/v1/events/{id}", get(events::one))
         .route("/api/v1/events/{id}/snapshot", get(events::snapshot))
         .route("/api/v1/plates", get(plates::search))
         .route("/api/v1/plates/{plate}/track", get(plates::track))

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
         crate::cameras::list, crate::cameras::one, crate::cameras::restart,
         crate::reports::sites, crate::reports::uptime, crate::reports::nodes, crate::reports::bench_runs,
         crate::reports::audit,
-        crate::events::list, crate::events::snapshot,
+        crate::events::list, crate::events::one, crate::events::snapshot,
         crate::plates::search, crate::plates::track, crate::plates::crop,
         crate::plates::watchlist, crate::plates::add, crate::plates::remove,
         crate::alerts::list, crate::alerts::stream, crate::alerts::ack,

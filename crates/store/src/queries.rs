@@ -93,6 +93,20 @@ impl Store {
         .map_err(|e| db_error("listing events", e))
     }
 
+    /// One event, by id.
+    pub async fn event(&self, id: uuid::Uuid) -> Result<Option<EventRow>, Error> {
+        sqlx::query_as(
+            "SELECT e.id, e.camera_id AS camera, c.site_id AS site, e.track_id, e.class, e.score, e.bbox,
+                    e.started_at, e.last_seen_at, e.ended_at, e.frames, e.rule, e.zone, e.snapshot,
+                    CASE WHEN e.ended_at IS NOT NULL THEN COALESCE(e.end_reason, 'ended') END AS end_reason
+               FROM events e JOIN cameras c ON c.id = e.camera_id WHERE e.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| db_error("reading an event", e))
+    }
+
     /// The snapshot file of event `id`: `None` if there is no such event,
     /// `Some(None)` if it has no snapshot.
     pub async fn event_snapshot(&self, id: uuid::Uuid) -> Result<Option<Option<String>>, Error> {
