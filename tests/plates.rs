@@ -87,7 +87,8 @@ fn watchlist_plate_alerts_once_per_passage_and_is_tracked_across_cameras() {
     };
 
     // The wanted vehicle seen on both cameras.
-    let sightings = wait_for("the wanted plate on two cameras", Duration::from_secs(150), || {
+    // The clip loops every 24 s: ten passages per camera at most.
+    let sightings = wait_for("the wanted plate on two cameras", Duration::from_secs(240), || {
         drain(&mut alerts);
         let v = get_json_as(&format!("{api}/api/v1/plates/{WANTED}/track"), &ops)?;
         let cams: HashSet<&str> = v.as_array()?.iter().filter_map(|s| s["camera"].as_str()).collect();

@@ -377,7 +377,7 @@ const RENDER = {
         // When and why it ended: an event a crash or a lost camera closed says so.
         const end = e.ended_at ? `${fmt(e.ended_at)} · ${t('e_' + (e.end_reason || 'ended'))}` : t('e_open');
         body.append(el('tr', { 'data-end-reason': e.end_reason || 'open', 'data-event': e.id, class: 'clickable', tabindex: 0,
-          onclick: (ev) => { if (!ev.target.closest('a')) eventDetail(e.id, { camera: camName.get(e.camera), site: siteName.get(e.site) }).catch((err) => note(err.message)); },
+          onclick: (ev) => { if (!ev.target.closest('[href]')) eventDetail(e.id, { camera: camName.get(e.camera), site: siteName.get(e.site) }).catch((err) => note(err.message)); },
           onkeydown: (ev) => { if (ev.key === 'Enter') ev.currentTarget.click(); } },
           el('td', {}, e.snapshot ? el('a', { href: `/api/v1/events/${e.id}/snapshot`, target: '_blank', rel: 'noopener' },
             el('img', { class: 'thumb', src: `/api/v1/events/${e.id}/snapshot?crop=true`, alt: t('snapshot'), loading: 'lazy' })) : t('none')),

@@ -234,7 +234,7 @@ const CROSSING_S: f64 = 6.0;
 const GAP_S: f64 = 2.0;
 
 /// Writes an H.264 MP4 at `out` in which one vehicle per entry of `plates` drives
-/// across a road, left to right, each carrying its plate (characters 22 px high),
+/// across a road, left to right, each carrying its plate (characters 26 px high),
 /// and returns the ground truth. The vehicles are node-opencv's `car1.jpg` and
 /// `car2.jpg` from `images` (Debian; `./scripts/setup` fetches them), in turn. The
 /// clip loops cleanly (it starts and ends on an empty road) and has a keyframe every
@@ -258,7 +258,7 @@ pub fn write_scene(out: &std::path::Path, images: &std::path::Path, plates: &[St
         .enumerate()
         .map(|(i, p)| {
             let mut car = sprites[i % sprites.len()].clone();
-            let plate = font.render(p, 22.0);
+            let plate = font.render(p, 26.0);
             let (w, h) = (car.width() as f32, car.height() as f32);
             place(&mut car, &plate, w * 0.55, h * 0.62, if i % 2 == 0 { 3.0 } else { -4.0 });
             car
@@ -272,7 +272,7 @@ pub fn write_scene(out: &std::path::Path, images: &std::path::Path, plates: &[St
     });
     let desc = format!(
         "appsrc name=src format=time caps=video/x-raw,format=RGB,width={SCENE_W},height={SCENE_H},framerate={SCENE_FPS}/1 \
-         ! videoconvert ! x264enc tune=zerolatency speed-preset=veryfast bitrate=2500 key-int-max={} \
+         ! videoconvert ! x264enc tune=zerolatency speed-preset=veryfast bitrate=6000 key-int-max={} \
          ! h264parse ! mp4mux ! filesink name=sink",
         2 * SCENE_FPS
     );
