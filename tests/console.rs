@@ -420,17 +420,12 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
     ));
     b.type_into("#window-add input[name=reason]", "заміна блока живлення");
     b.click("#window-add button[type=submit]");
-    let listed = rt.block_on(async {
-        let db = db.clone();
-        tokio::task::spawn_blocking(move || {
-            wait_for("the window recorded", Duration::from_secs(10), || {
-                let rt = tokio::runtime::Runtime::new().unwrap();
-                let n = rt.block_on(scalar(&db, "SELECT count(*) FROM maintenance_windows WHERE reason = 'заміна блока живлення' AND created_by = 'petro'"));
-                (n == 1).then_some(n)
-            })
-        })
-        .await
-        .unwrap()
+    let listed = wait_for("the window recorded", Duration::from_secs(10), || {
+        let n = rt.block_on(scalar(
+            &db,
+            "SELECT count(*) FROM maintenance_windows WHERE reason = 'заміна блока живлення' AND created_by = 'petro'",
+        ));
+        (n == 1).then_some(n)
     });
     assert_eq!(listed, 1);
     b.wait(

@@ -170,17 +170,6 @@ impl TextReader {
             .collect())
     }
 
-    /// Reads the text in `rect` (x1 y1 x2 y2, image pixels) of `img`.
-    pub fn recognise(&mut self, img: &RgbImage, rect: [u32; 4]) -> Result<TextLine, Error> {
-        let [x1, y1, x2, y2] = rect;
-        let (cw, ch) = (x2.saturating_sub(x1).max(1), y2.saturating_sub(y1).max(1));
-        let crop = image::imageops::crop_imm(img, x1, y1, cw, ch).to_image();
-        let rw = ((REC_HEIGHT as f32 * cw as f32 / ch as f32).ceil() as u32).clamp(8, REC_MAX_WIDTH);
-        let resized = image::imageops::resize(&crop, rw, REC_HEIGHT, image::imageops::FilterType::Triangle);
-        let input = bgr_tensor(&resized, |_, v| (v - 127.5) / 127.5);
-        self.recognise_tensor(input, rect)
-    }
-
     /// Reads the text along `line` (a turned rectangle of `img`): the rectangle is
     /// sampled straight (bilinear) at the recogniser's height, so a plate turned by
     /// 15° is read level. The line's `rect` is the upright box `rect` given.

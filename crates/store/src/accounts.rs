@@ -141,6 +141,16 @@ pub struct AuditEntry<'a> {
 }
 
 impl<'a> AuditEntry<'a> {
+    /// The same entry with `key` set in its detail: what only the writing transaction
+    /// knows (the id it made, the event it touched).
+    pub fn with(&self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        let mut a = self.clone();
+        if let Some(d) = a.detail.as_object_mut() {
+            d.insert(key.into(), value.into());
+        }
+        a
+    }
+
     /// An entry by `actor` with no client address (the command line, the demo, a
     /// benchmark).
     pub fn by(actor: &'a str, action: &'a str, target: impl Into<String>, detail: serde_json::Value) -> Self {
@@ -226,11 +236,7 @@ impl Store {
             .await
             .map_err(|e| db_error("revoking tokens", e))?
             .rows_affected();
-        let mut audit = audit.clone();
-        if let Some(d) = audit.detail.as_object_mut() {
-            d.insert("tokens_revoked".into(), revoked.into());
-        }
-        insert_audit(&mut tx, &audit).await?;
+        insert_audit(&mut tx, &audit.with("tokens_revoked", revoked)).await?;
         tx.commit().await.map_err(|e| db_error("writing a user", e))?;
         Ok(id)
     }

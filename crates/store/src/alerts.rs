@@ -147,11 +147,7 @@ impl Store {
         .map_err(|e| db_error("acknowledging an alert", e))?;
         let n = event.is_some() as u64;
         if let Some(event) = event {
-            let mut audit = audit.clone();
-            if let Some(d) = audit.detail.as_object_mut() {
-                d.insert("event".into(), event.to_string().into());
-            }
-            crate::accounts::insert_audit(&mut tx, &audit).await?;
+            crate::accounts::insert_audit(&mut tx, &audit.with("event", event.to_string())).await?;
             sqlx::query("SELECT pg_notify($1, json_build_object('ack', $2::bigint)::text)")
                 .bind(CHANNEL)
                 .bind(id)

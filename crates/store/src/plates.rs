@@ -238,7 +238,7 @@ impl Store {
             }
             _ => db_error("adding to the watchlist", e),
         })?;
-        audited(&mut tx, audit, row.id).await?;
+        crate::accounts::insert_audit(&mut tx, &audit.with("entry", row.id)).await?;
         tx.commit().await.map_err(|e| db_error("commit", e))?;
         Ok(Displayed::fill(row))
     }
@@ -265,21 +265,8 @@ impl Store {
         .await
         .map_err(|e| db_error("removing from the watchlist", e))?
         .ok_or_else(|| err!(NotFound, "no watchlist entry {id} on the list"))?;
-        audited(&mut tx, audit, row.id).await?;
+        crate::accounts::insert_audit(&mut tx, &audit.with("entry", row.id)).await?;
         tx.commit().await.map_err(|e| db_error("commit", e))?;
         Ok(Displayed::fill(row))
     }
-}
-
-/// Writes `audit` with the entry id in its detail.
-async fn audited(
-    tx: &mut sqlx::PgConnection,
-    audit: &crate::accounts::AuditEntry<'_>,
-    entry: i64,
-) -> Result<(), Error> {
-    let mut audit = audit.clone();
-    if let Some(d) = audit.detail.as_object_mut() {
-        d.insert("entry".into(), entry.into());
-    }
-    crate::accounts::insert_audit(tx, &audit).await
 }

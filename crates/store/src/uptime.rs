@@ -420,11 +420,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| db_error("recording a maintenance window", e))?;
-        let mut audit = audit.clone();
-        if let Some(d) = audit.detail.as_object_mut() {
-            d.insert("window".into(), row.id.into());
-        }
-        crate::accounts::insert_audit(&mut tx, &audit).await?;
+        crate::accounts::insert_audit(&mut tx, &audit.with("window", row.id)).await?;
         tx.commit().await.map_err(|e| db_error("commit", e))?;
         Ok(row)
     }
