@@ -96,6 +96,8 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
             ("GET", "/api/v1/maintenance/tasks".into(), None, [false, true, true]),
             ("GET", "/api/v1/maintenance/windows".into(), None, [true, true, true]),
             ("PATCH", format!("/api/v1/maintenance/tasks/{task_id}"), Some(json!({"notes": "seen"})), [false, true, true]),
+            ("GET", format!("/api/v1/maintenance/tasks/{task_id}"), None, [false, true, true]),
+            ("GET", "/api/v1/maintenance/assignees".into(), None, [false, true, true]),
             ("GET", "/api/v1/nodes".into(), None, [false, false, true]),
             ("GET", "/api/v1/bench/runs".into(), None, [false, false, true]),
             ("GET", "/api/v1/users".into(), None, [false, false, true]),
@@ -128,6 +130,8 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
             ("POST", "/api/v1/maintenance/windows".into(), Some(json!({"site": "site-a", "starts_at": "2026-01-01T00:00:00Z", "ends_at": "2026-01-01T02:00:00Z", "reason": "x"})), &[0]),
             ("POST", "/api/v1/users".into(), Some(json!({"name": "x-user", "role": "admin", "password": "123456789012"})), &[0, 1]),
             ("DELETE", "/api/v1/users/t-admin".into(), None, &[0, 1]),
+            ("PATCH", "/api/v1/users/t-operator".into(), Some(json!({"role": "admin"})), &[0, 1]),
+            ("POST", "/api/v1/users/t-admin/logout".into(), None, &[0, 1]),
             ("POST", "/api/v1/cameras/cam-1/restart".into(), None, &[0, 1]),
             ("POST", "/api/v1/config/reload".into(), None, &[0, 1]),
             // Verifying a work order is the administrator's word, never the contractor's.
@@ -384,6 +388,78 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(&owner_url_of(&db)).await.unwrap();
     assert!(sqlx::query("DELETE FROM audit_log").execute(&mut c).await.is_err());
+
+    // ---- accounts: enable again, reset a password, change a role, end sessions ----
+    let task = scalar(&db, "SELECT id FROM maintenance_tasks WHERE reason = 'lens dirty'").await;
+    let (base, adm3) = (a.base.clone(), tok("admin"));
+    tokio::task::spawn_blocking(move || {
+        let users = format!("{base}/api/v1/users/new-op");
+        let login = |p: &str| {
+            call("POST", &format!("{base}/api/v1/auth/login"), None, Some(json!({"username": "new-op", "password": p})))
+        };
+        assert_eq!(login("a-long-password-1").0, 401, "disabled");
+        let (code, v) = call("PATCH", &users, Some(&adm3), Some(json!({"enabled": true})));
+        assert_eq!((code, v["revoked"].as_u64()), (200, Some(0)), "{v}");
+        let (code, s) = login("a-long-password-1");
+        assert_eq!(code, 200, "enabled again: {s}");
+        let old = s["token"].as_str().unwrap().to_owned();
+        let (code, v) = call("PATCH", &users, Some(&adm3), Some(json!({"password": "another-password-2"})));
+        assert_eq!(code, 200, "{v}");
+        assert!(v["revoked"].as_u64().unwrap() >= 1, "a reset ends the old sessions: {v}");
+        assert_eq!(call("GET", &format!("{base}/api/v1/auth/me"), Some(&old), None).0, 401);
+        assert_eq!(login("a-long-password-1").0, 401);
+        let (code, s) = login("another-password-2");
+        assert_eq!(code, 200);
+        let t = s["token"].as_str().unwrap().to_owned();
+        let (code, v) = call("POST", &format!("{users}/logout"), Some(&adm3), None);
+        assert_eq!((code, v["revoked"].as_u64()), (200, Some(1)), "{v}");
+        assert_eq!(call("GET", &format!("{base}/api/v1/auth/me"), Some(&t), None).0, 401, "session ended");
+        let (code, _) = call("PATCH", &users, Some(&adm3), Some(json!({"role": "contractor"})));
+        assert_eq!(code, 200);
+        let (_, s) = login("another-password-2");
+        assert_eq!(s["role"], "contractor");
+        // Nothing to change, a short password, nobody, one's own admin role.
+        assert_eq!(call("PATCH", &users, Some(&adm3), Some(json!({}))).0, 400);
+        assert_eq!(call("PATCH", &users, Some(&adm3), Some(json!({"password": "short"}))).0, 400);
+        assert_eq!(
+            call("PATCH", &format!("{base}/api/v1/users/nobody"), Some(&adm3), Some(json!({"role": "admin"}))).0,
+            404
+        );
+        let (code, v) =
+            call("PATCH", &format!("{base}/api/v1/users/t-admin"), Some(&adm3), Some(json!({"role": "operator"})));
+        assert_eq!(code, 409, "{v}");
+        // The audit log, narrowed: this account's changes, and as CSV.
+        let (code, v) =
+            call("GET", &format!("{base}/api/v1/audit?action=user_change&target=new-op"), Some(&adm3), None);
+        assert_eq!(code, 200, "{v}");
+        let rows = v["items"].as_array().unwrap();
+        assert_eq!(rows.len(), 3, "enable, reset, role: {v}");
+        assert!(rows.iter().all(|r| r["actor"] == "t-admin" && r["target"] == "new-op"));
+        assert!(!v.to_string().contains("another-password-2"), "never the password in the audit");
+        let since = (chrono::Utc::now() + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ");
+        let (_, v) = call("GET", &format!("{base}/api/v1/audit?since={since}"), Some(&adm3), None);
+        assert_eq!(v["items"].as_array().unwrap().len(), 0, "nothing after an hour from now");
+        let csv = ureq::get(&format!("{base}/api/v1/audit?action=user_change&target=new-op&format=csv"))
+            .set("Authorization", &format!("Bearer {adm3}"))
+            .call()
+            .unwrap();
+        assert_eq!(csv.content_type(), "text/csv");
+        let text = csv.into_string().unwrap();
+        assert!(text.starts_with("id,at,actor,action,target,address,detail\r\n"), "{text}");
+        assert_eq!(text.lines().count(), 4, "{text}");
+        // A task's history, and who it can go to.
+        let (code, v) = call("GET", &format!("{base}/api/v1/maintenance/tasks/{task}"), Some(&adm3), None);
+        assert_eq!(code, 200, "{v}");
+        let steps: Vec<_> = v["history"].as_array().unwrap().iter().map(|h| h["change"]["state"][1].clone()).collect();
+        assert_eq!(steps, [json!("open"), json!("assigned"), json!("resolved")], "{v}");
+        assert_eq!(v["history"][1]["who"], "t-admin");
+        let (_, v) = call("GET", &format!("{base}/api/v1/maintenance/assignees"), Some(&adm3), None);
+        let names: Vec<_> = v.as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_owned()).collect();
+        assert!(names.contains(&"t-contractor".to_owned()) && names.contains(&"t-admin".to_owned()), "{names:?}");
+        assert!(!names.contains(&"t-operator".to_owned()), "operators do not take work orders: {names:?}");
+    })
+    .await
+    .unwrap();
 
     // ---- alerts: committed → SSE client of the *other* process; resume with Last-Event-ID ----
     let ops = tok("operator");

@@ -156,7 +156,7 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
     let dir = std::env::temp_dir().join(format!("varta-console-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    for (u, r) in [("olena", "operator"), ("petro", "contractor"), ("admin", "admin")] {
+    for (u, r) in [("olena", "operator"), ("petro", "contractor"), ("ivan", "admin"), ("stepan", "operator")] {
         add_user(&db, u, r);
     }
 
@@ -322,6 +322,33 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
     ));
     assert!(listed >= 1, "the alert list's audit row names the alerts shown");
 
+    // ---- a burst from one camera and rule folds under its newest alert; sound on ----
+    b.click("#alert-filters input[name=sound]");
+    for _ in 0..3 {
+        rt.block_on(alerting_event(&db, "cam-2"));
+    }
+    b.wait(
+        "the burst's three alerts in the list",
+        20,
+        "const n = document.querySelector('#new-alerts'); if (n && !n.hidden) n.click(); \
+         return document.querySelectorAll('#alert-list .alert[data-camera=\"cam-2\"]').length === 3",
+    );
+    let folded = b.js("const c = [...document.querySelectorAll('#alert-list .alert[data-camera=\"cam-2\"]')]; \
+         return [c.filter((x) => x.hidden && x.classList.contains('in-burst')).length, \
+                 c[0].querySelector('.burst-toggle').textContent, Number(document.body.dataset.beeps || 0)]");
+    assert_eq!(folded[0], 2, "two alerts folded under the newest: {folded}");
+    assert!(folded[1].as_str().unwrap().starts_with("+2 "), "{folded}");
+    assert!(folded[2].as_i64().unwrap() >= 1, "a tone for the new alerts: {folded}");
+    b.screenshot(&out.join("operator-burst.png"));
+    b.click("#alert-list .alert[data-camera=\"cam-2\"]:not(.in-burst) .burst-ack");
+    wait_for("the whole burst acknowledged", Duration::from_secs(15), || {
+        let n = rt.block_on(scalar(
+            &db,
+            "SELECT count(*) FROM alerts WHERE camera_id = 'cam-2' AND acked_by = 'olena' AND ack_outcome = 'false_alarm'",
+        ));
+        (n == 3).then_some(())
+    });
+
     // ---- Ukrainian throughout, and a phone's width, on every operator view ----
     for v in ["alerts", "events", "plates", "watchlist"] {
         b.click(&format!("[data-view={v}]"));
@@ -483,20 +510,200 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
         "const t = document.querySelector('.task[data-camera=\"cam-2\"] .good'); return t !== null",
     );
 
+    // ---- contractor: a task opened by hand, assigned from the list, notes, history ----
+    b.js("document.querySelector('details.add').open = true; const f = document.querySelector('#task-add'); \
+          f.camera.value = 'cam-1'; f.camera.dispatchEvent(new Event('change')); f.kind.value = 'other'; return true;");
+    b.type_into("#task-add input[name=reason]", "тріснув кожух");
+    b.click("#task-add button[type=submit]");
+    let tid = wait_for("the task opened by hand", Duration::from_secs(10), || {
+        let n = rt.block_on(scalar(
+            &db,
+            "SELECT coalesce(max(id), 0) FROM maintenance_tasks WHERE reason = 'тріснув кожух' AND opened_by = 'petro' \
+             AND site_id = 'station' AND camera_id = 'cam-1' AND kind = 'other'",
+        ));
+        (n > 0).then_some(n)
+    });
+    let open_detail = || {
+        b.wait(
+            "the task on the board",
+            10,
+            &format!("return document.querySelector('.task[data-task=\"{tid}\"] button.title') !== null"),
+        );
+        b.click(&format!(".task[data-task=\"{tid}\"] button.title"));
+        b.wait("the task's detail", 10, "return document.querySelector('dialog#task-detail[open] ol.history') !== null")
+    };
+    open_detail();
+    let people =
+        b.js("return [...document.querySelectorAll('#task-detail select[name=assignee] option')].map((o) => o.value)");
+    let people: Vec<&str> = people.as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert!(
+        people.contains(&"ivan")
+            && people.contains(&"petro")
+            && !people.contains(&"olena")
+            && !people.contains(&"stepan"),
+        "contractors and administrators, not operators: {people:?}"
+    );
+    b.js("document.querySelector('#task-detail select[name=assignee]').value = 'petro'; return true;");
+    b.click("#task-detail button[data-move=assigned]");
+    wait_for("the task assigned from the list", Duration::from_secs(10), || {
+        let n = rt.block_on(scalar(
+            &db,
+            &format!(
+                "SELECT count(*) FROM maintenance_tasks WHERE id = {tid} AND state = 'assigned' AND assignee = 'petro'"
+            ),
+        ));
+        (n == 1).then_some(())
+    });
+    b.wait("the detail closed", 10, "return document.querySelector('dialog#task-detail') === null");
+    open_detail();
+    b.type_into("#task-detail textarea[name=notes]", "потрібна автовишка");
+    b.click("#task-detail button.save-notes");
+    wait_for("the notes saved", Duration::from_secs(10), || {
+        let n = rt.block_on(scalar(
+            &db,
+            &format!("SELECT count(*) FROM maintenance_tasks WHERE id = {tid} AND notes = 'потрібна автовишка'"),
+        ));
+        (n == 1).then_some(())
+    });
+    let history = b.js("return [...document.querySelectorAll('#task-detail ol.history li')].map((l) => l.textContent)");
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), 2, "opened, assigned: {history:?}");
+    assert!(
+        history[0].as_str().unwrap().contains("petro") && history[1].as_str().unwrap().contains("призначена"),
+        "{history:?}"
+    );
+    assert!(history[1].as_str().unwrap().contains("Виконавець: petro"), "{history:?}");
+    b.screenshot(&out.join("contractor-task-detail.png"));
+    b.click("#task-detail button.close");
+
     // ---- admin: nodes, users, audit ----
-    b.login(&api, "admin");
+    let (code, s) = call(
+        "POST",
+        &format!("{api}/api/v1/auth/login"),
+        None,
+        Some(json!({"username": "stepan", "password": TEST_PASSWORD})),
+    );
+    assert_eq!(code, 200, "{s}");
+    let stepan = s["token"].as_str().unwrap().to_owned();
+    b.login(&api, "ivan");
     b.click("[data-view=nodes]");
     b.wait(
         "the node with its cameras",
         10,
         "const t = document.querySelector('#nodes'); return t && t.textContent.includes('cam-1')",
     );
+    assert_eq!(
+        b.js("return document.querySelector('#nodes tr[data-stale]') === null"),
+        true,
+        "a live node is not stale"
+    );
     b.screenshot(&out.join("admin-nodes.png"));
+    b.click("#camera-health tr[data-camera=\"cam-1\"] button.restart");
+    b.click("#config-reload");
+    for action in ["camera_restart", "config_reload"] {
+        wait_for(&format!("{action} audited"), Duration::from_secs(20), || {
+            let n = rt.block_on(scalar(
+                &db,
+                &format!("SELECT count(*) FROM audit_log WHERE action = '{action}' AND actor = 'ivan'"),
+            ));
+            (n == 1).then_some(())
+        });
+    }
+    // Users: end a session, change a role, reset a password, disable and enable.
+    b.click("[data-view=users]");
+    b.wait("stepan's row", 10, "return document.querySelector('#users tr[data-user=stepan] .end-sessions') !== null");
+    assert_eq!(
+        b.js("return document.querySelector('#users tr[data-user=ivan] .disable').disabled"),
+        true,
+        "an administrator cannot disable themselves"
+    );
+    b.click("#users tr[data-user=stepan] .end-sessions");
+    wait_for("stepan's session ended", Duration::from_secs(10), || {
+        (call("GET", &format!("{api}/api/v1/auth/me"), Some(&stepan), None).0 == 401).then_some(())
+    });
+    b.wait(
+        "the users reloaded",
+        10,
+        "return document.querySelector('#users tr[data-user=stepan] .end-sessions:disabled') !== null",
+    );
+    b.js("const s = document.querySelector('#users tr[data-user=stepan] select.role'); s.value = 'contractor'; \
+          s.dispatchEvent(new Event('change')); return true;");
+    wait_for("stepan a contractor", Duration::from_secs(10), || {
+        let n = rt.block_on(scalar(&db, "SELECT count(*) FROM users WHERE name = 'stepan' AND role = 'contractor'"));
+        (n == 1).then_some(())
+    });
+    b.wait("the users reloaded", 10, "const s = document.querySelector('#users tr[data-user=stepan] select.role'); return s && s.value === 'contractor'");
+    b.type_into("#users tr[data-user=stepan] .new-password", "a-new-password-42");
+    b.click("#users tr[data-user=stepan] .reset-password");
+    wait_for("stepan's new password", Duration::from_secs(15), || {
+        let (code, _) = call(
+            "POST",
+            &format!("{api}/api/v1/auth/login"),
+            None,
+            Some(json!({"username": "stepan", "password": "a-new-password-42"})),
+        );
+        (code == 200).then_some(())
+    });
+    b.wait("the users reloaded", 10, "return document.querySelector('#users tr[data-user=stepan] .disable') !== null");
+    b.click("#users tr[data-user=stepan] .disable");
+    b.wait(
+        "stepan disabled",
+        10,
+        "return document.querySelector('#users tr[data-user=stepan].muted .enable') !== null",
+    );
+    b.click("#users tr[data-user=stepan] .enable");
+    b.wait(
+        "stepan enabled",
+        10,
+        "return document.querySelector('#users tr[data-user=stepan]:not(.muted) .disable') !== null",
+    );
+    b.screenshot(&out.join("admin-users.png"));
+    // The audit log: in words, narrowed to one action, with each row's details.
     b.click("[data-view=audit]");
     b.wait(
         "the audit log with the acknowledgement",
         10,
-        "const t = document.querySelector('#audit'); return t && t.textContent.includes('alert_ack')",
+        "return document.querySelector('#audit tr[data-action=alert_ack]') !== null",
     );
+    b.js("const f = document.querySelector('#audit-filter'); f.action.value = 'user_change'; f.target.value = 'stepan'; \
+          f.requestSubmit(); return true;");
+    let actions = b.wait(
+        "the audit narrowed to stepan's changes",
+        10,
+        "const r = [...document.querySelectorAll('#audit tr[data-action]')].map((r) => r.dataset.action); \
+         return r.length === 3 && r.every((a) => a === 'user_change') && r",
+    );
+    assert_eq!(actions.as_array().unwrap().len(), 3, "role, password, enable");
+    b.click("#audit tr[data-action=user_change] button.link");
+    let detail = b.wait(
+        "a row's details",
+        5,
+        "const d = document.querySelector('#audit tr.audit-detail:not([hidden]) pre'); return d && d.textContent",
+    );
+    assert!(detail.as_str().unwrap().contains("\"enabled\": true"), "{detail}");
+    let href = b.js("return document.querySelector('#audit-csv').getAttribute('href')");
+    let admin = token_for(&db, "csv-reader", "admin");
+    let csv = ureq::get(&format!("{api}{}", href.as_str().unwrap()))
+        .set("Authorization", &format!("Bearer {admin}"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(csv.lines().count(), 4, "the CSV link carries the filters: {csv}");
     b.screenshot(&out.join("admin-audit.png"));
+    // Ukrainian throughout, and a phone's width, on every admin view.
+    for v in ["nodes", "users", "audit"] {
+        b.click(&format!("[data-view={v}]"));
+        b.wait(
+            &format!("the {v} view"),
+            10,
+            &format!("return document.querySelector('[data-view-box={v}] table tbody tr') !== null"),
+        );
+        assert_eq!(b.untranslated(), json!([]), "untranslated codes in the admin's {v} view");
+        b.screenshot(&out.join(format!("admin-{v}-1400.png")));
+        b.size(390, 844);
+        assert!(!b.overflows(), "the admin's {v} view scrolls sideways at 390 px");
+        b.screenshot(&out.join(format!("admin-{v}-390.png")));
+        b.size(1400, 1000);
+    }
 }

@@ -47,6 +47,23 @@ const T = {
     plan: 'Запланувати', u_d: 'дн', u_h: 'год', u_m: 'хв',
     why_shutdown: 'вузол зупинено', why_stopped: 'зупинено', why_frames_arriving: 'кадри надходять',
     why_no_status_recorded: 'стан не записано', why_removed_from_the_config: 'прибрано з конфігурації',
+    dec_errors: 'Помилки декодування', sound: 'Звук', burst_more: 'ще від цієї камери за цим правилом', ack_all: 'Підтвердити всі', outcome: 'Результат',
+    new_task: 'Нова заявка', create: 'Створити', age: 'Вік', notes: 'Нотатки', save: 'Зберегти', history: 'Історія',
+    nobody: 'нікого', opened_by: 'Відкрив', resolved_by: 'Вирішив', verified_by: 'Перевірив', task: 'Заявка',
+    sessions: 'Сеанси', state_u: 'Стан', enabled: 'активний', disabled: 'вимкнено', disable: 'Вимкнути', enable: 'Увімкнути',
+    end_sessions: 'Завершити сеанси', new_password: 'Новий пароль', reset_password: 'Змінити пароль', change_role: 'Змінити роль',
+    done: 'Готово', ended_n: 'Завершено сеансів', all_actions: 'Усі дії', details_json: 'Деталі', load: 'Навантаження',
+    restart: 'Перезапустити', reload_config: 'Перечитати конфігурацію', stale: 'немає пульсу', stopped_node: 'зупинено',
+    reloaded: 'Конфігурацію перечитано', restarted: 'Камеру перезапущено', system: 'система', confirm_q: 'Підтвердіть',
+    a_login: 'вхід', a_login_failed: 'невдалий вхід', a_login_throttled: 'вхід обмежено', a_logout: 'вихід',
+    a_permission_denied: 'відмовлено в доступі', a_alert_list: 'перегляд тривог', a_alert_ack: 'підтвердження тривоги',
+    a_alert_stream_open: 'потік тривог', a_event_search: 'пошук подій', a_event_view: 'перегляд події',
+    a_snapshot_view: 'перегляд знімка', a_plate_search: 'пошук номера', a_plate_track: 'рух транспорту',
+    a_watchlist_add: 'додано в розшук', a_watchlist_remove: 'знято з розшуку', a_task_open: 'відкрито заявку',
+    a_task_change: 'зміна заявки', a_maintenance_window_add: 'планові роботи', a_camera_restart: 'перезапуск камери',
+    a_config_reload: 'перечитано конфігурацію', a_user_add: 'новий користувач', a_user_change: 'зміна користувача',
+    a_user_disable: 'вимкнено користувача', a_user_logout: 'завершено сеанси', a_user_list: 'перегляд користувачів',
+    a_audit_read: 'перегляд журналу', a_token_add: 'новий токен', a_token_revoke: 'відкликано токен',
   },
   en: {
     login_title: 'Sign in to Varta', username: 'User', password: 'Password', login: 'Sign in',
@@ -92,6 +109,23 @@ const T = {
     plan: 'Plan', u_d: 'd', u_h: 'h', u_m: 'min',
     why_shutdown: 'node stopped', why_stopped: 'stopped', why_frames_arriving: 'frames arriving',
     why_no_status_recorded: 'no status recorded', why_removed_from_the_config: 'removed from the config',
+    dec_errors: 'Decode errors', sound: 'Sound', burst_more: 'more from this camera and rule', ack_all: 'Acknowledge all', outcome: 'Outcome',
+    new_task: 'New work order', create: 'Create', age: 'Age', notes: 'Notes', save: 'Save', history: 'History',
+    nobody: 'nobody', opened_by: 'Opened by', resolved_by: 'Resolved by', verified_by: 'Verified by', task: 'Work order',
+    sessions: 'Sessions', state_u: 'State', enabled: 'enabled', disabled: 'disabled', disable: 'Disable', enable: 'Enable',
+    end_sessions: 'End sessions', new_password: 'New password', reset_password: 'Reset password', change_role: 'Change role',
+    done: 'Done', ended_n: 'Sessions ended', all_actions: 'All actions', details_json: 'Details', load: 'Load',
+    restart: 'Restart', reload_config: 'Reload configuration', stale: 'no heartbeat', stopped_node: 'stopped',
+    reloaded: 'Configuration reloaded', restarted: 'Camera restarted', system: 'system', confirm_q: 'Confirm',
+    a_login: 'sign-in', a_login_failed: 'failed sign-in', a_login_throttled: 'sign-in throttled', a_logout: 'sign-out',
+    a_permission_denied: 'permission denied', a_alert_list: 'alerts listed', a_alert_ack: 'alert acknowledged',
+    a_alert_stream_open: 'alert stream', a_event_search: 'event search', a_event_view: 'event viewed',
+    a_snapshot_view: 'snapshot viewed', a_plate_search: 'plate search', a_plate_track: 'vehicle movement',
+    a_watchlist_add: 'watchlist add', a_watchlist_remove: 'watchlist removal', a_task_open: 'work order opened',
+    a_task_change: 'work order changed', a_maintenance_window_add: 'planned maintenance', a_camera_restart: 'camera restart',
+    a_config_reload: 'configuration reload', a_user_add: 'user added', a_user_change: 'user changed',
+    a_user_disable: 'user disabled', a_user_logout: 'sessions ended', a_user_list: 'users listed',
+    a_audit_read: 'audit read', a_token_add: 'token added', a_token_revoke: 'token revoked',
   },
 };
 
@@ -176,7 +210,7 @@ function alertCard(a) {
       : el('div', { class: 'noimg' }, t('none'));
   const open = el('button', { type: 'button', class: 'open-event', title: t('details'), 'aria-label': t('details'),
     onclick: () => eventDetail(a.event_id, { camera: a.camera_name, site: a.site_name }).catch((e) => note(e.message)) }, img);
-  return el('article', { class: 'alert' + (acked ? ' acked' : '') + (a.plate ? ' wanted' : ''), 'data-alert': a.id, 'data-plate': a.plate || null },
+  return el('article', { class: 'alert' + (acked ? ' acked' : '') + (a.plate ? ' wanted' : ''), 'data-alert': a.id, 'data-camera': a.camera, 'data-plate': a.plate || null },
     open,
     el('div', { class: 'meta' },
       a.plate
@@ -256,8 +290,72 @@ function unackedTitle() {
   document.title = n ? `(${n}) Varta` : 'Varta';
 }
 
+// A short tone for a new alert, when the operator turned sound on (off by default:
+// a control room may have many consoles). At most one tone per two seconds.
+function beep() {
+  if (localStorage.getItem('varta.sound') !== '1' || Date.now() - (beep.last || 0) < 2000) return;
+  beep.last = Date.now();
+  document.body.dataset.beeps = Number(document.body.dataset.beeps || 0) + 1;
+  try {
+    const c = beep.ctx || (beep.ctx = new AudioContext());
+    const o = c.createOscillator(), g = c.createGain();
+    o.frequency.value = 880; g.gain.value = 0.15;
+    o.connect(g).connect(c.destination);
+    o.start(); o.stop(c.currentTime + 0.2);
+  } catch (_) { /* no audio device: the banner and the title still say it */ }
+}
+
+// Acknowledges alerts one after another with one outcome; one already acknowledged
+// by someone else is skipped.
+async function ackMany(ids, outcome, btn) {
+  if (btn) btn.disabled = true;
+  for (const id of ids) {
+    try { upsertAlert(await api(`/api/v1/alerts/${id}/ack`, { method: 'POST', body: { outcome } })); } catch (_) { /* acknowledged elsewhere */ }
+  }
+  if (btn) btn.disabled = false;
+}
+
+// Bursts: unacknowledged alerts of one camera and rule, each within BURST_SECS of the
+// one before it (alerts of other cameras may come between), fold under the newest:
+// its card says how many more, one click acknowledges them all, and the rest stay
+// out of the way until opened.
+const BURST_SECS = 60;
+const openBursts = new Set();
+
+function groupBursts(list) {
+  const cards = [...list.querySelectorAll('.alert')];
+  cards.forEach((c) => { c.querySelector('.burst')?.remove(); c.classList.remove('in-burst'); });
+  const groups = [], current = new Map();
+  for (const card of cards) {
+    if (card.hidden) continue;
+    const a = alerts.get(Number(card.dataset.alert));
+    if (!a || a.acked_at || a.plate) continue;
+    const key = `${a.camera}\u0000${a.rule}`;
+    const g = current.get(key);
+    if (g && Date.parse(g.last.started_at) - Date.parse(a.started_at) <= BURST_SECS * 1000) { g.members.push(card); g.last = a; continue; }
+    const n = { head: card, last: a, members: [] };
+    current.set(key, n); groups.push(n);
+  }
+  for (const { head, members } of groups) {
+    if (!members.length) continue;
+    const open = openBursts.has(head.dataset.alert);
+    members.forEach((m) => { m.classList.add('in-burst'); m.hidden = !open; });
+    const ids = [head, ...members].map((c) => Number(c.dataset.alert));
+    const outcome = el('select', { class: 'burst-outcome', 'aria-label': t('outcome') },
+      ...['false_alarm', 'dispatched', 'other'].map((o) => el('option', { value: o }, t('o_' + o))));
+    $('.meta', head).append(el('div', { class: 'burst' },
+      el('button', { type: 'button', class: 'burst-toggle secondary', 'aria-expanded': String(open), onclick: () => {
+        if (open) openBursts.delete(head.dataset.alert); else openBursts.add(head.dataset.alert);
+        filterAlerts();
+      } }, `+${members.length} ${t('burst_more')}`),
+      outcome,
+      el('button', { type: 'button', class: 'burst-ack', onclick: (ev) => ackMany(ids, outcome.value, ev.target) }, `${t('ack_all')} (${ids.length})`)));
+  }
+}
+
 function upsertAlert(a, fresh = false) {
   const list = $('#alert-list');
+  if (fresh && !alerts.has(a.id) && !pending.has(a.id)) beep();
   // Into an empty list an alert goes straight in: nothing can move under the reader.
   if (fresh && list && !alerts.has(a.id) && list.querySelector('.alert')) {
     pending.set(a.id, a);
@@ -298,6 +396,7 @@ function filterAlerts() {
     const a = alerts.get(Number(card.dataset.alert));
     card.hidden = !a || (only && a.acked_at) || (cam && a.camera !== cam) || (rule && a.rule !== rule);
   }
+  groupBursts($('#alert-list'));
   for (const [name, key, label] of [['camera', 'camera', (a) => a.camera_name], ['rule', 'rule', (a) => tc('r_', a.rule)]]) {
     const sel = $(`[name=${name}]`, f);
     const have = new Set([...sel.options].map((o) => o.value));
@@ -319,6 +418,72 @@ function connectStream() {
   es.addEventListener('ack', (m) => upsertAlert(JSON.parse(m.data)));
 }
 
+// Camera and site names by id, from GET /api/v1/sites.
+function placeNames(sites) {
+  const cam = new Map(), site = new Map(sites.map((x) => [x.id, x.name]));
+  for (const x of sites) for (const c of x.cameras) cam.set(c.camera, c.name);
+  return { cam, site };
+}
+
+// The moves a task can make from where it stands, as buttons; assigning names a
+// person from the list of contractors and administrators.
+function taskMoves(x, people, done) {
+  const next = { open: ['assigned', 'in_progress', 'resolved'], assigned: ['in_progress', 'resolved', 'open'], in_progress: ['resolved', 'assigned'], resolved: ['verified', 'in_progress'], verified: [] };
+  const who = el('select', { name: 'assignee', 'aria-label': t('assignee') },
+    ...people.map((p) => el('option', { value: p, selected: p === (x.assignee || me.name) }, p)));
+  const move = async (to, btn) => {
+    const body = { state: to };
+    if (to === 'assigned') body.assignee = who.value;
+    btn.disabled = true;
+    try { await api(`/api/v1/maintenance/tasks/${x.id}`, { method: 'PATCH', body }); await done(); } catch (e) { note(e.message); btn.disabled = false; }
+  };
+  // Only an administrator verifies, and not a task they resolved themselves.
+  const moves = next[x.state].filter((to) => to !== 'verified' || (me.role === 'admin' && x.resolved_by !== me.name));
+  return el('div', { class: 'actions' }, moves.includes('assigned') && people.length ? who : null,
+    ...moves.map((to) => el('button', { type: 'button', 'data-move': to, onclick: (ev) => move(to, ev.target) }, t('to_' + to))));
+}
+
+// A task's detail: where, what, how old, who did what and when, its notes.
+async function taskDetail(id, names, people, done) {
+  const x = await api(`/api/v1/maintenance/tasks/${id}`);
+  const step = (h) => {
+    const c = h.change || {};
+    const parts = [];
+    if (Array.isArray(c.state) && c.state[0] !== c.state[1]) parts.push(`${c.state[0] ? t('st_' + c.state[0]) + ' → ' : ''}${t('st_' + c.state[1])}`);
+    if (Array.isArray(c.assignee) && c.assignee[0] !== c.assignee[1]) parts.push(`${t('assignee')}: ${c.assignee[1] || t('nobody')}`);
+    if (c.notes_changed) parts.push(t('notes'));
+    if (c.resolved_while_down) parts.push(t('resolved_while_down'));
+    return el('li', {}, el('strong', {}, fmt(h.at)), ` · ${h.who === 'system' ? t('system') : h.who} · ${parts.join('; ')}`);
+  };
+  const notes = el('textarea', { name: 'notes', rows: 4, maxlength: 10000, 'aria-label': t('notes') }, x.notes);
+  const close = async () => { d.close(); await done(); };
+  const d = el('dialog', { id: 'task-detail', class: 'detail', 'aria-labelledby': 'task-detail-title' },
+    el('h2', { id: 'task-detail-title' }, `${t('task')} #${x.id} · ${tc('k_', x.kind)} · ${t('st_' + x.state)}`),
+    el('dl', {},
+      el('dt', {}, t('site')), el('dd', {}, names.site.get(x.site) || x.site),
+      el('dt', {}, t('camera')), el('dd', {}, x.camera ? names.cam.get(x.camera) || x.camera : t('all_cameras')),
+      el('dt', {}, t('reason')), el('dd', {}, x.reason),
+      el('dt', {}, t('opened')), el('dd', {}, `${fmt(x.opened_at)} · ${x.opened_by === 'system' ? t('system') : x.opened_by}`),
+      el('dt', {}, t('age')), el('dd', { class: 'age' }, duration(((x.verified_at ? Date.parse(x.verified_at) : Date.now()) - Date.parse(x.opened_at)) / 1000)),
+      el('dt', {}, t('assignee')), el('dd', {}, x.assignee || t('nobody')),
+      el('dt', {}, t('recovered')), el('dd', {}, fmt(x.recovered_at)),
+      el('dt', {}, t('resolved_by')), el('dd', {}, x.resolved_by ? `${x.resolved_by}, ${fmt(x.resolved_at)}` : t('none')),
+      el('dt', {}, t('verified_by')), el('dd', {}, x.verified_by ? `${x.verified_by}, ${fmt(x.verified_at)}` : t('none'))),
+    taskMoves(x, people, close),
+    el('label', {}, t('notes'), notes),
+    el('button', { type: 'button', class: 'save-notes', onclick: async (ev) => {
+      ev.target.disabled = true;
+      try { await api(`/api/v1/maintenance/tasks/${x.id}`, { method: 'PATCH', body: { notes: notes.value } }); note(t('done')); } catch (e) { note(e.message); }
+      ev.target.disabled = false;
+    } }, t('save')),
+    el('h3', {}, t('history')), el('ol', { class: 'history' }, ...x.history.map(step)),
+    el('button', { type: 'button', class: 'close', onclick: () => close() }, t('close')));
+  d.addEventListener('close', () => d.remove());
+  document.body.append(d);
+  d.showModal();
+  $('.close', d).focus();
+}
+
 const RENDER = {
   async alerts(main) {
     const page = await api('/api/v1/alerts?limit=100');
@@ -327,12 +492,13 @@ const RENDER = {
       el('label', { class: 'check' }, el('input', { type: 'checkbox', name: 'unacked' }), t('only_unacked')),
       el('select', { name: 'camera', 'aria-label': t('camera') }, el('option', { value: '' }, t('all_cameras'))),
       el('select', { name: 'rule', 'aria-label': t('rule') }, el('option', { value: '' }, t('all_rules'))),
-      el('button', { type: 'button', id: 'ack-visible', onclick: async (ev) => {
-        ev.target.disabled = true;
-        const shown = [...document.querySelectorAll('#alert-list .alert:not([hidden]):not(.acked)')].map((c) => Number(c.dataset.alert));
-        for (const id of shown) { try { upsertAlert(await api(`/api/v1/alerts/${id}/ack`, { method: 'POST', body: { outcome: 'other' } })); } catch (_) { /* acknowledged by someone else */ } }
-        ev.target.disabled = false;
-      } }, t('ack_visible')));
+      el('label', { class: 'check' }, el('input', { type: 'checkbox', name: 'sound', checked: localStorage.getItem('varta.sound') === '1',
+        onchange: (e) => localStorage.setItem('varta.sound', e.target.checked ? '1' : '0') }), t('sound')),
+      el('button', { type: 'button', id: 'ack-visible', onclick: (ev) => ackMany(
+        // The folded members of a shown burst count as shown.
+        [...document.querySelectorAll('#alert-list .alert:not(.acked)')].filter((c) => !c.hidden || c.classList.contains('in-burst'))
+          .map((c) => Number(c.dataset.alert)), 'other', ev.target),
+      }, t('ack_visible')));
     main.replaceChildren(el('section', {},
       el('h2', {}, t('alerts'), ' ', el('small', { id: 'stream-status', class: 'muted' }, t('connecting'))),
       filters,
@@ -345,8 +511,7 @@ const RENDER = {
 
   async events(main) {
     const sites = await api('/api/v1/sites');
-    const camName = new Map(), siteName = new Map(sites.map((x) => [x.id, x.name]));
-    for (const x of sites) for (const c of x.cameras) camName.set(c.camera, c.name);
+    const { cam: camName, site: siteName } = placeNames(sites);
     const classes = ['person', 'bicycle', 'car', 'motorcycle', 'bus', 'truck'];
     const form = el('form', { class: 'filters', id: 'event-search' },
       el('label', {}, t('camera'), el('select', { name: 'camera' }, el('option', { value: '' }, t('any')),
@@ -462,8 +627,7 @@ const RENDER = {
     const [sites, up, windows] = await Promise.all([api('/api/v1/sites'), api(`/api/v1/uptime?scope=camera&month=${month}`),
       api(`/api/v1/maintenance/windows?month=${month}`)]);
     const uptime = new Map(up.cameras.map((c) => [c.camera, c]));
-    const camName = new Map(), siteName = new Map(sites.map((x) => [x.id, x.name]));
-    for (const x of sites) for (const c of x.cameras) camName.set(c.camera, c.name);
+    const { cam: camName, site: siteName } = placeNames(sites);
     const total = sites.reduce((n, x) => n + x.cameras.length, 0);
     const down = sites.reduce((n, x) => n + x.cameras_down, 0);
     const problemsOnly = main.dataset.problems === '1';
@@ -526,45 +690,82 @@ const RENDER = {
   },
 
   async tasks(main) {
-    const page = await api('/api/v1/maintenance/tasks?limit=200');
+    const [page, sites, people] = await Promise.all([api('/api/v1/maintenance/tasks?limit=200'), api('/api/v1/sites'), api('/api/v1/maintenance/assignees')]);
+    const names = placeNames(sites);
     const cols = ['open', 'assigned', 'in_progress', 'resolved', 'verified'];
-    const next = { open: ['assigned', 'in_progress', 'resolved'], assigned: ['in_progress', 'resolved', 'open'], in_progress: ['resolved', 'assigned'], resolved: ['verified', 'in_progress'], verified: [] };
+    const refresh = () => RENDER.tasks(main).catch((e) => note(e.message));
     const board = el('div', { class: 'board' }, ...cols.map((c) => el('div', { class: 'col', 'data-col': c },
-      el('h3', {}, t('st_' + c)),
+      el('h3', {}, t('st_' + c), ' ', el('small', { class: 'muted' }, page.items.filter((x) => x.state === c).length)),
       ...page.items.filter((x) => x.state === c).map((x) => el('div', { class: 'task card' + (x.resolved_while_down ? ' flag' : ''), 'data-task': x.id, 'data-camera': x.camera || '' },
-        el('div', { class: 'title' }, `#${x.id} ${x.camera || x.site} · ${tc('k_', x.kind)}`),
+        el('button', { type: 'button', class: 'link title', onclick: () => taskDetail(x.id, names, people, refresh).catch((e) => note(e.message)) },
+          `#${x.id} ${x.camera ? names.cam.get(x.camera) || x.camera : names.site.get(x.site) || x.site} · ${tc('k_', x.kind)}`),
         el('div', { class: 'small' }, x.reason),
-        el('div', { class: 'small' }, `${t('opened')}: ${fmt(x.opened_at)}`),
+        el('div', { class: 'small' }, `${t('opened')}: ${fmt(x.opened_at)} · ${t('age')}: ${duration((Date.now() - Date.parse(x.opened_at)) / 1000)}`),
         x.recovered_at ? el('div', { class: 'small good' }, `${t('recovered')}: ${fmt(x.recovered_at)}`) : null,
         x.resolved_while_down ? el('div', { class: 'small bad' }, t('resolved_while_down')) : null,
         x.assignee ? el('div', { class: 'small' }, `${t('assignee')}: ${x.assignee}`) : null,
-        // Only an administrator verifies, and not a task they resolved themselves.
-        el('div', { class: 'actions' }, ...next[x.state].filter((to) => to !== 'verified' || (me.role === 'admin' && x.resolved_by !== me.name)).map((to) => el('button', { type: 'button', onclick: async () => {
-          const body = { state: to };
-          if (to === 'assigned') { const a = prompt(t('assignee'), me.name); if (a === null) return; body.assignee = a; }
-          try { await api(`/api/v1/maintenance/tasks/${x.id}`, { method: 'PATCH', body }); show('tasks'); } catch (e) { note(e.message); }
-        } }, t('to_' + to)))))))));
-    main.replaceChildren(el('section', {}, el('h2', {}, t('tasks')), board));
+        taskMoves(x, people, refresh))))));
+    // A task opened by hand: a site, maybe one of its cameras, what is wrong.
+    const form = el('form', { class: 'filters', id: 'task-add' },
+      el('label', {}, t('site'), el('select', { name: 'site', required: true }, ...sites.map((x) => el('option', { value: x.id }, x.name)))),
+      el('label', {}, t('camera'), el('select', { name: 'camera' }, el('option', { value: '' }, t('all_cameras')),
+        ...sites.flatMap((x) => x.cameras.map((c) => el('option', { value: c.camera, 'data-site': x.id }, `${c.name} (${x.name})`))))),
+      el('label', {}, t('kind'), el('select', { name: 'kind' }, ...['offline', 'frozen', 'blackout', 'low_fps', 'decode_errors', 'other']
+        .map((k) => el('option', { value: k }, tc('k_', k))))),
+      el('label', {}, t('reason'), el('input', { name: 'reason', required: true, maxlength: 2000 })),
+      el('button', { type: 'submit' }, t('create')));
+    // The camera chosen names its site.
+    form.elements.camera.addEventListener('change', (e) => { const o = e.target.selectedOptions[0]; if (o?.dataset.site) form.elements.site.value = o.dataset.site; });
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const f = Object.fromEntries(new FormData(form));
+      const body = { site: f.site, kind: f.kind, reason: f.reason };
+      if (f.camera) body.camera = f.camera;
+      ev.submitter.disabled = true;
+      try { await api('/api/v1/maintenance/tasks', { method: 'POST', body }); await refresh(); } catch (e) { note(e.message); ev.submitter.disabled = false; }
+    });
+    main.replaceChildren(el('section', {}, el('h2', {}, t('tasks')),
+      el('details', { class: 'card add' }, el('summary', {}, t('new_task')), form), board));
   },
 
   async nodes(main) {
     const [nodes, cams, runs] = await Promise.all([api('/api/v1/nodes'), api('/api/v1/cameras'), api('/api/v1/bench/runs')]);
+    const refresh = () => RENDER.nodes(main).catch((e) => note(e.message));
+    const reload = el('button', { type: 'button', id: 'config-reload', onclick: async (ev) => {
+      ev.target.disabled = true;
+      try { await api('/api/v1/config/reload', { method: 'POST' }); note(t('reloaded')); await refresh(); } catch (e) { note(e.message); ev.target.disabled = false; }
+    } }, t('reload_config'));
     main.replaceChildren(el('section', {},
       el('h2', {}, t('nodes')),
-      el('table', { id: 'nodes' }, el('thead', {}, el('tr', {}, ...['node', 'heartbeat', 'capacity', 'cameras', 'version', 'clock'].map((k) => el('th', {}, t(k))))),
-        el('tbody', {}, ...nodes.map((n) => el('tr', { class: n.stopped_at ? 'muted' : '' }, el('td', {}, n.name), el('td', {}, fmt(n.last_heartbeat)),
-          el('td', {}, n.capacity), el('td', {}, n.cameras.join(', ') || t('none')), el('td', {}, n.version),
-          // Node minus database: positive when the node's clock runs ahead. Beyond 5 s its time sync is broken.
-          n.clock_offset_ms == null ? el('td', {}, t('none'))
-            : el('td', { class: Math.abs(n.clock_offset_ms) > 5000 ? 'bad' : '' }, `${(-n.clock_offset_ms / 1000).toFixed(1)} s`))))),
+      el('div', { class: 'filters' }, reload),
+      el('div', { class: 'scroll' }, el('table', { id: 'nodes' }, el('thead', {}, el('tr', {}, ...['node', 'heartbeat', 'load', 'cameras', 'version', 'clock'].map((k) => el('th', {}, t(k))))),
+        el('tbody', {}, ...nodes.map((n) => {
+          // A running node beats every lease_renew_secs; past the default lease TTL
+          // (15 s) it is lost and its cameras go to the others.
+          const stale = !n.stopped_at && n.heartbeat_age_secs > 15;
+          return el('tr', { class: n.stopped_at ? 'muted' : '', 'data-node': n.name, 'data-stale': stale ? '1' : null },
+            el('td', {}, n.name), el('td', { class: stale ? 'bad' : '' }, fmt(n.last_heartbeat),
+              n.stopped_at ? ` · ${t('stopped_node')}` : stale ? ` · ${t('stale')} ${duration(n.heartbeat_age_secs)}` : ''),
+            el('td', { class: n.cameras.length > n.capacity ? 'bad' : '' }, `${n.cameras.length} / ${n.capacity}`),
+            el('td', {}, n.cameras.join(', ') || t('none')), el('td', {}, n.version),
+            // Node minus database: positive when the node's clock runs ahead. Beyond 5 s its time sync is broken.
+            n.clock_offset_ms == null ? el('td', {}, t('none'))
+              : el('td', { class: Math.abs(n.clock_offset_ms) > 5000 ? 'bad' : '' }, `${(-n.clock_offset_ms / 1000).toFixed(1)} s`));
+        })))),
       el('h2', {}, t('throughput')),
-      el('table', {}, el('thead', {}, el('tr', {}, ...['camera', 'state', 'frames', 'fps', 'packet_loss', 'gop'].map((k) => el('th', {}, t(k))))),
-        el('tbody', {}, ...cams.map((c) => el('tr', {}, el('td', {}, c.id), el('td', {}, t('s_' + c.status)),
+      el('div', { class: 'scroll' }, el('table', { id: 'camera-health' }, el('thead', {}, el('tr', {}, ...['camera', 'state', 'frames', 'fps', 'packet_loss', 'gop', 'dec_errors', ''].map((k) => el('th', {}, k ? t(k) : '')))),
+        el('tbody', {}, ...cams.map((c) => el('tr', { 'data-camera': c.id }, el('td', {}, c.name || c.id), el('td', {}, t('s_' + c.status)),
           el('td', {}, `${c.frames_decoded} / ${c.frames_analysed}`), el('td', {}, c.health?.fps_measured?.toFixed(1) ?? t('none')),
           el('td', {}, c.health?.packet_loss_pct != null ? `${c.health.packet_loss_pct.toFixed(1)} %` : t('none')),
-          el('td', {}, c.health?.gop_secs != null ? `${c.health.gop_secs.toFixed(1)} s` : t('none')))))),
+          el('td', {}, c.health?.gop_secs != null ? `${c.health.gop_secs.toFixed(1)} s` : t('none')),
+          el('td', { class: c.decode_errors ? 'bad' : '' }, c.decode_errors),
+          el('td', {}, el('button', { type: 'button', class: 'restart', onclick: async (ev) => {
+            ev.target.disabled = true;
+            try { await api(`/api/v1/cameras/${encodeURIComponent(c.id)}/restart`, { method: 'POST' }); note(`${t('restarted')}: ${c.name || c.id}`); } catch (e) { note(e.message); }
+            ev.target.disabled = false;
+          } }, t('restart')))))))),
       el('h3', {}, t('runs')),
-      runs.length ? el('table', { id: 'bench-runs' },
+      runs.length ? el('div', { class: 'scroll' }, el('table', { id: 'bench-runs' },
         el('thead', {}, el('tr', {}, ...['time', 'node', 'kind', 'cameras', 'analysed_s', 'active_fps', 'p95', 'cpu', 'floors'].map((k) => el('th', {}, t(k))))),
         el('tbody', {}, ...runs.map((r) => {
           const x = r.results || {};
@@ -576,32 +777,109 @@ const RENDER = {
             el('td', {}, n(x.latency?.capture_to_commit?.p95_ms, 0)),
             el('td', {}, n(x.cpu?.total_pct, 0)),
             el('td', {}, x.floors?.decode ? `${n(x.floors.decode.ratio, 2)} / ${n(x.floors.model.ratio, 2)}` : (x.limited_by ? x.limited_by.stage : t('none'))));
-        }))) : el('p', { class: 'muted' }, t('none'))));
+        })))) : el('p', { class: 'muted' }, t('none'))));
   },
 
   async users(main) {
     const users = await api('/api/v1/users');
-    const form = el('form', { class: 'filters' },
-      el('input', { name: 'name', placeholder: t('username'), required: true }),
-      el('select', { name: 'role' }, ...['operator', 'contractor', 'admin'].map((r) => el('option', { value: r }, tc('role_', r)))),
-      el('input', { name: 'password', type: 'password', placeholder: t('password'), minlength: 12, required: true }),
+    const refresh = () => RENDER.users(main).catch((e) => note(e.message));
+    const form = el('form', { class: 'filters', id: 'user-add' },
+      el('input', { name: 'name', placeholder: t('username'), 'aria-label': t('username'), required: true }),
+      el('select', { name: 'role', 'aria-label': t('role') }, ...['operator', 'contractor', 'admin'].map((r) => el('option', { value: r }, tc('role_', r)))),
+      el('input', { name: 'password', type: 'password', placeholder: t('password'), 'aria-label': t('password'), minlength: 12, required: true, autocomplete: 'new-password' }),
       el('button', { type: 'submit' }, t('add_user')));
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const f = Object.fromEntries(new FormData(form));
-      try { await api('/api/v1/users', { method: 'POST', body: f }); show('users'); } catch (e) { note(e.message); }
+      try { await api('/api/v1/users', { method: 'POST', body: f }); await refresh(); } catch (e) { note(e.message); }
     });
+    // Each change is one call; what it did (sessions ended) is said in the page.
+    const act = (btn, call) => async () => {
+      btn.disabled = true;
+      try { const r = await call(); note(r && r.revoked != null ? `${t('done')}. ${t('ended_n')}: ${r.revoked}` : t('done')); await refresh(); }
+      catch (e) { note(e.message); btn.disabled = false; }
+    };
+    const row = (u) => {
+      const self = u.name === me.name;
+      const path = `/api/v1/users/${encodeURIComponent(u.name)}`;
+      const role = el('select', { class: 'role', 'aria-label': `${t('change_role')}: ${u.name}`, disabled: self || !!u.disabled_at },
+        ...['operator', 'contractor', 'admin'].map((r) => el('option', { value: r, selected: r === u.role }, tc('role_', r))));
+      role.addEventListener('change', async () => {
+        try { const r = await api(path, { method: 'PATCH', body: { role: role.value } }); note(`${t('done')}. ${t('ended_n')}: ${r.revoked}`); await refresh(); }
+        catch (e) { note(e.message); role.value = u.role; }
+      });
+      const pw = el('input', { type: 'password', class: 'new-password', minlength: 12, placeholder: t('new_password'), 'aria-label': `${t('new_password')}: ${u.name}`, autocomplete: 'new-password' });
+      const reset = el('button', { type: 'button', class: 'reset-password' }, t('reset_password'));
+      reset.addEventListener('click', () => { if (pw.value.length < 12) { pw.reportValidity(); return; } act(reset, () => api(path, { method: 'PATCH', body: { password: pw.value } }))(); });
+      const end = el('button', { type: 'button', class: 'end-sessions', disabled: !u.sessions });
+      end.append(`${t('end_sessions')} (${u.sessions})`);
+      end.addEventListener('click', act(end, () => api(`${path}/logout`, { method: 'POST' })));
+      const onoff = el('button', { type: 'button', class: u.disabled_at ? 'enable' : 'disable danger', disabled: self });
+      onoff.append(u.disabled_at ? t('enable') : t('disable'));
+      onoff.addEventListener('click', act(onoff, () => (u.disabled_at
+        ? api(path, { method: 'PATCH', body: { enabled: true } })
+        : api(path, { method: 'DELETE' }))));
+      return el('tr', { class: u.disabled_at ? 'muted' : '', 'data-user': u.name },
+        el('td', {}, u.name), el('td', {}, role),
+        el('td', {}, u.disabled_at ? `${t('disabled')} ${fmt(u.disabled_at)}` : t('enabled')),
+        el('td', {}, u.sessions), el('td', {}, fmt(u.last_seen_at)), el('td', {}, fmt(u.created_at)),
+        el('td', {}, el('div', { class: 'actions' }, pw, reset, end, onoff)));
+    };
     main.replaceChildren(el('section', {}, el('h2', {}, t('users')), form,
-      el('table', {}, el('thead', {}, el('tr', {}, ...['username', 'role', 'created'].map((k) => el('th', {}, t(k))))),
-        el('tbody', {}, ...users.map((u) => el('tr', { class: u.disabled_at ? 'muted' : '' }, el('td', {}, u.name), el('td', {}, tc('role_', u.role)), el('td', {}, fmt(u.created_at))))))));
+      el('div', { class: 'scroll' }, el('table', { id: 'users', class: 'cards' }, el('thead', {}, el('tr', {}, ...['username', 'role', 'state_u', 'sessions', 'last_seen', 'created', ''].map((k) => el('th', {}, k ? t(k) : '')))),
+        el('tbody', {}, ...users.map(row))))));
   },
 
   async audit(main) {
-    const page = await api('/api/v1/audit?limit=200');
-    main.replaceChildren(el('section', {}, el('h2', {}, t('audit')),
-      el('table', { id: 'audit' }, el('thead', {}, el('tr', {}, ...['time', 'who', 'action', 'target', 'address'].map((k) => el('th', {}, t(k))))),
-        el('tbody', {}, ...page.items.map((a) => el('tr', {}, el('td', {}, fmt(a.at)), el('td', {}, a.actor || t('none')),
-          el('td', {}, a.action), el('td', {}, a.target || t('none')), el('td', {}, a.address || t('none'))))))));
+    const actions = Object.keys(T.uk).filter((k) => k.startsWith('a_')).map((k) => k.slice(2));
+    const form = el('form', { class: 'filters', id: 'audit-filter' },
+      el('label', {}, t('who'), el('input', { name: 'actor', maxlength: 64 })),
+      el('label', {}, t('action'), el('select', { name: 'action' }, el('option', { value: '' }, t('all_actions')),
+        ...actions.map((a) => el('option', { value: a }, tc('a_', a))))),
+      el('label', {}, t('target'), el('input', { name: 'target', maxlength: 200 })),
+      el('label', {}, t('since'), el('input', { name: 'since', type: 'datetime-local' })),
+      el('label', {}, t('until'), el('input', { name: 'until', type: 'datetime-local' })),
+      el('button', { type: 'submit' }, t('search')));
+    const csv = el('a', { class: 'small', id: 'audit-csv' }, 'CSV');
+    const body = el('tbody');
+    const more = el('button', { type: 'button', hidden: true }, t('more'));
+    const error = el('p', { class: 'error', role: 'alert' });
+    let cursor = null;
+    const query = () => {
+      const f = Object.fromEntries(new FormData(form));
+      const q = new URLSearchParams();
+      for (const [k, v] of Object.entries(f)) if (v) q.set(k, k === 'since' || k === 'until' ? new Date(v).toISOString() : v.trim());
+      return [f, q];
+    };
+    const run = async (append) => {
+      const [f, q] = query();
+      error.textContent = '';
+      if (f.since && f.until && new Date(f.until) <= new Date(f.since)) { error.textContent = t('bad_range'); return; }
+      csv.href = `/api/v1/audit?${q}&format=csv`;
+      q.set('limit', '100');
+      if (append && cursor) q.set('cursor', cursor);
+      const page = await api('/api/v1/audit?' + q);
+      if (!append) body.replaceChildren();
+      for (const a of page.items) {
+        const open = el('button', { type: 'button', class: 'link', 'aria-expanded': 'false' }, t('details_json'));
+        const tr = el('tr', { 'data-action': a.action, 'data-audit': a.id }, el('td', {}, fmt(a.at)), el('td', {}, a.actor || t('none')),
+          el('td', {}, tc('a_', a.action)), el('td', {}, a.target || t('none')), el('td', {}, a.address || t('none')), el('td', {}, open));
+        const extra = el('tr', { class: 'audit-detail', hidden: true }, el('td', { colspan: 6 }, el('pre', {}, JSON.stringify(a.detail, null, 2))));
+        open.addEventListener('click', () => { extra.hidden = !extra.hidden; open.setAttribute('aria-expanded', String(!extra.hidden)); });
+        body.append(tr, extra);
+      }
+      cursor = page.next_cursor; more.hidden = !cursor;
+    };
+    const go = (append) => (ev) => {
+      ev?.preventDefault();
+      run(append).catch((e) => { error.textContent = e.message; });
+    };
+    form.addEventListener('submit', go(false));
+    more.addEventListener('click', go(true));
+    main.replaceChildren(el('section', {}, el('h2', {}, t('audit')), form, el('p', {}, csv), error,
+      el('div', { class: 'scroll' }, el('table', { id: 'audit' }, el('thead', {}, el('tr', {}, ...['time', 'who', 'action', 'target', 'address', ''].map((k) => el('th', {}, k ? t(k) : '')))),
+        body)), more));
+    await run(false);
   },
 };
 

@@ -29,7 +29,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -236,7 +236,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/auth/logout", post(session::logout))
         .route("/api/v1/auth/me", get(session::me))
         .route("/api/v1/users", get(session::list_users).post(session::add_user))
-        .route("/api/v1/users/{name}", axum::routing::delete(session::disable_user))
+        .route("/api/v1/users/{name}", axum::routing::delete(session::disable_user).patch(session::change_user))
+        .route("/api/v1/users/{name}/logout", post(session::end_sessions))
         .route("/api/v1/cameras", get(cameras::list))
         .route("/api/v1/cameras/{id}", get(cameras::one))
         .route("/api/v1/cameras/{id}/restart", post(cameras::restart))
@@ -258,7 +259,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
         .route("/api/v1/maintenance/tasks", get(tasks::list).post(tasks::create))
         .route("/api/v1/maintenance/windows", get(reports::windows).post(reports::add_window))
-        .route("/api/v1/maintenance/tasks/{id}", patch(tasks::change))
+        .route("/api/v1/maintenance/tasks/{id}", get(tasks::one).patch(tasks::change))
+        .route("/api/v1/maintenance/assignees", get(tasks::assignees))
         .route("/api/v1/config/reload", post(reload))
         .route("/", get(console::index))
         .route("/console/{file}", get(console::asset))

@@ -10,6 +10,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         crate::session::login, crate::session::logout, crate::session::me,
         crate::session::list_users, crate::session::add_user, crate::session::disable_user,
+        crate::session::change_user, crate::session::end_sessions,
         crate::cameras::list, crate::cameras::one, crate::cameras::restart,
         crate::reports::sites, crate::reports::uptime, crate::reports::nodes, crate::reports::bench_runs,
         crate::reports::audit,
@@ -17,7 +18,7 @@ use utoipa::{Modify, OpenApi};
         crate::plates::search, crate::plates::track, crate::plates::crop,
         crate::plates::watchlist, crate::plates::add, crate::plates::remove,
         crate::alerts::list, crate::alerts::stream, crate::alerts::ack,
-        crate::tasks::list, crate::tasks::create, crate::tasks::change,
+        crate::tasks::list, crate::tasks::create, crate::tasks::change, crate::tasks::one, crate::tasks::assignees,
         crate::reports::windows, crate::reports::add_window,
         crate::reload,
     ),

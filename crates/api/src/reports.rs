@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use varta_core::err;
+use varta_store::accounts::AuditFilter;
 
 /// A site with its cameras' last recorded state (across every node).
 #[derive(Serialize, ToSchema)]
@@ -192,28 +193,74 @@ pub struct AuditParams {
     /// Only this action (`login`, `login_failed`, `snapshot_view`, `event_search`,
     /// `alert_ack`, `task_open`, `task_change`, `config_reload`, `user_add`, …).
     action: Option<String>,
+    /// Only this target (an event, task or account id).
+    target: Option<String>,
+    /// At or after (RFC 3339).
+    since: Option<String>,
+    /// Before (RFC 3339).
+    until: Option<String>,
     /// Cursor from the previous page.
     cursor: Option<String>,
-    /// Page size, 1–500 (default 100).
-    #[param(minimum = 1, maximum = 500)]
+    /// Page size, 1–500 (default 100); for `format=csv` 1–50000 (default 10000).
+    #[param(minimum = 1, maximum = 50000)]
     limit: Option<i64>,
+    /// `json` (default) or `csv` (one file, newest first, for an inspection).
+    #[param(pattern = "^(json|csv)$")]
+    format: Option<String>,
 }
 
-/// The audit log, newest first (admin; read-only: nothing in the API changes it).
+/// The audit log, newest first (admin; read-only: nothing in the API changes it);
+/// as JSON pages, or as one CSV file (`format=csv`). The read itself is audited.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin", security(("bearer" = [])), params(AuditParams),
-    responses((status = 200, body = Page<wire::AuditRecord>), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
-pub async fn audit(
-    State(st): State<Arc<AppState>>,
-    c: Caller,
-    Q(p): Q<AuditParams>,
-) -> ApiResult<Json<Page<wire::AuditRecord>>> {
+    responses((status = 200, body = Page<wire::AuditRecord>), (status = 200, content_type = "text/csv", body = String),
+    (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub async fn audit(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<AuditParams>) -> ApiResult<Response> {
     c.require(Perm::Admin)?;
-    let limit = crate::limit(p.limit, 100, 500)?;
-    let before = p.cursor.as_deref().map(crate::id_cursor).transpose()?;
-    let items = st.store.list_audit(p.actor.as_deref(), p.action.as_deref(), before, limit).await?;
-    let detail = serde_json::json!({"actor": p.actor, "action": p.action, "before": before, "count": items.len()});
+    let csv = match p.format.as_deref().unwrap_or("json") {
+        "json" => false,
+        "csv" => true,
+        f => return Err(err!(InvalidArgument, "`format` must be json or csv, not `{f}`").into()),
+    };
+    let limit = if csv { crate::limit(p.limit, 10_000, 50_000)? } else { crate::limit(p.limit, 100, 500)? };
+    let f = AuditFilter {
+        actor: p.actor,
+        action: p.action,
+        target: p.target,
+        since: crate::events::time("since", p.since.as_deref())?,
+        until: crate::events::time("until", p.until.as_deref())?,
+        before: p.cursor.as_deref().map(crate::id_cursor).transpose()?,
+        limit,
+    };
+    let items = st.store.list_audit(&f).await?;
+    let detail = serde_json::json!({"actor": f.actor, "action": f.action, "target": f.target, "since": f.since,
+        "until": f.until, "before": f.before, "count": items.len(), "format": if csv { "csv" } else { "json" }});
     st.store.audit(&c.audit("audit_read", None, detail)).await?;
-    Ok(Json(Page::by_id(wire::all(items), limit, |a: &wire::AuditRecord| a.id)))
+    if !csv {
+        return Ok(Json(Page::by_id(wire::all(items), limit, |a: &wire::AuditRecord| a.id)).into_response());
+    }
+    let mut out = String::from("id,at,actor,action,target,address,detail\r\n");
+    for a in &items {
+        let _ = write!(
+            out,
+            "{},{},{},{},{},{},{}\r\n",
+            a.id,
+            a.at.to_rfc3339(),
+            csv_field(a.actor.as_deref().unwrap_or("")),
+            csv_field(&a.action),
+            csv_field(a.target.as_deref().unwrap_or("")),
+            csv_field(a.address.as_deref().unwrap_or("")),
+            csv_field(&a.detail.to_string())
+        );
+    }
+    let name = format!("audit-{}.csv", Utc::now().format("%Y-%m-%dT%H%M%SZ"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        out,
+    )
+        .into_response())
 }
 
 #[cfg(test)]

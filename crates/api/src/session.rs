@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
 use varta_core::err;
-use varta_store::accounts::{AuditEntry, Reservation};
+use varta_store::accounts::{AuditEntry, Reservation, UserChange};
 
 /// Login request.
 #[derive(Deserialize, ToSchema)]
@@ -199,4 +199,87 @@ pub async fn disable_user(
         return Err(err!(NotFound, "no enabled user `{name}`").into());
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A change to an account (admin); at least one field.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeUser {
+    /// New role (ends the account's sessions and tokens).
+    pub role: Option<Role>,
+    /// New password, at least 12 characters (ends the account's sessions and tokens).
+    #[schema(min_length = 12, max_length = 1024)]
+    pub password: Option<String>,
+    /// `true` enables a disabled account (`DELETE` disables one).
+    pub enabled: Option<bool>,
+}
+
+/// What a change or a logout did.
+#[derive(Serialize, ToSchema)]
+pub struct UserChanged {
+    /// Account name.
+    pub name: String,
+    /// Sessions and tokens revoked by it.
+    pub revoked: u64,
+}
+
+/// Changes an account's role or password, or enables it again (admin). A new role
+/// or password revokes every token of the account. An administrator cannot take
+/// their own role away (nobody would be left to give it back). Audited as
+/// `user_change` (never with the password).
+#[utoipa::path(patch, path = "/api/v1/users/{name}", tag = "admin", security(("bearer" = [])),
+    params(("name" = String, Path, description = "account name")), request_body = ChangeUser,
+    responses((status = 200, body = UserChanged), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
+    (status = 409, body = crate::ErrorBody)))]
+pub async fn change_user(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Path(name): Path<String>,
+    Body(ch): Body<ChangeUser>,
+) -> ApiResult<Json<UserChanged>> {
+    c.require(Perm::Admin)?;
+    if ch.role.is_none() && ch.password.is_none() && ch.enabled.is_none() {
+        return Err(err!(InvalidArgument, "nothing to change: give role, password or enabled").into());
+    }
+    if ch.enabled == Some(false) {
+        return Err(err!(InvalidArgument, "`enabled: false` is DELETE /api/v1/users/{{name}}").into());
+    }
+    if name == c.who.name && ch.role.is_some_and(|r| r != Role::Admin) {
+        return Err(err!(Conflict, "an administrator cannot take their own admin role away").into());
+    }
+    let hash = match ch.password {
+        Some(pw) => {
+            check_new_user(&name, &pw)?;
+            Some(st.hasher.run(move || auth::hash_password(&pw)).await??)
+        }
+        None => None,
+    };
+    let detail = serde_json::json!({"role": ch.role, "password_reset": hash.is_some(), "enabled": ch.enabled});
+    let change =
+        UserChange { role: ch.role.map(Into::into), password_hash: hash.as_deref(), enable: ch.enabled == Some(true) };
+    let revoked = st
+        .store
+        .update_user(&name, &change, &c.audit("user_change", Some(name.clone()), detail))
+        .await?
+        .ok_or_else(|| err!(NotFound, "no user `{name}`"))?;
+    Ok(Json(UserChanged { name, revoked }))
+}
+
+/// Ends every login session of an account (admin); its machine tokens stay.
+/// Audited as `user_logout`.
+#[utoipa::path(post, path = "/api/v1/users/{name}/logout", tag = "admin", security(("bearer" = [])),
+    params(("name" = String, Path, description = "account name")),
+    responses((status = 200, body = UserChanged), (status = 404, body = crate::ErrorBody)))]
+pub async fn end_sessions(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<UserChanged>> {
+    c.require(Perm::Admin)?;
+    let revoked = st
+        .store
+        .end_sessions(&name, &c.audit("user_logout", Some(name.clone()), serde_json::json!({})))
+        .await?
+        .ok_or_else(|| err!(NotFound, "no user `{name}`"))?;
+    Ok(Json(UserChanged { name, revoked }))
 }

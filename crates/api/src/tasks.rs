@@ -9,10 +9,12 @@ use crate::{AppState, Page};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use varta_core::err;
+use varta_store::accounts::{AuditFilter, Role};
 use varta_store::tasks::{TaskChange, TaskFilter, TaskKind, TaskState};
 
 /// Task list filters.
@@ -158,4 +160,72 @@ pub async fn change(
     };
     let (_, after) = st.store.change_task(id, &c.who.name, &change, &audit).await?;
     Ok(Json(after.into()))
+}
+
+/// One change in a task's history.
+#[derive(Serialize, ToSchema)]
+pub struct TaskStep {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (`system` for the service's own changes).
+    pub who: String,
+    /// What changed: `state` and `assignee` as `[before, after]`, `notes_changed`.
+    pub change: serde_json::Value,
+}
+
+/// A task with its history.
+#[derive(Serialize, ToSchema)]
+pub struct TaskDetail {
+    /// The task as it stands.
+    #[serde(flatten)]
+    pub task: Task,
+    /// Its changes, oldest first (from the audit log), the opening first of all.
+    pub history: Vec<TaskStep>,
+}
+
+/// A task and its history: who opened, assigned, resolved and verified it, when.
+#[utoipa::path(get, path = "/api/v1/maintenance/tasks/{id}", tag = "maintenance", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "task id")),
+    responses((status = 200, body = TaskDetail), (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+pub async fn one(State(st): State<Arc<AppState>>, c: Caller, Path(id): Path<String>) -> ApiResult<Json<TaskDetail>> {
+    c.require(Perm::Tasks)?;
+    let id = int_id(&id)?;
+    let task = st.store.task(id).await?.ok_or_else(|| err!(NotFound, "no task {id}"))?;
+    let f = AuditFilter {
+        action: Some("task_change".into()),
+        target: Some(id.to_string()),
+        limit: 500,
+        ..Default::default()
+    };
+    let mut rows = st.store.list_audit(&f).await?;
+    rows.reverse();
+    let opened = TaskStep {
+        at: task.opened_at,
+        who: task.opened_by.clone(),
+        change: serde_json::json!({"state": [null, "open"], "reason": task.reason}),
+    };
+    let history = std::iter::once(opened)
+        .chain(rows.into_iter().map(|r| TaskStep {
+            at: r.at,
+            who: r.actor.unwrap_or_else(|| "system".into()),
+            change: r.detail,
+        }))
+        .collect();
+    Ok(Json(TaskDetail { task: task.into(), history }))
+}
+
+/// Who a task can be assigned to: enabled contractor and administrator accounts, by
+/// name.
+#[utoipa::path(get, path = "/api/v1/maintenance/assignees", tag = "maintenance", security(("bearer" = [])),
+    responses((status = 200, body = Vec<String>), (status = 403, body = crate::ErrorBody)))]
+pub async fn assignees(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Json<Vec<String>>> {
+    c.require(Perm::Tasks)?;
+    let users = st.store.list_users().await?;
+    Ok(Json(
+        users
+            .into_iter()
+            .filter(|u| u.disabled_at.is_none() && matches!(u.role, Role::Contractor | Role::Admin))
+            .map(|u| u.name)
+            .collect(),
+    ))
 }

@@ -252,6 +252,9 @@ wire_struct! {
         /// node, in milliseconds; beyond ±5000 the node's time synchronisation is
         /// broken (what nodes compare is stamped in database time meanwhile).
         pub clock_offset_ms: Option<i64>,
+        /// Seconds since its last heartbeat, by the database's clock; a running node
+        /// beats every `lease_renew_secs`, so one past its lease TTL is lost.
+        pub heartbeat_age_secs: f64,
     }
 }
 
@@ -310,6 +313,10 @@ wire_struct! {
         pub created_at: DateTime<Utc>,
         /// Set when the account may no longer log in.
         pub disabled_at: Option<DateTime<Utc>>,
+        /// Live login sessions (not revoked, not expired).
+        pub sessions: i64,
+        /// Last use of any of its tokens, to the minute.
+        pub last_seen_at: Option<DateTime<Utc>>,
     }
 }
 

@@ -65,6 +65,41 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// Set when the account may no longer log in.
     pub disabled_at: Option<DateTime<Utc>>,
+    /// Live login sessions (not revoked, not expired).
+    pub sessions: i64,
+    /// Last use of any of its tokens, to the minute.
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// What an administrator changes about an account ([`Store::update_user`]); `None`
+/// keeps the field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct UserChange<'a> {
+    /// New role.
+    pub role: Option<Role>,
+    /// New password, already hashed (argon2id PHC string).
+    pub password_hash: Option<&'a str>,
+    /// Enable a disabled account.
+    pub enable: bool,
+}
+
+/// Which audit rows to read ([`Store::list_audit`]); every field narrows.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// Only this user.
+    pub actor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this target (an event, task or account id).
+    pub target: Option<String>,
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Before.
+    pub until: Option<DateTime<Utc>>,
+    /// Rows older than this id (the page cursor).
+    pub before: Option<i64>,
+    /// At most this many rows.
+    pub limit: i64,
 }
 
 /// Who a valid token belongs to.
@@ -243,10 +278,17 @@ impl Store {
 
     /// Every account, by name.
     pub async fn list_users(&self) -> Result<Vec<User>, Error> {
-        sqlx::query_as("SELECT id, name, role, created_at, disabled_at FROM users ORDER BY name")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| db_error("listing users", e))
+        sqlx::query_as(
+            "SELECT u.id, u.name, u.role, u.created_at, u.disabled_at,
+                    count(t.id) FILTER (WHERE t.kind = 'session' AND t.revoked_at IS NULL
+                                          AND (t.expires_at IS NULL OR t.expires_at > now())) AS sessions,
+                    max(t.last_used_at) AS last_seen_at
+               FROM users u LEFT JOIN api_tokens t ON t.user_id = u.id
+              GROUP BY u.id ORDER BY u.name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_error("listing users", e))
     }
 
     /// Disables an account and revokes its tokens, writing `audit` in the same
@@ -270,6 +312,69 @@ impl Store {
         }
         tx.commit().await.map_err(|e| db_error("disabling a user", e))?;
         Ok(id.is_some())
+    }
+
+    /// Changes an account's role or password, or enables it again, writing `audit`
+    /// (with `tokens_revoked`) in the same transaction. A new password or a new role
+    /// revokes every token of the account: a reset ends the sessions made with the
+    /// old password, and a console that shows the old role's views is ended too.
+    /// `None` (and nothing written) when there is no such account.
+    pub async fn update_user(
+        &self,
+        name: &str,
+        ch: &UserChange<'_>,
+        audit: &AuditEntry<'_>,
+    ) -> Result<Option<u64>, Error> {
+        let mut tx = self.pool.begin().await.map_err(|e| db_error("changing a user", e))?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET role = COALESCE($2, role), password_hash = COALESCE($3, password_hash),
+                    disabled_at = CASE WHEN $4 THEN NULL ELSE disabled_at END
+              WHERE name = $1 RETURNING id",
+        )
+        .bind(name)
+        .bind(ch.role.map(Role::as_str))
+        .bind(ch.password_hash)
+        .bind(ch.enable)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db_error("changing a user", e))?;
+        let Some(id) = id else { return Ok(None) };
+        let mut revoked = 0;
+        if ch.role.is_some() || ch.password_hash.is_some() {
+            revoked = sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error("revoking tokens", e))?
+                .rows_affected();
+        }
+        insert_audit(&mut tx, &audit.with("tokens_revoked", revoked)).await?;
+        tx.commit().await.map_err(|e| db_error("changing a user", e))?;
+        Ok(Some(revoked))
+    }
+
+    /// Ends every login session of account `name` (its machine tokens stay), writing
+    /// `audit` (with `sessions_ended`) in the same transaction; `None` (and nothing
+    /// written) when there is no such account.
+    pub async fn end_sessions(&self, name: &str, audit: &AuditEntry<'_>) -> Result<Option<u64>, Error> {
+        let mut tx = self.pool.begin().await.map_err(|e| db_error("ending sessions", e))?;
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| db_error("ending sessions", e))?;
+        let Some(id) = id else { return Ok(None) };
+        let n = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND kind = 'session' AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_error("ending sessions", e))?
+        .rows_affected();
+        insert_audit(&mut tx, &audit.with("sessions_ended", n)).await?;
+        tx.commit().await.map_err(|e| db_error("ending sessions", e))?;
+        Ok(Some(n))
     }
 
     /// The id, role and password hash of an enabled account.
@@ -540,24 +645,23 @@ impl Store {
         insert_audit(&mut c, a).await
     }
 
-    /// Audit entries newest first, before row `before` when given.
-    pub async fn list_audit(
-        &self,
-        actor: Option<&str>,
-        action: Option<&str>,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<AuditRow>, Error> {
+    /// Audit entries newest first, narrowed by `f`.
+    pub async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRow>, Error> {
         sqlx::query_as(
             "SELECT id, at, actor, action, target, host(address) AS address, detail FROM audit_log
               WHERE ($1::text IS NULL OR actor = $1) AND ($2::text IS NULL OR action = $2)
-                AND ($3::bigint IS NULL OR id < $3)
-              ORDER BY id DESC LIMIT $4",
+                AND ($3::text IS NULL OR target = $3)
+                AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::timestamptz IS NULL OR at < $5)
+                AND ($6::bigint IS NULL OR id < $6)
+              ORDER BY id DESC LIMIT $7",
         )
-        .bind(actor)
-        .bind(action)
-        .bind(before)
-        .bind(limit)
+        .bind(&f.actor)
+        .bind(&f.action)
+        .bind(&f.target)
+        .bind(f.since)
+        .bind(f.until)
+        .bind(f.before)
+        .bind(f.limit)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| db_error("reading the audit log", e))

@@ -167,6 +167,9 @@ pub struct NodeRow {
     /// Its clock against the database's at its last lease tick: database minus
     /// node, in milliseconds (null before the first).
     pub clock_offset_ms: Option<i64>,
+    /// Seconds since its last heartbeat, by the database's clock (so a browser's
+    /// clock does not matter).
+    pub heartbeat_age_secs: f64,
 }
 
 impl Store {
@@ -194,7 +197,7 @@ impl Store {
     pub async fn nodes(&self, days: i32) -> Result<Vec<NodeRow>, Error> {
         sqlx::query_as(
             "SELECT n.id, n.name, n.started_at, n.last_heartbeat, n.stopped_at, n.capacity, n.api_addr, n.version,
-                    n.clock_offset_ms,
+                    n.clock_offset_ms, extract(epoch FROM now() - n.last_heartbeat)::float8 AS heartbeat_age_secs,
                     COALESCE(array_agg(l.camera_id ORDER BY l.camera_id) FILTER (WHERE l.camera_id IS NOT NULL), '{}')
                       AS cameras
                FROM nodes n
