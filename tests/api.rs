@@ -85,6 +85,7 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
             ("GET", "/api/v1/cameras/cam-1".into(), None, [true, true, true]),
             ("GET", "/api/v1/sites".into(), None, [true, true, true]),
             ("GET", "/api/v1/uptime?scope=site".into(), None, [true, true, true]),
+            ("GET", "/api/v1/uptime/daily?site=site-a".into(), None, [true, true, true]),
             ("GET", "/api/v1/events".into(), None, [true, false, true]),
             ("GET", snap.clone(), None, [true, false, true]),
             ("GET", format!("/api/v1/events/{ev}"), None, [true, false, true]),

@@ -59,3 +59,11 @@ fn plaintext_off_loopback_and_query_credentials_are_rejected() {
     assert!(!err.contains("allow_plaintext") && err.contains("cameras[0].url"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_site_off_the_map_is_rejected_naming_key_and_line() {
+    let (code, _, err) = check("bad_site_place.toml");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("bad_site_place.toml:7: key `sites[0].lat`"), "latitude beyond 90: {err}");
+    assert!(err.contains("key `sites[1].lon`"), "lat without lon: {err}");
+}

@@ -19,8 +19,9 @@ fn config(sim_port: u16, dead_port: u16, api_port: u16, dir: &Path) -> String {
          [detect]\nmodels = \"{}\"\nworkers = 1\nsnapshot_dir = \"{}\"\n\n\
          [ingest]\nbackoff_initial_secs = 0.5\nbackoff_max_secs = 2.0\n\n\
          [store]\nflush_ms = 100\nspool_dir = \"{}\"\n\n\
-         [maintenance]\noffline_after_secs = 15.0\ncheck_interval_secs = 1.0\n\n\
-         [[sites]]\nid = \"station\"\nname = \"Вокзал\"\n\n[[sites]]\nid = \"depot\"\nname = \"Депо\"\n\n\
+         [maintenance]\noffline_after_secs = 15.0\ncheck_interval_secs = 1.0\nsla_percent = 99.5\n\n\
+         [[sites]]\nid = \"station\"\nname = \"Вокзал\"\nlat = 49.9897\nlon = 36.2058\n\n\
+         [[sites]]\nid = \"depot\"\nname = \"Депо\"\nlat = 49.9420\nlon = 36.3010\n\n\
          [[cameras]]\nid = \"cam-1\"\nsite = \"station\"\nname = \"Платформа 1\"\n\
          url = \"rtsp://127.0.0.1:{sim_port}/cam/1\"\nanalysis_fps = 2.0\nclasses = [\"person\"]\n\n\
          [[cameras.rules]]\nname = \"person-on-platform\"\nkind = \"presence\"\n\n\
@@ -340,6 +341,33 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
     assert!(folded[1].as_str().unwrap().starts_with("+2 "), "{folded}");
     assert!(folded[2].as_i64().unwrap() >= 1, "a tone for the new alerts: {folded}");
     b.screenshot(&out.join("operator-burst.png"));
+    // The map: both sites placed by their coordinates, coloured by their cameras; the
+    // depot, whose camera is down, pulses with its unacknowledged alerts.
+    b.click("[data-view=map]");
+    let dots = b.wait(
+        "the sites on the map",
+        20,
+        "const d = [...document.querySelectorAll('#site-map .site-dot')]; \
+         return d.length === 2 && document.querySelectorAll('#site-map path.region').length > 20 && \
+                d.map((x) => `${x.dataset.site}:${x.dataset.state}`).sort().join(' ')",
+    );
+    assert_eq!(dots, "depot:down station:up", "state colours: {dots}");
+    // (The station pulses too, or not, with the simulator's own alerts.)
+    assert_eq!(b.js("return document.querySelector('#site-map [data-site=depot]').classList.contains('pulse')"), true);
+    b.click("#site-map [data-site=depot]");
+    let listed = b.wait(
+        "the depot's cameras beside the map",
+        5,
+        "const d = document.querySelector('#map-site'); return d && d.textContent",
+    );
+    assert!(listed.as_str().unwrap().contains("Ворота"), "{listed}");
+    b.screenshot(&out.join("operator-map.png"));
+    b.click("[data-view=alerts]");
+    b.wait(
+        "the burst folded again",
+        10,
+        "return document.querySelector('#alert-list .alert[data-camera=\"cam-2\"]:not(.in-burst) .burst-ack') !== null",
+    );
     b.click("#alert-list .alert[data-camera=\"cam-2\"]:not(.in-burst) .burst-ack");
     wait_for("the whole burst acknowledged", Duration::from_secs(15), || {
         let n = rt.block_on(scalar(
@@ -350,7 +378,7 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
     });
 
     // ---- Ukrainian throughout, and a phone's width, on every operator view ----
-    for v in ["alerts", "events", "plates", "watchlist"] {
+    for v in ["alerts", "map", "events", "plates", "watchlist"] {
         b.click(&format!("[data-view={v}]"));
         b.wait(
             &format!("the {v} view"),
@@ -467,8 +495,31 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
         )),
         1
     );
+    // Uptime per day against the SLA target: the offline camera's today is below it,
+    // the streaming one's is not.
+    b.wait(
+        "the daily uptime chart",
+        20,
+        "return document.querySelector('#uptime-chart canvas') !== null && \
+                document.querySelector('#uptime-summary').dataset.sla === '99.5'",
+    );
+    for (camera, below) in [("cam-2", true), ("cam-1", false)] {
+        b.js(&format!(
+            "const s = document.querySelector('#uptime-scope'); s.value = 'camera:{camera}'; \
+             document.querySelector('#uptime-summary').dataset.below = ''; s.dispatchEvent(new Event('change')); return true;"
+        ));
+        let n = b.wait(
+            &format!("{camera}'s daily uptime"),
+            10,
+            "const b = document.querySelector('#uptime-summary').dataset.below; return b === '' ? null : `n${b}`",
+        );
+        assert_eq!(n != "n0", below, "{camera}: days below the SLA {n}");
+    }
+    b.js("document.querySelector('#daily').scrollIntoView(); return true;");
+    b.screenshot(&out.join("contractor-uptime-chart.png"));
+    b.js("window.scrollTo(0, 0); return true;");
     b.screenshot(&out.join("contractor-sites.png"));
-    for v in ["sites", "tasks"] {
+    for v in ["sites", "map", "tasks"] {
         b.click(&format!("[data-view={v}]"));
         b.wait(
             &format!("the {v} view"),

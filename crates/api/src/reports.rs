@@ -24,6 +24,10 @@ pub struct SiteView {
     pub id: String,
     /// Site name.
     pub name: String,
+    /// Latitude, WGS 84 degrees (`[[sites]] lat`); null when not configured.
+    pub lat: Option<f64>,
+    /// Longitude, WGS 84 degrees; null when not configured.
+    pub lon: Option<f64>,
     /// Cameras with a state other than `streaming` (disabled ones excepted).
     pub cameras_down: usize,
     /// Its cameras.
@@ -38,7 +42,14 @@ pub async fn sites(State(st): State<Arc<AppState>>, c: Caller) -> ApiResult<Json
     let mut out: Vec<SiteView> = Vec::new();
     for cam in st.store.camera_states().await? {
         if out.last().is_none_or(|s| s.id != cam.site) {
-            out.push(SiteView { id: cam.site.clone(), name: cam.site_name.clone(), cameras_down: 0, cameras: vec![] });
+            out.push(SiteView {
+                id: cam.site.clone(),
+                name: cam.site_name.clone(),
+                lat: cam.site_lat,
+                lon: cam.site_lon,
+                cameras_down: 0,
+                cameras: vec![],
+            });
         }
         let s = out.last_mut().expect("pushed above");
         if cam.enabled && cam.state.as_deref() != Some("streaming") {
@@ -154,6 +165,105 @@ pub async fn uptime(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<UptimePa
         out,
     )
         .into_response())
+}
+
+/// Daily uptime parameters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DailyParams {
+    /// `YYYY-MM` (UTC; default: this month).
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}$")]
+    month: Option<String>,
+    /// Only this site's cameras.
+    site: Option<String>,
+    /// Only this camera.
+    camera: Option<String>,
+}
+
+/// One UTC day of a daily uptime report.
+#[derive(Serialize, ToSchema)]
+pub struct DayUptime {
+    /// The day, `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// Camera-seconds counted that day (planned maintenance and time before a camera
+    /// existed left out).
+    pub period_secs: f64,
+    /// Camera-seconds online.
+    pub online_secs: f64,
+    /// Camera-seconds of planned maintenance.
+    pub planned_secs: f64,
+    /// online / period × 100; null when nothing was counted (no camera yet, or all
+    /// of the day planned).
+    pub uptime_percent: Option<f64>,
+}
+
+/// Uptime per day of a month, for one camera, one site's cameras, or every camera.
+#[derive(Serialize, ToSchema)]
+pub struct DailyReport {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// The site asked for.
+    pub site: Option<String>,
+    /// The camera asked for.
+    pub camera: Option<String>,
+    /// `[maintenance] sla_percent`: the target.
+    pub sla_percent: f64,
+    /// The month so far: online / period × 100 over every day (null when nothing was
+    /// counted).
+    pub uptime_percent: Option<f64>,
+    /// Days with a figure below `sla_percent`.
+    pub days_below_sla: usize,
+    /// The month's days up to today, oldest first.
+    pub days: Vec<DayUptime>,
+}
+
+/// Uptime per UTC day of a month (up to today), for the console's charts against
+/// the SLA target (`[maintenance] sla_percent`). Counted as `/api/v1/uptime` counts
+/// (from each camera's creation, planned maintenance left out), one day at a time.
+#[utoipa::path(get, path = "/api/v1/uptime/daily", tag = "health", security(("bearer" = [])), params(DailyParams),
+    responses((status = 200, body = DailyReport), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub async fn uptime_daily(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Q(p): Q<DailyParams>,
+) -> ApiResult<Json<DailyReport>> {
+    c.require(Perm::Health)?;
+    let month = p.month.clone().unwrap_or_else(|| Utc::now().format("%Y-%m").to_string());
+    let (from, to) = month_range(&month)?;
+    let now = Utc::now();
+    if from >= now {
+        return Err(err!(InvalidArgument, "the month `{month}` has not begun").into());
+    }
+    let (mut days, mut total) = (Vec::new(), (0.0, 0.0));
+    let mut day = from;
+    while day < to.min(now) {
+        let next = day + chrono::Duration::days(1);
+        let r = st.store.uptime(day, next.min(now), p.site.as_deref(), p.camera.as_deref()).await?;
+        let (period, online, planned) = r
+            .cameras
+            .iter()
+            .fold((0.0, 0.0, 0.0), |(a, b, c), x| (a + x.period_secs, b + x.online_secs, c + x.planned_secs));
+        total = (total.0 + period, total.1 + online);
+        days.push(DayUptime {
+            day: day.format("%Y-%m-%d").to_string(),
+            period_secs: period,
+            online_secs: online,
+            planned_secs: planned,
+            uptime_percent: (period > 0.0).then(|| online / period * 100.0),
+        });
+        day = next;
+    }
+    let sla = st.sla_percent;
+    Ok(Json(DailyReport {
+        month,
+        site: p.site,
+        camera: p.camera,
+        sla_percent: sla,
+        uptime_percent: (total.0 > 0.0).then(|| total.1 / total.0 * 100.0),
+        days_below_sla: days.iter().filter(|d| d.uptime_percent.is_some_and(|u| u < sla)).count(),
+        days,
+    }))
 }
 
 /// Quotes a CSV field when it needs it; a leading formula character is defused so a

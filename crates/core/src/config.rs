@@ -52,6 +52,13 @@ pub struct SiteConfig {
     pub id: String,
     /// Human name, e.g. "Central Station".
     pub name: String,
+    /// Latitude, WGS 84 degrees (north positive), for the console's map; give both
+    /// `lat` and `lon` or neither.
+    #[serde(default)]
+    pub lat: Option<f64>,
+    /// Longitude, WGS 84 degrees (east positive).
+    #[serde(default)]
+    pub lon: Option<f64>,
 }
 
 /// `[[cameras]]`: one RTSP camera.
@@ -141,6 +148,14 @@ pub fn validate_sites_and_cameras(
             p.add(&at.key("id"), format!("`{}` is not a valid id (a-z, 0-9, '-', '_'; at most 64)", s.id));
         } else if !site_ids.insert(s.id.as_str()) {
             p.add(&at.key("id"), format!("site `{}` is defined twice", s.id));
+        }
+        match (s.lat, s.lon) {
+            (Some(lat), Some(lon)) => {
+                p.check_ranges(&at, &[Range::closed("lat", lat, -90.0, 90.0), Range::closed("lon", lon, -180.0, 180.0)])
+            }
+            (Some(_), None) => p.add(&at.key("lon"), "give `lon` with `lat` (the site's place on the map)"),
+            (None, Some(_)) => p.add(&at.key("lat"), "give `lat` with `lon` (the site's place on the map)"),
+            (None, None) => {}
         }
     }
     let mut cam_ids = HashSet::new();

@@ -89,11 +89,19 @@ pub struct MaintenanceConfig {
     pub degraded_after_secs: f64,
     /// How often cameras are checked, in seconds.
     pub check_interval_secs: f64,
+    /// The contract's monthly uptime target per camera, in percent: the line the
+    /// console's uptime charts draw, and what a day below it is flagged against.
+    pub sla_percent: f64,
 }
 
 impl Default for MaintenanceConfig {
     fn default() -> Self {
-        MaintenanceConfig { offline_after_secs: 300.0, degraded_after_secs: 900.0, check_interval_secs: 10.0 }
+        MaintenanceConfig {
+            offline_after_secs: 300.0,
+            degraded_after_secs: 900.0,
+            check_interval_secs: 10.0,
+            sla_percent: 99.0,
+        }
     }
 }
 
@@ -155,6 +163,7 @@ impl Config {
                 Range::closed("offline_after_secs", m.offline_after_secs, 1.0, 30.0 * 86400.0),
                 Range::closed("degraded_after_secs", m.degraded_after_secs, 1.0, 30.0 * 86400.0),
                 Range::closed("check_interval_secs", m.check_interval_secs, 0.5, 3600.0),
+                Range::closed("sla_percent", m.sla_percent, 0.0, 100.0),
             ],
         );
         let n = &self.node;

@@ -62,6 +62,7 @@ pub fn app_state(
         restart,
         snapshot_dir: cfg.detect.snapshot_dir.clone(),
         api: ApiSettings::from(&cfg.api),
+        sla_percent: cfg.maintenance.sla_percent,
         alerts,
         closing: tokio::sync::watch::channel(false).0,
         hasher: auth::Hasher::for_machine(),

@@ -205,11 +205,14 @@ impl Store {
         let mut tx = self.pool.begin().await.map_err(|e| db_error("sync config", e))?;
         for s in sites {
             sqlx::query(
-                "INSERT INTO sites (id, name) VALUES ($1, $2)
-                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, updated_at = now()",
+                "INSERT INTO sites (id, name, lat, lon) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
+                   updated_at = now()",
             )
             .bind(&s.id)
             .bind(&s.name)
+            .bind(s.lat)
+            .bind(s.lon)
             .execute(&mut *tx)
             .await
             .map_err(|e| db_error("upserting site", e))?;

@@ -129,6 +129,10 @@ pub struct CameraStatusRow {
     pub site: String,
     /// Site name.
     pub site_name: String,
+    /// Site latitude, WGS 84 degrees (`[[sites]] lat`), if configured.
+    pub site_lat: Option<f64>,
+    /// Site longitude, WGS 84 degrees, if configured.
+    pub site_lon: Option<f64>,
     /// Whether the camera is configured to be pulled.
     pub enabled: bool,
     /// Last state (`streaming`, `degraded`, `backing_off`, …); null if none recorded.
@@ -176,7 +180,8 @@ impl Store {
     /// Every configured camera (not removed) with its last recorded state.
     pub async fn camera_states(&self) -> Result<Vec<CameraStatusRow>, Error> {
         sqlx::query_as(
-            "SELECT c.id AS camera, c.name, c.site_id AS site, s.name AS site_name, c.enabled, st.state, st.reason,
+            "SELECT c.id AS camera, c.name, c.site_id AS site, s.name AS site_name, s.lat AS site_lat, s.lon AS site_lon,
+                    c.enabled, st.state, st.reason,
                     st.at AS since, n.name AS node,
                     (SELECT count(*) FROM maintenance_tasks t
                       WHERE t.camera_id = c.id AND t.state IN ('open', 'assigned', 'in_progress')) AS open_tasks

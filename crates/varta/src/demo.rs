@@ -35,7 +35,15 @@ fn demo_config(mut cfg: Config, n: Option<usize>, sim: SocketAddr, decode: Optio
     for i in cfg.cameras.len()..n {
         let site = format!("site-{:02}", i % DEMO_SITES + 1);
         if !cfg.sites.iter().any(|s| s.id == site) {
-            cfg.sites.push(SiteConfig { id: site.clone(), name: format!("Demo site {}", i % DEMO_SITES + 1) });
+            let k = (i % DEMO_SITES) as f64;
+            // Spread over the Kharkiv region (about 49.2–50.3 N, 35.5–37.8 E), the same
+            // place for the same site every run.
+            cfg.sites.push(SiteConfig {
+                id: site.clone(),
+                name: format!("Demo site {}", i % DEMO_SITES + 1),
+                lat: Some(49.2 + (k * 0.377) % 1.1),
+                lon: Some(35.5 + (k * 0.613) % 2.3),
+            });
         }
         cfg.cameras.push(CameraConfig { id: format!("cam-{:03}", i + 1), site, name: None, ..template.clone() });
     }
