@@ -450,6 +450,13 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
     b.wait("contractor's site view", 15, "return document.querySelector('[data-camera=\"cam-2\"]') !== null");
     let state = b.js("return document.querySelector('.tile[data-camera=\"cam-2\"]').dataset.state");
     assert!(matches!(state.as_str(), Some("backing_off" | "starting" | "stalled")), "offline tile state {state}");
+    // GStreamer's English error in words, the recorded text kept as the tooltip.
+    let why = b.js("const r = document.querySelector('.tile[data-camera=\"cam-2\"] .reason'); return r && [r.textContent, r.title]");
+    assert!(
+        !why[0].as_str().unwrap().split(|c: char| !c.is_ascii_alphabetic()).any(|w| w.len() >= 4)
+            && !why[1].as_str().unwrap().is_empty(),
+        "the camera's error in Ukrainian: {why}"
+    );
     assert_eq!(b.js("return document.querySelector('.tile[data-camera=\"cam-1\"]').dataset.state"), "streaming");
     assert_eq!(
         b.js("return document.querySelector('[data-view=events]') === null"),

@@ -47,6 +47,11 @@ const T = {
     plan: 'Запланувати', u_d: 'дн', u_h: 'год', u_m: 'хв',
     why_shutdown: 'вузол зупинено', why_stopped: 'зупинено', why_frames_arriving: 'кадри надходять',
     why_no_status_recorded: 'стан не записано', why_removed_from_the_config: 'прибрано з конфігурації',
+    why_connecting: 'з’єднання', why_healthy_again: 'знову справна',
+    err_auth: 'камера не прийняла облікові дані', err_not_found: 'у камери немає такого потоку', err_timeout: 'камера не відповідає',
+    err_connect: 'немає з’єднання з камерою', err_no_data: 'немає даних {n} с', err_undecodable: 'нічого не декодується {n} с',
+    err_decode_run: 'поспіль не декодовано {n} блоків', err_frozen: 'застигле зображення {n} с',
+    err_blackout: 'темне або закрите зображення {n} с', err_eos: 'камера завершила потік',
     daily_uptime: 'Доступність по днях', all_sites: 'Усі об’єкти', below_sla: 'Днів нижче SLA', day: 'День', by_day: 'Цифри по днях',
     map: 'Карта', pick_site: 'Оберіть об’єкт на карті', ms_up: 'усі камери працюють', ms_partial: 'частина камер не працює',
     ms_down: 'жодна камера не працює', ms_idle: 'камери вимкнені', unplaced: 'Без координат',
@@ -113,6 +118,11 @@ const T = {
     plan: 'Plan', u_d: 'd', u_h: 'h', u_m: 'min',
     why_shutdown: 'node stopped', why_stopped: 'stopped', why_frames_arriving: 'frames arriving',
     why_no_status_recorded: 'no status recorded', why_removed_from_the_config: 'removed from the config',
+    why_connecting: 'connecting', why_healthy_again: 'healthy again',
+    err_auth: 'the camera refused the credentials', err_not_found: 'the camera has no such stream', err_timeout: 'the camera does not answer',
+    err_connect: 'cannot connect to the camera', err_no_data: 'no data for {n} s', err_undecodable: 'nothing decodable for {n} s',
+    err_decode_run: '{n} units in a row not decoded', err_frozen: 'frozen picture for {n} s',
+    err_blackout: 'dark or covered picture for {n} s', err_eos: 'the camera ended its stream',
     daily_uptime: 'Uptime per day', all_sites: 'All sites', below_sla: 'Days below SLA', day: 'Day', by_day: 'Figures per day',
     map: 'Map', pick_site: 'Pick a site on the map', ms_up: 'every camera up', ms_partial: 'some cameras down',
     ms_down: 'every camera down', ms_idle: 'cameras disabled', unplaced: 'Without coordinates',
@@ -253,10 +263,37 @@ function duration(secs) {
   return [d ? `${d} ${t('u_d')}` : '', h ? `${h} ${t('u_h')}` : '', `${mm} ${t('u_m')}`].filter(Boolean).join(' ');
 }
 
-// A reason recorded by the service, in words where the dictionary knows it
-// ("shutdown", "frames arriving", …); an error message from a camera stays as it is.
+// What the service records about a camera, in words: its own reasons ("shutdown",
+// "frames arriving", …) by the dictionary, and the messages GStreamer and the camera
+// give (English, often long) by what they say, first match wins; each part of a
+// "; "-joined reason on its own. What matches nothing stays as recorded, and the
+// recorded text is always the element's tooltip (see reasonEl).
+const CAMERA_ERRORS = [
+  [/unauthori[sz]ed|\b401\b|authenticat/i, 'err_auth'],
+  [/not found|\b404\b/i, 'err_not_found'],
+  [/timed? ?out|timeout/i, 'err_timeout'],
+  [/failed to connect|could not open resource|connection refused|no route to host|could not connect/i, 'err_connect'],
+  [/no data for ([\d.]+) s/, 'err_no_data'],
+  [/nothing decodable for ([\d.]+) s/, 'err_undecodable'],
+  [/(\d+) units in a row could not be decoded/, 'err_decode_run'],
+  [/frozen picture for ([\d.]+) s/, 'err_frozen'],
+  [/blackout or obstruction for ([\d.]+) s/, 'err_blackout'],
+  [/end of stream|\beos\b/i, 'err_eos'],
+];
 function reasonText(r) {
-  return T[lang]['why_' + String(r).replace(/ /g, '_')] ?? r;
+  return String(r).split('; ').map((part) => {
+    const known = T[lang]['why_' + part.replace(/ /g, '_')];
+    if (known) return known;
+    for (const [re, key] of CAMERA_ERRORS) {
+      const m = part.match(re);
+      if (m) return t(key).replace('{n}', m[1] ?? '');
+    }
+    return part;
+  }).join('; ');
+}
+// A recorded reason as an element: in words, the original as its tooltip.
+function reasonEl(tag, attrs, r) {
+  return el(tag, { ...attrs, title: r }, reasonText(r));
 }
 
 // The event detail: the whole picture with the object's box, the crop, the track's
@@ -470,7 +507,7 @@ async function taskDetail(id, names, people, done) {
     el('dl', {},
       el('dt', {}, t('site')), el('dd', {}, names.site.get(x.site) || x.site),
       el('dt', {}, t('camera')), el('dd', {}, x.camera ? names.cam.get(x.camera) || x.camera : t('all_cameras')),
-      el('dt', {}, t('reason')), el('dd', {}, x.reason),
+      el('dt', {}, t('reason')), reasonEl('dd', {}, x.reason),
       el('dt', {}, t('opened')), el('dd', {}, `${fmt(x.opened_at)} · ${x.opened_by === 'system' ? t('system') : x.opened_by}`),
       el('dt', {}, t('age')), el('dd', { class: 'age' }, duration(((x.verified_at ? Date.parse(x.verified_at) : Date.now()) - Date.parse(x.opened_at)) / 1000)),
       el('dt', {}, t('assignee')), el('dd', {}, x.assignee || t('nobody')),
@@ -533,18 +570,23 @@ async function uptimeChart(box, month, sites) {
     summary.textContent = `${t('month')}: ${pct(r.uptime_percent)} · SLA ${r.sla_percent}% · ${t('below_sla')}: ${r.days_below_sla}`;
     table.replaceChildren(...r.days.map((d) => el('tr', { class: d.uptime_percent != null && d.uptime_percent < r.sla_percent ? 'bad' : '' },
       el('td', {}, d.day), el('td', {}, pct(d.uptime_percent)), el('td', {}, d.planned_secs ? duration(d.planned_secs) : t('none')))));
-    const xs = r.days.map((d) => Date.parse(`${d.day}T00:00:00Z`) / 1000);
-    const ys = r.days.map((d) => d.uptime_percent);
+    // The whole month on the axis (days still to come empty), so one day is one bar.
+    const [year, mon] = month.split('-').map(Number);
+    const days = new Date(Date.UTC(year, mon, 0)).getUTCDate();
+    const byDay = new Map(r.days.map((d) => [d.day, d.uptime_percent]));
+    const xs = [...Array(days).keys()].map((i) => Date.UTC(year, mon - 1, i + 1) / 1000);
+    const ys = xs.map((x) => byDay.get(new Date(x * 1000).toISOString().slice(0, 10)) ?? null);
     const low = Math.min(r.sla_percent, ...ys.filter((y) => y != null));
     const opts = {
       width: Math.max(280, chart.clientWidth || 600), height: 220,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
-      scales: { x: { time: true }, y: { range: [Math.max(0, Math.floor(low) - 1), 100] } },
+      scales: { x: { time: true, range: [xs[0] - 43200, xs[xs.length - 1] + 43200] }, y: { range: [Math.max(0, Math.floor(low) - 1), 100] } },
       legend: { show: true },
       series: [{ label: t('day') },
         { label: t('uptime'), stroke: '#1b7f3b', fill: 'rgba(27,127,59,.3)', paths: uPlot.paths.bars({ size: [0.7, 40] }), points: { show: false } },
         { label: `SLA ${r.sla_percent}%`, stroke: '#c0262d', dash: [6, 4], width: 2, points: { show: false } }],
-      axes: [{}, { values: (u, vals) => vals.map((y) => `${y}%`) }],
+      // Days of the month as numbers (the month is in the picker): no locale's date order.
+      axes: [{ values: (u, vals) => vals.map((x) => new Date(x * 1000).getUTCDate()) }, { size: 60, values: (u, vals) => vals.map((y) => `${y}%`) }],
     };
     chart.replaceChildren();
     // uPlot draws on a canvas; the table below carries the same figures for a screen reader.
@@ -821,7 +863,7 @@ const RENDER = {
           return el('div', { class: `tile s-${state}`, 'data-camera': c.camera, 'data-state': state, tabindex: 0 },
             el('div', { class: 'title' }, c.name),
             el('div', {}, t('s_' + state), c.since ? ` ${t('since_t')} ${fmt(c.since)}` : ''),
-            c.reason && state !== 'streaming' ? el('div', { class: 'small' }, reasonText(c.reason)) : null,
+            c.reason && state !== 'streaming' ? reasonEl('div', { class: 'small reason' }, c.reason) : null,
             u ? el('div', { class: 'small' }, `${t('uptime')}: ${u.uptime_percent.toFixed(2)}%`) : null,
             c.open_tasks ? el('div', { class: 'small bad' }, `${t('open_tasks')}: ${c.open_tasks}`) : null);
         }))));
@@ -835,7 +877,7 @@ const RENDER = {
       el('thead', {}, el('tr', {}, ...['site', 'camera', 'start', 'duration', 'state', 'reason'].map((k) => el('th', {}, t(k))))),
       el('tbody', {}, ...outages.map((o) => el('tr', {}, el('td', {}, siteName.get(o.site) || o.site), el('td', {}, camName.get(o.camera) || o.camera),
         el('td', {}, fmt(o.start)), el('td', {}, `${duration(o.secs)}${o.ongoing ? ' · ' + t('ongoing') : ''}`),
-        el('td', {}, t('s_' + o.state)), el('td', {}, reasonText(o.reason))))))) : el('p', { class: 'muted' }, t('none')));
+        el('td', {}, t('s_' + o.state)), reasonEl('td', {}, o.reason)))))) : el('p', { class: 'muted' }, t('none')));
     // Planned maintenance: recorded here, left out of uptime.
     const form = el('form', { class: 'filters', id: 'window-add' },
       el('label', {}, t('site'), el('select', { name: 'site', required: true }, ...sites.map((x) => el('option', { value: x.id }, x.name)))),
@@ -873,7 +915,7 @@ const RENDER = {
       ...page.items.filter((x) => x.state === c).map((x) => el('div', { class: 'task card' + (x.resolved_while_down ? ' flag' : ''), 'data-task': x.id, 'data-camera': x.camera || '' },
         el('button', { type: 'button', class: 'link title', onclick: () => taskDetail(x.id, names, people, refresh).catch((e) => note(e.message)) },
           `#${x.id} ${x.camera ? names.cam.get(x.camera) || x.camera : names.site.get(x.site) || x.site} · ${tc('k_', x.kind)}`),
-        el('div', { class: 'small' }, x.reason),
+        reasonEl('div', { class: 'small reason' }, x.reason),
         el('div', { class: 'small' }, `${t('opened')}: ${fmt(x.opened_at)} · ${t('age')}: ${duration((Date.now() - Date.parse(x.opened_at)) / 1000)}`),
         x.recovered_at ? el('div', { class: 'small good' }, `${t('recovered')}: ${fmt(x.recovered_at)}`) : null,
         x.resolved_while_down ? el('div', { class: 'small bad' }, t('resolved_while_down')) : null,
