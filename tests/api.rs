@@ -100,6 +100,8 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
             ("GET", format!("/api/v1/maintenance/tasks/{task_id}"), None, [false, true, true]),
             ("GET", "/api/v1/maintenance/assignees".into(), None, [false, true, true]),
             ("GET", "/api/v1/nodes".into(), None, [false, false, true]),
+            ("GET", "/api/v1/nodes/history?minutes=60".into(), None, [false, false, true]),
+            ("GET", "/api/v1/cameras/history?camera=cam-1".into(), None, [false, false, true]),
             ("GET", "/api/v1/bench/runs".into(), None, [false, false, true]),
             ("GET", "/api/v1/users".into(), None, [false, false, true]),
             ("GET", "/api/v1/audit".into(), None, [false, false, true]),

@@ -15,7 +15,7 @@ use varta_e2e::*;
 
 fn config(sim_port: u16, dead_port: u16, api_port: u16, dir: &Path) -> String {
     format!(
-        "[node]\nname = \"console\"\napi_listen = \"127.0.0.1:{api_port}\"\n\n\
+        "[node]\nname = \"console\"\napi_listen = \"127.0.0.1:{api_port}\"\nsample_secs = 1.0\n\n\
          [detect]\nmodels = \"{}\"\nworkers = 1\nsnapshot_dir = \"{}\"\n\n\
          [ingest]\nbackoff_initial_secs = 0.5\nbackoff_max_secs = 2.0\n\n\
          [store]\nflush_ms = 100\nspool_dir = \"{}\"\n\n\
@@ -654,6 +654,18 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
         b.js("return document.querySelector('#nodes tr[data-stale]') === null"),
         true,
         "a live node is not stale"
+    );
+    // Health over time: the node's day and each camera's last hour, from its samples.
+    b.wait(
+        "the node's chart and the cameras' sparklines",
+        10,
+        "return document.querySelector('#node-history .node-chart[data-node=console] canvas') !== null && \
+                document.querySelectorAll('#camera-health tr[data-camera=\"cam-1\"] .spark canvas').length === 3",
+    );
+    let fps = b.js("return document.querySelector('#camera-health tr[data-camera=\"cam-1\"] .spark[data-series=fps] small').textContent");
+    assert!(
+        fps.as_str().unwrap().split(' ').next().unwrap().parse::<f64>().unwrap() > 5.0,
+        "cam-1 streams at 10 fps: {fps}"
     );
     b.screenshot(&out.join("admin-nodes.png"));
     b.click("#camera-health tr[data-camera=\"cam-1\"] button.restart");

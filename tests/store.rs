@@ -421,3 +421,54 @@ async fn uptime_of_a_scripted_outage_history_is_exact() {
     let r = store.uptime(h(1.0), h(1.1), None, Some("cam-a")).await.unwrap();
     assert_eq!(r.cameras[0].uptime_percent, 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_samples_read_back_as_series_and_expire_after_two_days() {
+    use varta_store::samples::{CameraSample, NodeSample};
+    let (_, store) = setup_db("samples").await;
+    let node = uuid::Uuid::now_v7();
+    let cam =
+        |id: &str, fps: f32| CameraSample { camera: id.into(), fps, kbps: 800.0, decode_errors: 0, analysed_fps: 2.0 };
+    for (i, fps) in [10.0, 12.5].into_iter().enumerate() {
+        let n = NodeSample {
+            cameras: 2,
+            capacity: 8,
+            decoded_fps: 2.0 * fps,
+            analysed_fps: 4.0,
+            cpu_percent: 30.0 + i as f32,
+        };
+        store.record_samples(node, "n1", &n, &[cam("cam-a", fps), cam("cam-b", fps + 1.0)]).await.unwrap();
+    }
+    // A sample from three days ago, as an old node would have left it.
+    sqlx::query(
+        "INSERT INTO node_samples (node_id, node, at, cameras, capacity, decoded_fps, analysed_fps, cpu_percent)
+         VALUES ($1, 'n1', now() - interval '3 days', 1, 8, 1, 1, 1)",
+    )
+    .bind(node)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO camera_samples (camera_id, at, node, fps, kbps, decode_errors, analysed_fps)
+         VALUES ('cam-a', now() - interval '3 days', 'n1', 1, 1, 0, 1)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let since = Utc::now() - Days::hours(1);
+    let nodes = store.node_series(since).await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!((nodes[0].node.as_str(), nodes[0].cpu_percent.clone()), ("n1", vec![30.0, 31.0]));
+    let cams = store.camera_series(since, None).await.unwrap();
+    let fps: Vec<(String, Vec<f32>)> = cams.iter().map(|c| (c.camera.clone(), c.fps.clone())).collect();
+    assert_eq!(fps, [("cam-a".into(), vec![10.0, 12.5]), ("cam-b".into(), vec![11.0, 13.5])]);
+    assert_eq!(store.camera_series(since, Some("cam-b")).await.unwrap().len(), 1);
+    let old = scalar_of(&store, "SELECT count(*) FROM node_samples WHERE at < now() - interval '2 days'").await;
+    assert_eq!(old, 1, "the old sample is there before the clean-up");
+    assert_eq!(store.delete_old_samples().await.unwrap(), 2, "one node and one camera sample older than 48 h");
+    assert_eq!(store.node_series(Utc::now() - Days::days(4)).await.unwrap()[0].at.len(), 2);
+}
+
+async fn scalar_of(store: &varta_store::Store, q: &str) -> i64 {
+    sqlx::query_scalar(q).fetch_one(store.pool()).await.unwrap()
+}

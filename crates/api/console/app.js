@@ -52,6 +52,7 @@ const T = {
     err_connect: 'немає з’єднання з камерою', err_no_data: 'немає даних {n} с', err_undecodable: 'нічого не декодується {n} с',
     err_decode_run: 'поспіль не декодовано {n} блоків', err_frozen: 'застигле зображення {n} с',
     err_blackout: 'темне або закрите зображення {n} с', err_eos: 'камера завершила потік',
+    last_hour: 'Остання година', errors_short: 'помилок', kbps: 'кбіт/с', node_day: 'Вузли за добу',
     daily_uptime: 'Доступність по днях', all_sites: 'Усі об’єкти', below_sla: 'Днів нижче SLA', day: 'День', by_day: 'Цифри по днях',
     map: 'Карта', pick_site: 'Оберіть об’єкт на карті', ms_up: 'усі камери працюють', ms_partial: 'частина камер не працює',
     ms_down: 'жодна камера не працює', ms_idle: 'камери вимкнені', unplaced: 'Без координат',
@@ -123,6 +124,7 @@ const T = {
     err_connect: 'cannot connect to the camera', err_no_data: 'no data for {n} s', err_undecodable: 'nothing decodable for {n} s',
     err_decode_run: '{n} units in a row not decoded', err_frozen: 'frozen picture for {n} s',
     err_blackout: 'dark or covered picture for {n} s', err_eos: 'the camera ended its stream',
+    last_hour: 'Last hour', errors_short: 'errors', kbps: 'kbit/s', node_day: 'Nodes over the day',
     daily_uptime: 'Uptime per day', all_sites: 'All sites', below_sla: 'Days below SLA', day: 'Day', by_day: 'Figures per day',
     map: 'Map', pick_site: 'Pick a site on the map', ms_up: 'every camera up', ms_partial: 'some cameras down',
     ms_down: 'every camera down', ms_idle: 'cameras disabled', unplaced: 'Without coordinates',
@@ -542,6 +544,21 @@ function script(name) {
   return scripts[name];
 }
 
+// A sparkline of one column of a camera's last hour (uPlot, no axes): the latest
+// value beside it, every value in its tooltip's summary.
+function spark(series, key, label, colour) {
+  const box = el('span', { class: 'spark', 'data-series': key, title: `${label}: ${series[key].map((v) => +v.toFixed(1)).join(' ')}` });
+  const xs = series.at.map((a) => Date.parse(a) / 1000);
+  new uPlot({ width: 90, height: 26, cursor: { show: false }, select: { show: false }, legend: { show: false },
+    // The last hour on every row, so rows compare; a camera held for ten minutes
+    // draws at the right.
+    axes: [{ show: false }, { show: false }], scales: { x: { time: false, range: [Date.now() / 1000 - 3600, Date.now() / 1000] } },
+    series: [{}, { stroke: colour, width: 1.5, points: { show: false } }] }, [xs, series[key]], box);
+  const lastV = series[key][series[key].length - 1];
+  box.append(el('small', {}, `${+(lastV ?? 0).toFixed(1)} ${label}`));
+  return box;
+}
+
 // A vendored stylesheet, linked once.
 function stylesheet(name) {
   if (!document.querySelector(`link[href="/console/${name}"]`)) document.head.append(el('link', { rel: 'stylesheet', href: `/console/${name}` }));
@@ -945,8 +962,11 @@ const RENDER = {
   },
 
   async nodes(main) {
-    const [nodes, cams, runs] = await Promise.all([api('/api/v1/nodes'), api('/api/v1/cameras'), api('/api/v1/bench/runs')]);
+    const [nodes, cams, runs, nodeHist, camHist] = await Promise.all([api('/api/v1/nodes'), api('/api/v1/cameras'), api('/api/v1/bench/runs'),
+      api('/api/v1/nodes/history?minutes=1440'), api('/api/v1/cameras/history?minutes=60'), script('uPlot.iife.min.js')]);
+    stylesheet('uPlot.min.css');
     const refresh = () => RENDER.nodes(main).catch((e) => note(e.message));
+    const camSeries = new Map(camHist.map((x) => [x.camera, x]));
     const reload = el('button', { type: 'button', id: 'config-reload', onclick: async (ev) => {
       ev.target.disabled = true;
       try { await api('/api/v1/config/reload', { method: 'POST' }); note(t('reloaded')); await refresh(); } catch (e) { note(e.message); ev.target.disabled = false; }
@@ -968,13 +988,18 @@ const RENDER = {
             n.clock_offset_ms == null ? el('td', {}, t('none'))
               : el('td', { class: Math.abs(n.clock_offset_ms) > 5000 ? 'bad' : '' }, `${(-n.clock_offset_ms / 1000).toFixed(1)} s`));
         })))),
+      el('h3', {}, t('node_day')), el('div', { id: 'node-history' }, nodeHist.length ? null : el('p', { class: 'muted' }, t('none'))),
       el('h2', {}, t('throughput')),
-      el('div', { class: 'scroll' }, el('table', { id: 'camera-health' }, el('thead', {}, el('tr', {}, ...['camera', 'state', 'frames', 'fps', 'packet_loss', 'gop', 'dec_errors', ''].map((k) => el('th', {}, k ? t(k) : '')))),
+      el('div', { class: 'scroll' }, el('table', { id: 'camera-health' }, el('thead', {}, el('tr', {}, ...['camera', 'state', 'frames', 'fps', 'packet_loss', 'gop', 'dec_errors', 'last_hour', ''].map((k) => el('th', {}, k ? t(k) : '')))),
         el('tbody', {}, ...cams.map((c) => el('tr', { 'data-camera': c.id }, el('td', {}, c.name || c.id), el('td', {}, t('s_' + c.status)),
           el('td', {}, `${c.frames_decoded} / ${c.frames_analysed}`), el('td', {}, c.health?.fps_measured?.toFixed(1) ?? t('none')),
           el('td', {}, c.health?.packet_loss_pct != null ? `${c.health.packet_loss_pct.toFixed(1)} %` : t('none')),
           el('td', {}, c.health?.gop_secs != null ? `${c.health.gop_secs.toFixed(1)} s` : t('none')),
           el('td', { class: c.decode_errors ? 'bad' : '' }, c.decode_errors),
+          el('td', { class: 'sparks' }, camSeries.has(c.id) ? [
+            spark(camSeries.get(c.id), 'fps', t('fps'), '#0b5cad'),
+            spark(camSeries.get(c.id), 'kbps', t('kbps'), '#5f6b7d'),
+            spark(camSeries.get(c.id), 'decode_errors', t('errors_short'), '#c0262d')] : t('none')),
           el('td', {}, el('button', { type: 'button', class: 'restart', onclick: async (ev) => {
             ev.target.disabled = true;
             try { await api(`/api/v1/cameras/${encodeURIComponent(c.id)}/restart`, { method: 'POST' }); note(`${t('restarted')}: ${c.name || c.id}`); } catch (e) { note(e.message); }
@@ -994,6 +1019,22 @@ const RENDER = {
             el('td', {}, n(x.cpu?.total_pct, 0)),
             el('td', {}, x.floors?.decode ? `${n(x.floors.decode.ratio, 2)} / ${n(x.floors.model.ratio, 2)}` : (x.limited_by ? x.limited_by.stage : t('none'))));
         })))) : el('p', { class: 'muted' }, t('none'))));
+    // A day of each node: analysed frames per second and CPU, cameras held.
+    for (const n of nodeHist) {
+      const box = el('div', { class: 'node-chart', 'data-node': n.node }, el('h4', {}, n.node));
+      $('#node-history', main).append(box);
+      const xs = n.at.map((a) => Date.parse(a) / 1000);
+      new uPlot({
+        width: Math.max(280, (box.clientWidth || 616) - 16), height: 200,
+        scales: { x: { time: true }, cpu: { range: [0, Math.max(100, ...n.cpu_percent)] } },
+        series: [{ label: t('time') }, { label: t('analysed_s'), stroke: '#1b7f3b', width: 2, points: { show: false } },
+          { label: t('cpu'), stroke: '#c0262d', scale: 'cpu', width: 1, points: { show: false } },
+          { label: t('cameras'), stroke: '#0b5cad', width: 1, dash: [4, 3], points: { show: false } }],
+        // Hours in the console's language; the CPU on its own axis on the right.
+        axes: [{ values: (u, v) => v.map((x) => new Date(x * 1000).toLocaleTimeString(lang === 'uk' ? 'uk-UA' : 'en-GB', { hour: '2-digit', minute: '2-digit' })) },
+          {}, { scale: 'cpu', side: 1, size: 50, grid: { show: false }, values: (u, v) => v.map((y) => `${y}%`) }],
+      }, [xs, n.analysed_fps, n.cpu_percent, n.cameras], box);
+    }
   },
 
   async users(main) {

@@ -241,6 +241,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/users/{name}", axum::routing::delete(session::disable_user).patch(session::change_user))
         .route("/api/v1/users/{name}/logout", post(session::end_sessions))
         .route("/api/v1/cameras", get(cameras::list))
+        .route("/api/v1/cameras/history", get(reports::camera_history))
+        .route("/api/v1/nodes/history", get(reports::node_history))
         .route("/api/v1/cameras/{id}", get(cameras::one))
         .route("/api/v1/cameras/{id}/restart", post(cameras::restart))
         .route("/api/v1/sites", get(reports::sites))

@@ -266,6 +266,57 @@ pub async fn uptime_daily(
     }))
 }
 
+/// How far back health samples go.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Minutes back from now, 1–2880 (default 60 for cameras, 1440 for nodes).
+    #[param(minimum = 1, maximum = 2880)]
+    minutes: Option<i64>,
+    /// Only this camera (cameras only).
+    camera: Option<String>,
+}
+
+fn history_since(minutes: Option<i64>, default: i64) -> ApiResult<DateTime<Utc>> {
+    let m = minutes.unwrap_or(default);
+    if !(1..=varta_store::samples::KEEP_HOURS * 60).contains(&m) {
+        return Err(err!(InvalidArgument, "`minutes` must be 1 to {}", varta_store::samples::KEEP_HOURS * 60).into());
+    }
+    Ok(Utc::now() - chrono::Duration::minutes(m))
+}
+
+/// Each node's health over time (admin): leases held against capacity, frames
+/// decoded and analysed per second, CPU, one sample per `[node] sample_secs`.
+#[utoipa::path(get, path = "/api/v1/nodes/history", tag = "admin", security(("bearer" = [])), params(HistoryParams),
+    responses((status = 200, body = Vec<wire::NodeSeries>), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub async fn node_history(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Q(p): Q<HistoryParams>,
+) -> ApiResult<Json<Vec<wire::NodeSeries>>> {
+    c.require(Perm::Admin)?;
+    if p.camera.is_some() {
+        return Err(err!(InvalidArgument, "`camera` is for /api/v1/cameras/history").into());
+    }
+    let since = history_since(p.minutes, 1440)?;
+    Ok(Json(wire::all(st.store.node_series(since).await?)))
+}
+
+/// Each camera's health over time (admin): frames and kilobits received per second,
+/// decode errors, frames analysed per second, whichever node held it.
+#[utoipa::path(get, path = "/api/v1/cameras/history", tag = "admin", security(("bearer" = [])), params(HistoryParams),
+    responses((status = 200, body = Vec<wire::CameraSeries>), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub async fn camera_history(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Q(p): Q<HistoryParams>,
+) -> ApiResult<Json<Vec<wire::CameraSeries>>> {
+    c.require(Perm::Admin)?;
+    let since = history_since(p.minutes, 60)?;
+    Ok(Json(wire::all(st.store.camera_series(since, p.camera.as_deref()).await?)))
+}
+
 /// Quotes a CSV field when it needs it; a leading formula character is defused so a
 /// spreadsheet does not run it.
 fn csv_field(s: &str) -> String {

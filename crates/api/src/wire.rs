@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use varta_store::{accounts, alerts, plates, queries, tasks, uptime};
+use varta_store::{accounts, alerts, plates, queries, samples, tasks, uptime};
 
 /// A wire struct with the same fields as its store row, and `From` for the row.
 /// Each field converts with `Into`, so a field may be a wire enum of the row's enum.
@@ -317,6 +317,44 @@ wire_struct! {
         pub sessions: i64,
         /// Last use of any of its tokens, to the minute.
         pub last_seen_at: Option<DateTime<Utc>>,
+    }
+}
+
+wire_struct! {
+    /// A node's health samples, oldest first, as columns (`[node] sample_secs` apart).
+    pub struct NodeSeries from samples::NodeSeries {
+        /// Node name.
+        pub node: String,
+        /// Sample times.
+        pub at: Vec<DateTime<Utc>>,
+        /// Camera leases held.
+        pub cameras: Vec<i32>,
+        /// `[node] capacity`.
+        pub capacity: Vec<i32>,
+        /// Frames decoded per second, every camera together.
+        pub decoded_fps: Vec<f32>,
+        /// Frames analysed per second, every camera together.
+        pub analysed_fps: Vec<f32>,
+        /// The process's CPU over the interval, percent of one core.
+        pub cpu_percent: Vec<f32>,
+    }
+}
+
+wire_struct! {
+    /// A camera's health samples, oldest first, as columns.
+    pub struct CameraSeries from samples::CameraSeries {
+        /// Camera id.
+        pub camera: String,
+        /// Sample times.
+        pub at: Vec<DateTime<Utc>>,
+        /// Compressed frames received per second.
+        pub fps: Vec<f32>,
+        /// Kilobits per second received.
+        pub kbps: Vec<f32>,
+        /// Decoder and stream errors per interval.
+        pub decode_errors: Vec<i32>,
+        /// Frames analysed per second.
+        pub analysed_fps: Vec<f32>,
     }
 }
 

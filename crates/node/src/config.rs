@@ -63,6 +63,9 @@ pub struct NodeConfig {
     pub lease_ttl_secs: f64,
     /// How often leases are renewed and free cameras claimed.
     pub lease_renew_secs: f64,
+    /// How often the node writes its health samples (itself and each camera it
+    /// holds) for the console's charts, in seconds.
+    pub sample_secs: f64,
 }
 
 impl Default for NodeConfig {
@@ -74,6 +77,7 @@ impl Default for NodeConfig {
             capacity: 256,
             lease_ttl_secs: 15.0,
             lease_renew_secs: 3.0,
+            sample_secs: 60.0,
         }
     }
 }
@@ -173,6 +177,7 @@ impl Config {
                 Range::closed("capacity", n.capacity as f64, 1.0, 100000.0),
                 Range::closed("lease_ttl_secs", n.lease_ttl_secs, 2.0, 3600.0),
                 Range::closed("lease_renew_secs", n.lease_renew_secs, 0.5, 600.0),
+                Range::closed("sample_secs", n.sample_secs, 1.0, 3600.0),
             ],
         );
         if n.lease_renew_secs * 2.0 > n.lease_ttl_secs {

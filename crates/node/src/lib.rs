@@ -28,6 +28,7 @@ pub mod config;
 mod controller;
 mod maintenance;
 mod retention;
+mod samples;
 mod state;
 
 pub use controller::{camera_specs, check_against_model};
@@ -204,6 +205,8 @@ impl Node {
         )?;
         let mcfg = cfg.maintenance.clone();
         let api_cfg = cfg.api.clone();
+        // What the health sampler needs of the config, which the controller takes.
+        let sampling = (cfg.node.name.clone(), cfg.node.capacity, Duration::from_secs_f64(cfg.node.sample_secs));
         let ctl = Arc::new(Mutex::new(Some(Controller { cfg, ingest, pool, held: BTreeSet::new() })));
         let node = Arc::new(NodeCtx {
             ctl: ctl.clone(),
@@ -366,6 +369,7 @@ impl Node {
         });
 
         let maintenance = tokio::spawn(maintenance::maintenance_loop(node.clone(), mcfg));
+        let sampler = tokio::spawn(samples::sample_loop(node.clone(), sampling.0, sampling.1, sampling.2));
 
         let tls = api_cfg.tls_cert.is_some();
         tracing::info!(%addr, scheme = if tls { "https" } else { "http" }, "API listening");
@@ -385,7 +389,7 @@ impl Node {
             tls,
             stop: Some(stop_tx),
             server,
-            helpers: vec![maintenance, bring_up, recovery, hup, reloader, restarter],
+            helpers: vec![maintenance, bring_up, recovery, hup, reloader, restarter, sampler],
             lease_loop,
             retention,
             node,

@@ -14,6 +14,7 @@ pub mod queries;
 pub mod record;
 pub mod recovery;
 pub mod retention;
+pub mod samples;
 pub mod tasks;
 pub mod uptime;
 pub mod wal;
