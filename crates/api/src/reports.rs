@@ -156,15 +156,19 @@ pub async fn uptime(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<UptimePa
             );
         }
     }
-    let name = format!("uptime-{scope}-{}.csv", r.from.format("%Y-%m-%d"));
-    Ok((
+    Ok(csv_file(&format!("uptime-{scope}-{}.csv", r.from.format("%Y-%m-%d")), out))
+}
+
+/// A CSV body as a download named `name`.
+fn csv_file(name: &str, body: String) -> Response {
+    (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
         ],
-        out,
+        body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// Daily uptime parameters.
@@ -413,15 +417,7 @@ pub async fn audit(State(st): State<Arc<AppState>>, c: Caller, Q(p): Q<AuditPara
             csv_field(&a.detail.to_string())
         );
     }
-    let name = format!("audit-{}.csv", Utc::now().format("%Y-%m-%dT%H%M%SZ"));
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
-        ],
-        out,
-    )
-        .into_response())
+    Ok(csv_file(&format!("audit-{}.csv", Utc::now().format("%Y-%m-%dT%H%M%SZ")), out))
 }
 
 #[cfg(test)]

@@ -230,6 +230,21 @@ pub async fn insert_audit(conn: &mut sqlx::PgConnection, a: &AuditEntry<'_>) -> 
     Ok(())
 }
 
+/// Revokes the live tokens of user `user_id` on `conn` (only its login sessions with
+/// `sessions_only`); returns how many.
+async fn revoke_user_tokens(conn: &mut sqlx::PgConnection, user_id: i64, sessions_only: bool) -> Result<u64, Error> {
+    Ok(sqlx::query(
+        "UPDATE api_tokens SET revoked_at = now()
+          WHERE user_id = $1 AND revoked_at IS NULL AND (NOT $2 OR kind = 'session')",
+    )
+    .bind(user_id)
+    .bind(sessions_only)
+    .execute(conn)
+    .await
+    .map_err(|e| db_error("revoking tokens", e))?
+    .rows_affected())
+}
+
 /// The address column of `login_attempts` ("" when the peer is unknown).
 fn addr_key(addr: Option<std::net::IpAddr>) -> String {
     addr.map(|a| a.to_string()).unwrap_or_default()
@@ -265,12 +280,7 @@ impl Store {
             .await
             .map_err(|e| db_error("writing a user", e))?;
         let id = id.ok_or_else(|| err!(Conflict, "user `{name}` already exists"))?;
-        let revoked = sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_error("revoking tokens", e))?
-            .rows_affected();
+        let revoked = revoke_user_tokens(&mut tx, id, false).await?;
         insert_audit(&mut tx, &audit.with("tokens_revoked", revoked)).await?;
         tx.commit().await.map_err(|e| db_error("writing a user", e))?;
         Ok(id)
@@ -303,11 +313,7 @@ impl Store {
         .await
         .map_err(|e| db_error("disabling a user", e))?;
         if let Some(id) = id {
-            sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db_error("revoking tokens", e))?;
+            revoke_user_tokens(&mut tx, id, false).await?;
             insert_audit(&mut tx, audit).await?;
         }
         tx.commit().await.map_err(|e| db_error("disabling a user", e))?;
@@ -341,12 +347,7 @@ impl Store {
         let Some(id) = id else { return Ok(None) };
         let mut revoked = 0;
         if ch.role.is_some() || ch.password_hash.is_some() {
-            revoked = sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db_error("revoking tokens", e))?
-                .rows_affected();
+            revoked = revoke_user_tokens(&mut tx, id, false).await?;
         }
         insert_audit(&mut tx, &audit.with("tokens_revoked", revoked)).await?;
         tx.commit().await.map_err(|e| db_error("changing a user", e))?;
@@ -364,14 +365,7 @@ impl Store {
             .await
             .map_err(|e| db_error("ending sessions", e))?;
         let Some(id) = id else { return Ok(None) };
-        let n = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND kind = 'session' AND revoked_at IS NULL",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| db_error("ending sessions", e))?
-        .rows_affected();
+        let n = revoke_user_tokens(&mut tx, id, true).await?;
         insert_audit(&mut tx, &audit.with("sessions_ended", n)).await?;
         tx.commit().await.map_err(|e| db_error("ending sessions", e))?;
         Ok(Some(n))
