@@ -213,6 +213,13 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
         detail.as_str().unwrap().contains("Платформа 1") && detail.as_str().unwrap().contains("Вокзал"),
         "{detail}"
     );
+    // With the object's crop and the camera's site on the map.
+    b.wait(
+        "the crop and the site on the detail's map",
+        15,
+        "const d = document.querySelector('dialog#event-detail'); const c = d && d.querySelector('img.crop'); \
+         return c && c.complete && c.naturalWidth > 0 && d.querySelector('#event-map [data-site=station]') !== null",
+    );
     b.screenshot(&out.join("operator-event-detail.png"));
     b.click("dialog#event-detail button.close");
     b.wait("the detail closed", 5, "return document.querySelector('dialog#event-detail') === null");
@@ -292,6 +299,17 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
         "const t = document.querySelector('#watchlist'); return t && t.textContent.includes('ВІ 0001 АА') && t.textContent.includes('викрадено')",
     );
     b.screenshot(&out.join("operator-watchlist.png"));
+    // Removed with a reason typed in the row (no browser dialog).
+    b.type_into("#watchlist tr[data-entry] input[name=remove-reason]", "знайдено");
+    b.click("#watchlist tr[data-entry] form.remove-entry button[type=submit]");
+    wait_for("the entry removed with its reason", Duration::from_secs(10), || {
+        let n = rt.block_on(scalar(
+            &db,
+            "SELECT count(*) FROM watchlist_entries WHERE plate = 'BI0001AA' AND removed_by = 'olena' AND removed_at IS NOT NULL",
+        ));
+        (n == 1).then_some(())
+    });
+    b.wait("the list without it", 10, "return document.querySelector('#watchlist tr[data-entry]') === null");
 
     // ---- operator: the queue stays still while read; new alerts wait in a banner ----
     b.click("[data-view=alerts]");
@@ -534,6 +552,7 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
             &format!("return document.querySelector('[data-view-box={v}] h2') !== null"),
         );
         assert_eq!(b.untranslated(), json!([]), "untranslated codes in the contractor's {v} view");
+        b.screenshot(&out.join(format!("contractor-{v}-1400.png")));
         b.size(390, 844);
         assert!(!b.overflows(), "the contractor's {v} view scrolls sideways at 390 px");
         b.screenshot(&out.join(format!("contractor-{v}-390.png")));

