@@ -10,6 +10,7 @@
 //!
 //! [`FrameHub`]: varta_core::frame::FrameHub
 
+pub mod clip;
 pub mod config;
 pub mod file;
 pub mod gate;

@@ -1,0 +1,249 @@
+//! Event clips without re-encoding (issue #22, first part): a bounded ring of one
+//! camera's compressed access units, and the writer that remuxes units into an MP4.
+//!
+//! The ring holds every access unit the parser hands on (decoded or not: the
+//! adaptive gate drops units *after* the ring has seen them, so an idle camera
+//! decoded on keyframes still has whole GOPs), as reference-counted GStreamer
+//! buffers, never copies. It keeps whole GOPs: the oldest GOP goes once the GOP after
+//! it starts at least `keep` before the newest unit (so the units from the last
+//! keyframe at or before "now − keep" are always there), or when the ring is over its
+//! byte budget (then only the newest GOP is guaranteed).
+//!
+//! [`write_mp4`] puts units through `appsrc ! h264parse|h265parse ! mp4mux ! filesink`:
+//! the parser converts byte-stream to the `avc`/`hvc1` form MP4 wants when needed,
+//! the muxer writes the camera's own bitstream. The file is written as `.tmp`, its
+//! SHA-256 computed from what is on disk, synced, then renamed, so a reader never
+//! sees half a clip.
+
+use crate::pipeline::Codec;
+use chrono::{DateTime, Utc};
+use gst::prelude::*;
+use gstreamer as gst;
+use gstreamer_app as gst_app;
+use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+use varta_core::{err, Error, ErrorKind};
+
+/// One compressed access unit as received.
+#[derive(Clone, Debug)]
+struct Unit {
+    buf: gst::Buffer,
+    key: bool,
+    /// Wall-clock arrival, the time events are stamped in (`captured_at`).
+    at: DateTime<Utc>,
+}
+
+/// A camera's recent compressed stream, whole GOPs, bounded in time and bytes.
+#[derive(Debug)]
+pub struct ClipRing {
+    units: VecDeque<Unit>,
+    bytes: usize,
+    keep: Duration,
+    max_bytes: usize,
+    caps: Option<gst::Caps>,
+}
+
+impl ClipRing {
+    /// A ring that keeps at least `keep` before its newest unit (from the keyframe at
+    /// or before it), within `max_bytes` of buffers (the oldest GOP goes first; the
+    /// newest GOP always stays, whatever its size).
+    pub fn new(keep: Duration, max_bytes: usize) -> ClipRing {
+        ClipRing { units: VecDeque::new(), bytes: 0, keep, max_bytes, caps: None }
+    }
+
+    /// The caps of the units (the parser's output: codec, stream format, codec
+    /// data); a change of caps (a camera reconfigured) empties the ring.
+    pub fn set_caps(&mut self, caps: gst::Caps) {
+        if self.caps.as_ref() != Some(&caps) {
+            self.units.clear();
+            self.bytes = 0;
+            self.caps = Some(caps);
+        }
+    }
+
+    /// The units' caps, once known.
+    pub fn caps(&self) -> Option<&gst::Caps> {
+        self.caps.as_ref()
+    }
+
+    /// Adds one access unit that arrived at `at` (a reference, not a copy). Units
+    /// before the first keyframe are not kept: nothing could decode them.
+    pub fn push(&mut self, buf: &gst::Buffer, at: DateTime<Utc>) {
+        let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        if self.units.is_empty() && !key {
+            return;
+        }
+        self.bytes += buf.size();
+        self.units.push_back(Unit { buf: buf.clone(), key, at });
+        self.trim(at);
+    }
+
+    /// Drops whole GOPs from the front: while the next GOP starts at or before
+    /// `now − keep`, and while over the byte budget with more than one GOP.
+    fn trim(&mut self, now: DateTime<Utc>) {
+        let keep = chrono::Duration::from_std(self.keep).unwrap_or(chrono::Duration::days(365));
+        loop {
+            let Some(next_key) = self.units.iter().skip(1).position(|u| u.key).map(|i| i + 1) else { return };
+            let old_enough = self.units[next_key].at <= now - keep;
+            if !old_enough && self.bytes <= self.max_bytes {
+                return;
+            }
+            for u in self.units.drain(..next_key) {
+                self.bytes -= u.buf.size();
+            }
+        }
+    }
+
+    /// Bytes of the buffers held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The units from the last keyframe at or before `t` (the oldest keyframe held
+    /// when none is that old) to the newest, and the arrival time of the first.
+    pub fn since(&self, t: DateTime<Utc>) -> Option<(DateTime<Utc>, Vec<gst::Buffer>)> {
+        let start =
+            self.units.iter().rposition(|u| u.key && u.at <= t).or_else(|| self.units.iter().position(|u| u.key))?;
+        Some((self.units[start].at, self.units.iter().skip(start).map(|u| u.buf.clone()).collect()))
+    }
+
+    /// The units that arrived after `t`, in order.
+    pub fn after(&self, t: DateTime<Utc>) -> Vec<gst::Buffer> {
+        self.units.iter().filter(|u| u.at > t).map(|u| u.buf.clone()).collect()
+    }
+}
+
+/// What [`write_mp4`] wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClipFile {
+    /// SHA-256 of the file, lower-case hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Access units written.
+    pub units: usize,
+    /// From the first unit's timestamp to the last's, in seconds.
+    pub secs: f64,
+}
+
+/// The codec of caps from a parser (`video/x-h264`, `video/x-h265`).
+fn codec_of(caps: &gst::Caps) -> Result<Codec, Error> {
+    match caps.structure(0).map(|s| s.name().as_str()) {
+        Some("video/x-h264") => Ok(Codec::H264),
+        Some("video/x-h265") => Ok(Codec::H265),
+        other => Err(err!(InvalidArgument, "clips are H.264 or H.265, not {other:?}")),
+    }
+}
+
+/// Writes `units` (access units with `caps`, the first a keyframe) as an MP4 at
+/// `path`, without decoding: timestamps are moved to start at zero, the parser puts
+/// the bitstream in MP4's form, `mp4mux` writes it. Atomic (a `.tmp` renamed), the
+/// SHA-256 computed from the file written.
+///
+/// Errors: `InvalidArgument` for no units, a first unit that is not a keyframe or a
+/// codec other than H.264/H.265; `Unavailable` when GStreamer or the disk fails.
+pub fn write_mp4(caps: &gst::Caps, units: &[gst::Buffer], path: &Path) -> Result<ClipFile, Error> {
+    gst::init().map_err(|e| Error::wrap(ErrorKind::Internal, "GStreamer init", e))?;
+    let first = units.first().ok_or_else(|| err!(InvalidArgument, "a clip needs at least one unit"))?;
+    if first.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+        return Err(err!(InvalidArgument, "a clip must start on a keyframe"));
+    }
+    let parse = match codec_of(caps)? {
+        Codec::H264 => "h264parse",
+        Codec::H265 => "h265parse",
+    };
+    let tmp = path.with_extension("mp4.tmp");
+    let ctx = |what: &str| format!("writing clip {}: {what}", path.display());
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src format=time is-live=false ! {parse} ! mp4mux faststart=true ! filesink name=sink sync=false"
+    ))
+    .map_err(|e| Error::wrap(ErrorKind::Unavailable, ctx("pipeline (mp4mux is in gstreamer1.0-plugins-good)"), e))?
+    .downcast::<gst::Pipeline>()
+    .expect("a pipeline");
+    let src = pipeline.by_name("src").expect("named").downcast::<gst_app::AppSrc>().expect("appsrc");
+    src.set_caps(Some(caps));
+    pipeline.by_name("sink").expect("named").set_property("location", tmp.to_string_lossy().as_ref());
+    pipeline.set_state(gst::State::Playing).map_err(|e| Error::wrap(ErrorKind::Unavailable, ctx("start"), e))?;
+    // Timestamps from zero: the first unit's decode time (or presentation time).
+    let base = first.dts().or(first.pts()).unwrap_or(gst::ClockTime::ZERO);
+    let (mut lo, mut hi) = (None::<gst::ClockTime>, None::<gst::ClockTime>);
+    let mut pushed = Ok(());
+    for u in units {
+        let mut b = u.copy();
+        {
+            let b = b.make_mut();
+            b.set_pts(u.pts().map(|t| t.saturating_sub(base)));
+            b.set_dts(u.dts().map(|t| t.saturating_sub(base)));
+            if let Some(p) = b.pts() {
+                lo = Some(lo.map_or(p, |l| l.min(p)));
+                hi = Some(hi.map_or(p, |h| h.max(p)));
+            }
+        }
+        if let Err(e) = src.push_buffer(b) {
+            pushed = Err(err!(Unavailable, "{}", ctx(&format!("pushing a unit: {e:?}"))));
+            break;
+        }
+    }
+    let _ = src.end_of_stream();
+    let bus = pipeline.bus().expect("pipelines have a bus");
+    let done =
+        bus.timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let _ = pipeline.set_state(gst::State::Null);
+    pushed?;
+    match done.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => {}
+        Some(gst::MessageView::Error(e)) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err!(Unavailable, "{}", ctx(&e.error().to_string())));
+        }
+        _ => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err!(Unavailable, "{}", ctx("the muxer did not finish within 60 s")));
+        }
+    }
+    let io = |e: std::io::Error| Error::wrap(ErrorKind::Unavailable, ctx("disk"), e);
+    let mut f = std::fs::File::open(&tmp).map_err(io)?;
+    let (mut hash, mut buf, mut bytes) = (Sha256::new(), vec![0u8; 1 << 16], 0u64);
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    let secs = match (lo, hi) {
+        (Some(l), Some(h)) => (h - l).nseconds() as f64 / 1e9,
+        _ => 0.0,
+    };
+    Ok(ClipFile {
+        sha256: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        bytes,
+        units: units.len(),
+        secs,
+    })
+}
+
+/// Why a clip is the size it is: `pre_roll` before the event's first frame (from
+/// the keyframe at or before that moment), the event, `post_roll` after its last
+/// frame, at most `max` in all. In seconds; from `[detect.clips]` once wired.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClipSpan {
+    /// Seconds kept before the event's first frame (default 5).
+    pub pre_roll: Duration,
+    /// Seconds written after the event's last frame (default 10).
+    pub post_roll: Duration,
+    /// The longest clip written (default 120 s): a track that lasts longer is cut.
+    pub max: Duration,
+}
+
+impl Default for ClipSpan {
+    fn default() -> Self {
+        ClipSpan { pre_roll: Duration::from_secs(5), post_roll: Duration::from_secs(10), max: Duration::from_secs(120) }
+    }
+}
