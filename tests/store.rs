@@ -472,3 +472,60 @@ async fn health_samples_read_back_as_series_and_expire_after_two_days() {
 async fn scalar_of(store: &varta_store::Store, q: &str) -> i64 {
     sqlx::query_scalar(q).fetch_one(store.pool()).await.unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_events_clip_is_recorded_on_its_row_once_whatever_the_replays() {
+    use varta_core::event::{ClipRecord, EventPhase, EventRecord, StoreMsg};
+    let (_, store) = setup_db("clips").await;
+    let mut w = varta_store::writer::Writer::new(store.clone(), "n1");
+    let t = Utc::now() - Days::seconds(30);
+    let ev = |id: uuid::Uuid, phase| EventRecord {
+        id,
+        camera: "cam-a".into(),
+        track_id: 7,
+        class: "person".into(),
+        score: 0.8,
+        bbox: [1.0, 2.0, 3.0, 4.0],
+        started_at: t,
+        last_seen_at: t + Days::seconds(4),
+        ended_at: (phase == EventPhase::Ended).then_some(t + Days::seconds(4)),
+        end_reason: None,
+        frames: 8,
+        rule: "presence".into(),
+        alert: false,
+        zone: None,
+        snapshot: None,
+        phase,
+        run_id: None,
+    };
+    let clip = |id: uuid::Uuid| ClipRecord {
+        event_id: id,
+        event_started_at: t,
+        file: format!("{id}.mp4"),
+        sha256: "ab".repeat(32),
+        bytes: 123_456,
+        secs: 19.5,
+    };
+    let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    // One event stored before its clip, one in the same batch as its clip.
+    w.write_batch(&[StoreMsg::Event(ev(a, EventPhase::Started))]).await.unwrap();
+    w.write_batch(&[StoreMsg::Event(ev(a, EventPhase::Ended)), StoreMsg::Clip(clip(a))]).await.unwrap();
+    w.write_batch(&[StoreMsg::Event(ev(b, EventPhase::Started)), StoreMsg::Clip(clip(b))]).await.unwrap();
+    // A replay of the log (after a crash) writes the same again.
+    w.write_batch(&[StoreMsg::Event(ev(b, EventPhase::Started)), StoreMsg::Clip(clip(b))]).await.unwrap();
+    let rows: Vec<(uuid::Uuid, String, String, i64, f64)> =
+        sqlx::query_as("SELECT id, clip, clip_sha256, clip_bytes, clip_secs FROM events ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [a, b].map(|id| (id, format!("{id}.mp4"), "ab".repeat(32), 123_456, 19.5)).to_vec(),
+        "each event once, with its clip"
+    );
+    // A clip whose event is not (yet, or any more) stored changes nothing and stops
+    // nothing: the log's writer goes on.
+    let orphan = clip(uuid::Uuid::now_v7());
+    w.write_batch(&[StoreMsg::Clip(orphan)]).await.unwrap();
+    assert_eq!(scalar_of(&store, "SELECT count(*) FROM events WHERE clip IS NOT NULL").await, 2);
+}

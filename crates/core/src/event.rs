@@ -217,6 +217,27 @@ pub enum StoreMsg {
     Status(StatusChange),
     /// A vehicle track's number plate (issue #20).
     Plate(PlateRecord),
+    /// An event's video clip, written (issue #22).
+    Clip(ClipRecord),
+}
+
+/// The video clip of one event: the camera's own bitstream from the keyframe before
+/// the event's pre-roll to its post-roll, remuxed to MP4 without re-encoding
+/// (`varta_ingest::clip`), written (atomically) before this record is journalled.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ClipRecord {
+    /// The event.
+    pub event_id: EventId,
+    /// Its start (the partition key).
+    pub event_started_at: DateTime<Utc>,
+    /// The clip's file in the snapshot directory (`<event id>.mp4`).
+    pub file: String,
+    /// SHA-256 of the file as written, lower-case hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// From its first frame to its last, in seconds.
+    pub secs: f64,
 }
 
 /// The number plate of one vehicle track: the vote over the reads of its best crops

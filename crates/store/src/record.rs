@@ -25,7 +25,9 @@
 //! ```
 
 use chrono::{DateTime, Utc};
-use varta_core::event::{CameraState, EndReason, EventPhase, EventRecord, PlateRecord, StatusChange, StoreMsg};
+use varta_core::event::{
+    CameraState, ClipRecord, EndReason, EventPhase, EventRecord, PlateRecord, StatusChange, StoreMsg,
+};
 use varta_core::{Error, ErrorKind};
 
 /// First byte of a format-1 payload.
@@ -93,6 +95,15 @@ pub fn encode(msgs: &[StoreMsg], out: &mut Vec<u8>) {
                     out.extend_from_slice(&v.to_le_bytes());
                 }
                 put_opt(out, p.crop.as_deref(), put_str);
+            }
+            StoreMsg::Clip(c) => {
+                out.push(4);
+                out.extend_from_slice(c.event_id.as_bytes());
+                put_ts(out, c.event_started_at);
+                put_str(out, &c.file);
+                put_str(out, &c.sha256);
+                out.extend_from_slice(&c.bytes.to_le_bytes());
+                out.extend_from_slice(&c.secs.to_le_bytes());
             }
         }
     }
@@ -166,6 +177,10 @@ impl Reader<'_> {
         Ok(f32::from_le_bytes(self.take(4)?.try_into().unwrap()))
     }
 
+    fn f64(&mut self) -> R<f64> {
+        Ok(f64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+
     fn uuid(&mut self) -> R<uuid::Uuid> {
         Ok(uuid::Uuid::from_bytes(self.take(16)?.try_into().unwrap()))
     }
@@ -215,6 +230,14 @@ impl Reader<'_> {
                     reads: self.u32()?,
                     bbox: [self.f32()?, self.f32()?, self.f32()?, self.f32()?],
                     crop: self.opt(Self::str)?,
+                }),
+                4 => StoreMsg::Clip(ClipRecord {
+                    event_id: self.uuid()?,
+                    event_started_at: self.ts()?,
+                    file: self.str()?,
+                    sha256: self.str()?,
+                    bytes: self.u64()?,
+                    secs: self.f64()?,
                 }),
                 t => return Err(format!("unknown message type {t} at byte {}", self.at - 1)),
             });
@@ -316,7 +339,16 @@ mod tests {
             crop: Some("p.plate.jpg".into()),
         };
         let plate_bare = PlateRecord { crop: None, ..plate.clone() };
+        let clip = ClipRecord {
+            event_id: full.id,
+            event_started_at: t,
+            file: format!("{}.mp4", full.id),
+            sha256: "9f".repeat(32),
+            bytes: 3_456_789,
+            secs: 17.48,
+        };
         vec![
+            StoreMsg::Clip(clip),
             StoreMsg::Event(full),
             StoreMsg::Status(status),
             StoreMsg::Event(bare),

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use varta_core::event::{EndReason, EventPhase, EventRecord, PlateRecord, StatusChange, StoreMsg};
+use varta_core::event::{ClipRecord, EndReason, EventPhase, EventRecord, PlateRecord, StatusChange, StoreMsg};
 use varta_core::journal::Journal;
 use varta_core::metrics::Registry;
 use varta_core::{Error, ErrorKind};
@@ -579,6 +579,12 @@ fn drop_missing_snapshots(dir: &Option<PathBuf>, msgs: &mut [StoreMsg]) {
                 tracing::warn!(plate_read = %p.id, "plate crop missing; the read is stored without it");
                 p.crop = None;
             }
+            // A clip record is written after its file; a missing file (deleted by
+            // retention while the database was away) leaves the event without a clip.
+            StoreMsg::Clip(c) if !dir.join(&c.file).exists() => {
+                tracing::warn!(event = %c.event_id, "clip file missing; the event is stored without it");
+                c.file.clear();
+            }
             _ => {}
         }
     }
@@ -749,6 +755,10 @@ impl Writer {
         for p in &merged.plates {
             insert_plate(&mut tx, p, &self.node).await?;
         }
+        // After the events too: a clip names its event's row.
+        for c in &merged.clips {
+            set_clip(&mut tx, c).await?;
+        }
         tx.commit().await.map_err(|e| db_error("commit", e))?;
         Ok(merged.events.len())
     }
@@ -771,6 +781,7 @@ struct Merged<'a> {
     events: Vec<(EventRecord, bool)>,
     statuses: Vec<&'a StatusChange>,
     plates: Vec<&'a PlateRecord>,
+    clips: Vec<&'a ClipRecord>,
 }
 
 /// The same event may be in a batch twice (started, then ended): keep the last,
@@ -781,6 +792,7 @@ fn merge<'a>(batch: &[&'a StoreMsg]) -> Merged<'a> {
     let mut events: Vec<(EventRecord, bool)> = Vec::new();
     let mut statuses = Vec::new();
     let mut plates = Vec::new();
+    let mut clips = Vec::new();
     for m in batch {
         match *m {
             StoreMsg::Event(e) => match index.get(&e.id) {
@@ -796,6 +808,8 @@ fn merge<'a>(batch: &[&'a StoreMsg]) -> Merged<'a> {
             },
             StoreMsg::Status(s) => statuses.push(s),
             StoreMsg::Plate(p) => plates.push(p),
+            StoreMsg::Clip(c) if !c.file.is_empty() => clips.push(c),
+            StoreMsg::Clip(_) => {}
         }
     }
     // Records from before end reasons existed ended normally.
@@ -804,7 +818,7 @@ fn merge<'a>(batch: &[&'a StoreMsg]) -> Merged<'a> {
             e.end_reason = Some(EndReason::Ended);
         }
     }
-    Merged { events, statuses, plates }
+    Merged { events, statuses, plates, clips }
 }
 
 fn day_of(t: DateTime<Utc>) -> NaiveDate {
@@ -875,6 +889,25 @@ async fn insert_statuses(
     });
     qb.push(" ON CONFLICT (camera_id, at, state) DO NOTHING");
     qb.build().execute(&mut *tx).await.map_err(|e| db_error("writing camera status", e))?;
+    Ok(())
+}
+
+/// Records an event's clip and its hash on the event's row; a replay writes the
+/// same values again.
+async fn set_clip(tx: &mut sqlx::PgConnection, c: &ClipRecord) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE events SET clip = $3, clip_sha256 = $4, clip_bytes = $5, clip_secs = $6
+          WHERE id = $1 AND started_at = $2",
+    )
+    .bind(c.event_id)
+    .bind(c.event_started_at)
+    .bind(&c.file)
+    .bind(&c.sha256)
+    .bind(c.bytes as i64)
+    .bind(c.secs)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| db_error("recording a clip", e))?;
     Ok(())
 }
 
