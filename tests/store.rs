@@ -264,12 +264,13 @@ async fn retention_drops_old_partitions_and_keeps_snapshots_within_budget() {
     let r = store.maintain_partitions(today, 3, 5).await.unwrap();
     assert!(r.dropped.is_empty() && r.created.is_empty(), "{r:?}");
 
-    // Snapshots: 10 files of 1000 bytes, one per day back; 30 days max age gets none,
-    // 7 days gets 3 (days 7, 8, 9); then a budget of 4500 bytes leaves the 4 newest.
+    // Snapshots and clips: 10 files of 1000 bytes, one per day back; 30 days max age
+    // gets none, 7 days gets 3 (days 7, 8, 9); then a budget of 4500 bytes leaves the
+    // 4 newest, pictures and clips alike.
     let dir = work_dir("snapshots");
     let now = std::time::SystemTime::now();
     for i in 0..10u64 {
-        let p = dir.join(format!("ev{i}.jpg"));
+        let p = dir.join(format!("ev{i}.{}", if i % 2 == 1 { "mp4" } else { "jpg" }));
         std::fs::write(&p, vec![0u8; 1000]).unwrap();
         let f = std::fs::File::options().write(true).open(&p).unwrap();
         f.set_modified(now - Duration::from_secs(i * 86400 + 3600)).unwrap();
@@ -285,7 +286,7 @@ async fn retention_drops_old_partitions_and_keeps_snapshots_within_budget() {
     let mut left: Vec<String> =
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     left.sort();
-    assert_eq!(left, ["ev0.jpg", "ev1.jpg", "ev2.jpg", "ev3.jpg", "notes.txt"]);
+    assert_eq!(left, ["ev0.jpg", "ev1.mp4", "ev2.jpg", "ev3.mp4", "notes.txt"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

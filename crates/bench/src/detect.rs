@@ -275,6 +275,7 @@ fn pool_rate(spec: &ModelSpec, frames: &[Frame], a: &Args) -> Result<f64> {
         snapshots: varta_detect::snapshot::SnapshotStore::new(&snapdir, 85)?,
         plates: Default::default(),
         clock: varta_core::clock::system(),
+        observer: None,
     };
     let pool = InferencePool::start(spec, &cfg, hub.clone(), journal.clone(), metrics.clone())?;
     let cams: Vec<CameraId> = (0..a.cameras).map(|i| CameraId::from(format!("b{i}").as_str())).collect();

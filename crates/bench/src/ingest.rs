@@ -70,7 +70,7 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(v) = a.idle_keyframe_secs {
         ingest.idle_keyframe_secs = v;
     }
-    let settings = IngestSettings { ingest, health: HealthConfig::default() };
+    let settings = IngestSettings { ingest, health: HealthConfig::default(), clips: None };
     let mut ingest = Ingest::new(settings, hub.clone(), metrics.clone(), journal)?;
     let stop = Arc::new(AtomicBool::new(false));
     let drain = {

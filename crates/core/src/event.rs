@@ -221,6 +221,14 @@ pub enum StoreMsg {
     Clip(ClipRecord),
 }
 
+/// Follows events as the detector makes them, in the order it makes them: the clip
+/// recorder (`varta_ingest::clip::Clips`) opens a clip on `Started` and closes it
+/// after the post-roll once `Ended`. Called on a detection worker: it must not block.
+pub trait EventObserver: Send + Sync + std::fmt::Debug {
+    /// One record, as it goes to the event log.
+    fn event(&self, record: &EventRecord);
+}
+
 /// The video clip of one event: the camera's own bitstream from the keyframe before
 /// the event's pre-roll to its post-roll, remuxed to MP4 without re-encoding
 /// (`varta_ingest::clip`), written (atomically) before this record is journalled.

@@ -154,6 +154,7 @@ impl DetectConfig {
             snapshots: crate::snapshot::SnapshotStore::new(&self.snapshot_dir, self.snapshot_quality)?,
             plates: self.plates.clone(),
             clock,
+            observer: None,
         })
     }
 }

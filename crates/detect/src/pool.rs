@@ -52,6 +52,8 @@ pub struct PoolConfig {
     pub plates: crate::plates::PlatesConfig,
     /// The time the recovery rule for silent cameras reads.
     pub clock: Arc<dyn Clock>,
+    /// Told of every event record before it is journalled (the clip recorder).
+    pub observer: Option<Arc<dyn varta_core::event::EventObserver>>,
 }
 
 type Analysers = RwLock<HashMap<CameraId, Arc<Mutex<CameraAnalyser>>>>;
@@ -73,6 +75,8 @@ struct Shared {
     plates_cfg: Option<crate::plates::PlatesConfig>,
     /// To the plates thread; taken at stop so that it ends.
     plates: Mutex<Option<Sender<PlateJob>>>,
+    /// Told of every event record (the clip recorder).
+    observer: Option<Arc<dyn varta_core::event::EventObserver>>,
 }
 
 /// Snapshots of records held in the journal until their files exist.
@@ -139,6 +143,7 @@ impl InferencePool {
             last_sweep_ms: Default::default(),
             plates_cfg: cfg.plates.enabled.then(|| cfg.plates.clone()),
             plates: Mutex::new(plates_tx),
+            observer: cfg.observer.clone(),
         });
         let mut workers = Vec::new();
         for (i, det) in dets.into_iter().enumerate() {
@@ -233,6 +238,9 @@ impl Shared {
         let mut jobs = Vec::new();
         let mut records: Vec<StoreMsg> = Vec::with_capacity(emits.len());
         for e in emits {
+            if let Some(o) = &self.observer {
+                o.event(&e.record);
+            }
             if let Some(job) = e.snapshot {
                 jobs.push((e.record.id, job));
             }

@@ -15,17 +15,21 @@
 //! SHA-256 computed from what is on disk, synced, then renamed, so a reader never
 //! sees half a clip.
 
-use crate::pipeline::Codec;
+use crate::config::ClipsConfig;
 use chrono::{DateTime, Utc};
 use gst::prelude::*;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
 use sha2::{Digest, Sha256};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use varta_core::{err, Error, ErrorKind};
+use varta_core::event::{ClipRecord, EventObserver, EventPhase, EventRecord, StoreMsg};
+use varta_core::journal::Journal;
+use varta_core::{err, CameraId, Error, ErrorKind, EventId};
 
 /// One compressed access unit as received.
 #[derive(Clone, Debug)]
@@ -129,11 +133,11 @@ pub struct ClipFile {
     pub secs: f64,
 }
 
-/// The codec of caps from a parser (`video/x-h264`, `video/x-h265`).
-fn codec_of(caps: &gst::Caps) -> Result<Codec, Error> {
+/// The parser for caps from a parser (`video/x-h264`, `video/x-h265`).
+fn parser_for(caps: &gst::Caps) -> Result<&'static str, Error> {
     match caps.structure(0).map(|s| s.name().as_str()) {
-        Some("video/x-h264") => Ok(Codec::H264),
-        Some("video/x-h265") => Ok(Codec::H265),
+        Some("video/x-h264") => Ok("h264parse"),
+        Some("video/x-h265") => Ok("h265parse"),
         other => Err(err!(InvalidArgument, "clips are H.264 or H.265, not {other:?}")),
     }
 }
@@ -151,10 +155,7 @@ pub fn write_mp4(caps: &gst::Caps, units: &[gst::Buffer], path: &Path) -> Result
     if first.flags().contains(gst::BufferFlags::DELTA_UNIT) {
         return Err(err!(InvalidArgument, "a clip must start on a keyframe"));
     }
-    let parse = match codec_of(caps)? {
-        Codec::H264 => "h264parse",
-        Codec::H265 => "h265parse",
-    };
+    let parse = parser_for(caps)?;
     let tmp = path.with_extension("mp4.tmp");
     let ctx = |what: &str| format!("writing clip {}: {what}", path.display());
     let pipeline = gst::parse::launch(&format!(
@@ -245,5 +246,243 @@ pub struct ClipSpan {
 impl Default for ClipSpan {
     fn default() -> Self {
         ClipSpan { pre_roll: Duration::from_secs(5), post_roll: Duration::from_secs(10), max: Duration::from_secs(120) }
+    }
+}
+
+/// How much more than the pre-roll a camera's ring keeps: the detector decides an
+/// event a moment after its first frame (the tracker's confirmation, the queue), and
+/// the pre-roll counts from that first frame.
+const DETECTION_DELAY: Duration = Duration::from_secs(10);
+
+/// One event's clip being collected.
+#[derive(Debug)]
+struct Session {
+    event: EventId,
+    started_at: DateTime<Utc>,
+    /// Arrival of its first unit (a keyframe).
+    first_at: DateTime<Utc>,
+    units: Vec<gst::Buffer>,
+    /// When to stop collecting: the event's end plus the post-roll, once ended.
+    close_at: Option<DateTime<Utc>>,
+}
+
+/// A clip ready to be written.
+#[derive(Debug)]
+pub struct Finished {
+    event: EventId,
+    started_at: DateTime<Utc>,
+    caps: gst::Caps,
+    units: Vec<gst::Buffer>,
+}
+
+/// One camera's ring and the clips being collected from it.
+#[derive(Debug)]
+pub struct CameraClips {
+    ring: ClipRing,
+    sessions: Vec<Session>,
+}
+
+impl CameraClips {
+    /// The stream's caps changed (a new negotiation): the ring starts again.
+    pub fn set_caps(&mut self, caps: gst::Caps) {
+        self.ring.set_caps(caps);
+    }
+
+    /// One access unit arrived at `at`: into the ring and every open clip; returns
+    /// the clips it completes (their post-roll passed, or their length reached).
+    pub fn on_unit(&mut self, buf: &gst::Buffer, at: DateTime<Utc>, span: ClipSpan) -> Vec<Finished> {
+        self.ring.push(buf, at);
+        for s in &mut self.sessions {
+            s.units.push(buf.clone());
+        }
+        self.due(at, span)
+    }
+
+    /// Takes out the clips due at `now`.
+    fn due(&mut self, now: DateTime<Utc>, span: ClipSpan) -> Vec<Finished> {
+        let max = chrono::Duration::from_std(span.max).unwrap_or(chrono::Duration::hours(1));
+        let Some(caps) = self.ring.caps().cloned() else { return Vec::new() };
+        let (done, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.sessions)
+            .into_iter()
+            .partition(|s| s.close_at.is_some_and(|c| now >= c) || now - s.first_at >= max);
+        self.sessions = open;
+        done.into_iter()
+            .map(|s| Finished { event: s.event, started_at: s.started_at, caps: caps.clone(), units: s.units })
+            .collect()
+    }
+}
+
+/// The clip recorder of a node: each camera's [`CameraClips`], fed by its pipeline,
+/// opened and closed by the detector's events ([`EventObserver`]), and one `clips`
+/// thread that writes finished clips to `<snapshot dir>/<event>.mp4` and journals a
+/// [`ClipRecord`] for each (after the file exists).
+#[derive(Debug)]
+pub struct Clips {
+    span: ClipSpan,
+    ring_bytes: usize,
+    cameras: Mutex<HashMap<CameraId, Arc<Mutex<CameraClips>>>>,
+    tx: Mutex<Option<mpsc::Sender<Finished>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Clips {
+    /// Starts the recorder and its writing thread; clips go to `dir`, their records to
+    /// `journal`.
+    pub fn start(cfg: &ClipsConfig, dir: PathBuf, journal: Arc<Journal>) -> Result<Arc<Clips>, Error> {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::wrap(ErrorKind::Unavailable, format!("creating {}", dir.display()), e))?;
+        let span = ClipSpan {
+            pre_roll: Duration::from_secs_f64(cfg.pre_roll_secs),
+            post_roll: Duration::from_secs_f64(cfg.post_roll_secs),
+            max: Duration::from_secs_f64(cfg.max_secs),
+        };
+        let (tx, rx) = mpsc::channel::<Finished>();
+        let clips = Arc::new(Clips {
+            span,
+            ring_bytes: cfg.ring_mb as usize * (1 << 20),
+            cameras: Mutex::new(HashMap::new()),
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&clips);
+        let h = std::thread::Builder::new()
+            .name("clips".into())
+            .spawn(move || writer_thread(rx, weak, &dir, &journal))
+            .map_err(|e| Error::wrap(ErrorKind::Internal, "spawning the clips thread", e))?;
+        *clips.thread.lock().unwrap() = Some(h);
+        Ok(clips)
+    }
+
+    /// How long clips are.
+    pub fn span(&self) -> ClipSpan {
+        self.span
+    }
+
+    /// Camera `id`'s ring and clips (made on first use; kept across pipeline restarts).
+    pub fn camera(&self, id: &CameraId) -> Arc<Mutex<CameraClips>> {
+        self.cameras
+            .lock()
+            .unwrap()
+            .entry(id.clone())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(CameraClips {
+                    ring: ClipRing::new(self.span.pre_roll + DETECTION_DELAY, self.ring_bytes),
+                    sessions: Vec::new(),
+                }))
+            })
+            .clone()
+    }
+
+    /// Hands finished clips to the writing thread.
+    pub fn finish_all(&self, done: Vec<Finished>) {
+        if done.is_empty() {
+            return;
+        }
+        if let Some(tx) = self.tx.lock().unwrap().as_ref() {
+            for f in done {
+                let _ = tx.send(f);
+            }
+        }
+    }
+
+    /// Closes every clip now, whatever its post-roll (the node is stopping: its
+    /// cameras are stopped and its events ended), writes them, and stops the thread.
+    pub fn stop(&self) {
+        let cams: Vec<_> = self.cameras.lock().unwrap().values().cloned().collect();
+        let far = Utc::now() + chrono::Duration::days(365);
+        for c in cams {
+            let mut c = c.lock().unwrap();
+            for s in &mut c.sessions {
+                s.close_at = Some(Utc::now());
+            }
+            let done = c.due(far, self.span);
+            drop(c);
+            self.finish_all(done);
+        }
+        drop(self.tx.lock().unwrap().take());
+        if let Some(h) = self.thread.lock().unwrap().take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Clips whose post-roll passed on cameras that sent nothing since (a camera
+    /// that went down after its event): checked by the writing thread every second.
+    fn sweep(&self) {
+        let cams: Vec<_> = self.cameras.lock().unwrap().values().cloned().collect();
+        for c in cams {
+            let done = c.lock().unwrap().due(Utc::now(), self.span);
+            self.finish_all(done);
+        }
+    }
+}
+
+impl EventObserver for Clips {
+    fn event(&self, r: &EventRecord) {
+        let cam = self.camera(&r.camera);
+        let mut c = cam.lock().unwrap();
+        match r.phase {
+            EventPhase::Started => {
+                if c.sessions.iter().any(|s| s.event == r.id) {
+                    return;
+                }
+                let pre = chrono::Duration::from_std(self.span.pre_roll).unwrap_or_default();
+                let Some((first_at, units)) = c.ring.since(r.started_at - pre) else {
+                    tracing::debug!(camera = %r.camera, event = %r.id, "no keyframe held yet: no clip for this event");
+                    return;
+                };
+                c.sessions.push(Session { event: r.id, started_at: r.started_at, first_at, units, close_at: None });
+                if r.ended_at.is_none() {
+                    return;
+                }
+                // Started and ended in one record: close it as an end would.
+                let post = chrono::Duration::from_std(self.span.post_roll).unwrap_or_default();
+                if let Some(s) = c.sessions.last_mut() {
+                    s.close_at = r.ended_at.map(|e| e + post);
+                }
+            }
+            EventPhase::Updated => {}
+            EventPhase::Ended => {
+                let post = chrono::Duration::from_std(self.span.post_roll).unwrap_or_default();
+                if let Some(s) = c.sessions.iter_mut().find(|s| s.event == r.id) {
+                    s.close_at = Some(r.ended_at.unwrap_or(r.last_seen_at) + post);
+                }
+            }
+        }
+    }
+}
+
+/// Writes finished clips, one at a time, and journals a record for each written;
+/// between clips, closes those whose post-roll passed on silent cameras.
+fn writer_thread(rx: mpsc::Receiver<Finished>, clips: std::sync::Weak<Clips>, dir: &Path, journal: &Journal) {
+    loop {
+        let f = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(f) => f,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                match clips.upgrade() {
+                    Some(c) => c.sweep(),
+                    None => return,
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let file = format!("{}.mp4", f.event);
+        match write_mp4(&f.caps, &f.units, &dir.join(&file)) {
+            Ok(w) => {
+                tracing::debug!(event = %f.event, bytes = w.bytes, secs = w.secs, "clip written");
+                let rec = ClipRecord {
+                    event_id: f.event,
+                    event_started_at: f.started_at,
+                    file,
+                    sha256: w.sha256,
+                    bytes: w.bytes,
+                    secs: w.secs,
+                };
+                if journal.append(vec![StoreMsg::Clip(rec)]).is_err() {
+                    tracing::error!(event = %f.event, "event log closed; clip not recorded");
+                }
+            }
+            Err(e) => tracing::warn!(event = %f.event, error = %e, "clip not written"),
+        }
     }
 }

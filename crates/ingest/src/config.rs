@@ -77,6 +77,45 @@ impl Default for IngestConfig {
 }
 
 /// `[health]`: signals that a camera streams but needs a technician.
+/// `[clips]`: a video clip with every event (issue #22), remuxed from the camera's
+/// own stream without re-encoding (the `clip` module).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClipsConfig {
+    /// Record clips.
+    pub enabled: bool,
+    /// Seconds before the event's first frame, from the keyframe at or before it.
+    pub pre_roll_secs: f64,
+    /// Seconds after the event's last frame.
+    pub post_roll_secs: f64,
+    /// The longest clip, in seconds: a longer event's clip is cut there.
+    pub max_secs: f64,
+    /// Memory for each camera's ring of compressed units, in MiB (the oldest GOP goes
+    /// first when it is full).
+    pub ring_mb: u32,
+}
+
+impl Default for ClipsConfig {
+    fn default() -> Self {
+        ClipsConfig { enabled: true, pre_roll_secs: 5.0, post_roll_secs: 10.0, max_secs: 120.0, ring_mb: 32 }
+    }
+}
+
+impl ClipsConfig {
+    /// Checks the ranges under `at` (`[clips]`).
+    pub fn validate(&self, at: &KeyPath, p: &mut Problems<'_>) {
+        p.check_ranges(
+            at,
+            &[
+                Range::closed("pre_roll_secs", self.pre_roll_secs, 0.0, 60.0),
+                Range::closed("post_roll_secs", self.post_roll_secs, 0.0, 300.0),
+                Range::closed("max_secs", self.max_secs, 1.0, 3600.0),
+                Range::closed("ring_mb", self.ring_mb as f64, 1.0, 1024.0),
+            ],
+        );
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {

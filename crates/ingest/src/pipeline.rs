@@ -100,6 +100,8 @@ pub struct PipelineParams<'a> {
     pub gate: Gate,
     /// Frozen and dark picture checks.
     pub picture: PictureWatch,
+    /// The node's clip recorder and this camera's ring, when clips are on.
+    pub clips: Option<(Arc<crate::clip::Clips>, Arc<Mutex<crate::clip::CameraClips>>)>,
 }
 
 /// What the pipeline learns about its stream while it runs.
@@ -218,10 +220,11 @@ pub fn build(p: PipelineParams<'_>, hub: Arc<FrameHub>, stats: Arc<CameraStats>)
     });
 
     let gate = Arc::new(Mutex::new(p.gate));
+    let clips = p.clips;
     let (st, inf, tail_weak, pipe_weak) = (stats.clone(), info.clone(), tail.downgrade(), pipeline.downgrade());
     src.connect_pad_added(move |src, pad| {
         let (Some(tail), Some(pipeline)) = (tail_weak.upgrade(), pipe_weak.upgrade()) else { return };
-        if let Err(msg) = link_decoder(&pipeline, pad, &tail, &gate, p.analysis_fps, &st, &inf) {
+        if let Err(msg) = link_decoder(&pipeline, pad, &tail, &gate, p.analysis_fps, &st, &inf, clips.as_ref()) {
             post_error(src, &msg);
         }
     });
@@ -281,7 +284,9 @@ pub(crate) fn pack_i420(vf: &gst_video::VideoFrameRef<&gst::BufferRef>) -> Vec<u
 }
 
 /// Adds `depay ! parse ! decoder` for the codec of `pad` and links it between the
-/// source and the tail, with the gate and sampler probes on the decoder.
+/// source and the tail, with the gate and sampler probes on the decoder (and every
+/// unit into the clip ring first, when clips are on).
+#[allow(clippy::too_many_arguments)]
 fn link_decoder(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
@@ -290,6 +295,7 @@ fn link_decoder(
     analysis_fps: f64,
     stats: &Arc<CameraStats>,
     info: &Arc<StreamInfo>,
+    clips: Option<&(Arc<crate::clip::Clips>, Arc<Mutex<crate::clip::CameraClips>>)>,
 ) -> Result<(), String> {
     if tail.static_pad("sink").and_then(|p| p.peer()).is_some() {
         return Ok(()); // a second video stream: select-stream should have declined it
@@ -307,13 +313,17 @@ fn link_decoder(
     stats.set_decoder(decoder, codec.as_str());
     tracing::info!(codec = codec.as_str(), decoder, "stream negotiated");
 
-    // The declared frame rate, for the health check.
+    // The declared frame rate, for the health check; the units' caps, for clips.
     let inf = info.clone();
+    let ring = clips.map(|(_, r)| r.clone());
     bin.by_name("parse").expect("named").static_pad("src").expect("parsers have a src pad").add_probe(
         gst::PadProbeType::EVENT_DOWNSTREAM,
         move |_, pi| {
             if let Some(gst::PadProbeData::Event(ev)) = &pi.data {
                 if let gst::EventView::Caps(c) = ev.view() {
+                    if let Some(r) = &ring {
+                        r.lock().unwrap().set_caps(c.caps().to_owned());
+                    }
                     if let Some(f) = c.caps().structure(0).and_then(|s| s.get::<gst::Fraction>("framerate").ok()) {
                         if f.denom() > 0 && f.numer() > 0 {
                             let milli = (f.numer() as f64 * 1000.0 / f.denom() as f64) as u32;
@@ -328,13 +338,21 @@ fn link_decoder(
 
     // The gate: counts what arrives and applies the decode policy.
     let (st, g, inf) = (stats.clone(), gate.clone(), info.clone());
+    let clips = clips.cloned();
     dec.static_pad("sink").expect("decoders have a sink pad").add_probe(gst::PadProbeType::BUFFER, move |pad, pi| {
         if REPLAYING.get() {
             inf.units_in.fetch_add(1, Ordering::Relaxed);
             return gst::PadProbeReturn::Ok;
         }
         let Some(buf) = pi.buffer() else { return gst::PadProbeReturn::Ok };
-        let now_ms = Utc::now().timestamp_millis();
+        let now = Utc::now();
+        let now_ms = now.timestamp_millis();
+        // Every unit into the clip ring, whatever the gate does with it next: an idle
+        // camera decoded on keyframes still has whole GOPs for a clip.
+        if let Some((recorder, ring)) = &clips {
+            let done = ring.lock().unwrap().on_unit(buf, now, recorder.span());
+            recorder.finish_all(done);
+        }
         st.counters.frames_received.inc();
         st.counters.bytes_received.add(buf.size() as u64);
         st.last_buffer_ms.store(now_ms, Ordering::Relaxed);

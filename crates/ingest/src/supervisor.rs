@@ -78,6 +78,9 @@ pub struct IngestSettings {
     pub ingest: IngestConfig,
     /// `[health]` of the config.
     pub health: HealthConfig,
+    /// The clip recorder, when `[clips]` is on: every camera's compressed units pass
+    /// through its ring.
+    pub clips: Option<Arc<crate::clip::Clips>>,
 }
 
 /// Exponential backoff with jitter: `initial × 2ⁿ` capped at `max`, plus up to
@@ -404,6 +407,7 @@ impl Supervisor {
                 Duration::from_secs_f64(ing.idle_keyframe_secs),
             ),
             picture: PictureWatch::new(h.frozen_max_diff, h.blackout_max_luma, h.blackout_max_stddev),
+            clips: self.settings.clips.as_ref().map(|c| (c.clone(), c.camera(&self.spec.id))),
         };
         self.stats.set_decode_full(self.spec.decode == DecodePolicy::Full);
         let built = match pipeline::build(params, self.hub.clone(), self.stats.clone()) {

@@ -29,6 +29,9 @@ pub struct Config {
     /// Camera health checks (beyond up/down).
     #[serde(default)]
     pub health: varta_ingest::config::HealthConfig,
+    /// A video clip with every event.
+    #[serde(default)]
+    pub clips: varta_ingest::config::ClipsConfig,
     /// The control API and console: TLS, CORS, limits, sessions.
     #[serde(default)]
     pub api: varta_api::config::ApiConfig,
@@ -149,6 +152,7 @@ impl Config {
         }
         self.ingest.validate(&root.key("ingest"), p);
         self.health.validate(&root.key("health"), p);
+        self.clips.validate(&root.key("clips"), p);
         self.detect.validate(&root.key("detect"), p);
         self.store.validate(&root.key("store"), p);
         self.api.validate(&root.key("api"), p);

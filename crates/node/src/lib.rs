@@ -126,6 +126,8 @@ pub struct NodeHandle {
     helpers: Vec<JoinHandle<()>>,
     lease_loop: JoinHandle<()>,
     retention: JoinHandle<()>,
+    /// The clip recorder, when clips are on.
+    clips: Option<Arc<varta_ingest::clip::Clips>>,
     node: Arc<NodeCtx>,
     writer: WriterHandle,
 }
@@ -182,13 +184,22 @@ impl Node {
 
         let spec = varta_detect::manifest::load(&cfg.detect.models, &cfg.detect.model)?;
         let hub = FrameHub::with_config(cfg.detect.scheduler());
-        let pool_cfg = cfg.detect.pool(varta_core::clock::system())?;
+        let mut pool_cfg = cfg.detect.pool(varta_core::clock::system())?;
+        // Clips: the recorder follows the detector's events and every camera's
+        // compressed stream; its files go beside the snapshots (same retention).
+        let clips = match cfg.clips.enabled {
+            true => {
+                Some(varta_ingest::clip::Clips::start(&cfg.clips, cfg.detect.snapshot_dir.clone(), journal.clone())?)
+            }
+            false => None,
+        };
+        pool_cfg.observer = clips.clone().map(|c| c as Arc<dyn varta_core::event::EventObserver>);
         let pool = {
             let (spec, hub, journal, metrics) = (spec.clone(), hub.clone(), journal.clone(), metrics.clone());
             tokio::task::spawn_blocking(move || InferencePool::start(&spec, &pool_cfg, hub, journal, metrics)).await??
         };
 
-        let settings = IngestSettings { ingest: cfg.ingest.clone(), health: cfg.health.clone() };
+        let settings = IngestSettings { ingest: cfg.ingest.clone(), health: cfg.health.clone(), clips: clips.clone() };
         let ingest = Ingest::new(settings, hub.clone(), metrics.clone(), journal.clone())?;
         let renew = Duration::from_secs_f64(cfg.node.lease_renew_secs);
 
@@ -392,6 +403,7 @@ impl Node {
             helpers: vec![maintenance, bring_up, recovery, hup, reloader, restarter, sampler],
             lease_loop,
             retention,
+            clips,
             node,
             writer,
         })
@@ -445,10 +457,16 @@ impl NodeHandle {
             self.lease_loop.abort();
         }
         let ctl = node.ctl.clone();
+        let clips = self.clips.clone();
         tokio::task::spawn_blocking(move || {
             if let Some(mut c) = ctl.lock().unwrap().take() {
                 c.ingest.stop_all();
                 c.pool.stop();
+            }
+            // The events are ended: their clips close now, are written and recorded
+            // before the event log closes.
+            if let Some(c) = clips {
+                c.stop();
             }
         })
         .await?;

@@ -101,7 +101,8 @@ pub struct SnapshotReport {
 }
 
 /// Deletes snapshot files older than `max_age`, then the oldest until the folder
-/// holds at most `budget` bytes. Only `*.jpg` files are touched.
+/// holds at most `budget` bytes. Only `*.jpg` (snapshots, crops) and `*.mp4` (event
+/// clips) files are touched, and they share the budget.
 pub fn trim_snapshots(
     dir: &Path,
     max_age: Option<Duration>,
@@ -116,7 +117,7 @@ pub fn trim_snapshots(
     };
     for entry in rd.flatten() {
         let path = entry.path();
-        if path.extension().is_none_or(|x| x != "jpg") {
+        if path.extension().is_none_or(|x| x != "jpg" && x != "mp4") {
             continue;
         }
         if let Ok(m) = entry.metadata() {

@@ -37,6 +37,7 @@ pub fn sim(cameras: usize, scene: Scene) -> SimServer {
 /// Short timeouts so that faults play out in seconds.
 pub fn settings(transport: RtspTransport) -> IngestSettings {
     IngestSettings {
+        clips: None,
         ingest: IngestConfig {
             backoff_initial_secs: 0.5,
             backoff_max_secs: 4.0,
