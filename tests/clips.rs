@@ -46,6 +46,7 @@ fn an_event_has_a_clip_of_the_cameras_own_frames_around_it() {
     let mut serve_cmd = varta();
     serve_cmd.arg("serve").arg("--config").arg(&cfg).env("DATABASE_URL", &db);
     let _serve = Proc::spawn(serve_cmd, dir.join("serve.log"));
+    wait_for("readyz", Duration::from_secs(60), || get_json(&format!("http://127.0.0.1:{api_port}/readyz")));
 
     // The first event that has ended and has its clip recorded.
     type Row = (String, String, i64, f64, f64);
@@ -101,5 +102,45 @@ fn an_event_has_a_clip_of_the_cameras_own_frames_around_it() {
     })
     .unwrap();
     assert!(found.is_some(), "the clip's first frame is none of the source's frames");
+
+    // Through the API: the event lists its clip and hash; operators get the file,
+    // whole or by range (as a video element asks), contractors are refused, and one
+    // view is one audit row.
+    let api = format!("http://127.0.0.1:{api_port}");
+    let ops = token_for(&db, "c-operator", "operator");
+    let ctr = token_for(&db, "c-contractor", "contractor");
+    let id = file.trim_end_matches(".mp4");
+    let ev = get_json_as(&format!("{api}/api/v1/events/{id}"), &ops).unwrap();
+    assert_eq!(ev["clip"], format!("/api/v1/events/{id}/clip"));
+    assert_eq!(ev["clip_sha256"], sha);
+    let get = |token: &str, range: Option<&str>| {
+        let mut r =
+            ureq::get(&format!("{api}/api/v1/events/{id}/clip")).set("Authorization", &format!("Bearer {token}"));
+        if let Some(range) = range {
+            r = r.set("Range", range);
+        }
+        match r.call() {
+            Ok(res) => {
+                let (status, ty) = (res.status(), res.content_type().to_owned());
+                let mut body = Vec::new();
+                std::io::Read::read_to_end(&mut res.into_reader(), &mut body).unwrap();
+                (status, ty, body)
+            }
+            Err(ureq::Error::Status(code, _)) => (code, String::new(), Vec::new()),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let (status, ty, body) = get(&ops, None);
+    assert_eq!((status, ty.as_str()), (200, "video/mp4"));
+    assert!(body == data, "the whole clip, byte for byte");
+    let (status, _, part) = get(&ops, Some("bytes=100-199"));
+    assert_eq!(status, 206);
+    assert!(part[..] == data[100..200], "the range asked for");
+    assert_eq!(get(&ctr, None).0, 403, "contractors never see clips");
+    let views = rt.block_on(scalar(
+        &db,
+        &format!("SELECT count(*) FROM audit_log WHERE action = 'clip_view' AND target = '{id}'"),
+    ));
+    assert_eq!(views, 1, "one view, one audit row (the range request that follows is the same view)");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -204,10 +204,10 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
     // The event detail from the alert: the whole picture, where and when.
     b.click(&format!("[data-alert=\"{}\"] button.open-event", id.as_str().unwrap()));
     let detail = b.wait(
-        "the event detail with its full picture",
+        "the event detail with its full picture (or its clip, when the event has ended by now)",
         10,
-        "const d = document.querySelector('dialog#event-detail[open]'); const i = d && d.querySelector('img.full'); \
-         return i && i.complete && i.naturalWidth > 0 && d.textContent",
+        "const d = document.querySelector('dialog#event-detail[open]'); const m = d && d.querySelector('.full'); \
+         return m && (m.tagName === 'VIDEO' ? m.readyState >= 1 : m.complete && m.naturalWidth > 0) && d.textContent",
     );
     assert!(
         detail.as_str().unwrap().contains("Платформа 1") && detail.as_str().unwrap().contains("Вокзал"),
@@ -747,6 +747,28 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
         "return document.querySelector('#users tr[data-user=stepan]:not(.muted) .disable') !== null",
     );
     b.screenshot(&out.join("admin-users.png"));
+    // An ended event plays its clip in the detail: the browser fetches it by range
+    // with the session cookie; the view is one audit row.
+    wait_for("an event with its clip", Duration::from_secs(60), || {
+        (rt.block_on(scalar(&db, "SELECT count(*) FROM events WHERE clip IS NOT NULL")) > 0).then_some(())
+    });
+    b.click("[data-view=events]");
+    b.wait("an event with a clip listed", 15, "return document.querySelector('#event-search tr, tr[data-clip]') !== null && document.querySelector('tr[data-clip]') !== null");
+    // (The note of the last user change may still cover the bottom of the page.)
+    b.js("document.querySelector('#note')?.remove(); document.querySelector('tr[data-clip]').scrollIntoView(); return true;");
+    b.click("tr[data-clip]");
+    b.wait(
+        "the clip playable in the detail",
+        20,
+        "const v = document.querySelector('dialog#event-detail video.clip'); return v && v.readyState >= 1 && v.duration > 0",
+    );
+    b.screenshot(&out.join("admin-event-clip.png"));
+    b.click("dialog#event-detail button.close");
+    wait_for("the clip view audited", Duration::from_secs(10), || {
+        let n =
+            rt.block_on(scalar(&db, "SELECT count(*) FROM audit_log WHERE action = 'clip_view' AND actor = 'ivan'"));
+        (n >= 1).then_some(n)
+    });
     // The audit log: in words, narrowed to one action, with each row's details.
     b.click("[data-view=audit]");
     b.wait(

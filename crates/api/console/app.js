@@ -56,6 +56,7 @@ const T = {
     x_permission_denied: 'Недостатньо прав для цієї дії', x_not_found: 'Не знайдено', x_conflict: 'Не можна зараз',
     x_rate_limited: 'Забагато спроб, спробуйте пізніше', x_unavailable: 'Сервіс тимчасово недоступний', x_internal: 'Внутрішня помилка сервера',
     last_hour: 'Остання година', errors_short: 'помилок', kbps: 'кбіт/с', node_day: 'Вузли за добу',
+    clip: 'Відео події',
     daily_uptime: 'Доступність по днях', all_sites: 'Усі об’єкти', below_sla: 'Днів нижче SLA', day: 'День', by_day: 'Цифри по днях',
     map: 'Карта', pick_site: 'Оберіть об’єкт на карті', ms_up: 'усі камери працюють', ms_partial: 'частина камер не працює',
     ms_down: 'жодна камера не працює', ms_idle: 'камери вимкнені', unplaced: 'Без координат',
@@ -131,6 +132,7 @@ const T = {
     x_permission_denied: 'Not allowed for this account', x_not_found: 'Not found', x_conflict: 'Not possible now',
     x_rate_limited: 'Too many attempts, try later', x_unavailable: 'Service unavailable for now', x_internal: 'Internal server error',
     last_hour: 'Last hour', errors_short: 'errors', kbps: 'kbit/s', node_day: 'Nodes over the day',
+    clip: 'Event video',
     daily_uptime: 'Uptime per day', all_sites: 'All sites', below_sla: 'Days below SLA', day: 'Day', by_day: 'Figures per day',
     map: 'Map', pick_site: 'Pick a site on the map', ms_up: 'every camera up', ms_partial: 'some cameras down',
     ms_down: 'every camera down', ms_idle: 'cameras disabled', unplaced: 'Without coordinates',
@@ -321,7 +323,12 @@ async function eventDetail(id, names = {}) {
   const e = await api(`/api/v1/events/${id}`);
   const d = el('dialog', { id: 'event-detail', 'aria-labelledby': 'event-detail-title' },
     el('h2', { id: 'event-detail-title' }, `${tc('c_', e.class)} · ${tc('r_', e.rule)}${e.zone ? ' / ' + e.zone : ''}`),
-    e.snapshot ? el('img', { class: 'full', src: `/api/v1/events/${e.id}/snapshot`, alt: t('snapshot') }) : el('p', { class: 'muted' }, t('none')),
+    // The clip when it is written (the session cookie authenticates the video's range
+    // requests), else the whole picture.
+    e.clip ? el('video', { class: 'full clip', src: e.clip, controls: true, preload: 'metadata', playsinline: true,
+      poster: e.snapshot ? `/api/v1/events/${e.id}/snapshot` : null, 'aria-label': t('clip') }) : null,
+    !e.clip && e.snapshot ? el('img', { class: 'full', src: `/api/v1/events/${e.id}/snapshot`, alt: t('snapshot') })
+      : e.clip ? null : el('p', { class: 'muted' }, t('none')),
     el('div', { class: 'detail-row' },
       e.snapshot ? el('img', { class: 'crop', src: `/api/v1/events/${e.id}/snapshot?crop=true`, alt: t('thumb') }) : null,
       el('div', { class: 'mini-map' })),
@@ -809,7 +816,7 @@ const RENDER = {
       for (const e of page.items) {
         // When and why it ended: an event a crash or a lost camera closed says so.
         const end = e.ended_at ? `${fmt(e.ended_at)} · ${t('e_' + (e.end_reason || 'ended'))}` : t('e_open');
-        body.append(el('tr', { 'data-end-reason': e.end_reason || 'open', 'data-event': e.id, class: 'clickable', tabindex: 0,
+        body.append(el('tr', { 'data-end-reason': e.end_reason || 'open', 'data-event': e.id, 'data-clip': e.clip ? '1' : null, class: 'clickable', tabindex: 0,
           onclick: (ev) => { if (!ev.target.closest('[href]')) eventDetail(e.id, { camera: camName.get(e.camera), site: siteName.get(e.site) }).catch((err) => note(err.message)); },
           onkeydown: (ev) => { if (ev.key === 'Enter') ev.currentTarget.click(); } },
           el('td', {}, e.snapshot ? el('a', { href: `/api/v1/events/${e.id}/snapshot`, target: '_blank', rel: 'noopener' },

@@ -150,3 +150,50 @@ pub async fn snapshot(
     }
     Ok(([(axum::http::header::CONTENT_TYPE, "image/jpeg")], bytes).into_response())
 }
+
+/// An event's video clip (MP4, the camera's own frames from the pre-roll to the
+/// post-roll), with range requests (a browser's video element seeks by them).
+/// Operators and administrators; contractors 403. A view is audited once, on its
+/// first request (no `Range`, or one from byte 0), as `clip_view` with the clip's
+/// SHA-256; the range requests that follow are the same view.
+#[utoipa::path(get, path = "/api/v1/events/{id}/clip", tag = "events", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "event id (UUID)")),
+    responses((status = 200, content_type = "video/mp4", body = Vec<u8>), (status = 206, content_type = "video/mp4", body = Vec<u8>),
+    (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
+    (status = 416, description = "range not satisfiable")))]
+pub async fn clip(
+    State(st): State<Arc<AppState>>,
+    c: Caller,
+    Path(id): Path<String>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    use tower::ServiceExt;
+    c.require(Perm::Snapshots)?;
+    let id: uuid::Uuid = id.parse().map_err(|_| varta_core::err!(InvalidArgument, "`{id}` is not an event id"))?;
+    let (name, sha256) = st
+        .store
+        .event_clip(id)
+        .await?
+        .ok_or_else(|| varta_core::err!(NotFound, "no event {id}"))?
+        .ok_or_else(|| varta_core::err!(NotFound, "event {id} has no clip (yet)"))?;
+    // The name comes from our own writer, but a path must never leave the directory.
+    if name.contains('/') || name.contains("..") {
+        return Err(varta_core::err!(Internal, "event {id}: bad clip name").into());
+    }
+    let path = st.snapshot_dir.join(&name);
+    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        return Err(
+            varta_core::err!(NotFound, "the clip of event {id} is not on this node, or retention removed it").into()
+        );
+    }
+    let range = req.headers().get(axum::http::header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if range.as_deref().is_none_or(|r| r.trim_start_matches("bytes=").starts_with("0-")) {
+        let detail = serde_json::json!({"sha256": sha256, "range": range});
+        st.store.audit(&c.audit("clip_view", Some(id.to_string()), detail)).await?;
+    }
+    let res = tower_http::services::ServeFile::new_with_mime(&path, &"video/mp4".parse().expect("a MIME type"))
+        .oneshot(req)
+        .await
+        .map_err(|e| varta_core::err!(Unavailable, "reading the clip of event {id}: {e}"))?;
+    Ok(res.map(axum::body::Body::new))
+}

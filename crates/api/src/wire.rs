@@ -150,6 +150,11 @@ wire_struct! {
         pub zone: Option<String>,
         /// Snapshot file in the snapshot directory.
         pub snapshot: Option<String>,
+        /// The event's video clip (`/api/v1/events/{id}/clip`, MP4, range requests),
+        /// or null while it is being written or when there is none.
+        pub clip: Option<String>,
+        /// SHA-256 of the clip as it was written, lower-case hex.
+        pub clip_sha256: Option<String>,
     }
 }
 

@@ -61,6 +61,10 @@ pub struct EventRow {
     pub zone: Option<String>,
     /// Snapshot file in the snapshot directory.
     pub snapshot: Option<String>,
+    /// The clip's URL (`/api/v1/events/{id}/clip`) once it is written, else null.
+    pub clip: Option<String>,
+    /// SHA-256 of the clip file as written (lower-case hex).
+    pub clip_sha256: Option<String>,
 }
 
 impl Store {
@@ -69,6 +73,7 @@ impl Store {
         sqlx::query_as(
             "SELECT e.id, e.camera_id AS camera, c.site_id AS site, e.track_id, e.class, e.score, e.bbox,
                     e.started_at, e.last_seen_at, e.ended_at, e.frames, e.rule, e.zone, e.snapshot,
+                    CASE WHEN e.clip IS NOT NULL THEN '/api/v1/events/' || e.id || '/clip' END AS clip, e.clip_sha256,
                     CASE WHEN e.ended_at IS NOT NULL THEN COALESCE(e.end_reason, 'ended') END AS end_reason
                FROM events e JOIN cameras c ON c.id = e.camera_id
               WHERE ($1::text IS NULL OR e.camera_id = $1)
@@ -98,6 +103,7 @@ impl Store {
         sqlx::query_as(
             "SELECT e.id, e.camera_id AS camera, c.site_id AS site, e.track_id, e.class, e.score, e.bbox,
                     e.started_at, e.last_seen_at, e.ended_at, e.frames, e.rule, e.zone, e.snapshot,
+                    CASE WHEN e.clip IS NOT NULL THEN '/api/v1/events/' || e.id || '/clip' END AS clip, e.clip_sha256,
                     CASE WHEN e.ended_at IS NOT NULL THEN COALESCE(e.end_reason, 'ended') END AS end_reason
                FROM events e JOIN cameras c ON c.id = e.camera_id WHERE e.id = $1",
         )
@@ -105,6 +111,18 @@ impl Store {
         .fetch_optional(self.pool())
         .await
         .map_err(|e| db_error("reading an event", e))
+    }
+
+    /// The clip file of event `id` and its SHA-256: `None` if there is no such event,
+    /// `Some(None)` if it has no clip (yet).
+    pub async fn event_clip(&self, id: uuid::Uuid) -> Result<Option<Option<(String, String)>>, Error> {
+        let row: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT clip, clip_sha256 FROM events WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(|e| db_error("reading an event", e))?;
+        Ok(row.map(|(f, h)| f.zip(h)))
     }
 
     /// The snapshot file of event `id`: `None` if there is no such event,
