@@ -93,7 +93,9 @@ fn a_clip_remuxed_from_the_ring_decodes_to_the_source_frames() {
     let dir = std::env::temp_dir().join(format!("varta-clip-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("event.mp4");
+    let t = std::time::Instant::now();
     let f = write_mp4(&caps, &held, &path).unwrap();
+    eprintln!("write_mp4: {} units, {:.1} s, {} bytes in {:?}", f.units, f.secs, f.bytes, t.elapsed());
     assert!(!dir.join("event.mp4.tmp").exists());
     assert_eq!(f.units, held.len());
     assert!(f.secs >= 5.0, "{f:?}");
