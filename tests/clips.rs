@@ -71,12 +71,12 @@ fn an_event_has_a_clip_of_the_cameras_own_frames_around_it() {
     let on_disk: String = sha2::Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(on_disk, sha, "the recorded SHA-256 is the file's");
     // Pre-roll (from the keyframe at or before it) + the event + post-roll, within one
-    // GOP (2 s in the simulator's clip) more, and at most a second less: the clip is
-    // cut by the units' arrival, the event stamped at its frames' capture after
-    // decoding (seen 0.3 s short on a loaded machine).
+    // GOP (2 s in the simulator's clip) either way, as the issue asks: the clip is cut
+    // by the units' arrival at the decoder, the event stamped at its frames' capture
+    // after decoding, so a loaded machine's decoding delay shortens it (seen 0.3 s).
     let want = PRE + event_secs + POST;
     eprintln!("clip {file}: {bytes} bytes, {secs:.2} s for an event of {event_secs:.2} s (+{PRE} s +{POST} s)");
-    assert!(secs >= want - 1.0 && secs <= want + 2.0 + 1.0, "clip of {secs:.2} s for {want:.2} s wanted");
+    assert!(secs >= want - 2.0 && secs <= want + 2.0 + 1.0, "clip of {secs:.2} s for {want:.2} s wanted");
 
     // Every unit decodes (delta units the adaptive gate dropped included), and the
     // first picture is one of the source's keyframes, pixel for pixel.

@@ -6,14 +6,8 @@ use anyhow::Result;
 use std::io::{IsTerminal, Write};
 use std::process::{Child, Command};
 
-/// CPU seconds (user + system) of this process so far, every thread.
-pub(crate) fn cpu_secs() -> f64 {
-    // SAFETY: getrusage(2) fills the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
+/// CPU seconds of this process so far, every thread.
+pub(crate) use varta_core::metrics::process_cpu_secs as cpu_secs;
 
 /// The machine's host name (`/etc/hostname`), which names its baseline file.
 pub(crate) fn hostname() -> String {

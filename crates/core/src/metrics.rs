@@ -737,6 +737,16 @@ impl Registry {
     }
 }
 
+/// CPU seconds (user + system) of this process so far, every thread (getrusage(2)):
+/// what the node's health samples and the benchmarks difference over an interval.
+pub fn process_cpu_secs() -> f64 {
+    // SAFETY: getrusage(2) fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

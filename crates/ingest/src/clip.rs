@@ -101,22 +101,12 @@ impl ClipRing {
         }
     }
 
-    /// Bytes of the buffers held.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
     /// The units from the last keyframe at or before `t` (the oldest keyframe held
     /// when none is that old) to the newest, and the arrival time of the first.
     pub fn since(&self, t: DateTime<Utc>) -> Option<(DateTime<Utc>, Vec<gst::Buffer>)> {
         let start =
             self.units.iter().rposition(|u| u.key && u.at <= t).or_else(|| self.units.iter().position(|u| u.key))?;
         Some((self.units[start].at, self.units.iter().skip(start).map(|u| u.buf.clone()).collect()))
-    }
-
-    /// The units that arrived after `t`, in order.
-    pub fn after(&self, t: DateTime<Utc>) -> Vec<gst::Buffer> {
-        self.units.iter().filter(|u| u.at > t).map(|u| u.buf.clone()).collect()
     }
 }
 
@@ -230,9 +220,9 @@ pub fn write_mp4(caps: &gst::Caps, units: &[gst::Buffer], path: &Path) -> Result
     })
 }
 
-/// Why a clip is the size it is: `pre_roll` before the event's first frame (from
-/// the keyframe at or before that moment), the event, `post_roll` after its last
-/// frame, at most `max` in all. In seconds; from `[detect.clips]` once wired.
+/// How long a clip is: `pre_roll` before the event's first frame (from the keyframe
+/// at or before that moment), the event, `post_roll` after its last frame, at most
+/// `max` in all (from `[clips]`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ClipSpan {
     /// Seconds kept before the event's first frame (default 5).
@@ -241,12 +231,6 @@ pub struct ClipSpan {
     pub post_roll: Duration,
     /// The longest clip written (default 120 s): a track that lasts longer is cut.
     pub max: Duration,
-}
-
-impl Default for ClipSpan {
-    fn default() -> Self {
-        ClipSpan { pre_roll: Duration::from_secs(5), post_roll: Duration::from_secs(10), max: Duration::from_secs(120) }
-    }
 }
 
 /// How much more than the pre-roll a camera's ring keeps: the detector decides an
@@ -298,8 +282,12 @@ impl CameraClips {
         self.due(at, span)
     }
 
-    /// Takes out the clips due at `now`.
+    /// Takes out the clips due at `now` (nothing to do, and nothing allocated, on the
+    /// per-unit path of a camera with no clip open).
     fn due(&mut self, now: DateTime<Utc>, span: ClipSpan) -> Vec<Finished> {
+        if self.sessions.is_empty() {
+            return Vec::new();
+        }
         let max = chrono::Duration::from_std(span.max).unwrap_or(chrono::Duration::hours(1));
         let Some(caps) = self.ring.caps().cloned() else { return Vec::new() };
         let (done, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.sessions)

@@ -11,16 +11,8 @@ use crate::controller::NodeCtx;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use varta_core::metrics::process_cpu_secs as cpu_secs;
 use varta_store::samples::{CameraSample, NodeSample};
-
-/// CPU seconds (user + system) of this process so far, every thread (getrusage).
-fn cpu_secs() -> f64 {
-    // SAFETY: getrusage(2) fills the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
 
 /// A camera's counters at one moment: received frames, bytes, decode errors, decoded
 /// and analysed frames.
