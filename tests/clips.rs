@@ -85,7 +85,9 @@ fn an_event_has_a_clip_of_the_cameras_own_frames_around_it() {
     let mut frames = Vec::new();
     varta_ingest::file::decode_file(&path, &cam, 1000.0, t0, |f| frames.push(f)).unwrap();
     let fps = frames.len() as f64 / secs.max(0.1);
-    assert!((fps - 10.0).abs() < 1.5, "{} frames in {secs:.2} s: every unit decoded", frames.len());
+    // Keyframes alone would be 0.5 fps; every unit, the stream's 10 (give or take the
+    // simulator's pacing on a busy machine).
+    assert!(fps > 5.0, "{} frames in {secs:.2} s: every unit decoded", frames.len());
     let first = match &frames[0].pixels {
         varta_core::frame::Pixels::I420(p) => p.clone(),
         _ => panic!("I420"),

@@ -681,11 +681,13 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
         "return document.querySelector('#node-history .node-chart[data-node=console] canvas') !== null && \
                 document.querySelectorAll('#camera-health tr[data-camera=\"cam-1\"] .spark canvas').length === 3",
     );
-    let fps = b.js("return document.querySelector('#camera-health tr[data-camera=\"cam-1\"] .spark[data-series=fps] small').textContent");
-    assert!(
-        fps.as_str().unwrap().split(' ').next().unwrap().parse::<f64>().unwrap() > 5.0,
-        "cam-1 streams at 10 fps: {fps}"
+    // The mean over the samples (each a 1 s interval here, so a burst of late packets
+    // on a busy machine moves one sample, not the mean).
+    let fps = b.js(
+        "const v = document.querySelector('#camera-health tr[data-camera=\"cam-1\"] .spark[data-series=fps]').title \
+           .split(': ')[1].split(' ').map(Number); return v.reduce((a, b) => a + b, 0) / v.length",
     );
+    assert!(fps.as_f64().unwrap() > 5.0, "cam-1 streams at 10 fps: mean {fps}");
     b.screenshot(&out.join("admin-nodes.png"));
     b.click("#camera-health tr[data-camera=\"cam-1\"] button.restart");
     b.click("#config-reload");
