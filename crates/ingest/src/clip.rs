@@ -406,6 +406,10 @@ impl Clips {
 
 impl EventObserver for Clips {
     fn event(&self, r: &EventRecord) {
+        // An update (a better snapshot) changes nothing of a clip: no lock taken.
+        if r.phase == EventPhase::Updated {
+            return;
+        }
         let cam = self.camera(&r.camera);
         let mut c = cam.lock().unwrap();
         match r.phase {
@@ -428,7 +432,7 @@ impl EventObserver for Clips {
                     s.close_at = r.ended_at.map(|e| e + post);
                 }
             }
-            EventPhase::Updated => {}
+            EventPhase::Updated => unreachable!("returned above"),
             EventPhase::Ended => {
                 let post = chrono::Duration::from_std(self.span.post_roll).unwrap_or_default();
                 if let Some(s) = c.sessions.iter_mut().find(|s| s.event == r.id) {
