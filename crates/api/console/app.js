@@ -56,7 +56,9 @@ const T = {
     x_permission_denied: 'Недостатньо прав для цієї дії', x_not_found: 'Не знайдено', x_conflict: 'Не можна зараз',
     x_rate_limited: 'Забагато спроб, спробуйте пізніше', x_unavailable: 'Сервіс тимчасово недоступний', x_internal: 'Внутрішня помилка сервера',
     last_hour: 'Остання година', errors_short: 'помилок', kbps: 'кбіт/с', node_day: 'Вузли за добу',
-    clip: 'Відео події',
+    clip: 'Відео події', export: 'Експорт доказів (ZIP)', export_pending: 'Експорт стане доступним, коли подію завершено й підписано',
+    play_clip: 'Відео', clip_pending: 'Відео ще записується: воно з’явиться після завершення події', signed_by: 'Підпис',
+    not_signed: 'ще не підписано',
     daily_uptime: 'Доступність по днях', all_sites: 'Усі об’єкти', below_sla: 'Днів нижче SLA', day: 'День', by_day: 'Цифри по днях',
     map: 'Карта', pick_site: 'Оберіть об’єкт на карті', ms_up: 'усі камери працюють', ms_partial: 'частина камер не працює',
     ms_down: 'жодна камера не працює', ms_idle: 'камери вимкнені', unplaced: 'Без координат',
@@ -72,7 +74,7 @@ const T = {
     a_login: 'вхід', a_login_failed: 'невдалий вхід', a_login_throttled: 'вхід обмежено', a_logout: 'вихід',
     a_permission_denied: 'відмовлено в доступі', a_alert_list: 'перегляд тривог', a_alert_ack: 'підтвердження тривоги',
     a_alert_stream_open: 'потік тривог', a_event_search: 'пошук подій', a_event_view: 'перегляд події',
-    a_snapshot_view: 'перегляд знімка', a_plate_search: 'пошук номера', a_plate_track: 'рух транспорту',
+    a_snapshot_view: 'перегляд знімка', a_clip_view: 'перегляд відео', a_event_export: 'експорт доказів', a_plate_search: 'пошук номера', a_plate_track: 'рух транспорту',
     a_watchlist_add: 'додано в розшук', a_watchlist_remove: 'знято з розшуку', a_task_open: 'відкрито заявку',
     a_task_change: 'зміна заявки', a_maintenance_window_add: 'планові роботи', a_camera_restart: 'перезапуск камери',
     a_config_reload: 'перечитано конфігурацію', a_user_add: 'новий користувач', a_user_change: 'зміна користувача',
@@ -132,7 +134,9 @@ const T = {
     x_permission_denied: 'Not allowed for this account', x_not_found: 'Not found', x_conflict: 'Not possible now',
     x_rate_limited: 'Too many attempts, try later', x_unavailable: 'Service unavailable for now', x_internal: 'Internal server error',
     last_hour: 'Last hour', errors_short: 'errors', kbps: 'kbit/s', node_day: 'Nodes over the day',
-    clip: 'Event video',
+    clip: 'Event video', export: 'Export evidence (ZIP)', export_pending: 'Export is available once the event has ended and is signed',
+    play_clip: 'Video', clip_pending: 'The video is still being written: it appears after the event ends', signed_by: 'Signature',
+    not_signed: 'not signed yet',
     daily_uptime: 'Uptime per day', all_sites: 'All sites', below_sla: 'Days below SLA', day: 'Day', by_day: 'Figures per day',
     map: 'Map', pick_site: 'Pick a site on the map', ms_up: 'every camera up', ms_partial: 'some cameras down',
     ms_down: 'every camera down', ms_idle: 'cameras disabled', unplaced: 'Without coordinates',
@@ -148,7 +152,7 @@ const T = {
     a_login: 'sign-in', a_login_failed: 'failed sign-in', a_login_throttled: 'sign-in throttled', a_logout: 'sign-out',
     a_permission_denied: 'permission denied', a_alert_list: 'alerts listed', a_alert_ack: 'alert acknowledged',
     a_alert_stream_open: 'alert stream', a_event_search: 'event search', a_event_view: 'event viewed',
-    a_snapshot_view: 'snapshot viewed', a_plate_search: 'plate search', a_plate_track: 'vehicle movement',
+    a_snapshot_view: 'snapshot viewed', a_clip_view: 'video viewed', a_event_export: 'evidence exported', a_plate_search: 'plate search', a_plate_track: 'vehicle movement',
     a_watchlist_add: 'watchlist add', a_watchlist_remove: 'watchlist removal', a_task_open: 'work order opened',
     a_task_change: 'work order changed', a_maintenance_window_add: 'planned maintenance', a_camera_restart: 'camera restart',
     a_config_reload: 'configuration reload', a_user_add: 'user added', a_user_change: 'user changed',
@@ -249,6 +253,9 @@ function alertCard(a) {
       : el('div', { class: 'noimg' }, t('none'));
   const open = el('button', { type: 'button', class: 'open-event', title: t('details'), 'aria-label': t('details'),
     onclick: () => eventDetail(a.event_id, { camera: a.camera_name, site: a.site_name }).catch((e) => note(e.message)) }, img);
+  // The clip plays in the card; a live alert's clip is written after its post-roll,
+  // so the button asks for it when pressed.
+  const play = el('button', { type: 'button', class: 'play-clip', onclick: (ev) => playInCard(a, ev.target) }, t('play_clip'));
   return el('article', { class: 'alert' + (acked ? ' acked' : '') + (a.plate ? ' wanted' : ''), 'data-alert': a.id, 'data-camera': a.camera, 'data-plate': a.plate || null },
     open,
     el('div', { class: 'meta' },
@@ -265,7 +272,21 @@ function alertCard(a) {
         : el('div', { class: 'ack-row' },
           ...['false_alarm', 'dispatched', 'other'].map((o) => el('button', { type: 'button', class: 'ack', 'data-outcome': o,
             onclick: (ev) => ack(a.id, ev.target, o) }, t('o_' + o))),
-          el('input', { class: 'ack-comment', 'aria-label': t('comment'), placeholder: t('comment'), maxlength: 1000 }))));
+          el('input', { class: 'ack-comment', 'aria-label': t('comment'), placeholder: t('comment'), maxlength: 1000 })),
+      play));
+}
+
+// Replaces the card's picture with its event's clip, when the clip is written.
+async function playInCard(a, btn) {
+  btn.disabled = true;
+  try {
+    const e = await api(`/api/v1/events/${a.event_id}`);
+    if (!e.clip) { note(t('clip_pending')); return; }
+    const card = btn.closest('.alert');
+    $('.card-clip', card)?.remove();
+    btn.before(el('video', { class: 'card-clip', src: e.clip, controls: true, autoplay: true, muted: true, playsinline: true,
+      'aria-label': t('clip') }));
+  } catch (e) { note(e.message); } finally { btn.disabled = false; }
 }
 
 async function ack(id, btn, outcome) {
@@ -339,7 +360,13 @@ async function eventDetail(id, names = {}) {
       el('dt', {}, t('last_seen')), el('dd', {}, fmt(e.last_seen_at)),
       el('dt', {}, t('end')), el('dd', {}, e.ended_at ? `${fmt(e.ended_at)} · ${t('e_' + (e.end_reason || 'ended'))}` : t('e_open')),
       el('dt', {}, t('score')), el('dd', {}, e.score.toFixed(2)),
-      el('dt', {}, t('frames')), el('dd', {}, e.frames)),
+      el('dt', {}, t('frames')), el('dd', {}, e.frames),
+      el('dt', {}, t('signed_by')), el('dd', { class: 'signed-by' }, e.manifest_key || t('not_signed'))),
+    // The evidence package (manifest, signature, files): a plain download, the
+    // session cookie authenticates it; the server audits it.
+    e.manifest_key
+      ? el('a', { class: 'button export', href: `/api/v1/events/${e.id}/export`, download: `varta-event-${e.id}.zip` }, t('export'))
+      : el('button', { type: 'button', class: 'export', disabled: true, title: t('export_pending') }, t('export')),
     el('button', { type: 'button', class: 'close', onclick: () => d.close() }, t('close')));
   d.addEventListener('close', () => d.remove());
   document.body.append(d);

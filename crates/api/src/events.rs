@@ -197,3 +197,51 @@ pub async fn clip(
         .map_err(|e| varta_core::err!(Unavailable, "reading the clip of event {id}: {e}"))?;
     Ok(res.map(axum::body::Body::new))
 }
+
+/// An event's evidence as one ZIP ([`varta_store::evidence::write_package`]): the
+/// manifest the node signed (ids, camera, times, the SHA-256 of each file), its
+/// Ed25519 signature, the snapshot, crop and clip it names, the event as this API
+/// shows it and a README; `varta evidence verify FILE.zip` checks it. Operators and
+/// administrators; contractors 403. Audited as `event_export` with the manifest's
+/// SHA-256 and the caller's address. 409 while the event is open or not yet signed
+/// (its clip is written after the post-roll); 404 when retention removed a file.
+#[utoipa::path(get, path = "/api/v1/events/{id}/export", tag = "events", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "event id (UUID)")),
+    responses((status = 200, content_type = "application/zip", body = Vec<u8>), (status = 400, body = crate::ErrorBody),
+    (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
+pub async fn export(State(st): State<Arc<AppState>>, c: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    c.require(Perm::Snapshots)?;
+    let id: uuid::Uuid = id.parse().map_err(|_| varta_core::err!(InvalidArgument, "`{id}` is not an event id"))?;
+    let e = st.store.event(id).await?.ok_or_else(|| varta_core::err!(NotFound, "no event {id}"))?;
+    let (manifest, signature) = st.store.event_manifest(id).await?.flatten().ok_or_else(|| {
+        varta_core::err!(
+            Conflict,
+            "event {id} has no signed manifest yet: it is open, or its clip is still being written"
+        )
+    })?;
+    let event_json = serde_json::to_vec_pretty(&wire::Event::from(e)).expect("an event serialises");
+    let dir = st.snapshot_dir.clone();
+    let manifest_sha256 = varta_store::evidence::sha256_hex(manifest.as_bytes());
+    let zip = tokio::task::spawn_blocking(move || {
+        let p = varta_store::evidence::Package {
+            manifest: manifest.as_bytes(),
+            signature: &signature,
+            event_json: &event_json,
+            dir: &dir,
+        };
+        varta_store::evidence::write_package(&p, std::io::Cursor::new(Vec::new())).map(|c| c.into_inner())
+    })
+    .await
+    .map_err(|e| varta_core::err!(Internal, "packing event {id}: {e}"))??;
+    let detail = serde_json::json!({"manifest_sha256": manifest_sha256, "bytes": zip.len()});
+    st.store.audit(&c.audit("event_export", Some(id.to_string()), detail)).await?;
+    let disposition = format!("attachment; filename=\"varta-event-{id}.zip\"");
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/zip".to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        zip,
+    )
+        .into_response())
+}

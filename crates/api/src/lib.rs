@@ -255,6 +255,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/events/{id}", get(events::one))
         .route("/api/v1/events/{id}/snapshot", get(events::snapshot))
         .route("/api/v1/events/{id}/clip", get(events::clip))
+        .route("/api/v1/events/{id}/export", get(events::export))
         .route("/api/v1/plates", get(plates::search))
         .route("/api/v1/plates/{plate}/track", get(plates::track))
         .route("/api/v1/plates/reads/{id}/crop", get(plates::crop))

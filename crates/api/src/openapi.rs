@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
         crate::reports::sites, crate::reports::uptime, crate::reports::uptime_daily,
         crate::reports::node_history, crate::reports::camera_history, crate::reports::nodes, crate::reports::bench_runs,
         crate::reports::audit,
-        crate::events::list, crate::events::one, crate::events::snapshot, crate::events::clip,
+        crate::events::list, crate::events::one, crate::events::snapshot, crate::events::clip, crate::events::export,
         crate::plates::search, crate::plates::track, crate::plates::crop,
         crate::plates::watchlist, crate::plates::add, crate::plates::remove,
         crate::alerts::list, crate::alerts::stream, crate::alerts::ack,

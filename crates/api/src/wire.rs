@@ -155,6 +155,14 @@ wire_struct! {
         pub clip: Option<String>,
         /// SHA-256 of the clip as it was written, lower-case hex.
         pub clip_sha256: Option<String>,
+        /// SHA-256 of the snapshot as it was written, lower-case hex.
+        pub snapshot_sha256: Option<String>,
+        /// SHA-256 of the crop (`?crop=true`) as it was written, lower-case hex.
+        pub crop_sha256: Option<String>,
+        /// Id of the node key that signed the event's manifest (`ed25519:…`); null
+        /// until the event has ended and its evidence is signed. Signed events can be
+        /// exported (`/api/v1/events/{id}/export`).
+        pub manifest_key: Option<String>,
     }
 }
 

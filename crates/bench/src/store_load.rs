@@ -145,6 +145,8 @@ pub async fn run(a: Args) -> Result<()> {
         spool_max_bytes: a.spool_max_mb << 20,
         snapshot_dir: None,
         ledger: a.durable.clone(),
+        // As a node does: every ended event's manifest signed (a throwaway key).
+        signer: Some(Arc::new(varta_store::evidence::NodeKey::from_seed(rand::random()))),
     };
     let (_db_ready_tx, db_ready) = tokio::sync::watch::channel(true);
     let writer = varta_store::writer::start(store.clone(), &wcfg, journal.clone(), metrics.clone(), db_ready)?;

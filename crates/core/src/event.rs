@@ -219,6 +219,8 @@ pub enum StoreMsg {
     Plate(PlateRecord),
     /// An event's video clip, written (issue #22).
     Clip(ClipRecord),
+    /// An event's snapshot and crop, written: their hashes (issue #22).
+    Snapshot(SnapshotRecord),
 }
 
 /// Follows events as the detector makes them, in the order it makes them: the clip
@@ -246,6 +248,21 @@ pub struct ClipRecord {
     pub bytes: u64,
     /// From its first frame to its last, in seconds.
     pub secs: f64,
+}
+
+/// The SHA-256 of an event's two pictures (`<event id>.jpg` and `<event id>.crop.jpg`)
+/// as the snapshot thread wrote them, journalled after both files exist. An
+/// `updated` event rewrites them, and a new record follows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotRecord {
+    /// The event.
+    pub event_id: EventId,
+    /// Its start (the partition key).
+    pub event_started_at: DateTime<Utc>,
+    /// SHA-256 of the whole picture's JPEG bytes, lower-case hex.
+    pub snapshot_sha256: String,
+    /// SHA-256 of the crop's JPEG bytes, lower-case hex.
+    pub crop_sha256: String,
 }
 
 /// The number plate of one vehicle track: the vote over the reads of its best crops

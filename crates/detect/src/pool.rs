@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use varta_core::clock::Clock;
-use varta_core::event::StoreMsg;
 use varta_core::event::{EndReason, EventPhase};
+use varta_core::event::{SnapshotRecord, StoreMsg};
 use varta_core::frame::FrameHub;
 use varta_core::journal::{Durability, Hold, Journal};
 use varta_core::metrics::Registry;
@@ -81,7 +81,8 @@ struct Shared {
 
 /// Snapshots of records held in the journal until their files exist.
 struct SnapshotBatch {
-    jobs: Vec<(varta_core::EventId, crate::rules::SnapshotJob)>,
+    /// Each event's id, start and picture.
+    jobs: Vec<(varta_core::EventId, chrono::DateTime<chrono::Utc>, crate::rules::SnapshotJob)>,
     hold: Hold,
 }
 
@@ -111,10 +112,10 @@ impl InferencePool {
         }
         let provider = dets[0].provider();
         let (tx, rx) = crossbeam_channel::bounded::<SnapshotBatch>(256);
-        let store = cfg.snapshots.clone();
+        let (store, snap_journal) = (cfg.snapshots.clone(), journal.clone());
         let snapshots = std::thread::Builder::new()
             .name("snapshots".into())
-            .spawn(move || snapshot_thread(rx, store))
+            .spawn(move || snapshot_thread(rx, store, &snap_journal))
             .map_err(|e| Error::wrap(ErrorKind::Internal, "spawning snapshot thread", e))?;
         // The OCR models are loaded here too, so that missing ones fail start().
         let (plates_tx, plates) = if cfg.plates.enabled {
@@ -242,7 +243,7 @@ impl Shared {
                 o.event(&e.record);
             }
             if let Some(job) = e.snapshot {
-                jobs.push((e.record.id, job));
+                jobs.push((e.record.id, e.record.started_at, job));
             }
             records.push(StoreMsg::Event(e.record));
         }
@@ -308,10 +309,15 @@ impl Shared {
 }
 
 /// Encodes each batch's JPEGs while its records are being synced, waits until they
-/// are on disk, writes the files and releases the records to the store, in order.
-fn snapshot_thread(rx: Receiver<SnapshotBatch>, store: SnapshotStore) {
+/// are on disk, writes the files and releases the records to the store, in order;
+/// then journals the SHA-256 of each picture written (a `Snapshot` record, after
+/// the release: appending under a hold could wait on the hold itself when the
+/// journal is full).
+fn snapshot_thread(rx: Receiver<SnapshotBatch>, store: SnapshotStore, journal: &Journal) {
+    use sha2::{Digest, Sha256};
     for SnapshotBatch { jobs, hold } in rx.iter() {
-        let encoded: Vec<_> = jobs.iter().map(|(id, job)| (id, store.encode(job))).collect();
+        let encoded: Vec<_> = jobs.iter().map(|(id, started, job)| (id, started, store.encode(job))).collect();
+        let mut hashes = Vec::new();
         let mut waited = 0;
         let durable = loop {
             match hold.wait_durable(Duration::from_secs(10)) {
@@ -328,15 +334,24 @@ fn snapshot_thread(rx: Receiver<SnapshotBatch>, store: SnapshotStore) {
             // JPEGs must not be either: a JPEG always has its row.
             tracing::error!(events = jobs.len(), "events never reached the disk; their snapshots are not written");
         } else {
-            for (id, e) in encoded {
-                if let Err(err) = e.and_then(|e| store.write_encoded(id, &e)) {
+            for (id, started, e) in encoded {
+                match e.and_then(|e| store.write_encoded(id, &e).map(|()| e)) {
+                    Ok(e) => hashes.push(StoreMsg::Snapshot(SnapshotRecord {
+                        event_id: *id,
+                        event_started_at: *started,
+                        snapshot_sha256: format!("{:x}", Sha256::digest(&e.full)),
+                        crop_sha256: format!("{:x}", Sha256::digest(&e.crop)),
+                    })),
                     // The record names the file; the store drops the name of a
                     // snapshot that does not exist when it writes the row.
-                    tracing::error!(event = %id, error = %err, "snapshot not written");
+                    Err(err) => tracing::error!(event = %id, error = %err, "snapshot not written"),
                 }
             }
         }
         hold.release();
+        if !hashes.is_empty() && journal.append(hashes).is_err() {
+            tracing::error!("event journal closed; snapshot hashes not recorded");
+        }
     }
 }
 

@@ -189,8 +189,11 @@ pub(crate) async fn bring_up_database(
     store: &Store,
     cfg: &Config,
     owner_url: Option<&str>,
+    key: &varta_store::evidence::NodeKey,
 ) -> Result<(), varta_core::Error> {
     store.ensure_schema(owner_url).await?;
+    // Before the writer may sign anything with it (the writer waits for this).
+    store.register_node_key(&cfg.node.name, key).await?;
     store.sync_config(&cfg.sites, &cfg.cameras).await
 }
 

@@ -161,7 +161,12 @@ impl Node {
         // Every record passes the event log on disk before PostgreSQL sees it.
         let journal = Journal::new(JOURNAL_CAPACITY);
         let (db_ready_tx, db_ready) = watch::channel(false);
-        let wcfg = cfg.store.writer(&cfg.node.name, leases.id(), &cfg.detect.snapshot_dir);
+        // The node's evidence key (made on first start), kept with its event log.
+        let key = Arc::new(varta_store::evidence::NodeKey::load_or_create(
+            &cfg.store.spool_dir.join(varta_store::evidence::KEY_FILE),
+        )?);
+        let mut wcfg = cfg.store.writer(&cfg.node.name, leases.id(), &cfg.detect.snapshot_dir);
+        wcfg.signer = Some(key.clone());
         let writer =
             varta_store::writer::start(store.clone(), &wcfg, journal.clone(), metrics.clone(), db_ready.clone())?;
         let held_file = cfg.store.spool_dir.join(controller::HELD_FILE);
@@ -170,8 +175,11 @@ impl Node {
         if !store.reachable(FIRST_DB_ATTEMPT).await {
             tracing::warn!("PostgreSQL does not answer at start; going on without it");
         } else {
-            match tokio::time::timeout(FIRST_DB_ATTEMPT * 5, bring_up_database(&store, &cfg, owner_url.as_deref()))
-                .await
+            match tokio::time::timeout(
+                FIRST_DB_ATTEMPT * 5,
+                bring_up_database(&store, &cfg, owner_url.as_deref(), &key),
+            )
+            .await
             {
                 Ok(Ok(())) => {
                     let _ = db_ready_tx.send(true);
@@ -253,7 +261,7 @@ impl Node {
         // The database, until it answers: then migrations, config, and the lease loop
         // joins the split at its next step.
         let bring_up = {
-            let node = node.clone();
+            let (node, key) = (node.clone(), key.clone());
             tokio::spawn(async move {
                 while !*node.db_ready.borrow() {
                     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -261,7 +269,7 @@ impl Node {
                         Some(c) => c.cfg.clone(),
                         None => return,
                     };
-                    match bring_up_database(&node.store, &cfg, node.owner_url.as_deref()).await {
+                    match bring_up_database(&node.store, &cfg, node.owner_url.as_deref(), &key).await {
                         Ok(()) => {
                             tracing::info!("PostgreSQL answers: migrations applied, config synced");
                             let _ = db_ready_tx.send(true);

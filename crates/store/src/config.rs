@@ -81,6 +81,7 @@ impl StoreConfig {
             spool_max_bytes: self.spool_max_mb << 20,
             snapshot_dir: Some(snapshot_dir.to_owned()),
             ledger: std::env::var_os("VARTA_TEST_LEDGER").map(PathBuf::from),
+            signer: None,
         }
     }
 }

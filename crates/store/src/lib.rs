@@ -7,6 +7,7 @@ pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod copy;
+pub mod evidence;
 pub mod leases;
 pub mod localpg;
 pub mod plates;

@@ -65,16 +65,27 @@ pub struct EventRow {
     pub clip: Option<String>,
     /// SHA-256 of the clip file as written (lower-case hex).
     pub clip_sha256: Option<String>,
+    /// SHA-256 of the snapshot (`<id>.jpg`) as written (lower-case hex).
+    pub snapshot_sha256: Option<String>,
+    /// SHA-256 of the crop (`<id>.crop.jpg`) as written (lower-case hex).
+    pub crop_sha256: Option<String>,
+    /// Id of the node key that signed the event's manifest; null until the event
+    /// has ended and been signed ([`crate::evidence`]).
+    pub manifest_key: Option<String>,
 }
+
+/// The columns of an [`EventRow`], from `events e JOIN cameras c`.
+const EVENT_ROW: &str = "e.id, e.camera_id AS camera, c.site_id AS site, e.track_id, e.class, e.score, e.bbox,
+    e.started_at, e.last_seen_at, e.ended_at, e.frames, e.rule, e.zone, e.snapshot,
+    CASE WHEN e.clip IS NOT NULL THEN '/api/v1/events/' || e.id || '/clip' END AS clip, e.clip_sha256,
+    e.snapshot_sha256, e.crop_sha256, e.manifest_key,
+    CASE WHEN e.ended_at IS NOT NULL THEN COALESCE(e.end_reason, 'ended') END AS end_reason";
 
 impl Store {
     /// Events newest first, filtered.
     pub async fn list_events(&self, f: &EventFilter) -> Result<Vec<EventRow>, Error> {
-        sqlx::query_as(
-            "SELECT e.id, e.camera_id AS camera, c.site_id AS site, e.track_id, e.class, e.score, e.bbox,
-                    e.started_at, e.last_seen_at, e.ended_at, e.frames, e.rule, e.zone, e.snapshot,
-                    CASE WHEN e.clip IS NOT NULL THEN '/api/v1/events/' || e.id || '/clip' END AS clip, e.clip_sha256,
-                    CASE WHEN e.ended_at IS NOT NULL THEN COALESCE(e.end_reason, 'ended') END AS end_reason
+        sqlx::query_as(&format!(
+            "SELECT {EVENT_ROW}
                FROM events e JOIN cameras c ON c.id = e.camera_id
               WHERE ($1::text IS NULL OR e.camera_id = $1)
                 AND ($2::text IS NULL OR c.site_id = $2)
@@ -83,8 +94,8 @@ impl Store {
                 AND ($5::timestamptz IS NULL OR e.started_at < $5)
                 AND ($7::timestamptz IS NULL OR (e.started_at, e.id) < ($7, $8::uuid))
               ORDER BY e.started_at DESC, e.id DESC
-              LIMIT $6",
-        )
+              LIMIT $6"
+        ))
         .bind(&f.camera)
         .bind(&f.site)
         .bind(&f.class)
@@ -100,13 +111,9 @@ impl Store {
 
     /// One event, by id.
     pub async fn event(&self, id: uuid::Uuid) -> Result<Option<EventRow>, Error> {
-        sqlx::query_as(
-            "SELECT e.id, e.camera_id AS camera, c.site_id AS site, e.track_id, e.class, e.score, e.bbox,
-                    e.started_at, e.last_seen_at, e.ended_at, e.frames, e.rule, e.zone, e.snapshot,
-                    CASE WHEN e.clip IS NOT NULL THEN '/api/v1/events/' || e.id || '/clip' END AS clip, e.clip_sha256,
-                    CASE WHEN e.ended_at IS NOT NULL THEN COALESCE(e.end_reason, 'ended') END AS end_reason
-               FROM events e JOIN cameras c ON c.id = e.camera_id WHERE e.id = $1",
-        )
+        sqlx::query_as(&format!(
+            "SELECT {EVENT_ROW} FROM events e JOIN cameras c ON c.id = e.camera_id WHERE e.id = $1"
+        ))
         .bind(id)
         .fetch_optional(self.pool())
         .await
@@ -123,6 +130,18 @@ impl Store {
                 .await
                 .map_err(|e| db_error("reading an event", e))?;
         Ok(row.map(|(f, h)| f.zip(h)))
+    }
+
+    /// The signed manifest of event `id` (its exact bytes) and its signature
+    /// (base64): `None` if there is no such event, `Some(None)` until it is signed.
+    pub async fn event_manifest(&self, id: uuid::Uuid) -> Result<Option<Option<(String, String)>>, Error> {
+        let row: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT manifest, manifest_sig FROM events WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(|e| db_error("reading an event", e))?;
+        Ok(row.map(|(m, s)| m.zip(s)))
     }
 
     /// The snapshot file of event `id`: `None` if there is no such event,

@@ -20,13 +20,17 @@
 //!   u8 3 = plate: id [16], event_id [16], event_started_at ts, camera str,
 //!        track_id u64, read_at ts, text str, plate str, confidence f32, reads u32,
 //!        bbox 4 × f32, crop opt str
+//!   u8 4 = clip: event_id [16], event_started_at ts, file str, sha256 str,
+//!        bytes u64, secs f64
+//!   u8 5 = snapshot hashes: event_id [16], event_started_at ts,
+//!        snapshot_sha256 str, crop_sha256 str
 //! str = u32 length + UTF-8 bytes; ts = i64 microseconds since the Unix epoch;
 //! opt X = u8 0 (none) or 1 followed by X
 //! ```
 
 use chrono::{DateTime, Utc};
 use varta_core::event::{
-    CameraState, ClipRecord, EndReason, EventPhase, EventRecord, PlateRecord, StatusChange, StoreMsg,
+    CameraState, ClipRecord, EndReason, EventPhase, EventRecord, PlateRecord, SnapshotRecord, StatusChange, StoreMsg,
 };
 use varta_core::{Error, ErrorKind};
 
@@ -104,6 +108,13 @@ pub fn encode(msgs: &[StoreMsg], out: &mut Vec<u8>) {
                 put_str(out, &c.sha256);
                 out.extend_from_slice(&c.bytes.to_le_bytes());
                 out.extend_from_slice(&c.secs.to_le_bytes());
+            }
+            StoreMsg::Snapshot(p) => {
+                out.push(5);
+                out.extend_from_slice(p.event_id.as_bytes());
+                put_ts(out, p.event_started_at);
+                put_str(out, &p.snapshot_sha256);
+                put_str(out, &p.crop_sha256);
             }
         }
     }
@@ -239,6 +250,12 @@ impl Reader<'_> {
                     bytes: self.u64()?,
                     secs: self.f64()?,
                 }),
+                5 => StoreMsg::Snapshot(SnapshotRecord {
+                    event_id: self.uuid()?,
+                    event_started_at: self.ts()?,
+                    snapshot_sha256: self.str()?,
+                    crop_sha256: self.str()?,
+                }),
                 t => return Err(format!("unknown message type {t} at byte {}", self.at - 1)),
             });
         }
@@ -347,7 +364,14 @@ mod tests {
             bytes: 3_456_789,
             secs: 17.48,
         };
+        let pictures = SnapshotRecord {
+            event_id: full.id,
+            event_started_at: t,
+            snapshot_sha256: "a1".repeat(32),
+            crop_sha256: "b2".repeat(32),
+        };
         vec![
+            StoreMsg::Snapshot(pictures),
             StoreMsg::Clip(clip),
             StoreMsg::Event(full),
             StoreMsg::Status(status),

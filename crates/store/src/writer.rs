@@ -35,6 +35,7 @@
 //! with a multi-row `INSERT … ON CONFLICT`. If a "new" row exists already (a
 //! replay), the transaction is void and the batch is written again, all upserted.
 
+use crate::evidence::{Manifest, ManifestFile, NodeKey, MANIFEST_FORMAT};
 use crate::wal::{Pos, Wal};
 use crate::{db_error, Store};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -46,7 +47,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use varta_core::event::{ClipRecord, EndReason, EventPhase, EventRecord, PlateRecord, StatusChange, StoreMsg};
+use varta_core::event::{
+    ClipRecord, EndReason, EventPhase, EventRecord, PlateRecord, SnapshotRecord, StatusChange, StoreMsg,
+};
 use varta_core::journal::Journal;
 use varta_core::metrics::Registry;
 use varta_core::{Error, ErrorKind};
@@ -75,6 +78,9 @@ pub struct WriterConfig {
     /// `started` event record made durable (`VARTA_TEST_LEDGER` in `varta serve`,
     /// `--durable` in `varta store-load`).
     pub ledger: Option<PathBuf>,
+    /// The node's evidence key: when set, the writer signs each ended event's
+    /// manifest whenever its evidence changes ([`crate::evidence`]).
+    pub signer: Option<Arc<NodeKey>>,
 }
 
 /// Messages read back from disk per transaction.
@@ -220,7 +226,7 @@ pub fn start(
     let stopping = Arc::new(AtomicBool::new(false));
     let stop_notify = Arc::new(tokio::sync::Notify::new());
     let pg = tokio::spawn(pg_writer(PgWriter {
-        w: Writer::new(store, &cfg.node),
+        w: Writer { signer: cfg.signer.clone(), ..Writer::new(store, &cfg.node) },
         wal: wal.clone(),
         feed,
         journal: journal.clone(),
@@ -585,6 +591,10 @@ fn drop_missing_snapshots(dir: &Option<PathBuf>, msgs: &mut [StoreMsg]) {
                 tracing::warn!(event = %c.event_id, "clip file missing; the event is stored without it");
                 c.file.clear();
             }
+            // The hashes of pictures that are gone would sign for files nobody has.
+            StoreMsg::Snapshot(p) if !dir.join(format!("{}.jpg", p.event_id)).exists() => {
+                p.snapshot_sha256.clear();
+            }
             _ => {}
         }
     }
@@ -595,6 +605,8 @@ fn drop_missing_snapshots(dir: &Option<PathBuf>, msgs: &mut [StoreMsg]) {
 pub struct Writer {
     store: Store,
     node: String,
+    /// Signs ended events' manifests (None: rows get no manifest).
+    pub signer: Option<Arc<NodeKey>>,
     /// Days whose partition is known to exist.
     partitions: HashSet<NaiveDate>,
     /// While the database is down: when to try it next.
@@ -608,6 +620,7 @@ impl Writer {
         Writer {
             store,
             node: node.to_owned(),
+            signer: None,
             partitions: HashSet::new(),
             retry_at: None,
             delay: Duration::from_millis(250),
@@ -759,6 +772,12 @@ impl Writer {
         for c in &merged.clips {
             set_clip(&mut tx, c).await?;
         }
+        for p in &merged.snapshots {
+            set_snapshot_hashes(&mut tx, p).await?;
+        }
+        if let Some(key) = &self.signer {
+            sign_manifests(&mut tx, &merged.evidence_changed(), key).await?;
+        }
         tx.commit().await.map_err(|e| db_error("commit", e))?;
         Ok(merged.events.len())
     }
@@ -782,6 +801,21 @@ struct Merged<'a> {
     statuses: Vec<&'a StatusChange>,
     plates: Vec<&'a PlateRecord>,
     clips: Vec<&'a ClipRecord>,
+    snapshots: Vec<&'a SnapshotRecord>,
+}
+
+impl Merged<'_> {
+    /// Events whose evidence this batch changes (ended, or a file hashed): their
+    /// manifests are signed again, if they have ended.
+    fn evidence_changed(&self) -> Vec<(uuid::Uuid, DateTime<Utc>)> {
+        let mut v: Vec<_> =
+            self.events.iter().filter(|(e, _)| e.ended_at.is_some()).map(|(e, _)| (e.id, e.started_at)).collect();
+        v.extend(self.clips.iter().map(|c| (c.event_id, c.event_started_at)));
+        v.extend(self.snapshots.iter().map(|p| (p.event_id, p.event_started_at)));
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
 }
 
 /// The same event may be in a batch twice (started, then ended): keep the last,
@@ -793,6 +827,7 @@ fn merge<'a>(batch: &[&'a StoreMsg]) -> Merged<'a> {
     let mut statuses = Vec::new();
     let mut plates = Vec::new();
     let mut clips = Vec::new();
+    let mut snapshots = Vec::new();
     for m in batch {
         match *m {
             StoreMsg::Event(e) => match index.get(&e.id) {
@@ -810,6 +845,8 @@ fn merge<'a>(batch: &[&'a StoreMsg]) -> Merged<'a> {
             StoreMsg::Plate(p) => plates.push(p),
             StoreMsg::Clip(c) if !c.file.is_empty() => clips.push(c),
             StoreMsg::Clip(_) => {}
+            StoreMsg::Snapshot(p) if !p.snapshot_sha256.is_empty() => snapshots.push(p),
+            StoreMsg::Snapshot(_) => {}
         }
     }
     // Records from before end reasons existed ended normally.
@@ -818,7 +855,7 @@ fn merge<'a>(batch: &[&'a StoreMsg]) -> Merged<'a> {
             e.end_reason = Some(EndReason::Ended);
         }
     }
-    Merged { events, statuses, plates, clips }
+    Merged { events, statuses, plates, clips, snapshots }
 }
 
 fn day_of(t: DateTime<Utc>) -> NaiveDate {
@@ -908,6 +945,112 @@ async fn set_clip(tx: &mut sqlx::PgConnection, c: &ClipRecord) -> Result<(), Err
     .execute(&mut *tx)
     .await
     .map_err(|e| db_error("recording a clip", e))?;
+    Ok(())
+}
+
+/// Records the hashes of an event's snapshot and crop as written; the last record
+/// (an `updated` event's rewrite) wins, a replay writes the same values again.
+async fn set_snapshot_hashes(tx: &mut sqlx::PgConnection, p: &SnapshotRecord) -> Result<(), Error> {
+    sqlx::query("UPDATE events SET snapshot_sha256 = $3, crop_sha256 = $4 WHERE id = $1 AND started_at = $2")
+        .bind(p.event_id)
+        .bind(p.event_started_at)
+        .bind(&p.snapshot_sha256)
+        .bind(&p.crop_sha256)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_error("recording a snapshot's hashes", e))?;
+    Ok(())
+}
+
+/// Signs the manifests of the ended events among `ids`, from their rows as this
+/// transaction leaves them (files without a hash are left out of the manifest: they
+/// were not hashed as written). A replay signs the same bytes again: Ed25519
+/// signatures are deterministic.
+async fn sign_manifests(
+    tx: &mut sqlx::PgConnection,
+    ids: &[(uuid::Uuid, DateTime<Utc>)],
+    key: &NodeKey,
+) -> Result<(), Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: uuid::Uuid,
+        camera_id: String,
+        site_id: Option<String>,
+        node: String,
+        rule: String,
+        class: String,
+        track_id: i64,
+        started_at: DateTime<Utc>,
+        ended_at: Option<DateTime<Utc>>,
+        snapshot: Option<String>,
+        snapshot_sha256: Option<String>,
+        crop_sha256: Option<String>,
+        clip: Option<String>,
+        clip_sha256: Option<String>,
+    }
+    let (id, st): (Vec<_>, Vec<_>) = ids.iter().copied().unzip();
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT e.id, e.camera_id, c.site_id, e.node, e.rule, e.class, e.track_id, e.started_at, e.ended_at,
+                e.snapshot, e.snapshot_sha256, e.crop_sha256, e.clip, e.clip_sha256
+           FROM events e LEFT JOIN cameras c ON c.id = e.camera_id
+           JOIN unnest($1::uuid[], $2::timestamptz[]) AS v(id, started_at)
+             ON e.id = v.id AND e.started_at = v.started_at
+          WHERE e.ended_at IS NOT NULL",
+    )
+    .bind(&id)
+    .bind(&st)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| db_error("reading events to sign", e))?;
+    let (mut ids, mut starts, mut manifests, mut sigs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in rows {
+        let mut files = Vec::new();
+        if let (Some(name), Some(sha)) = (&r.snapshot, r.snapshot_sha256.filter(|s| !s.is_empty())) {
+            files.push(ManifestFile { role: "snapshot".into(), name: name.clone(), sha256: sha });
+            if let Some(sha) = r.crop_sha256.filter(|s| !s.is_empty()) {
+                let crop = format!("{}.crop.jpg", name.trim_end_matches(".jpg"));
+                files.push(ManifestFile { role: "crop".into(), name: crop, sha256: sha });
+            }
+        }
+        if let (Some(name), Some(sha)) = (r.clip, r.clip_sha256) {
+            files.push(ManifestFile { role: "clip".into(), name, sha256: sha });
+        }
+        let m = Manifest {
+            format: MANIFEST_FORMAT.into(),
+            event_id: r.id,
+            camera: r.camera_id,
+            site: r.site_id,
+            node: r.node,
+            rule: r.rule,
+            class: r.class,
+            track_id: r.track_id,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            files,
+            key_id: key.id().into(),
+        };
+        let bytes = m.to_bytes();
+        sigs.push(key.sign(&bytes));
+        manifests.push(String::from_utf8(bytes).expect("JSON is UTF-8"));
+        ids.push(r.id);
+        starts.push(r.started_at);
+    }
+    sqlx::query(
+        "UPDATE events SET manifest = v.m, manifest_sig = v.s, manifest_key = $5
+           FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[]) AS v(id, started_at, m, s)
+          WHERE events.id = v.id AND events.started_at = v.started_at",
+    )
+    .bind(&ids)
+    .bind(&starts)
+    .bind(&manifests)
+    .bind(&sigs)
+    .bind(key.id())
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| db_error("signing events' manifests", e))?;
     Ok(())
 }
 

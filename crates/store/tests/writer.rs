@@ -53,6 +53,8 @@ fn writer_config(name: &str) -> WriterConfig {
         spool_max_bytes: 1 << 30,
         snapshot_dir: None,
         ledger: None,
+        // Signing on, as in a node: replays must sign the same bytes again.
+        signer: Some(std::sync::Arc::new(varta_store::evidence::NodeKey::from_seed([7; 32]))),
     }
 }
 

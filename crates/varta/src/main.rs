@@ -7,6 +7,7 @@
 
 mod accounts;
 mod demo;
+mod evidence;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -44,6 +45,12 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         cmd: accounts::AuditCmd,
+    },
+    /// Evidence export packages: `verify FILE.zip`. Needs DATABASE_URL unless the
+    /// key is given with --public-key.
+    Evidence {
+        #[command(subcommand)]
+        cmd: evidence::EvidenceCmd,
     },
     /// Serve simulated RTSP cameras at rtsp://LISTEN/cam/1..N.
     Sim {
@@ -284,6 +291,7 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Audit { cmd } => accounts::audit(cmd, &database_url()?).await,
+            Cmd::Evidence { cmd } => evidence::run(cmd).await,
             Cmd::Sim {
                 cameras,
                 listen,
