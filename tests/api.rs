@@ -124,6 +124,9 @@ async fn roles_audit_and_alerts_across_two_api_processes() {
         // Routes with effects: the roles that may not call them get 403 (and no token 401)
         // before anything happens; the allowed calls are made in the audit part below.
         let denied: Vec<(&str, String, Option<Value>, &[usize])> = vec![
+            // Evidence (issue #22): never contractors.
+            ("GET", format!("/api/v1/events/{ev}/clip"), None, &[1]),
+            ("GET", format!("/api/v1/events/{ev}/export"), None, &[1]),
             ("GET", "/api/v1/alerts/stream".into(), None, &[1]),
             ("POST", format!("/api/v1/alerts/{alert_id}/ack"), None, &[1]),
             ("POST", "/api/v1/watchlist".into(), Some(json!({"plate": "AX1234BI", "reason": "x"})), &[1]),

@@ -777,7 +777,45 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
         "const v = document.querySelector('dialog#event-detail video.clip'); return v && v.readyState >= 1 && v.duration > 0",
     );
     b.screenshot(&out.join("admin-event-clip.png"));
+    // The signed event's evidence package downloads with the session cookie (a plain
+    // link; fetched here, since a headless download has nowhere to go).
+    b.js("const a = document.querySelector('dialog#event-detail a.export'); window.__export = null; \
+          fetch(a.href).then((r) => { window.__export = r.status + ' ' + r.headers.get('content-type'); }); return true;");
+    let export = b.wait("the export downloaded", 20, "return window.__export");
+    assert_eq!(export, "200 application/zip", "the export link serves the package");
     b.click("dialog#event-detail button.close");
+    // A live alert's card plays its event's clip (here, one whose clip is written).
+    let with_clips: Vec<i64> = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        sqlx::query_scalar(
+            "SELECT a.id FROM alerts a JOIN events e ON e.id = a.event_id AND e.started_at = a.event_started_at
+              WHERE e.clip IS NOT NULL",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+    });
+    b.click("[data-view=alerts]");
+    b.wait("the alerts shown", 10, "return document.querySelector('.alert') !== null");
+    let card = b.wait(
+        "an alert card with a written clip",
+        10,
+        &format!(
+            "const ids = {with_clips:?}; const c = [...document.querySelectorAll('.alert')] \
+               .find((c) => c.offsetParent !== null && ids.includes(Number(c.dataset.alert))); \
+             if (!c) return null; c.scrollIntoView(); c.querySelector('.play-clip').click(); return c.dataset.alert;"
+        ),
+    );
+    b.wait(
+        "the clip playing in the alert card",
+        20,
+        &format!(
+            "const v = document.querySelector('[data-alert=\"{}\"] video.card-clip'); return v && v.readyState >= 1 && v.duration > 0",
+            card.as_str().unwrap()
+        ),
+    );
+    b.screenshot(&out.join("admin-alert-clip.png"));
     wait_for("the clip view audited", Duration::from_secs(10), || {
         let n =
             rt.block_on(scalar(&db, "SELECT count(*) FROM audit_log WHERE action = 'clip_view' AND actor = 'ivan'"));

@@ -530,3 +530,105 @@ async fn an_events_clip_is_recorded_on_its_row_once_whatever_the_replays() {
     w.write_batch(&[StoreMsg::Clip(orphan)]).await.unwrap();
     assert_eq!(scalar_of(&store, "SELECT count(*) FROM events WHERE clip IS NOT NULL").await, 2);
 }
+
+/// Issue #22: the writer signs an ended event's manifest from its row (ids, camera,
+/// times, the hashes of its snapshot, crop and clip as written), again whenever its
+/// evidence changes; replays sign the same bytes; an open event has no manifest.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ended_events_manifest_is_signed_over_its_files_hashes() {
+    use varta_core::event::{ClipRecord, EventPhase, EventRecord, SnapshotRecord, StoreMsg};
+    use varta_store::evidence::{verify_signature, Manifest, NodeKey};
+    let (_, store) = setup_db("manifests").await;
+    let key = std::sync::Arc::new(NodeKey::from_seed([3; 32]));
+    store.register_node_key("n1", &key).await.unwrap();
+    // The same id for another node's key is refused.
+    assert!(store.register_node_key("n2", &key).await.is_err());
+    let mut w = varta_store::writer::Writer::new(store.clone(), "n1");
+    w.signer = Some(key.clone());
+    let t = Utc::now() - Days::seconds(30);
+    let ev = |id: uuid::Uuid, phase| EventRecord {
+        id,
+        camera: "cam-a".into(),
+        track_id: 7,
+        class: "person".into(),
+        score: 0.8,
+        bbox: [1.0, 2.0, 3.0, 4.0],
+        started_at: t,
+        last_seen_at: t + Days::seconds(4),
+        ended_at: (phase == EventPhase::Ended).then_some(t + Days::seconds(4)),
+        end_reason: None,
+        frames: 8,
+        rule: "presence".into(),
+        alert: false,
+        zone: None,
+        snapshot: Some(format!("{id}.jpg")),
+        phase,
+        run_id: None,
+    };
+    let pictures = |id: uuid::Uuid| SnapshotRecord {
+        event_id: id,
+        event_started_at: t,
+        snapshot_sha256: "11".repeat(32),
+        crop_sha256: "22".repeat(32),
+    };
+    let clip = |id: uuid::Uuid| ClipRecord {
+        event_id: id,
+        event_started_at: t,
+        file: format!("{id}.mp4"),
+        sha256: "33".repeat(32),
+        bytes: 1000,
+        secs: 9.0,
+    };
+    let (a, open) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let batches = [
+        vec![StoreMsg::Event(ev(a, EventPhase::Started)), StoreMsg::Event(ev(open, EventPhase::Started))],
+        // The hashes may come after the end (the snapshot thread journals them after
+        // the files are written).
+        vec![StoreMsg::Event(ev(a, EventPhase::Ended)), StoreMsg::Snapshot(pictures(open))],
+        vec![StoreMsg::Snapshot(pictures(a))],
+        vec![StoreMsg::Clip(clip(a))],
+    ];
+    for b in &batches {
+        w.write_batch(b).await.unwrap();
+    }
+    let row = || async {
+        sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>)>(
+            "SELECT manifest, manifest_sig, manifest_key FROM events WHERE id = $1",
+        )
+        .bind(a)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+    };
+    let (m, sig, kid) = row().await;
+    let (m, sig) = (m.expect("signed"), sig.unwrap());
+    assert_eq!(kid.as_deref(), Some(key.id()));
+    let registered = store.node_key(key.id()).await.unwrap().expect("registered");
+    verify_signature(&registered.public_key, m.as_bytes(), &sig).unwrap();
+    let parsed: Manifest = serde_json::from_str(&m).unwrap();
+    assert_eq!((parsed.event_id, parsed.camera.as_str(), parsed.node.as_str()), (a, "cam-a", "n1"));
+    assert_eq!(parsed.site.as_deref(), Some("s1"));
+    let files: Vec<(&str, String, String)> =
+        parsed.files.iter().map(|f| (f.role.as_str(), f.name.clone(), f.sha256.clone())).collect();
+    assert_eq!(
+        files,
+        vec![
+            ("snapshot", format!("{a}.jpg"), "11".repeat(32)),
+            ("crop", format!("{a}.crop.jpg"), "22".repeat(32)),
+            ("clip", format!("{a}.mp4"), "33".repeat(32)),
+        ]
+    );
+    // A replay of the whole log signs the same bytes (Ed25519 is deterministic).
+    for b in &batches {
+        w.write_batch(b).await.unwrap();
+    }
+    assert_eq!(row().await, (Some(m), Some(sig), kid));
+    // The open event has its hashes but no manifest yet.
+    let open_row: (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT snapshot_sha256, manifest FROM events WHERE id = $1")
+            .bind(open)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(open_row, (Some("11".repeat(32)), None));
+}
