@@ -474,13 +474,13 @@ async fn scalar_of(store: &varta_store::Store, q: &str) -> i64 {
     sqlx::query_scalar(q).fetch_one(store.pool()).await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_events_clip_is_recorded_on_its_row_once_whatever_the_replays() {
-    use varta_core::event::{ClipRecord, EventPhase, EventRecord, StoreMsg};
-    let (_, store) = setup_db("clips").await;
-    let mut w = varta_store::writer::Writer::new(store.clone(), "n1");
-    let t = Utc::now() - Days::seconds(30);
-    let ev = |id: uuid::Uuid, phase| EventRecord {
+/// A person on `cam-a` for 4 s from `t`, ended when `phase` is `Ended`.
+fn four_second_event(
+    id: uuid::Uuid,
+    t: chrono::DateTime<Utc>,
+    phase: varta_core::event::EventPhase,
+) -> varta_core::event::EventRecord {
+    varta_core::event::EventRecord {
         id,
         camera: "cam-a".into(),
         track_id: 7,
@@ -489,7 +489,7 @@ async fn an_events_clip_is_recorded_on_its_row_once_whatever_the_replays() {
         bbox: [1.0, 2.0, 3.0, 4.0],
         started_at: t,
         last_seen_at: t + Days::seconds(4),
-        ended_at: (phase == EventPhase::Ended).then_some(t + Days::seconds(4)),
+        ended_at: (phase == varta_core::event::EventPhase::Ended).then_some(t + Days::seconds(4)),
         end_reason: None,
         frames: 8,
         rule: "presence".into(),
@@ -498,7 +498,16 @@ async fn an_events_clip_is_recorded_on_its_row_once_whatever_the_replays() {
         snapshot: None,
         phase,
         run_id: None,
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_events_clip_is_recorded_on_its_row_once_whatever_the_replays() {
+    use varta_core::event::{ClipRecord, EventPhase, StoreMsg};
+    let (_, store) = setup_db("clips").await;
+    let mut w = varta_store::writer::Writer::new(store.clone(), "n1");
+    let t = Utc::now() - Days::seconds(30);
+    let ev = |id: uuid::Uuid, phase| four_second_event(id, t, phase);
     let clip = |id: uuid::Uuid| ClipRecord {
         event_id: id,
         event_started_at: t,
@@ -546,25 +555,8 @@ async fn an_ended_events_manifest_is_signed_over_its_files_hashes() {
     let mut w = varta_store::writer::Writer::new(store.clone(), "n1");
     w.signer = Some(key.clone());
     let t = Utc::now() - Days::seconds(30);
-    let ev = |id: uuid::Uuid, phase| EventRecord {
-        id,
-        camera: "cam-a".into(),
-        track_id: 7,
-        class: "person".into(),
-        score: 0.8,
-        bbox: [1.0, 2.0, 3.0, 4.0],
-        started_at: t,
-        last_seen_at: t + Days::seconds(4),
-        ended_at: (phase == EventPhase::Ended).then_some(t + Days::seconds(4)),
-        end_reason: None,
-        frames: 8,
-        rule: "presence".into(),
-        alert: false,
-        zone: None,
-        snapshot: Some(format!("{id}.jpg")),
-        phase,
-        run_id: None,
-    };
+    let ev =
+        |id: uuid::Uuid, phase| EventRecord { snapshot: Some(format!("{id}.jpg")), ..four_second_event(id, t, phase) };
     let pictures = |id: uuid::Uuid| SnapshotRecord {
         event_id: id,
         event_started_at: t,
