@@ -41,9 +41,13 @@ pub struct Args {
     /// Cameras the events are spread over (`load-1` … in site `load`).
     #[arg(long, default_value_t = 16)]
     cameras: usize,
-    /// Also send each event's `ended` record, one batch later (the upsert path).
+    /// Also send each event's `ended` record, one batch later (the upsert path; each
+    /// ended event's manifest is signed, as a node does).
     #[arg(long)]
     updates: bool,
+    /// Do not sign ended events' manifests (to measure what signing costs).
+    #[arg(long)]
+    unsigned: bool,
     /// Spool folder.
     #[arg(long, default_value = ".varta/spool-load")]
     spool: PathBuf,
@@ -146,7 +150,7 @@ pub async fn run(a: Args) -> Result<()> {
         snapshot_dir: None,
         ledger: a.durable.clone(),
         // As a node does: every ended event's manifest signed (a throwaway key).
-        signer: Some(Arc::new(varta_store::evidence::NodeKey::from_seed(rand::random()))),
+        signer: (!a.unsigned).then(|| Arc::new(varta_store::evidence::NodeKey::from_seed(rand::random()))),
     };
     let (_db_ready_tx, db_ready) = tokio::sync::watch::channel(true);
     let writer = varta_store::writer::start(store.clone(), &wcfg, journal.clone(), metrics.clone(), db_ready)?;
