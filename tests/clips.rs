@@ -2,10 +2,11 @@
 //! → an event's clip is written next to its snapshot, remuxed from the camera's own
 //! stream: it starts on a keyframe whose picture is one of the source's keyframes,
 //! pixel for pixel; it spans the pre-roll, the event and the post-roll (within one
-//! GOP); every unit of it decodes, though an idle camera's gate drops delta units
-//! undecoded; its SHA-256 is on the event's row. The snapshot and crop are hashed as
-//! written, the node signs the event's manifest, and an export package verifies with
-//! `varta evidence verify`, and fails naming the file when one byte changes.
+//! GOP); every unit of it decodes; so does an idle camera's, though its gate kept
+//! delta units from the decoder until people walked in; its SHA-256 is on the event's
+//! row. The snapshot and crop are hashed as written, the node signs the event's
+//! manifest, and an export package verifies with `varta evidence verify`, and fails
+//! naming the file when one byte changes.
 
 use sha2::Digest;
 use std::collections::BTreeSet;
@@ -15,7 +16,7 @@ use varta_e2e::*;
 const PRE: f64 = 2.0;
 const POST: f64 = 2.0;
 
-fn config(sim_port: u16, api_port: u16, dir: &std::path::Path) -> String {
+fn config(sim_port: u16, idle_port: u16, api_port: u16, dir: &std::path::Path) -> String {
     format!(
         "[node]\nname = \"clips\"\napi_listen = \"127.0.0.1:{api_port}\"\n\n\
          [detect]\nmodels = \"{}\"\nworkers = 1\nsnapshot_dir = \"{}\"\n\n\
@@ -24,6 +25,8 @@ fn config(sim_port: u16, api_port: u16, dir: &std::path::Path) -> String {
          [store]\nflush_ms = 100\nspool_dir = \"{}\"\n\n\
          [[sites]]\nid = \"site-a\"\nname = \"A\"\n\n\
          [[cameras]]\nid = \"cam-1\"\nsite = \"site-a\"\nurl = \"rtsp://127.0.0.1:{sim_port}/cam/1\"\n\
+         analysis_fps = 2.0\nclasses = [\"person\"]\ndecode = \"adaptive\"\n\n\
+         [[cameras]]\nid = \"cam-2\"\nsite = \"site-a\"\nurl = \"rtsp://127.0.0.1:{idle_port}/cam/1\"\n\
          analysis_fps = 2.0\nclasses = [\"person\"]\ndecode = \"adaptive\"\n",
         root().join("models/models.toml").display(),
         dir.join("snapshots").display(),
@@ -42,11 +45,24 @@ fn an_event_has_a_clip_of_the_cameras_own_frames_around_it() {
     let mut sim_cmd = varta();
     sim_cmd.args(["sim", "--cameras", "1", "--listen", &format!("127.0.0.1:{sim_port}"), "--clip"]).arg(clip());
     let _sim = Proc::spawn(sim_cmd, dir.join("sim.log"));
+    // A camera idle most of the time (a still scene, 12 s of every 24), where the
+    // adaptive gate decodes keyframes only, until people walk in.
+    let idle_port = free_port();
+    let scenes = dir.join("scenes.jsonl");
+    let mut idle_cmd = varta();
+    idle_cmd
+        .args(["sim", "--cameras", "1", "--listen", &format!("127.0.0.1:{idle_port}"), "--scene", "mixed"])
+        .args(["--scene-period", "24", "--active-share", "0.5", "--gop", "2", "--scene-log"])
+        .arg(&scenes)
+        .arg("--clip")
+        .arg(clip());
+    let _idle_sim = Proc::spawn(idle_cmd, dir.join("sim-idle.log"));
     let api_port = free_port();
     let cfg = dir.join("clips.toml");
-    std::fs::write(&cfg, config(sim_port, api_port, &dir)).unwrap();
+    std::fs::write(&cfg, config(sim_port, idle_port, api_port, &dir)).unwrap();
     let mut serve_cmd = varta();
     serve_cmd.arg("serve").arg("--config").arg(&cfg).env("DATABASE_URL", &db);
+    let serve_started_ms = chrono::Utc::now().timestamp_millis();
     let _serve = Proc::spawn(serve_cmd, dir.join("serve.log"));
     wait_for("readyz", Duration::from_secs(60), || get_json(&format!("http://127.0.0.1:{api_port}/readyz")));
 
@@ -60,7 +76,8 @@ fn an_event_has_a_clip_of_the_cameras_own_frames_around_it() {
                 sqlx::query_as::<_, Row>(
                     "SELECT clip, clip_sha256, clip_bytes, clip_secs,
                         extract(epoch FROM ended_at - started_at)::float8
-                   FROM events WHERE clip IS NOT NULL AND ended_at IS NOT NULL ORDER BY started_at LIMIT 1",
+                   FROM events WHERE camera_id = 'cam-1' AND clip IS NOT NULL AND ended_at IS NOT NULL
+                  ORDER BY started_at LIMIT 1",
                 )
                 .fetch_optional(&mut c)
                 .await
@@ -217,5 +234,61 @@ fn an_event_has_a_clip_of_the_cameras_own_frames_around_it() {
         &format!("SELECT count(*) FROM audit_log WHERE action = 'event_export' AND target = '{id}' AND actor = 'c-operator' AND address IS NOT NULL"),
     ));
     assert_eq!(exports, 1, "one export, one audit row with who and from where");
+
+    // An idle camera under the adaptive policy: while its scene was still the gate
+    // decoded keyframes only, yet the clip of the event that began when people walked
+    // in holds every unit, the idle pre-roll included. The event: one of cam-2's that
+    // began within PRE − 0.5 s of a switch from the still scene to people, after a
+    // still scene the node saw whole (12 s: the gate goes to keyframes after 5 s of
+    // quiet), so its clip starts at least half a second before the switch, while the
+    // camera was idle.
+    let idle_to_active = || -> Vec<i64> {
+        // A line being written may be torn: it is skipped.
+        let log: Vec<(i64, String)> = std::fs::read_to_string(&scenes)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| Some((v["at_ms"].as_i64()?, v["scene"].as_str()?.to_owned())))
+            .collect();
+        log.windows(2)
+            .filter(|w| w[0].1 == "idle" && w[1].1 == "active" && w[0].0 >= serve_started_ms)
+            .map(|w| w[1].0)
+            .collect()
+    };
+    type IdleRow = (String, f64, chrono::DateTime<chrono::Utc>);
+    let (idle_file, idle_secs, started) =
+        wait_for("an idle camera's event with its clip", Duration::from_secs(180), || {
+            let rows: Vec<IdleRow> = rt.block_on(async {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&db).await.ok()?;
+                sqlx::query_as(
+                    "SELECT clip, clip_secs, started_at FROM events
+                  WHERE camera_id = 'cam-2' AND clip IS NOT NULL AND ended_at IS NOT NULL ORDER BY started_at",
+                )
+                .fetch_all(&mut c)
+                .await
+                .ok()
+            })?;
+            let switches = idle_to_active();
+            rows.into_iter().find(|(_, _, st)| {
+                switches.iter().any(|&at| (0..((PRE - 0.5) * 1000.0) as i64).contains(&(st.timestamp_millis() - at)))
+            })
+        });
+    let mut frames = Vec::new();
+    varta_ingest::file::decode_file(&dir.join("snapshots").join(&idle_file), &cam, 1000.0, t0, |f| {
+        frames.push(f.captured_at)
+    })
+    .unwrap();
+    let gap = frames.windows(2).map(|w| (w[1] - w[0]).num_milliseconds()).max().unwrap_or(i64::MAX);
+    eprintln!(
+        "idle camera's clip {idle_file}: {} frames in {idle_secs:.2} s, largest gap {gap} ms (event at {started})",
+        frames.len()
+    );
+    assert!(frames.len() as f64 / idle_secs > 5.0, "{} frames in {idle_secs:.2} s: every unit", frames.len());
+    assert!(gap <= 300, "a gap of {gap} ms between two frames of the clip: units missing");
+    // And the gate did switch this camera to keyframes and back.
+    let m = metrics_text(&api, &token_for(&db, "c-admin", "admin"));
+    let switched = metric(&m, "varta_decode_mode_switches_total{camera=\"cam-2\"}");
+    assert!(switched >= 2, "cam-2's decode mode switched {switched} times: it was idle, then active");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -207,6 +207,17 @@ pub fn metrics_text(base: &str, token: &str) -> String {
         .unwrap()
 }
 
+/// The value of one series in Prometheus text: `name` is the metric's name with its
+/// labels as rendered (`varta_frames_decoded_total{camera="cam-1"}`), or alone.
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// GETs `url` with a bearer token and parses JSON; `None` on any failure.
 pub fn get_json_as(url: &str, token: &str) -> Option<serde_json::Value> {
     ureq::get(url)
