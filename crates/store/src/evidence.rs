@@ -111,9 +111,10 @@ impl NodeKey {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| io("creating the folder of", e))?;
                 }
-                // create_new: two processes starting at once never overwrite each
-                // other's key; the loser reads the winner's.
-                let tmp = path.with_extension("tmp");
+                // Written under a name of this process's own and linked into place
+                // (link fails if the key exists): two processes starting at once never
+                // overwrite each other's key; the loser reads the winner's.
+                let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
                 let _ = std::fs::remove_file(&tmp);
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
