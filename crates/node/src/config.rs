@@ -113,18 +113,28 @@ impl Default for MaintenanceConfig {
 }
 
 impl Config {
-    /// Reads and validates `path`.
+    /// Reads and validates `path`. `VARTA_NODE_NAME`, when set, replaces `[node] name`
+    /// (so that one file serves every replica of a StatefulSet, each named after its
+    /// pod); it must be 1–63 letters, digits, `.`, `_` or `-` (error on key
+    /// `node.name`).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: file.clone(),
-                line: None,
-                key: ".".into(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Config::parse(&file, &text)
+        let error = |key: &str, message: String| {
+            ConfigErrors(vec![ConfigError { file: file.clone(), line: None, key: key.into(), message }])
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| error(".", format!("cannot read: {e}")))?;
+        let mut cfg = Config::parse(&file, &text)?;
+        if let Some(name) = std::env::var("VARTA_NODE_NAME").ok().filter(|n| !n.is_empty()) {
+            let ok = name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+            if !ok {
+                return Err(error(
+                    "node.name",
+                    format!("VARTA_NODE_NAME {name:?}: 1–63 letters, digits, '.', '_' or '-'"),
+                ));
+            }
+            cfg.node.name = name;
+        }
+        Ok(cfg)
     }
 
     /// Parses and validates `text`; `file` names it in errors.
