@@ -145,11 +145,7 @@ async fn a_rolling_restart_leaves_no_camera_unanalysed_for_long() {
             Node { name: format!("varta-node-{i}"), cfg, port, ledger: dir.join(format!("ledger-{i}")), starts: 0 }
         })
         .collect();
-    let mut procs: Vec<Proc> = Vec::new();
-    for i in 0..NODES {
-        let p = nodes[i].start(&db, &dir);
-        procs.push(p);
-    }
+    let mut procs: Vec<Proc> = nodes.iter_mut().map(|n| n.start(&db, &dir)).collect();
     wait_spread(&db, &nodes, &token, "three nodes spread the cameras").await;
 
     // The rollout: highest ordinal first, as a StatefulSet does.
