@@ -14,11 +14,13 @@ use std::time::Duration;
 use varta_e2e::*;
 
 const PRE: f64 = 2.0;
+/// The region's key for fetching files between processes (`[node] peer_credentials`).
+const PEER_KEY: &str = "any:the region's shared peer key";
 const POST: f64 = 2.0;
 
 fn config(sim_port: u16, idle_port: u16, api_port: u16, dir: &std::path::Path) -> String {
     format!(
-        "[node]\nname = \"clips\"\napi_listen = \"127.0.0.1:{api_port}\"\n\n\
+        "[node]\nname = \"clips\"\napi_listen = \"127.0.0.1:{api_port}\"\npeer_credentials = \"peer\"\n\n\
          [detect]\nmodels = \"{}\"\nworkers = 1\nsnapshot_dir = \"{}\"\n\n\
          [clips]\npre_roll_secs = {PRE}\npost_roll_secs = {POST}\n\n\
          [ingest]\nbackoff_initial_secs = 0.5\n\n\
@@ -61,7 +63,7 @@ fn an_event_has_a_clip_of_the_cameras_own_frames_around_it() {
     let cfg = dir.join("clips.toml");
     std::fs::write(&cfg, config(sim_port, idle_port, api_port, &dir)).unwrap();
     let mut serve_cmd = varta();
-    serve_cmd.arg("serve").arg("--config").arg(&cfg).env("DATABASE_URL", &db);
+    serve_cmd.arg("serve").arg("--config").arg(&cfg).env("DATABASE_URL", &db).env("VARTA_CREDENTIALS_PEER", PEER_KEY);
     let serve_started_ms = chrono::Utc::now().timestamp_millis();
     let _serve = Proc::spawn(serve_cmd, dir.join("serve.log"));
     wait_for("readyz", Duration::from_secs(60), || get_json(&format!("http://127.0.0.1:{api_port}/readyz")));
@@ -234,6 +236,66 @@ fn an_event_has_a_clip_of_the_cameras_own_frames_around_it() {
         &format!("SELECT count(*) FROM audit_log WHERE action = 'event_export' AND target = '{id}' AND actor = 'c-operator' AND address IS NOT NULL"),
     ));
     assert_eq!(exports, 1, "one export, one audit row with who and from where");
+
+    // Issue #23: an API process of its own (`varta api`, another snapshot folder,
+    // empty) serves the node's snapshot, crop, clip (by range too) and export,
+    // fetched from the node's disk through the node's API with the region's key,
+    // audited by itself; the node's file route refuses requests not signed with it.
+    let api2_port = free_port();
+    let api_cfg = dir.join("api.toml");
+    let text = config(sim_port, idle_port, api2_port, &dir)
+        .replace(&format!("127.0.0.1:{api_port}"), &format!("127.0.0.1:{api2_port}"))
+        .replace(&dir.join("snapshots").display().to_string(), &dir.join("api-snapshots").display().to_string());
+    std::fs::write(&api_cfg, text).unwrap();
+    let mut api_cmd = varta();
+    api_cmd.arg("api").arg("--config").arg(&api_cfg).env("DATABASE_URL", &db).env("VARTA_CREDENTIALS_PEER", PEER_KEY);
+    let _api2 = Proc::spawn(api_cmd, dir.join("api.log"));
+    let api2 = format!("http://127.0.0.1:{api2_port}");
+    wait_for("the API process ready", Duration::from_secs(30), || get_json(&format!("{api2}/readyz")));
+    let fetch = |path: &str, range: Option<&str>| {
+        let mut r = ureq::get(&format!("{api2}{path}")).set("Authorization", &format!("Bearer {ops}"));
+        if let Some(range) = range {
+            r = r.set("Range", range);
+        }
+        let res = r.call().unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = res.status();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut res.into_reader(), &mut body).unwrap();
+        (status, body)
+    };
+    let on_node = |name: &str| std::fs::read(dir.join("snapshots").join(name)).unwrap();
+    assert_eq!(fetch(&format!("/api/v1/events/{id}/snapshot"), None), (200, on_node(&format!("{id}.jpg"))));
+    assert_eq!(
+        fetch(&format!("/api/v1/events/{id}/snapshot?crop=true"), None),
+        (200, on_node(&format!("{id}.crop.jpg")))
+    );
+    assert_eq!(fetch(&format!("/api/v1/events/{id}/clip"), None), (200, data.clone()));
+    assert_eq!(fetch(&format!("/api/v1/events/{id}/clip"), Some("bytes=100-199")), (206, data[100..200].to_vec()));
+    let (status, zip2) = fetch(&format!("/api/v1/events/{id}/export"), None);
+    assert_eq!(status, 200);
+    let (code, text) = verify(&zip2, "export-from-api.zip");
+    assert_eq!(code, Some(0), "the export made by the API process verifies: {text}");
+    assert!(!dir.join("api-snapshots").join(format!("{id}.mp4")).exists(), "fetched, not copied");
+    let audited = rt.block_on(scalar(
+        &db,
+        &format!("SELECT count(*) FROM audit_log WHERE target = '{id}' AND action IN ('snapshot_view', 'clip_view', 'event_export')"),
+    ));
+    assert_eq!(
+        audited,
+        1 + 1 + 1 + 1 + 1,
+        "node: one clip view, one export; API process: one picture, one clip view, one export"
+    );
+    let file = format!("{api}/internal/v1/files/{id}.mp4");
+    for header in [None, Some("t=1,v1=00"), Some("t=99999999999,v1=abcd")] {
+        let mut r = ureq::get(&file);
+        if let Some(h) = header {
+            r = r.set("X-Varta-Peer", h);
+        }
+        match r.call() {
+            Err(ureq::Error::Status(401, _)) => {}
+            other => panic!("{header:?}: {:?}", other.map(|r| r.status())),
+        }
+    }
 
     // An idle camera under the adaptive policy: while its scene was still the gate
     // decoded keyframes only, yet the clip of the event that began when people walked

@@ -142,9 +142,11 @@ pub async fn snapshot(
         return Err(varta_core::err!(Internal, "event {id}: bad snapshot name").into());
     }
     let name = if p.crop { name.replace(".jpg", ".crop.jpg") } else { name };
-    let bytes = tokio::fs::read(st.snapshot_dir.join(&name)).await.map_err(|_| {
-        varta_core::err!(NotFound, "the snapshot of event {id} is not on this node, or retention removed it")
-    })?;
+    let bytes = match tokio::fs::read(st.snapshot_dir.join(&name)).await {
+        Ok(b) => b,
+        // Made by another node: from its disk, through its API.
+        Err(_) => crate::peers::fetch(&st, &event_node(&st, id).await?, &name, None).await?.body,
+    };
     if !p.crop {
         st.store.audit(&c.audit("snapshot_view", Some(id.to_string()), serde_json::json!({}))).await?;
     }
@@ -181,15 +183,19 @@ pub async fn clip(
         return Err(varta_core::err!(Internal, "event {id}: bad clip name").into());
     }
     let path = st.snapshot_dir.join(&name);
-    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-        return Err(
-            varta_core::err!(NotFound, "the clip of event {id} is not on this node, or retention removed it").into()
-        );
-    }
     let range = req.headers().get(axum::http::header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let local = tokio::fs::try_exists(&path).await.unwrap_or(false);
+    // Made by another node: from its disk, through its API (the range passed on).
+    let remote = match local {
+        true => None,
+        false => Some(crate::peers::fetch(&st, &event_node(&st, id).await?, &name, range.clone()).await?),
+    };
     if range.as_deref().is_none_or(|r| r.trim_start_matches("bytes=").starts_with("0-")) {
         let detail = serde_json::json!({"sha256": sha256, "range": range});
         st.store.audit(&c.audit("clip_view", Some(id.to_string()), detail)).await?;
+    }
+    if let Some(f) = remote {
+        return Ok(f.into_response("video/mp4"));
     }
     let res = tower_http::services::ServeFile::new_with_mime(&path, &"video/mp4".parse().expect("a MIME type"))
         .oneshot(req)
@@ -220,14 +226,38 @@ pub async fn export(State(st): State<Arc<AppState>>, c: Caller, Path(id): Path<S
         )
     })?;
     let event_json = serde_json::to_vec_pretty(&wire::Event::from(e)).expect("an event serialises");
-    let dir = st.snapshot_dir.clone();
     let manifest_sha256 = varta_store::evidence::sha256_hex(manifest.as_bytes());
+    // The files the manifest names, from this disk or the disk of the node that made
+    // the event.
+    let names: Vec<String> = serde_json::from_str::<varta_store::evidence::Manifest>(&manifest)
+        .map_err(|e| varta_core::err!(Internal, "event {id}'s manifest: {e}"))?
+        .files
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    let mut files = std::collections::HashMap::new();
+    let mut node = None;
+    for name in names {
+        if !crate::peers::is_event_file(&name) {
+            return Err(varta_core::err!(Internal, "event {id}'s manifest names {name:?}").into());
+        }
+        let bytes = match tokio::fs::read(st.snapshot_dir.join(&name)).await {
+            Ok(b) => b,
+            Err(_) => {
+                if node.is_none() {
+                    node = Some(event_node(&st, id).await?);
+                }
+                crate::peers::fetch(&st, node.as_deref().unwrap_or_default(), &name, None).await?.body
+            }
+        };
+        files.insert(name, bytes);
+    }
     let zip = tokio::task::spawn_blocking(move || {
         let p = varta_store::evidence::Package {
             manifest: manifest.as_bytes(),
             signature: &signature,
             event_json: &event_json,
-            dir: &dir,
+            files: &files,
         };
         varta_store::evidence::write_package(&p, std::io::Cursor::new(Vec::new())).map(|c| c.into_inner())
     })
@@ -244,4 +274,9 @@ pub async fn export(State(st): State<Arc<AppState>>, c: Caller, Path(id): Path<S
         zip,
     )
         .into_response())
+}
+
+/// The node that made event `id` (whose disk holds its files).
+async fn event_node(st: &AppState, id: uuid::Uuid) -> Result<String, ApiError> {
+    Ok(st.store.event_node(id).await?.ok_or_else(|| varta_core::err!(NotFound, "no event {id}"))?)
 }

@@ -15,6 +15,7 @@ mod console;
 mod error;
 mod events;
 mod openapi;
+pub mod peers;
 mod plates;
 mod reports;
 pub mod session;
@@ -196,6 +197,9 @@ pub struct AppState {
     pub restart: Option<mpsc::Sender<RestartRequest>>,
     /// Directory of event snapshots (`[detect] snapshot_dir`).
     pub snapshot_dir: std::path::PathBuf,
+    /// The region's shared key for fetching other nodes' files ([`peers`]); `None`:
+    /// only this process's own files are served.
+    pub peers: Option<peers::Peers>,
     /// `[api]` settings.
     pub api: ApiSettings,
     /// `[maintenance] sla_percent`: the uptime target the daily report is drawn against.
@@ -256,6 +260,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/events/{id}/snapshot", get(events::snapshot))
         .route("/api/v1/events/{id}/clip", get(events::clip))
         .route("/api/v1/events/{id}/export", get(events::export))
+        .route("/internal/v1/files/{name}", get(peers::serve))
         .route("/api/v1/plates", get(plates::search))
         .route("/api/v1/plates/{plate}/track", get(plates::track))
         .route("/api/v1/plates/reads/{id}/crop", get(plates::crop))

@@ -59,6 +59,14 @@ pub struct NodeConfig {
     pub api_listen: SocketAddr,
     /// TOML file with camera credentials (`[credentials.NAME] username/password`).
     pub secrets_file: Option<PathBuf>,
+    /// `host:port` where the other processes reach this node's API (for snapshots
+    /// and clips on its disk); `VARTA_ADVERTISE_ADDR` replaces it. Unset: the
+    /// `api_listen` address, unless that is a wildcard (0.0.0.0, ::).
+    pub advertise_addr: Option<String>,
+    /// Credentials whose password is the key the processes of one region share to
+    /// fetch each other's snapshots and clips (HMAC-SHA256 on each request). Unset:
+    /// a process serves only the files on its own disk.
+    pub peer_credentials: Option<String>,
     /// Most cameras this node holds leases on at once.
     pub capacity: u32,
     /// How long a camera lease lasts without renewal: a dead node's cameras pass to
@@ -77,6 +85,8 @@ impl Default for NodeConfig {
             name: "node-1".into(),
             api_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             secrets_file: None,
+            advertise_addr: None,
+            peer_credentials: None,
             capacity: 256,
             lease_ttl_secs: 15.0,
             lease_renew_secs: 3.0,

@@ -132,6 +132,22 @@ pub struct NodeHandle {
     writer: WriterHandle,
 }
 
+/// Where the other processes reach this node's API: `VARTA_ADVERTISE_ADDR`, else
+/// `[node] advertise_addr`, else the address it listens on unless that is a wildcard
+/// (then nowhere: its files are served by itself only, and it says so).
+fn advertise_addr(cfg: &Config, listening: SocketAddr) -> Option<String> {
+    let configured = std::env::var("VARTA_ADVERTISE_ADDR").ok().filter(|a| !a.is_empty());
+    match configured.or_else(|| cfg.node.advertise_addr.clone()) {
+        Some(a) => Some(a),
+        None if listening.ip().is_unspecified() => {
+            tracing::warn!(%listening, "listening on a wildcard address without [node] advertise_addr \
+                           (or VARTA_ADVERTISE_ADDR): other processes cannot fetch this node's snapshots and clips");
+            None
+        }
+        None => Some(listening.to_string()),
+    }
+}
+
 impl Node {
     /// Starts a node on `cfg`: checks it against the model and resolves every
     /// camera's credentials (errors name the key), binds the API on
@@ -154,7 +170,7 @@ impl Node {
                 name: cfg.node.name.clone(),
                 capacity: cfg.node.capacity,
                 ttl: Duration::from_secs_f64(cfg.node.lease_ttl_secs),
-                api_addr: Some(addr.to_string()),
+                api_addr: advertise_addr(&cfg, addr),
             },
         ));
 

@@ -39,6 +39,15 @@ pub fn app_state(
         None => None,
     };
     varta_api::sinks::start(store.clone(), &alerts, cfg.node.name.clone(), &cfg.alerts, mqtt, webhook_key)?;
+    // Other nodes' snapshots and clips, through their APIs (varta_api::peers).
+    let peers = match &cfg.node.peer_credentials {
+        Some(name) => Some(
+            varta_core::config::resolve_credentials(name, cfg.node.secrets_file.as_deref())
+                .and_then(|c| varta_api::peers::Peers::new(c.password.into_bytes()))
+                .with_context(|| format!("[node] peer_credentials = \"{name}\""))?,
+        ),
+        None => None,
+    };
     // Login windows close (and their refusals reach the audit log) even when
     // nobody logs in afterwards.
     let (sweep, window) = (store.clone(), cfg.api.login_window_secs);
@@ -61,6 +70,7 @@ pub fn app_state(
         reload,
         restart,
         snapshot_dir: cfg.detect.snapshot_dir.clone(),
+        peers,
         api: ApiSettings::from(&cfg.api),
         sla_percent: cfg.maintenance.sla_percent,
         alerts,

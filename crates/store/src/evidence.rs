@@ -243,14 +243,14 @@ pub struct Package<'a> {
     pub signature: &'a str,
     /// The event as the API shows it, JSON.
     pub event_json: &'a [u8],
-    /// The folder holding the manifest's files.
-    pub dir: &'a Path,
+    /// The manifest's files by name (read from the node's disk, or fetched from it).
+    pub files: &'a std::collections::HashMap<String, Vec<u8>>,
 }
 
 /// Writes an export package (a ZIP of stored entries) to `out`: `manifest.json`,
 /// `manifest.sig`, `event.json`, each file the manifest names, and `README.txt`.
 /// Errors: `InvalidArgument` when the manifest does not parse, `NotFound` when one of
-/// its files is gone from the folder (retention), `Unavailable` on I/O.
+/// its files is not in `files` (retention removed it), `Unavailable` on I/O.
 pub fn write_package<W: Write + std::io::Seek>(p: &Package<'_>, out: W) -> Result<W, Error> {
     let m: Manifest = serde_json::from_slice(p.manifest)
         .map_err(|e| Error::wrap(ErrorKind::InvalidArgument, "the event's manifest", e))?;
@@ -267,15 +267,10 @@ pub fn write_package<W: Write + std::io::Seek>(p: &Package<'_>, out: W) -> Resul
     put(EVENT_FILE, p.event_json)?;
     put("README.txt", readme(&m).as_bytes())?;
     for f in &m.files {
-        if f.name.contains('/') || f.name.contains("..") {
-            return Err(varta_core::err!(InvalidArgument, "the manifest names {:?}, not a file of the folder", f.name));
-        }
-        let bytes = std::fs::read(p.dir.join(&f.name)).map_err(|e| {
-            let kind =
-                if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Unavailable };
-            Error::wrap(kind, format!("the event's {} {}", f.role, f.name), e)
+        let bytes = p.files.get(&f.name).ok_or_else(|| {
+            varta_core::err!(NotFound, "the event's {} {} is gone (retention removed it)", f.role, f.name)
         })?;
-        put(&f.name, &bytes)?;
+        put(&f.name, bytes)?;
     }
     z.finish().map_err(zerr)
 }
@@ -515,7 +510,8 @@ mod tests {
         let event = serde_json::json!({"id": m.event_id, "camera": "cam-1",
             "started_at": m.started_at, "ended_at": m.ended_at});
         let event = serde_json::to_vec(&event).unwrap();
-        let pkg = Package { manifest: &bytes, signature: &sig, event_json: &event, dir: &dir };
+        let files = ["e.jpg", "e.mp4"].map(|n| (n.to_owned(), std::fs::read(dir.join(n)).unwrap())).into();
+        let pkg = Package { manifest: &bytes, signature: &sig, event_json: &event, files: &files };
         let zip = write_package(&pkg, std::io::Cursor::new(Vec::new())).unwrap().into_inner();
         let registered = RegisteredKey {
             node: "node-1".into(),

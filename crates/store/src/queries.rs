@@ -132,6 +132,28 @@ impl Store {
         Ok(row.map(|(f, h)| f.zip(h)))
     }
 
+    /// The node that made event `id` (its files are on that node's disk), if any.
+    pub async fn event_node(&self, id: uuid::Uuid) -> Result<Option<String>, Error> {
+        sqlx::query_scalar("SELECT node FROM events WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(|e| db_error("reading an event", e))
+    }
+
+    /// Where the running process of node `name` serves its API (`host:port`, as it
+    /// registered it), if it runs and registered one: the newest of its live rows.
+    pub async fn node_api_addr(&self, name: &str) -> Result<Option<String>, Error> {
+        sqlx::query_scalar(
+            "SELECT api_addr FROM nodes WHERE name = $1 AND stopped_at IS NULL AND api_addr IS NOT NULL
+              ORDER BY started_at DESC LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| db_error("reading nodes", e))
+    }
+
     /// The signed manifest of event `id` (its exact bytes) and its signature
     /// (base64): `None` if there is no such event, `Some(None)` until it is signed.
     pub async fn event_manifest(&self, id: uuid::Uuid) -> Result<Option<Option<(String, String)>>, Error> {
