@@ -65,20 +65,25 @@ impl Codec {
         }
     }
 
-    /// Decoders in order of preference: NVDEC, VA-API, software (libav).
-    fn decoders(self) -> [&'static str; 3] {
+    /// Decoders in order of preference: NVDEC, VA-API, software: libav (FFmpeg), then
+    /// OpenH264 (BSD-2-Clause) and libde265 (LGPL-3.0). Debian builds FFmpeg with
+    /// `--enable-gpl`, so the OCI image (deploy/image) ships the last two instead.
+    fn decoders(self) -> [&'static str; 4] {
         match self {
-            Codec::H264 => ["nvh264dec", "vah264dec", "avdec_h264"],
-            Codec::H265 => ["nvh265dec", "vah265dec", "avdec_h265"],
+            Codec::H264 => ["nvh264dec", "vah264dec", "avdec_h264", "openh264dec"],
+            Codec::H265 => ["nvh265dec", "vah265dec", "avdec_h265", "libde265dec"],
         }
     }
 
     /// The best decoder element this machine has for the codec.
     pub fn pick_decoder(self) -> Result<&'static str, Error> {
-        self.decoders()
-            .into_iter()
-            .find(|name| gst::ElementFactory::find(name).is_some())
-            .ok_or_else(|| err!(Unavailable, "no {} decoder (install gstreamer1.0-libav)", self.as_str()))
+        self.decoders().into_iter().find(|name| gst::ElementFactory::find(name).is_some()).ok_or_else(|| {
+            err!(
+                Unavailable,
+                "no {} decoder (install gstreamer1.0-libav, or gstreamer1.0-plugins-bad for OpenH264/libde265)",
+                self.as_str()
+            )
+        })
     }
 }
 
