@@ -43,7 +43,8 @@ SUFFIX=""
 TAG=${TAG:-localhost/varta:$VERSION$SUFFIX}
 # Packages that must not be in the image: GPL libraries (or GPL-built FFmpeg) that
 # gstreamer1.0-plugins-bad depends on, and those a change of packages could bring.
-GPL_DENY="libx264-164 libx265-199 libavcodec59 libavformat59 libavfilter8 libpostproc56 libmpeg2-4 liba52-0.7.4 libdca0 libdvdread8 libdvdnav4 libfaad2 libmjpegutils-2.1-0 libmpeg2encpp-2.1-0 libmplex2-2.1-0 libzvbi0"
+# (libchromaprint1 is LGPL but needs the GPL-built libavcodec.)
+GPL_DENY="libx264-164 libx265-199 libavcodec59 libavformat59 libavfilter8 libavutil57 libswresample4 libswscale6 libpostproc56 libchromaprint1 libmpeg2-4 liba52-0.7.4 libdca0 libdvdread8 libdvdnav4 libfaad2 libmjpegutils-2.1-0 libmpeg2encpp-2.1-0 libmplex2-2.1-0 libzvbi0"
 
 command -v mmdebstrap >/dev/null || die "mmdebstrap missing: apt-get install mmdebstrap"
 command -v podman >/dev/null || die "podman missing: apt-get install podman"
@@ -67,9 +68,10 @@ mmdebstrap --quiet --variant=minbase --include="$PACKAGES" \
 log "removing GPL plugins and checking the packages' licences"
 # GStreamer plugins that link GPL libraries: removed with the libraries' packages.
 rm -f "$ROOTFS"/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgst{x265,x264,mpeg2dec,a52dec,dtsdec,dvdread,mpeg2enc,mplex,faad,teletext,resindvd}.so
+[ "$WITH_LIBAV" = 1 ] || rm -f "$ROOTFS"/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstchromaprint.so
 present=""
 # With WITH_LIBAV=1 the GPL-built FFmpeg libraries stay, knowingly.
-[ "$WITH_LIBAV" = 1 ] && GPL_DENY=$(echo "$GPL_DENY" | tr ' ' '\n' | grep -v '^libav\|^libpostproc' | paste -sd ' ' -)
+[ "$WITH_LIBAV" = 1 ] && GPL_DENY=$(echo "$GPL_DENY" | tr ' ' '\n' | grep -v '^libav\|^libsw\|^libpostproc\|^libchromaprint' | paste -sd ' ' -)
 for p in $GPL_DENY; do
   if chroot "$ROOTFS" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     chroot "$ROOTFS" dpkg --purge --force-depends "$p" >/dev/null 2>&1
@@ -77,6 +79,11 @@ for p in $GPL_DENY; do
   chroot "$ROOTFS" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && present="$present $p"
 done
 [ -z "$present" ] || die "GPL packages still in the image:$present"
+# And any library left that FFmpeg's configure marked as a GPL build.
+if [ "$WITH_LIBAV" != 1 ]; then
+  gpl_built=$(grep -rl --include='*.so*' -e '--enable-gpl' "$ROOTFS/usr/lib" || true)
+  [ -z "$gpl_built" ] || die "libraries built with --enable-gpl in the image: $gpl_built"
+fi
 mkdir -p "$ROOTFS/usr/share/doc/varta"
 chroot "$ROOTFS" dpkg-query -W -f='${Package} ${Version}\n' | while read -r pkg ver; do
   lic=$( (grep -h '^License:' "$ROOTFS/usr/share/doc/$pkg/copyright" 2>/dev/null || true) | sed 's/^License: *//' | sort -u | paste -sd ';' -)
