@@ -4,8 +4,9 @@
 //! Start order: event log and store writer → database (migrate, sync config; in the
 //! background when PostgreSQL does not answer) → inference pool → cameras → API.
 //! Stop order is the reverse of the data flow so nothing in flight is lost: API,
-//! cameras (pipelines to Null), inference (open events end as `node_stopped`), leases
-//! handed back, then the journal closes and the writer syncs and writes what is left.
+//! cameras (pipelines to Null), leases handed back (the other nodes need not wait for
+//! the rest), inference (open events end as `node_stopped`) and open clips, then the
+//! journal closes and the writer syncs and writes what is left.
 //!
 //! A node starts without PostgreSQL: it runs the cameras it held last (kept in
 //! `held-cameras.json` in its spool folder; all enabled cameras of the config the
@@ -458,9 +459,9 @@ impl NodeHandle {
         }
     }
 
-    /// Stops in the reverse of the data flow: API, cameras (pipelines to Null),
-    /// inference (open events end as `node_stopped`), leases handed back, then the
-    /// event log closes and the writer writes what is left.
+    /// Stops in the reverse of the data flow: API, cameras (pipelines to Null), leases
+    /// handed back, inference (open events end as `node_stopped`) and open clips
+    /// written, then the event log closes and the writer writes what is left.
     pub async fn stop(mut self) -> Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -482,9 +483,24 @@ impl NodeHandle {
         }
         let ctl = node.ctl.clone();
         let clips = self.clips.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Some(mut c) = ctl.lock().unwrap().take() {
+        let controller = tokio::task::spawn_blocking(move || {
+            let mut c = ctl.lock().unwrap().take();
+            if let Some(c) = c.as_mut() {
                 c.ingest.stop_all();
+            }
+            c
+        })
+        .await?;
+        // The cameras are stopped: hand their leases to the other nodes at once (not
+        // after the inference drain and the clips below, nor one TTL later), so that a
+        // rolling restart leaves each camera unanalysed as briefly as possible.
+        if *node.db_ready.borrow() {
+            if let Err(e) = node.leases.shutdown().await {
+                tracing::warn!(error = %e, "could not hand back the leases; they expire in one TTL");
+            }
+        }
+        tokio::task::spawn_blocking(move || {
+            if let Some(c) = controller {
                 c.pool.stop();
             }
             // The events are ended: their clips close now, are written and recorded
@@ -494,13 +510,6 @@ impl NodeHandle {
             }
         })
         .await?;
-        // The cameras are stopped: hand their leases to the other nodes now rather
-        // than make them wait one TTL.
-        if *node.db_ready.borrow() {
-            if let Err(e) = node.leases.shutdown().await {
-                tracing::warn!(error = %e, "could not hand back the leases; they expire in one TTL");
-            }
-        }
         self.retention.abort();
         self.writer.finish().await;
         tracing::info!("stopped");
