@@ -80,28 +80,7 @@ fn config(name: &str, sim_port: u16, api_port: u16, dir: &Path, cameras: usize) 
 static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn streaming(api_port: u16) -> usize {
-    streaming_as(api_port, TOKEN.get().expect("token made"))
-}
-
-fn streaming_as(api_port: u16, token: &str) -> usize {
-    get_json_as(&format!("http://127.0.0.1:{api_port}/api/v1/cameras"), token)
-        .and_then(|v| v.as_array().map(|a| a.iter().filter(|c| c["status"] == "streaming").count()))
-        .unwrap_or(0)
-}
-
-/// Live leases per node name.
-async fn holders(db: &str) -> BTreeMap<String, usize> {
-    let mut c = sqlx::PgConnection::connect(db).await.unwrap();
-    sqlx::query(
-        "SELECT n.name, count(*) FROM camera_leases l JOIN nodes n ON n.id = l.node_id
-         WHERE l.expires_at > now() GROUP BY n.name",
-    )
-    .fetch_all(&mut c)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) as usize))
-    .collect()
+    streaming_cameras(api_port, TOKEN.get().expect("token made"))
 }
 
 fn serve(name: &str, cfg: &Path, db: &str, dir: &Path, n: u32) -> Proc {
@@ -113,7 +92,7 @@ fn serve(name: &str, cfg: &Path, db: &str, dir: &Path, n: u32) -> Proc {
 async fn wait_split(db: &str, ports: [u16; 2], what: &str, timeout: Duration) {
     let end = Instant::now() + timeout;
     loop {
-        let h = holders(db).await;
+        let h = lease_holders(db).await;
         let s = [streaming(ports[0]), streaming(ports[1])];
         if h.get("node-a") == Some(&8) && h.get("node-b") == Some(&8) && s == [8, 8] {
             return;
@@ -145,7 +124,7 @@ async fn two_nodes_split_cameras_take_over_a_dead_one_and_rebalance() {
     let killed = Instant::now();
     let limit = Duration::from_secs_f64(TTL + 5.0);
     loop {
-        let h = holders(&db).await;
+        let h = lease_holders(&db).await;
         let s = streaming(ports[1]);
         if h.get("node-b") == Some(&CAMERAS) && s == CAMERAS {
             break;
@@ -163,7 +142,7 @@ async fn two_nodes_split_cameras_take_over_a_dead_one_and_rebalance() {
     // A clean stop hands the leases back at once.
     assert_eq!(b.terminate(Duration::from_secs(30)), Some(0), "{}", b.output());
     let end = Instant::now() + Duration::from_secs(2 * TTL as u64);
-    while holders(&db).await.get("node-a") != Some(&CAMERAS) {
+    while lease_holders(&db).await.get("node-a") != Some(&CAMERAS) {
         assert!(Instant::now() < end, "node-a took node-b's cameras after its clean stop");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -223,7 +202,7 @@ async fn a_node_whose_clock_runs_ten_minutes_ahead_writes_history_in_database_ti
     ca.arg("serve").arg("--config").arg(&cfg_a).env("DATABASE_URL", &db);
     let mut a = Proc::spawn(ca, dir.join("node-a.log"));
     let end = Instant::now() + Duration::from_secs(60);
-    while streaming_as(ports[0], &token) < N {
+    while streaming_cameras(ports[0], &token) < N {
         assert!(Instant::now() < end, "node-a never streamed: {}", a.output());
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -242,7 +221,7 @@ async fn a_node_whose_clock_runs_ten_minutes_ahead_writes_history_in_database_ti
     unsafe { libc::kill(a.child.id() as i32, libc::SIGKILL) };
     a.child.wait().unwrap();
     let killed = Instant::now();
-    while streaming_as(ports[1], &token) < N {
+    while streaming_cameras(ports[1], &token) < N {
         assert!(killed.elapsed() < Duration::from_secs_f64(TTL + 10.0), "node-b did not take over: {}", b.output());
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

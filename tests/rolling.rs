@@ -70,34 +70,13 @@ impl Node {
     }
 }
 
-/// Live leases per node name.
-async fn holders(db: &str) -> BTreeMap<String, usize> {
-    let mut c = sqlx::PgConnection::connect(db).await.unwrap();
-    sqlx::query(
-        "SELECT n.name, count(*) FROM camera_leases l JOIN nodes n ON n.id = l.node_id
-         WHERE l.expires_at > now() GROUP BY n.name",
-    )
-    .fetch_all(&mut c)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) as usize))
-    .collect()
-}
-
-fn streaming(port: u16, token: &str) -> usize {
-    get_json_as(&format!("http://127.0.0.1:{port}/api/v1/cameras"), token)
-        .and_then(|v| v.as_array().map(|a| a.iter().filter(|c| c["status"] == "streaming").count()))
-        .unwrap_or(0)
-}
-
 /// Waits until every node holds and streams CAMERAS / NODES cameras.
 async fn wait_spread(db: &str, nodes: &[Node], token: &str, what: &str) {
     let share = CAMERAS / NODES;
     let end = Instant::now() + Duration::from_secs(90);
     loop {
-        let h = holders(db).await;
-        let s: Vec<usize> = nodes.iter().map(|n| streaming(n.port, token)).collect();
+        let h = lease_holders(db).await;
+        let s: Vec<usize> = nodes.iter().map(|n| streaming_cameras(n.port, token)).collect();
         if nodes.iter().all(|n| h.get(&n.name) == Some(&share)) && s.iter().all(|&x| x == share) {
             return;
         }
@@ -164,7 +143,7 @@ async fn a_rolling_restart_leaves_no_camera_unanalysed_for_long() {
         let others: Vec<String> = nodes.iter().filter(|n| n.name != nodes[i].name).map(|n| n.name.clone()).collect();
         let end = Instant::now() + Duration::from_secs(30);
         loop {
-            let h = holders(&db).await;
+            let h = lease_holders(&db).await;
             if others.iter().map(|n| h.get(n).copied().unwrap_or(0)).sum::<usize>() == CAMERAS {
                 break;
             }

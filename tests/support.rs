@@ -327,6 +327,30 @@ pub fn sse(
     rx
 }
 
+/// Live camera leases per node name (`camera_leases` joined to `nodes`).
+pub async fn lease_holders(db: &str) -> std::collections::BTreeMap<String, usize> {
+    use sqlx::{Connection, Row};
+    let mut c = sqlx::PgConnection::connect(db).await.unwrap();
+    sqlx::query(
+        "SELECT n.name, count(*) FROM camera_leases l JOIN nodes n ON n.id = l.node_id
+         WHERE l.expires_at > now() GROUP BY n.name",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) as usize))
+    .collect()
+}
+
+/// Cameras streaming in the API of the process on `api_port` (0 when it does not
+/// answer).
+pub fn streaming_cameras(api_port: u16, token: &str) -> usize {
+    get_json_as(&format!("http://127.0.0.1:{api_port}/api/v1/cameras"), token)
+        .and_then(|v| v.as_array().map(|a| a.iter().filter(|c| c["status"] == "streaming").count()))
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
