@@ -116,13 +116,10 @@ impl Fetched {
 }
 
 /// Fetches `name` (an event file) from the node called `node`, passing `range`
-/// through. Errors: `NotFound` when `node` is this process (the file is gone), this
-/// process has no peer key, the node is not running or registered no address, or
-/// the node has no such file (retention); `Unavailable` when the node does not answer.
+/// through. Errors: `NotFound` when this process has no peer key, the node is not
+/// running or registered no address, or the node has no such file (retention);
+/// `Unavailable` when the node does not answer.
 pub async fn fetch(st: &AppState, node: &str, name: &str, range: Option<String>) -> Result<Fetched, ApiError> {
-    if node == st.node {
-        return Err(varta_core::err!(NotFound, "{name} is gone from this node's disk (retention removed it)").into());
-    }
     let not_here = || varta_core::err!(NotFound, "{name} is on node {node}'s disk, and this process cannot fetch it");
     let peers = st.peers.clone().ok_or_else(not_here)?;
     if !is_event_file(name) {
