@@ -120,7 +120,14 @@ impl Fetched {
 /// running or registered no address, or the node has no such file (retention);
 /// `Unavailable` when the node does not answer.
 pub async fn fetch(st: &AppState, node: &str, name: &str, range: Option<String>) -> Result<Fetched, ApiError> {
-    let not_here = || varta_core::err!(NotFound, "{name} is on node {node}'s disk, and this process cannot fetch it");
+    // (An API process may share its node's name and folder: no shortcut on the name.)
+    let not_here = || {
+        varta_core::err!(
+            NotFound,
+            "{name} is not on this process's disk (node {node} made it; retention may have removed it), and this \
+             process has no peer key to ask node {node}"
+        )
+    };
     let peers = st.peers.clone().ok_or_else(not_here)?;
     if !is_event_file(name) {
         return Err(varta_core::err!(Internal, "{name:?} is not an event file").into());
