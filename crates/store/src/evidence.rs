@@ -46,19 +46,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
-/// SHA-256 of a file, lower-case hex, read in 64 KiB blocks.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let (mut hash, mut buf) = (Sha256::new(), vec![0u8; 1 << 16]);
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(format!("{:x}", hash.finalize()));
-        }
-        hash.update(&buf[..n]);
-    }
-}
-
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
