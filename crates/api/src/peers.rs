@@ -67,21 +67,10 @@ impl Peers {
         if (now - t).abs() > MAX_SKEW_SECS {
             return false;
         }
-        let Some(bytes) = hex(&sig) else { return false };
-        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        m.update(t.to_string().as_bytes());
-        m.update(b".");
-        m.update(format!("GET {path}").as_bytes());
+        let Ok(bytes) = hex::decode(&sig) else { return false };
         // Constant-time comparison.
-        m.verify_slice(&bytes).is_ok()
+        crate::sinks::signature_mac(&self.key, t, format!("GET {path}").as_bytes()).verify_slice(&bytes).is_ok()
     }
-}
-
-fn hex(s: &str) -> Option<Vec<u8>> {
-    s.len()
-        .is_multiple_of(2)
-        .then(|| (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect())
-        .flatten()
 }
 
 /// Whether `name` is one of the files an event can have (`<uuid>.jpg`,
