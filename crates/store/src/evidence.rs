@@ -312,6 +312,27 @@ impl Verdict {
     }
 }
 
+/// The manifest of an export package (its key id says which key to fetch before
+/// [`verify_package`]); `None` when it has none or it does not parse (verify says
+/// so). Errors only when `zip` is not a ZIP (`InvalidArgument`).
+pub fn package_manifest<R: Read + std::io::Seek>(zip: R) -> Result<Option<Manifest>, Error> {
+    let mut z = zip::ZipArchive::new(zip)
+        .map_err(|e| Error::wrap(ErrorKind::InvalidArgument, "not a ZIP export package", e))?;
+    Ok(read_entry(&mut z, MANIFEST_FILE).and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// An entry's bytes. A stored entry is read as it lies (the ZIP's CRC unchecked), so
+/// a changed byte is reported against the manifest's hash or signature, naming the
+/// file, not as a damaged archive; a compressed entry (repacked by someone) is
+/// inflated.
+fn read_entry<R: Read + std::io::Seek>(z: &mut zip::ZipArchive<R>, name: &str) -> Option<Vec<u8>> {
+    let i = z.index_for_name(name)?;
+    let stored = z.by_index_raw(i).ok()?.compression() == zip::CompressionMethod::Stored;
+    let mut f = if stored { z.by_index_raw(i).ok()? } else { z.by_index(i).ok()? };
+    let mut buf = Vec::with_capacity(f.size().min(1 << 30) as usize);
+    f.read_to_end(&mut buf).ok().map(|_| buf)
+}
+
 /// Checks an export package: the manifest's signature with the key `key_for`
 /// returns for its key id, that the key was registered no later than the event
 /// began, each file the manifest names against its SHA-256, no file in the package
@@ -325,17 +346,7 @@ pub fn verify_package<R: Read + std::io::Seek>(
     let mut z = zip::ZipArchive::new(zip)
         .map_err(|e| Error::wrap(ErrorKind::InvalidArgument, "not a ZIP export package", e))?;
     let mut v = Verdict::default();
-    // A stored entry is read as it lies (the ZIP's CRC unchecked), so a changed
-    // byte is reported against the manifest's hash, naming the file, not as a
-    // damaged archive; a compressed entry (repacked by someone) is inflated.
-    let read = |z: &mut zip::ZipArchive<R>, name: &str| -> Option<Vec<u8>> {
-        let i = z.index_for_name(name)?;
-        let stored = z.by_index_raw(i).ok()?.compression() == zip::CompressionMethod::Stored;
-        let mut f = if stored { z.by_index_raw(i).ok()? } else { z.by_index(i).ok()? };
-        let mut buf = Vec::with_capacity(f.size().min(1 << 30) as usize);
-        f.read_to_end(&mut buf).ok().map(|_| buf)
-    };
-    let Some(manifest_bytes) = read(&mut z, MANIFEST_FILE) else {
+    let Some(manifest_bytes) = read_entry(&mut z, MANIFEST_FILE) else {
         v.fail(MANIFEST_FILE, "missing from the package");
         return Ok(v);
     };
@@ -344,7 +355,7 @@ pub fn verify_package<R: Read + std::io::Seek>(
         v.fail(MANIFEST_FILE, "not a manifest (changed or damaged)");
         return Ok(v);
     };
-    match read(&mut z, SIGNATURE_FILE).map(|s| String::from_utf8_lossy(&s).into_owned()) {
+    match read_entry(&mut z, SIGNATURE_FILE).map(|s| String::from_utf8_lossy(&s).into_owned()) {
         None => v.fail(SIGNATURE_FILE, "missing from the package"),
         Some(sig) => match key_for(&m.key_id) {
             None => v.fail(MANIFEST_FILE, format!("signed by key {}, which is not registered", m.key_id)),
@@ -372,7 +383,7 @@ pub fn verify_package<R: Read + std::io::Seek>(
         },
     }
     for f in &m.files {
-        match read(&mut z, &f.name) {
+        match read_entry(&mut z, &f.name) {
             None => v.fail(&f.name, format!("the {} is missing from the package", f.role)),
             Some(bytes) => {
                 let got = sha256_hex(&bytes);
@@ -384,7 +395,7 @@ pub fn verify_package<R: Read + std::io::Seek>(
             }
         }
     }
-    match read(&mut z, EVENT_FILE).and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) {
+    match read_entry(&mut z, EVENT_FILE).and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) {
         None => v.fail(EVENT_FILE, "missing or not JSON"),
         Some(e) => {
             let same_time = |key: &str, t: Option<DateTime<Utc>>| {

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use varta_store::evidence::{verify_package, RegisteredKey};
+use varta_store::evidence::{package_manifest, verify_package, RegisteredKey};
 
 /// Evidence commands.
 #[derive(clap::Subcommand)]
@@ -33,7 +33,7 @@ pub async fn run(cmd: EvidenceCmd) -> Result<ExitCode> {
     let EvidenceCmd::Verify { file, public_key, node } = cmd;
     let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     // The key id is in the manifest: peek at it first, then fetch that key.
-    let key_id = verify_package(std::io::Cursor::new(&bytes), |_| None)?.manifest.map(|m| (m.key_id, m.node));
+    let key_id = package_manifest(std::io::Cursor::new(&bytes))?.map(|m| (m.key_id, m.node));
     let key = match (public_key, &key_id) {
         (Some(k), Some((_, signer))) => {
             Some(RegisteredKey { node: node.unwrap_or_else(|| signer.clone()), public_key: k, registered_at: None })
