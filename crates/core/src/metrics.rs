@@ -374,6 +374,25 @@ metric_set! {
 }
 
 metric_set! {
+    /// The NATS JetStream feed's publisher (`[feed]`, issue #23).
+    pub struct FeedStats {
+        /// Messages JetStream acked as stored (duplicates included).
+        published: Counter => "varta_feed_published_total",
+        /// Acked messages JetStream found it had stored already (a batch sent again
+        /// after a failure): dropped by its deduplication, not stored twice.
+        duplicates: Counter => "varta_feed_duplicates_total",
+        /// Batches that failed (NATS away, an ack missing) and were kept to send again.
+        failures: Counter => "varta_feed_failures_total",
+        /// 1 while the last attempt to send failed.
+        failing: Gauge => "varta_feed_failing",
+        /// Messages waiting in PostgreSQL's outbox (all processes), at the last count.
+        backlog: Gauge => "varta_feed_backlog",
+        /// Age in seconds of the oldest message waiting, at the last count (0: none).
+        backlog_age_secs: Gauge => "varta_feed_backlog_age_seconds",
+    }
+}
+
+metric_set! {
     /// Node-wide totals.
     pub struct NodeTotals {
         /// Event rows written to PostgreSQL (inserts and updates).
@@ -638,6 +657,8 @@ pub struct Registry {
     pub alert_latency: Histogram,
     /// The API's edge: connections and password checks.
     pub api: ApiStats,
+    /// The NATS JetStream feed's publisher.
+    pub feed: FeedStats,
 }
 
 impl Default for Registry {
@@ -650,6 +671,7 @@ impl Default for Registry {
             wal_sync_seconds: Histogram::new(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
             alert_latency: Histogram::new(&[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             api: ApiStats::default(),
+            feed: FeedStats::default(),
         }
     }
 }
@@ -729,7 +751,7 @@ impl Registry {
             let _ = writeln!(out, "{name}_sum {}", h.sum());
             let _ = writeln!(out, "{name}_count {}", h.count());
         }
-        for set in [self.totals.each(), self.store.each(), self.api.each()] {
+        for set in [self.totals.each(), self.store.each(), self.api.each(), self.feed.each()] {
             let descs: Vec<Desc> = set.iter().map(|d| d.0).collect();
             render_set(&mut out, &descs, &[(String::new(), set)]);
         }

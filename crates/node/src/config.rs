@@ -41,6 +41,9 @@ pub struct Config {
     /// When maintenance tasks open by themselves.
     #[serde(default)]
     pub maintenance: MaintenanceConfig,
+    /// The NATS JetStream feed for another system (a situation centre).
+    #[serde(default)]
+    pub feed: crate::feed::FeedConfig,
     /// Camera sites.
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -184,6 +187,7 @@ impl Config {
             );
         }
         self.alerts.validate(&root.key("alerts"), self.api.allow_plaintext, p);
+        self.feed.validate(&root.key("feed"), self.api.allow_plaintext, p);
         let m = &self.maintenance;
         p.check_ranges(
             &root.key("maintenance"),

@@ -194,6 +194,11 @@ pub(crate) async fn bring_up_database(
     store.ensure_schema(owner_url).await?;
     // Before the writer may sign anything with it (the writer waits for this).
     store.register_node_key(&cfg.node.name, key).await?;
+    // Before the writer stores anything the feed should send (the outbox fills
+    // only while a publisher is registered).
+    if cfg.feed.nats_url.is_some() {
+        store.feed_register(&cfg.node.name).await?;
+    }
     store.sync_config(&cfg.sites, &cfg.cameras).await
 }
 
@@ -219,6 +224,7 @@ pub(crate) async fn reload(path: &Path, node: &NodeCtx) -> Result<ReloadReport, 
             ("health", new.health != old.health),
             ("detect", new.detect != old.detect),
             ("store", new.store != old.store),
+            ("feed", new.feed != old.feed),
         ] {
             if changed {
                 restart_required.push(name.to_owned());

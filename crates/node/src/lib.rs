@@ -27,6 +27,7 @@
 
 pub mod config;
 mod controller;
+pub mod feed;
 mod maintenance;
 mod retention;
 mod samples;
@@ -239,6 +240,8 @@ impl Node {
             Some(restart_tx),
             false,
         )?;
+        // The JetStream feed's publisher (registered with the database above).
+        feed::start(&cfg, store.clone(), metrics.clone())?;
         let mcfg = cfg.maintenance.clone();
         let api_cfg = cfg.api.clone();
         // What the health sampler needs of the config, which the controller takes.
@@ -535,6 +538,10 @@ pub async fn run_api_only(
     let store = Store::connect(&opts.database_url).await?;
     store.ensure_schema(opts.owner_url.as_deref()).await?;
     let metrics = opts.metrics;
+    if cfg.feed.nats_url.is_some() {
+        store.feed_register(&cfg.node.name).await?;
+    }
+    feed::start(&cfg, store.clone(), metrics.clone())?;
     let state = app_state(&cfg, store, metrics.clone(), camera_infos(&cfg), None, None, true)?;
     let listener = tokio::net::TcpListener::bind(cfg.node.api_listen)
         .await

@@ -25,6 +25,15 @@ pub(crate) async fn retention_loop(store: Store, cfg: Config, metrics: Arc<Regis
             }
             Err(e) => tracing::warn!(error = %e, "retention: event partitions not maintained this time"),
         }
+        // Feed messages no publisher sent within the retention (docs/FEED.md).
+        if st.retention_days > 0 {
+            let before = chrono::Utc::now() - chrono::Duration::days(st.retention_days as i64);
+            match store.feed_trim(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(deleted = n, "retention: feed messages never sent deleted"),
+                Err(e) => tracing::warn!(error = %e, "retention: feed outbox not trimmed this time"),
+            }
+        }
         let dir = cfg.detect.snapshot_dir.clone();
         let max_age =
             (st.snapshot_max_age_days > 0).then(|| Duration::from_secs(st.snapshot_max_age_days as u64 * 86400));

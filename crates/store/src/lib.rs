@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod copy;
 pub mod evidence;
+pub mod feed;
 pub mod leases;
 pub mod localpg;
 pub mod plates;
