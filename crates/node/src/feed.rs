@@ -273,7 +273,7 @@ async fn run(s: Settings, store: Store, metrics: Arc<Registry>, node: String) {
     let mut backoff = Duration::ZERO;
     let mut registered = Instant::now();
     let mut counted: Option<Instant> = None;
-    let mut listener = None;
+    let more = varta_store::notify::wake_on(&store, varta_store::feed::CHANNEL, None);
     loop {
         if registered.elapsed() >= REGISTER_EVERY {
             match store.feed_register(&node).await {
@@ -314,7 +314,9 @@ async fn run(s: Settings, store: Store, metrics: Arc<Registry>, node: String) {
         };
         if claim.messages.is_empty() {
             drop(claim);
-            wait_for_more(&store, &mut listener).await;
+            // The triggers' notification, or a look anyway (one missed while the
+            // listener reconnected).
+            let _ = tokio::time::timeout(IDLE_POLL, more.notified()).await;
             continue;
         }
         let n = claim.messages.len() as u64;
@@ -341,27 +343,6 @@ async fn run(s: Settings, store: Store, metrics: Arc<Registry>, node: String) {
                 tokio::time::sleep(backoff).await;
             }
         }
-    }
-}
-
-/// Waits for the triggers' notification (or [`IDLE_POLL`]), listening from the first
-/// call on; a listener that fails is dropped and made again next time.
-async fn wait_for_more(store: &Store, listener: &mut Option<sqlx::postgres::PgListener>) {
-    if listener.is_none() {
-        match sqlx::postgres::PgListener::connect_with(store.pool()).await {
-            Ok(mut l) => match l.listen(varta_store::feed::CHANNEL).await {
-                Ok(()) => *listener = Some(l),
-                Err(e) => tracing::debug!(error = %e, "feed: cannot LISTEN"),
-            },
-            Err(e) => tracing::debug!(error = %e, "feed: cannot connect to LISTEN"),
-        }
-        // Rows stored before the LISTEN began are found by the next claim.
-        return;
-    }
-    let l = listener.as_mut().expect("checked");
-    match tokio::time::timeout(IDLE_POLL, l.try_recv()).await {
-        Ok(Ok(Some(_))) | Err(_) => {}
-        Ok(Ok(None)) | Ok(Err(_)) => *listener = None,
     }
 }
 

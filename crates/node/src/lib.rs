@@ -329,15 +329,24 @@ impl Node {
             })
         };
 
-        // Lease steps every `lease_renew_secs`; reloads take the same step lock.
+        // Lease steps every `lease_renew_secs`, and at once when another node frees
+        // leases (varta_store::leases::CHANNEL); reloads take the same step lock.
         let lease_loop = {
             let node = node.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(renew);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 tick.tick().await;
+                let freed = varta_store::notify::wake_on(
+                    &node.store,
+                    varta_store::leases::CHANNEL,
+                    Some(node.leases.id().to_string()),
+                );
                 loop {
-                    tick.tick().await;
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = freed.notified() => tick.reset(),
+                    }
                     let _step = node.step.lock().await;
                     if let Err(e) = lease_step(&node, false).await {
                         tracing::warn!(error = %e, "lease step failed");

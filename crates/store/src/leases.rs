@@ -34,6 +34,11 @@
 //! under the same name (a configuration mistake, logged), and leases are shared
 //! with it as with any other node.
 //!
+//! Freed leases are claimed at once, not at the next tick: a node that hands leases
+//! back (a clean stop, a rebalance) announces it on [`CHANNEL`] when it commits, and
+//! the others listening run a lease step then (issue #23: a rolling restart's gap
+//! per camera loses up to one `lease_renew_secs`).
+//!
 //! A node that cannot reach the database keeps its cameras and spools their events
 //! (availability first: an outage of PostgreSQL must not blind every camera). If the
 //! database was only unreachable from that node, another may take its cameras
@@ -389,6 +394,11 @@ impl Leases {
         .execute(&mut *tx)
         .await
         .map_err(|e| db_error("logging released leases", e))?;
+        // A rebalance frees cameras for a node below its share: it need not wait for
+        // its next tick.
+        if reason != "shutdown" {
+            notify_freed(&mut tx, self.id).await?;
+        }
         tx.commit().await.map_err(|e| db_error("releasing leases", e))?;
         tracing::info!(cameras = ?cameras, reason, "leases handed back");
         Ok(())
@@ -403,13 +413,33 @@ impl Leases {
             .await
             .map_err(|e| db_error("listing leases", e))?;
         self.release(&held, "shutdown").await?;
+        // Announced once the node is marked stopped: only then do the others' fair
+        // shares grow to take its cameras.
+        let mut tx = self.store.pool().begin().await.map_err(|e| db_error("marking the node stopped", e))?;
         sqlx::query("UPDATE nodes SET stopped_at = now(), stop_reason = 'shutdown' WHERE id = $1")
             .bind(self.id)
-            .execute(self.store.pool())
+            .execute(&mut *tx)
             .await
             .map_err(|e| db_error("marking the node stopped", e))?;
+        notify_freed(&mut tx, self.id).await?;
+        tx.commit().await.map_err(|e| db_error("marking the node stopped", e))?;
         Ok(())
     }
+}
+
+/// The `NOTIFY` channel on which a node announces leases it freed (payload: its
+/// process id, `nodes.id`), so that the others claim them at once.
+pub const CHANNEL: &str = "varta_leases";
+
+/// Announces, at the commit of `tx`, that process `id` freed leases ([`CHANNEL`]).
+async fn notify_freed(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<(), Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_error("announcing freed leases", e))?;
+    Ok(())
 }
 
 #[cfg(test)]

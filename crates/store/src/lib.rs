@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod feed;
 pub mod leases;
 pub mod localpg;
+pub mod notify;
 pub mod plates;
 pub mod queries;
 pub mod record;
