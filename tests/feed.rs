@@ -361,3 +361,103 @@ async fn a_durable_consumer_gets_every_change_once_across_a_nats_outage() {
     assert!(api_sent > 0, "the API process sent the node's last changes once the node had stopped");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The outbox itself, through the statements the writer uses: each change once,
+/// however often it is written again (a replay), plate reads included; nothing while
+/// no publisher has been seen within a day.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_outbox_holds_each_change_once_and_only_while_a_publisher_is_registered() {
+    let db = fresh_database("feed_outbox").await;
+    sql(
+        &db,
+        "INSERT INTO sites (id, name) VALUES ('site.x', 'X');
+         INSERT INTO cameras (id, site_id, name, url, analysis_fps, classes, min_score, enabled)
+         VALUES ('cam-1', 'site.x', 'Gate', 'rtsp://127.0.0.1:1/cam/1', 2, '{car}', 0.4, true);
+         SELECT varta_event_partition(current_date);",
+    )
+    .await;
+    let ev = uuid::Uuid::now_v7();
+    let event = |ended: &str| {
+        format!(
+            "INSERT INTO events (id, camera_id, track_id, class, score, bbox, started_at, last_seen_at, ended_at,
+                                 frames, node, rule, alert)
+             VALUES ('{ev}', 'cam-1', 7, 'car', 0.9, '{{1,2,3,4}}', date_trunc('second', now()), now(), {ended},
+                     1, 't', 'cars', true)
+             ON CONFLICT (id, started_at) DO UPDATE SET ended_at = COALESCE(EXCLUDED.ended_at, events.ended_at)"
+        )
+    };
+    let plate = uuid::Uuid::now_v7();
+    let read = format!(
+        "INSERT INTO plate_reads (id, event_id, event_started_at, camera_id, site_id, track_id, read_at, text, plate,
+                                  format, confidence, reads, bbox, node)
+         SELECT '{plate}', e.id, e.started_at, e.camera_id, 'site.x', 7, now(), 'AX1234BI', 'AX1234BI', 'ua_civil',
+                0.95, 3, '{{1,2,3,4}}', 't' FROM events e WHERE e.id = '{ev}'
+         ON CONFLICT DO NOTHING"
+    );
+    let status = "INSERT INTO camera_status (camera_id, at, state, reason, node)
+                  VALUES ('cam-1', '2026-12-01T10:00:00Z', 'streaming', 'frames arriving', 't')
+                  ON CONFLICT (camera_id, at, state) DO NOTHING";
+
+    // No publisher: nothing is kept.
+    sql(&db, &event("NULL")).await;
+    sql(&db, status).await;
+    assert_eq!(scalar(&db, "SELECT count(*) FROM feed_outbox").await, 0);
+    // A publisher last seen two days ago counts as gone.
+    sql(&db, "INSERT INTO feed_publishers (node, seen_at) VALUES ('old', now() - interval '2 days')").await;
+    sql(&db, "DELETE FROM camera_status").await;
+    sql(&db, status).await;
+    assert_eq!(scalar(&db, "SELECT count(*) FROM feed_outbox").await, 0);
+
+    sql(&db, "DELETE FROM events; DELETE FROM alerts; DELETE FROM camera_status").await;
+    varta_store::Store::connect(&db).await.unwrap().feed_register("n1").await.unwrap();
+    // Each written twice, as a replay of the event log does.
+    for _ in 0..2 {
+        sql(&db, &event("NULL")).await;
+        sql(&db, &read).await;
+        sql(&db, status).await;
+    }
+    for _ in 0..2 {
+        sql(&db, &event("now()")).await;
+    }
+    use sqlx::{Connection, Row};
+    let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+    let rows: Vec<(String, String, Option<String>, serde_json::Value)> =
+        sqlx::query("SELECT kind, msg_id, site_id, payload::jsonb FROM feed_outbox ORDER BY seq")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+    let alert: i64 = scalar(&db, "SELECT id FROM alerts").await;
+    let ids: Vec<(&str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.1.as_str())).collect();
+    let (started, ended) = (format!("{ev}:started"), format!("{ev}:ended"));
+    let (alert_id, plate_id) = (format!("alert:{alert}"), format!("plate:{plate}"));
+    // The alert is raised by the event's insert, inside it: it comes first.
+    assert_eq!(
+        ids,
+        [
+            ("alerts", alert_id.as_str()),
+            ("events", started.as_str()),
+            ("plates", plate_id.as_str()),
+            ("status", "status:cam-1:streaming:1796119200000000"),
+            ("events", ended.as_str()),
+        ],
+        "{rows:?}"
+    );
+    assert!(rows.iter().all(|r| r.2.as_deref() == Some("site.x")));
+    assert_eq!(rows[1].3["phase"], "started");
+    assert_eq!(rows[4].3["end_reason"], serde_json::Value::Null, "{:?}", rows[4].3);
+    assert!(rows[4].3["ended_at"].is_string());
+    assert_eq!(rows[2].3["plate"], "AX1234BI");
+    // The subject's tokens: `.` in a site id is not a subject separator.
+    let m = varta_store::feed::FeedMessage {
+        seq: 0,
+        kind: rows[2].0.clone(),
+        site_id: rows[2].2.clone(),
+        camera_id: "cam-1".into(),
+        msg_id: rows[2].1.clone(),
+        payload: String::new(),
+    };
+    assert_eq!(varta_node::feed::subject("varta", &m), "varta.site_x.cam-1.plates");
+}

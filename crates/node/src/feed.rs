@@ -144,14 +144,21 @@ struct Settings {
 
 /// Starts the publisher when `[feed] nats_url` is set. Fails (naming the key) when
 /// its credentials cannot be resolved; NATS itself need not answer.
-pub(crate) fn start(cfg: &crate::config::Config, store: Store, metrics: Arc<Registry>) -> anyhow::Result<()> {
-    let f = &cfg.feed;
+/// `secrets_file` is `[node] secrets_file`; `node` names this process to NATS and in
+/// `feed_publishers`.
+pub(crate) fn start(
+    f: &FeedConfig,
+    secrets_file: Option<&std::path::Path>,
+    node: &str,
+    store: Store,
+    metrics: Arc<Registry>,
+) -> anyhow::Result<()> {
     let Some(url) = f.nats_url.clone() else {
         return Ok(());
     };
     let user = match &f.credentials {
         Some(name) => {
-            let c = varta_core::config::resolve_credentials(name, cfg.node.secrets_file.as_deref())
+            let c = varta_core::config::resolve_credentials(name, secrets_file)
                 .with_context(|| format!("[feed] credentials = \"{name}\""))?;
             Some((c.username, c.password))
         }
@@ -169,7 +176,7 @@ pub(crate) fn start(cfg: &crate::config::Config, store: Store, metrics: Arc<Regi
         batch_max: f.batch_max,
         ack_timeout: Duration::from_secs_f64(f.ack_timeout_secs),
     };
-    tokio::spawn(run(s, store, metrics, cfg.node.name.clone()));
+    tokio::spawn(run(s, store, metrics, node.to_owned()));
     Ok(())
 }
 

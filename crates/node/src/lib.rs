@@ -241,7 +241,7 @@ impl Node {
             false,
         )?;
         // The JetStream feed's publisher (registered with the database above).
-        feed::start(&cfg, store.clone(), metrics.clone())?;
+        feed::start(&cfg.feed, cfg.node.secrets_file.as_deref(), &cfg.node.name, store.clone(), metrics.clone())?;
         let mcfg = cfg.maintenance.clone();
         let api_cfg = cfg.api.clone();
         // What the health sampler needs of the config, which the controller takes.
@@ -550,7 +550,7 @@ pub async fn run_api_only(
     if cfg.feed.nats_url.is_some() {
         store.feed_register(&cfg.node.name).await?;
     }
-    feed::start(&cfg, store.clone(), metrics.clone())?;
+    feed::start(&cfg.feed, cfg.node.secrets_file.as_deref(), &cfg.node.name, store.clone(), metrics.clone())?;
     let state = app_state(&cfg, store, metrics.clone(), camera_infos(&cfg), None, None, true)?;
     let listener = tokio::net::TcpListener::bind(cfg.node.api_listen)
         .await

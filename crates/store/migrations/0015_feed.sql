@@ -45,9 +45,11 @@ LANGUAGE sql STABLE AS $$
         'snapshot', e.snapshot IS NOT NULL)
 $$;
 
--- Statement triggers with transition tables: one INSERT … SELECT per statement
--- (a COPY of a whole batch included), not one per row.
-CREATE FUNCTION varta_feed_events_inserted() RETURNS trigger
+-- One trigger function for every table: statement triggers with transition tables,
+-- so one INSERT … SELECT per statement (a COPY of a whole batch included), not one
+-- per row. plpgsql plans each branch when it first runs, so a branch naming
+-- old_rows is never planned for an INSERT trigger.
+CREATE FUNCTION varta_feed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     n bigint;
@@ -55,121 +57,67 @@ BEGIN
     IF NOT varta_feed_on() THEN
         RETURN NULL;
     END IF;
-    -- An event first stored already ended (both records in one batch) sends both.
-    INSERT INTO feed_outbox (kind, site_id, camera_id, msg_id, payload)
-    SELECT 'events', c.site_id, r.camera_id, r.id || ':' || p.phase, varta_feed_event(r, c.site_id, p.phase)
-      FROM new_rows r
-      LEFT JOIN cameras c ON c.id = r.camera_id
-     CROSS JOIN LATERAL (VALUES (1, 'started'), (2, 'ended')) AS p(o, phase)
-     WHERE p.phase = 'started' OR r.ended_at IS NOT NULL
-     ORDER BY r.started_at, r.id, p.o;
+    IF TG_TABLE_NAME = 'events' AND TG_OP = 'INSERT' THEN
+        -- An event first stored already ended (both records in one batch) sends both.
+        INSERT INTO feed_outbox (kind, site_id, camera_id, msg_id, payload)
+        SELECT 'events', c.site_id, r.camera_id, r.id || ':' || p.phase, varta_feed_event(r, c.site_id, p.phase)
+          FROM new_rows r
+          LEFT JOIN cameras c ON c.id = r.camera_id
+         CROSS JOIN LATERAL (VALUES (1, 'started'), (2, 'ended')) AS p(o, phase)
+         WHERE p.phase = 'started' OR r.ended_at IS NOT NULL
+         ORDER BY r.started_at, r.id, p.o;
+    ELSIF TG_TABLE_NAME = 'events' THEN
+        -- The end of an event is the update that first sets ended_at (a replay of the
+        -- end finds it set and sends nothing).
+        INSERT INTO feed_outbox (kind, site_id, camera_id, msg_id, payload)
+        SELECT 'events', c.site_id, r.camera_id, r.id || ':ended', varta_feed_event(r, c.site_id, 'ended')
+          FROM new_rows r
+          JOIN old_rows o ON o.id = r.id AND o.started_at = r.started_at
+          LEFT JOIN cameras c ON c.id = r.camera_id
+         WHERE o.ended_at IS NULL AND r.ended_at IS NOT NULL
+         ORDER BY r.ended_at, r.id;
+    ELSIF TG_TABLE_NAME = 'alerts' THEN
+        INSERT INTO feed_outbox (kind, site_id, camera_id, msg_id, payload)
+        SELECT 'alerts', c.site_id, a.camera_id, 'alert:' || a.id,
+               json_build_object('kind', 'alert', 'id', a.id, 'event_id', a.event_id, 'camera', a.camera_id,
+                                 'site', c.site_id, 'rule', a.rule, 'created_at', a.created_at, 'plate', a.plate,
+                                 'watchlist_entry_id', a.watchlist_entry_id)
+          FROM new_rows a
+          LEFT JOIN cameras c ON c.id = a.camera_id
+         ORDER BY a.id;
+    ELSIF TG_TABLE_NAME = 'plate_reads' THEN
+        INSERT INTO feed_outbox (kind, site_id, camera_id, msg_id, payload)
+        SELECT 'plates', p.site_id, p.camera_id, 'plate:' || p.id,
+               json_build_object('kind', 'plate', 'id', p.id, 'event_id', p.event_id, 'camera', p.camera_id,
+                                 'site', p.site_id, 'read_at', p.read_at, 'plate', p.plate, 'text', p.text,
+                                 'format', p.format, 'confidence', p.confidence, 'reads', p.reads, 'node', p.node)
+          FROM new_rows p
+         ORDER BY p.read_at, p.id;
+    ELSE
+        -- camera_status (ON CONFLICT DO NOTHING: a replayed transition is not inserted).
+        INSERT INTO feed_outbox (kind, site_id, camera_id, msg_id, payload)
+        SELECT 'status', c.site_id, s.camera_id,
+               'status:' || s.camera_id || ':' || s.state || ':' || (extract(epoch FROM s.at) * 1000000)::bigint,
+               json_build_object('kind', 'status', 'camera', s.camera_id, 'site', c.site_id, 'at', s.at,
+                                 'state', s.state, 'reason', s.reason, 'node', s.node)
+          FROM new_rows s
+          LEFT JOIN cameras c ON c.id = s.camera_id
+         ORDER BY s.at;
+    END IF;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
         PERFORM pg_notify('varta_feed', '');
     END IF;
     RETURN NULL;
 END $$;
+
 CREATE TRIGGER events_feed_inserted AFTER INSERT ON events
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION varta_feed_events_inserted();
-
--- The end of an event is the update that first sets ended_at (a replay of the end
--- finds it set and sends nothing).
-CREATE FUNCTION varta_feed_events_updated() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    n bigint;
-BEGIN
-    IF NOT varta_feed_on() THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO feed_outbox (kind, site_id, camera_id, msg_id, payload)
-    SELECT 'events', c.site_id, r.camera_id, r.id || ':ended', varta_feed_event(r, c.site_id, 'ended')
-      FROM new_rows r
-      JOIN old_rows o ON o.id = r.id AND o.started_at = r.started_at
-      LEFT JOIN cameras c ON c.id = r.camera_id
-     WHERE o.ended_at IS NULL AND r.ended_at IS NOT NULL
-     ORDER BY r.ended_at, r.id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        PERFORM pg_notify('varta_feed', '');
-    END IF;
-    RETURN NULL;
-END $$;
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION varta_feed();
 CREATE TRIGGER events_feed_updated AFTER UPDATE ON events
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION varta_feed_events_updated();
-
-CREATE FUNCTION varta_feed_alerts() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    n bigint;
-BEGIN
-    IF NOT varta_feed_on() THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO feed_outbox (kind, site_id, camera_id, msg_id, payload)
-    SELECT 'alerts', c.site_id, a.camera_id, 'alert:' || a.id,
-           json_build_object('kind', 'alert', 'id', a.id, 'event_id', a.event_id, 'camera', a.camera_id,
-                             'site', c.site_id, 'rule', a.rule, 'created_at', a.created_at, 'plate', a.plate,
-                             'watchlist_entry_id', a.watchlist_entry_id)
-      FROM new_rows a
-      LEFT JOIN cameras c ON c.id = a.camera_id
-     ORDER BY a.id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        PERFORM pg_notify('varta_feed', '');
-    END IF;
-    RETURN NULL;
-END $$;
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION varta_feed();
 CREATE TRIGGER alerts_feed AFTER INSERT ON alerts
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION varta_feed_alerts();
-
-CREATE FUNCTION varta_feed_plates() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    n bigint;
-BEGIN
-    IF NOT varta_feed_on() THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO feed_outbox (kind, site_id, camera_id, msg_id, payload)
-    SELECT 'plates', p.site_id, p.camera_id, 'plate:' || p.id,
-           json_build_object('kind', 'plate', 'id', p.id, 'event_id', p.event_id, 'camera', p.camera_id,
-                             'site', p.site_id, 'read_at', p.read_at, 'plate', p.plate, 'text', p.text,
-                             'format', p.format, 'confidence', p.confidence, 'reads', p.reads, 'node', p.node)
-      FROM new_rows p
-     ORDER BY p.read_at, p.id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        PERFORM pg_notify('varta_feed', '');
-    END IF;
-    RETURN NULL;
-END $$;
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION varta_feed();
 CREATE TRIGGER plate_reads_feed AFTER INSERT ON plate_reads
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION varta_feed_plates();
-
--- Camera status transitions (ON CONFLICT DO NOTHING: a replayed one is not inserted).
-CREATE FUNCTION varta_feed_status() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    n bigint;
-BEGIN
-    IF NOT varta_feed_on() THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO feed_outbox (kind, site_id, camera_id, msg_id, payload)
-    SELECT 'status', c.site_id, s.camera_id,
-           'status:' || s.camera_id || ':' || s.state || ':' || (extract(epoch FROM s.at) * 1000000)::bigint,
-           json_build_object('kind', 'status', 'camera', s.camera_id, 'site', c.site_id, 'at', s.at,
-                             'state', s.state, 'reason', s.reason, 'node', s.node)
-      FROM new_rows s
-      LEFT JOIN cameras c ON c.id = s.camera_id
-     ORDER BY s.at;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        PERFORM pg_notify('varta_feed', '');
-    END IF;
-    RETURN NULL;
-END $$;
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION varta_feed();
 CREATE TRIGGER camera_status_feed AFTER INSERT ON camera_status
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION varta_feed_status();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION varta_feed();
