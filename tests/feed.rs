@@ -461,3 +461,105 @@ async fn the_outbox_holds_each_change_once_and_only_while_a_publisher_is_registe
     };
     assert_eq!(varta_node::feed::subject("varta", &m), "varta.site_x.cam-1.plates");
 }
+
+/// The feed over TLS to a NATS server with a private CA and a user and password
+/// (from the environment, as a Secret gives them): an alert reaches the stream,
+/// and the password appears in no log line; with a wrong password nothing is sent
+/// and the message waits in the outbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_feed_speaks_tls_with_credentials_and_keeps_them_out_of_the_logs() {
+    const PASSWORD: &str = "s3cret-nats-pass-42";
+    let db = fresh_database("feed_tls").await;
+    let dir = std::env::temp_dir().join(format!("varta-feed-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = private_ca(&dir);
+    let nats_port = free_port();
+    let conf = dir.join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{nats_port}\njetstream {{ store_dir: \"{}\" }}\n\
+             tls {{ cert_file: \"{}\"\n key_file: \"{}\" }}\n\
+             authorization {{ user: varta\n password: \"{PASSWORD}\" }}\n",
+            dir.join("js").display(),
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new("nats-server");
+    c.arg("-c").arg(&conf);
+    let _nats = Proc::spawn(c, dir.join("nats.log"));
+    sql(
+        &db,
+        "INSERT INTO sites (id, name) VALUES ('site-a', 'A');
+         INSERT INTO cameras (id, site_id, name, url, analysis_fps, classes, min_score, enabled)
+         VALUES ('cam-1', 'site-a', 'Gate', 'rtsp://127.0.0.1:1/cam/1', 2, '{person}', 0.4, true);",
+    )
+    .await;
+    let api = |name: &str, password: &str| {
+        let port = free_port();
+        let cfg = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[node]\nname = \"{name}\"\napi_listen = \"127.0.0.1:{port}\"\n\n[detect]\nsnapshot_dir = \"{}\"\n\n\
+                 [feed]\nnats_url = \"tls://127.0.0.1:{nats_port}\"\nca = \"{}\"\ncredentials = \"nats\"\n\
+                 stream = \"VARTA_TLS\"\nack_timeout_secs = 1.0\n",
+                dir.join("snapshots").display(),
+                ca.display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = varta();
+        cmd.arg("api")
+            .arg("--config")
+            .arg(&cfg)
+            .env("DATABASE_URL", &db)
+            .env("VARTA_CREDENTIALS_NATS", format!("varta:{password}"))
+            // Everything the publisher says, so that the password check covers it.
+            .env("VARTA_LOG", "debug");
+        Proc::spawn(cmd, dir.join(format!("{name}.log")))
+    };
+
+    // A wrong password: refused by the server, the message stays in the outbox.
+    let wrong = api("wrong", "not-the-password");
+    wait_until("the publisher to register", Duration::from_secs(30), || async {
+        scalar(&db, "SELECT count(*) FROM feed_publishers").await == 1
+    })
+    .await;
+    let ev = alerting_event(&db, "cam-1").await;
+    wait_until("the wrong password to be refused", Duration::from_secs(30), || {
+        let log = wrong.output();
+        // Said at the default level, without the password.
+        async move { log.contains("WARN") && log.contains("feed: NATS") && log.contains("uthoriz") }
+    })
+    .await;
+    assert!(scalar(&db, "SELECT count(*) FROM feed_outbox").await >= 2, "the event and its alert wait");
+    drop(wrong);
+
+    // The right one: the alert reaches the stream over TLS.
+    let right = api("right", PASSWORD);
+    wait_until("the outbox to drain over TLS", Duration::from_secs(30), || async {
+        scalar(&db, "SELECT count(*) FROM feed_outbox").await == 0
+    })
+    .await;
+    let client = async_nats::ConnectOptions::with_user_and_password("varta".into(), PASSWORD.into())
+        .add_root_certificates(ca.clone())
+        .require_tls(true)
+        .connect(format!("tls://127.0.0.1:{nats_port}"))
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("VARTA_TLS").await.unwrap();
+    let m = stream.get_last_raw_message_by_subject("varta.site-a.cam-1.alerts").await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(body["event_id"], ev.to_string(), "{body}");
+    drop(right);
+    for log in ["wrong.log", "right.log"] {
+        let text = std::fs::read_to_string(dir.join(log)).unwrap();
+        assert!(!text.contains(PASSWORD), "{log} shows the NATS password");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -163,42 +163,6 @@ async fn mqtt_and_webhooks_get_each_alert_once() {
     assert_eq!(rows, vec![("mqtt".into(), 1, true), ("webhook:0".into(), 2, true)]);
 }
 
-/// A private CA and a server certificate it signed for 127.0.0.1 (openssl): the
-/// paths of (ca.pem, cert.pem, key.pem) in `dir`.
-fn private_ca(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let p = |f: &str| dir.join(f);
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let run = |c: &mut Command| assert!(c.stderr(std::process::Stdio::null()).status().unwrap().success(), "{c:?}");
-    run(Command::new("openssl")
-        .args(["req", "-x509", "-days", "1", "-subj", "/CN=varta-test-ca"])
-        .args(ec)
-        .arg("-keyout")
-        .arg(p("ca.key"))
-        .arg("-out")
-        .arg(p("ca.pem")));
-    run(Command::new("openssl")
-        .args(["req", "-subj", "/CN=localhost"])
-        .args(ec)
-        .arg("-keyout")
-        .arg(p("key.pem"))
-        .arg("-out")
-        .arg(p("server.csr")));
-    std::fs::write(p("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
-    run(Command::new("openssl")
-        .args(["x509", "-req", "-days", "1", "-CAcreateserial"])
-        .arg("-in")
-        .arg(p("server.csr"))
-        .arg("-CA")
-        .arg(p("ca.pem"))
-        .arg("-CAkey")
-        .arg(p("ca.key"))
-        .arg("-extfile")
-        .arg(p("ext.cnf"))
-        .arg("-out")
-        .arg(p("cert.pem")));
-    (p("ca.pem"), p("cert.pem"), p("key.pem"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn mqtts_to_a_broker_with_a_private_ca() {
     let db = fresh_database("varta_mqtts").await;

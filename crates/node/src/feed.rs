@@ -206,6 +206,10 @@ async fn connect(s: &Settings, node: &str) -> Result<async_nats::Client, async_n
             match e {
                 async_nats::Event::Connected => tracing::info!("feed: connected to NATS"),
                 async_nats::Event::Disconnected => tracing::warn!("feed: NATS connection lost; reconnecting"),
+                // A refused login or TLS handshake: the administrator must see it.
+                async_nats::Event::ServerError(_) | async_nats::Event::ClientError(_) => {
+                    tracing::warn!(event = %e, "feed: NATS")
+                }
                 other => tracing::debug!(event = %other, "feed: NATS"),
             }
         });
