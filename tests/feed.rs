@@ -238,11 +238,16 @@ async fn a_durable_consumer_gets_every_change_once_across_a_nats_outage() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let during = scalar(&db, "SELECT count(*) FROM events").await - stored_before;
+    // Whichever process tried to send meanwhile (they take turns) says so.
     let failing = {
-        let (b, t) = (node_base.clone(), token.clone());
-        tokio::task::spawn_blocking(move || metric(&metrics_text(&b, &t), "varta_feed_failing")).await.unwrap()
+        let (n, a, t) = (node_base.clone(), api_base.clone(), token.clone());
+        tokio::task::spawn_blocking(move || {
+            metric(&metrics_text(&n, &t), "varta_feed_failing") + metric(&metrics_text(&a, &t), "varta_feed_failing")
+        })
+        .await
+        .unwrap()
     };
-    assert_eq!(failing, 1, "the node's publisher reports NATS away");
+    assert!(failing >= 1, "a publisher reports NATS away");
     assert!(peak_backlog > 0, "changes stored during the outage wait in the outbox");
     let _nats2 = nats_server(nats_port, &dir, 2);
     cameras = sim(2);
@@ -368,20 +373,26 @@ async fn a_durable_consumer_gets_every_change_once_across_a_nats_outage() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_outbox_holds_each_change_once_and_only_while_a_publisher_is_registered() {
     let db = fresh_database("feed_outbox").await;
+    let now = chrono::Utc::now();
     sql(
         &db,
-        "INSERT INTO sites (id, name) VALUES ('site.x', 'X');
+        &format!(
+            "INSERT INTO sites (id, name) VALUES ('site.x', 'X');
          INSERT INTO cameras (id, site_id, name, url, analysis_fps, classes, min_score, enabled)
-         VALUES ('cam-1', 'site.x', 'Gate', 'rtsp://127.0.0.1:1/cam/1', 2, '{car}', 0.4, true);
-         SELECT varta_event_partition(current_date);",
+         VALUES ('cam-1', 'site.x', 'Gate', 'rtsp://127.0.0.1:1/cam/1', 2, '{{car}}', 0.4, true);
+         SELECT varta_event_partition('{}');",
+            now.date_naive()
+        ),
     )
     .await;
     let ev = uuid::Uuid::now_v7();
+    // One start time for every write of the event, as the writer's records carry.
+    let t0 = now.to_rfc3339();
     let event = |ended: &str| {
         format!(
             "INSERT INTO events (id, camera_id, track_id, class, score, bbox, started_at, last_seen_at, ended_at,
                                  frames, node, rule, alert)
-             VALUES ('{ev}', 'cam-1', 7, 'car', 0.9, '{{1,2,3,4}}', date_trunc('second', now()), now(), {ended},
+             VALUES ('{ev}', 'cam-1', 7, 'car', 0.9, '{{1,2,3,4}}', '{t0}', now(), {ended},
                      1, 't', 'cars', true)
              ON CONFLICT (id, started_at) DO UPDATE SET ended_at = COALESCE(EXCLUDED.ended_at, events.ended_at)"
         )
