@@ -264,9 +264,12 @@ async fn a_durable_consumer_gets_every_change_once_across_a_nats_outage() {
     // Both processes publish, taking turns (one at a time holds the feed's lock).
     let api_sent_before = metric(&scrape(&api_base).await.unwrap(), "varta_feed_published_total");
 
-    // The node stops (its open events end); the API process sends what that stored.
+    // The node stops (its open events end); the API process sends what that stored
+    // (unless the node's publisher did before it exited) and what is stored after.
     assert_eq!(node.terminate(Duration::from_secs(60)), Some(0), "node: {}", node.output());
     cameras.terminate(Duration::from_secs(10));
+    // A change stored now has only the API process to send it.
+    let late = alerting_event(&db, "cam-1").await;
     wait_until("the API process to send the node's last changes", Duration::from_secs(60), || async {
         outbox(&db).await == 0
     })
@@ -364,6 +367,7 @@ async fn a_durable_consumer_gets_every_change_once_across_a_nats_outage() {
     );
     assert!(count(":ended") > 0 && count("alert:") > 0 && count("status:") > 0);
     assert!(api_sent > 0, "the API process sent the node's last changes once the node had stopped");
+    assert!(have.contains(&format!("{late}:started")), "the change stored after the node stopped");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
