@@ -351,17 +351,6 @@ pub fn streaming_cameras(api_port: u16, token: &str) -> usize {
         .unwrap_or(0)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_torn_last_line_is_left_out() {
-        let lines: Vec<_> = super::complete_lines(b"one\ntwo\nthr").collect();
-        assert_eq!(lines, ["one", "two"]);
-        assert_eq!(super::complete_lines(b"").count(), 0);
-        assert_eq!(super::complete_lines(b"partial").count(), 0);
-    }
-}
-
 /// A private CA and a server certificate it signed for 127.0.0.1 (openssl): the
 /// paths of (ca.pem, cert.pem, key.pem) in `dir`.
 pub fn private_ca(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
@@ -396,4 +385,15 @@ pub fn private_ca(dir: &std::path::Path) -> (std::path::PathBuf, std::path::Path
         .arg("-out")
         .arg(p("cert.pem")));
     (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_torn_last_line_is_left_out() {
+        let lines: Vec<_> = super::complete_lines(b"one\ntwo\nthr").collect();
+        assert_eq!(lines, ["one", "two"]);
+        assert_eq!(super::complete_lines(b"").count(), 0);
+        assert_eq!(super::complete_lines(b"partial").count(), 0);
+    }
 }
