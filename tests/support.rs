@@ -295,7 +295,14 @@ pub fn sse(
     token: &str,
     last_id: Option<i64>,
 ) -> std::sync::mpsc::Receiver<(Option<i64>, String, serde_json::Value)> {
-    let mut req = ureq::get(url).set("Authorization", &format!("Bearer {token}")).timeout(Duration::from_secs(120));
+    // Per read, not per request: a request timeout would cut the stream after that
+    // long however lively it is (a test that watched for over two minutes lost the
+    // alerts after it). The server's keep-alives come every 15 s.
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(10))
+        .timeout_read(Duration::from_secs(60))
+        .build();
+    let mut req = agent.get(url).set("Authorization", &format!("Bearer {token}"));
     if let Some(l) = last_id {
         req = req.set("Last-Event-ID", &l.to_string());
     }
