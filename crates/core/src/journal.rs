@@ -210,6 +210,11 @@ impl Journal {
         self.released.notify_one();
     }
 
+    /// The sequence number of the last append (0 before the first).
+    pub fn appended(&self) -> u64 {
+        self.state.lock().unwrap().next_seq - 1
+    }
+
     /// The highest sequence number durable so far.
     pub fn durable(&self) -> u64 {
         self.state.lock().unwrap().durable
@@ -335,8 +340,10 @@ impl Journal {
 
     /// Hands every record to `f` on a thread of its own and marks it durable without
     /// writing it anywhere: for benchmarks and tests of one stage (the ingest or the
-    /// detector alone), never for the service. The thread ends once the journal is
-    /// closed and drained.
+    /// detector alone), never for the service. A record is marked durable only after
+    /// `f` has returned, so [`Journal::durable`] reaching [`Journal::appended`] means
+    /// `f` has seen every record. The thread ends once the journal is closed and
+    /// drained.
     pub fn drain_with(
         self: &Arc<Self>,
         mut f: impl FnMut(Vec<StoreMsg>) + Send + 'static,
@@ -351,8 +358,9 @@ impl Journal {
                     continue;
                 }
                 let p = j.take_pending();
-                j.mark_durable(p.last_seq());
+                let last = p.last_seq();
                 f(p.msgs);
+                j.mark_durable(last);
             }
             j.wal_gone();
         })

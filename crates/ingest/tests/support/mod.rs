@@ -69,6 +69,7 @@ pub struct Rig {
     pub metrics: Arc<Registry>,
     pub hub: Arc<FrameHub>,
     pub changes: Arc<Mutex<Vec<StatusChange>>>,
+    journal: Arc<Journal>,
 }
 
 impl Rig {
@@ -85,17 +86,28 @@ impl Rig {
                 }
             }
         });
-        let ingest = Ingest::new(settings, hub.clone(), metrics.clone(), journal).unwrap();
-        Rig { ingest, metrics, hub, changes }
+        let ingest = Ingest::new(settings, hub.clone(), metrics.clone(), journal.clone()).unwrap();
+        Rig { ingest, metrics, hub, changes, journal }
     }
 
-    /// States recorded for `camera`, in order.
+    /// Waits until every transition appended so far is recorded: the journal hands
+    /// them to the recorder on a thread of its own, so a `Stopped` appended by
+    /// `stop_all` may not be recorded yet when it returns (seen in CI).
+    fn settle(&self) {
+        let through = self.journal.appended();
+        wait_for("the recorder to see every transition", Duration::from_secs(10), || self.journal.durable() >= through);
+    }
+
+    /// States recorded for `camera`, in order, including every transition appended
+    /// before the call.
     pub fn states(&self, camera: &str) -> Vec<CameraState> {
+        self.settle();
         self.changes.lock().unwrap().iter().filter(|s| s.camera.as_str() == camera).map(|s| s.state).collect()
     }
 
-    /// Transitions recorded for `camera`.
+    /// Transitions recorded for `camera`, including every one appended before the call.
     pub fn changes(&self, camera: &str) -> Vec<StatusChange> {
+        self.settle();
         self.changes.lock().unwrap().iter().filter(|s| s.camera.as_str() == camera).cloned().collect()
     }
 
