@@ -526,7 +526,12 @@ impl Supervisor {
                 Some(g) => g.mul_f64(2.5).max(idle_every + g * 2),
                 None => MAX_UNMEASURED_GOP + idle_every,
             };
-            let why = if quiet > stall {
+            // Both only once data has arrived: before the first buffer the connect
+            // timeout alone governs (a stall timeout shorter than it restarted slow
+            // first sessions as stalls).
+            let why = if last_buffer < start_ms {
+                None
+            } else if quiet > stall {
                 Some(format!("no data for {:.1} s", quiet.as_secs_f64()))
             } else if undecoded > (stall * 3).max(gop_wait) {
                 Some(format!("nothing decodable for {:.1} s", undecoded.as_secs_f64()))

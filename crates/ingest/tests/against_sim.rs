@@ -113,6 +113,28 @@ fn a_camera_that_accepts_and_then_says_nothing_is_abandoned_after_the_connect_ti
 }
 
 #[test]
+fn a_camera_slow_to_send_its_first_data_is_given_the_connect_timeout_not_the_stall_timeout() {
+    // Before the first buffer the connect timeout governs, after it the stall timeout
+    // (each as documented). Found in CI: with the tests' 3 s stall timeout, a first
+    // session slower than 3 s to deliver (a loaded machine) was restarted as a
+    // "stall" although the 10 s connect timeout had not run out.
+    let sim = sim(1, Scene::Active);
+    sim.inject(1, Fault::Stall(Duration::from_secs(3)));
+    let mut settings = settings(RtspTransport::Tcp);
+    settings.ingest.stall_timeout_secs = 1.0;
+    settings.ingest.connect_timeout_secs = 10.0;
+    let mut rig = Rig::new(settings);
+    rig.ingest.start(spec("slow", sim.url(1), DecodePolicy::Full));
+    let s = rig.metrics.camera(&"slow".into());
+    rig.wait_state("slow", CameraState::Streaming, Duration::from_secs(20));
+    rig.ingest.stop_all();
+    let restarts: u64 = RestartReason::ALL.iter().map(|&r| s.restarts(r)).sum();
+    assert_eq!(restarts, 0, "{:?}", rig.changes("slow"));
+    assert_eq!(rig.states("slow"), [CameraState::Starting, CameraState::Streaming, CameraState::Stopped]);
+    sim.stop();
+}
+
+#[test]
 fn keyframes_policy_decodes_only_keyframes() {
     let sim = sim(1, Scene::Active);
     let mut rig = Rig::new(settings(RtspTransport::Tcp));
