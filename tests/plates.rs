@@ -79,9 +79,9 @@ fn watchlist_plate_alerts_once_per_passage_and_is_tracked_across_cameras() {
     let rx = sse(&format!("{api}/api/v1/alerts/stream"), &ops, None);
     let mut alerts: Vec<(chrono::DateTime<chrono::Utc>, serde_json::Value)> = Vec::new();
     let drain = |alerts: &mut Vec<_>| {
-        while let Ok((_, kind, data)) = rx.try_recv() {
-            if kind == "alert" {
-                alerts.push((chrono::Utc::now(), data));
+        while let Ok(e) = rx.try_recv() {
+            if e.kind == "alert" {
+                alerts.push((e.arrived, e.data));
             }
         }
     };

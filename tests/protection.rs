@@ -97,16 +97,31 @@ fn http_from(src: Ipv4Addr, dst: SocketAddr, method: &str, path: &str, body: Opt
 /// An SSE client: each alert it reads (its JSON) with the time it was read, then
 /// `None` with the time the server ended the stream.
 fn stream(base: &str, token: &str) -> mpsc::Receiver<(Instant, Option<Value>)> {
-    let resp = ureq::get(&format!("{base}/api/v1/alerts/stream"))
+    // Connect and read timeouts, not a request timeout (that would cut a lively
+    // stream after its length and read as the server ending it); the server sends a
+    // keep-alive every 15 s.
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(10))
+        .timeout_read(Duration::from_secs(60))
+        .build();
+    let resp = agent
+        .get(&format!("{base}/api/v1/alerts/stream"))
         .set("Authorization", &format!("Bearer {token}"))
-        .timeout(Duration::from_secs(300))
         .call()
         .expect("SSE connect");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let (mut ev, mut data) = (String::new(), String::new());
         for line in BufReader::new(resp.into_reader()).lines() {
-            let Ok(line) = line else { break };
+            // A read timeout is the client giving up, not the server ending the
+            // stream: send nothing, and the receiver sees the channel close instead.
+            let line = match line {
+                Ok(l) => l,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return;
+                }
+                Err(_) => break,
+            };
             if line.is_empty() {
                 if ev == "alert" && tx.send((Instant::now(), Some(serde_json::from_str(&data).unwrap()))).is_err() {
                     return;
@@ -131,7 +146,10 @@ fn until_closed(rx: &mpsc::Receiver<(Instant, Option<Value>)>, deadline: Instant
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok((_, Some(v))) => got.push(v),
             Ok((at, None)) => return (got, at),
-            Err(_) => panic!("{what}: the stream was still open at its deadline"),
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: the stream was still open at its deadline"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("{what}: the client timed out reading before the server ended the stream")
+            }
         }
     }
 }

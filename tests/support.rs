@@ -289,12 +289,21 @@ pub fn complete_lines(bytes: &[u8]) -> impl Iterator<Item = &str> {
     bytes[..end].split(|&b| b == b'\n').filter(|l| !l.is_empty()).filter_map(|l| std::str::from_utf8(l).ok())
 }
 
-/// An SSE client in a thread: sends each (id, event, data) it reads.
-pub fn sse(
-    url: &str,
-    token: &str,
-    last_id: Option<i64>,
-) -> std::sync::mpsc::Receiver<(Option<i64>, String, serde_json::Value)> {
+/// One server-sent event as [`sse`] read it.
+#[derive(Debug)]
+pub struct SseEvent {
+    /// `id:`, if the event had one.
+    pub id: Option<i64>,
+    /// `event:` (the kind).
+    pub kind: String,
+    /// `data:`, parsed as JSON.
+    pub data: serde_json::Value,
+    /// When the client thread read it (not when the test looked at it).
+    pub arrived: chrono::DateTime<chrono::Utc>,
+}
+
+/// An SSE client in a thread: sends each event it reads, stamped when read.
+pub fn sse(url: &str, token: &str, last_id: Option<i64>) -> std::sync::mpsc::Receiver<SseEvent> {
     // Per read, not per request: a request timeout would cut the stream after that
     // long however lively it is (a test that watched for over two minutes lost the
     // alerts after it). The server's keep-alives come every 15 s.
@@ -316,10 +325,16 @@ pub fn sse(
         for line in r.lines() {
             let Ok(line) = line else { return };
             if line.is_empty() {
-                if !data.is_empty()
-                    && tx.send((id.take(), std::mem::take(&mut ev), serde_json::from_str(&data).unwrap())).is_err()
-                {
-                    return;
+                if !data.is_empty() {
+                    let e = SseEvent {
+                        id: id.take(),
+                        kind: std::mem::take(&mut ev),
+                        data: serde_json::from_str(&data).unwrap(),
+                        arrived: chrono::Utc::now(),
+                    };
+                    if tx.send(e).is_err() {
+                        return;
+                    }
                 }
                 data.clear();
             } else if let Some(v) = line.strip_prefix("id:") {

@@ -33,8 +33,12 @@ fn frames_arrive_over_tcp_and_udp_at_the_analysis_rate() {
     assert!(u.counters.frames_sampled.get() > 0);
     assert_eq!(t.decoder().as_deref(), Some("avdec_h264"));
     assert_eq!(t.codec().as_deref(), Some("h264"));
-    // Expected: what the camera sent over its first full health window (3 s here).
-    wait_for("the expected fps", Duration::from_secs(10), || t.health().fps_expected.is_some());
+    // Expected: the highest rate the camera sent over a full health window (3 s
+    // here), capped at the declared 10; a window the loaded machine stretched can
+    // read lower, the next ones reach it.
+    wait_for("an expected fps of 10", Duration::from_secs(15), || {
+        t.health().fps_expected.is_some_and(|f| (f - 10.0).abs() < 0.5)
+    });
     let h = t.health();
     assert!(h.fps_expected.is_some_and(|f| (f - 10.0).abs() < 0.5), "measured, at most the declared 10: {h:?}");
     assert!(h.fps_measured.is_some_and(|f| f > 8.0), "{h:?}");
@@ -78,7 +82,9 @@ fn unreachable_camera_is_retried_with_growing_backoff_and_its_password_never_sho
     let starts: Vec<_> = rig.changes("dead").into_iter().filter(|c| c.state == CameraState::Starting).collect();
     let gaps: Vec<f64> =
         offs.iter().zip(starts.iter().skip(1)).map(|(o, s)| (s.at - o.at).num_milliseconds() as f64 / 1000.0).collect();
-    assert!(gaps.len() >= 2 && gaps[1] > gaps[0] * 1.5, "waits grow: {gaps:?}");
+    // A busy machine only lengthens a wait: each is at least its base, and the second
+    // (≥ 1 s) outlasts the first (0.5–0.6 s) with 0.4 s to spare.
+    assert!(gaps.len() >= 2 && gaps[0] >= 0.49 && gaps[1] >= 0.99 && gaps[1] > gaps[0], "waits grow: {gaps:?}");
     assert!(offs[0].reason.starts_with("connect: "), "{:?}", offs[0]);
     let logs = captured_logs();
     assert!(!logs.contains("hunter2"), "the password is in the logs");

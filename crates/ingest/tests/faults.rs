@@ -69,9 +69,10 @@ fn stalled_camera_is_detected_within_the_watchdog_time_and_restarted() {
     wait_for("stall restart counted", Duration::from_secs(10), || s.restarts(RestartReason::Stall) >= 1);
     let stalled = rig.changes("st").into_iter().find(|c| c.state == CameraState::Stalled).unwrap();
     let took = (stalled.at - injected).to_std().unwrap();
-    // Watchdog 3 s, checked every 250 ms (the upper bound allows for a late
-    // wake-up of the supervisor thread on a loaded machine).
-    assert!(took >= Duration::from_millis(2500) && took <= Duration::from_millis(4500), "stall noticed after {took:?}");
+    // Watchdog 3 s, checked every 250 ms; the upper bound allows for a late wake-up
+    // of the supervisor thread on a loaded machine, and stays below the 6 s stall
+    // (after which the camera sends again and there would be nothing to notice).
+    assert!(took >= Duration::from_millis(2500) && took <= Duration::from_millis(5500), "stall noticed after {took:?}");
     assert!(stalled.reason.starts_with("no data for"), "{stalled:?}");
     // Once the camera sends again, it streams again.
     back_to_streaming(&rig, "st", t0, Duration::from_secs(20));

@@ -116,7 +116,13 @@ impl Rig {
         let s = self.metrics.camera(&camera.into());
         let t0 = Instant::now();
         wait_for(&format!("{camera} {}", state.as_str()), timeout, || s.state() == state);
-        t0.elapsed()
+        let took = t0.elapsed();
+        // The live state is set just before the transition is appended to the journal:
+        // wait for the record too, so that `changes()` after this includes it.
+        wait_for(&format!("{camera} {} recorded", state.as_str()), timeout, || {
+            self.changes(camera).iter().any(|c| c.state == state)
+        });
+        took
     }
 }
 
