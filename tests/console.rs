@@ -446,32 +446,15 @@ fn operator_acknowledges_a_live_alert_and_contractor_sees_the_offline_camera_tas
     b.login(&api, "olena");
 
     // ---- maintenance: exactly one task for the offline camera ----
-    let count_tasks = || -> i64 {
-        rt.block_on(async {
-            use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
-            sqlx::query_scalar("SELECT count(*) FROM maintenance_tasks WHERE camera_id = 'cam-2'")
-                .fetch_one(&mut c)
-                .await
-                .unwrap()
-        })
-    };
+    let count = |sql: &str| -> i64 { rt.block_on(scalar(&db, sql)) };
+    let count_tasks = || count("SELECT count(*) FROM maintenance_tasks WHERE camera_id = 'cam-2'");
     wait_for("a task for the offline camera", Duration::from_secs(60), || (count_tasks() > 0).then_some(()));
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(count_tasks(), 1, "one open task per camera and reason, however often the node checks");
     // The streaming camera has no task waiting for it: one opened while it was
     // starting on a loaded machine is marked recovered by the node's next check.
     wait_for("no unrecovered task for the streaming camera", Duration::from_secs(30), || {
-        let open: i64 = rt.block_on(async {
-            use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
-            sqlx::query_scalar(
-                "SELECT count(*) FROM maintenance_tasks WHERE camera_id = 'cam-1' AND recovered_at IS NULL",
-            )
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
-        });
+        let open = count("SELECT count(*) FROM maintenance_tasks WHERE camera_id = 'cam-1' AND recovered_at IS NULL");
         (open == 0).then_some(())
     });
 

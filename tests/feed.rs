@@ -154,18 +154,6 @@ async fn expected_ids(db: &str) -> BTreeSet<String> {
     sqlx::query(q).fetch_all(&mut c).await.unwrap().iter().map(|r| r.get::<String, _>(0)).collect()
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + timeout;
-    while !f().await {
-        assert!(Instant::now() < end, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_durable_consumer_gets_every_change_once_across_a_nats_outage() {
     let db = fresh_database("feed").await;

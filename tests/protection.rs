@@ -97,18 +97,7 @@ fn http_from(src: Ipv4Addr, dst: SocketAddr, method: &str, path: &str, body: Opt
 /// An SSE client: each alert it reads (its JSON) with the time it was read, then
 /// `None` with the time the server ended the stream.
 fn stream(base: &str, token: &str) -> mpsc::Receiver<(Instant, Option<Value>)> {
-    // Connect and read timeouts, not a request timeout (that would cut a lively
-    // stream after its length and read as the server ending it); the server sends a
-    // keep-alive every 15 s.
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(10))
-        .timeout_read(Duration::from_secs(60))
-        .build();
-    let resp = agent
-        .get(&format!("{base}/api/v1/alerts/stream"))
-        .set("Authorization", &format!("Bearer {token}"))
-        .call()
-        .expect("SSE connect");
+    let resp = sse_request(&format!("{base}/api/v1/alerts/stream"), token).call().expect("SSE connect");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let (mut ev, mut data) = (String::new(), String::new());

@@ -151,22 +151,18 @@ async fn mqtt_and_webhooks_get_each_alert_once() {
     .await
     .unwrap();
     // The delivery is recorded by the process that sent it once it has read the reply.
-    use sqlx::Connection;
-    let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
     let want: Vec<(String, i32, bool)> = vec![("mqtt".into(), 1, true), ("webhook:0".into(), 2, true)];
-    let end = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
+    wait_until(&format!("deliveries {want:?}"), Duration::from_secs(15), || async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
         let rows: Vec<(String, i32, bool)> =
             sqlx::query_as("SELECT sink, attempts, delivered_at IS NOT NULL FROM alert_deliveries ORDER BY sink")
                 .fetch_all(&mut c)
                 .await
                 .unwrap();
-        if rows == want {
-            break;
-        }
-        assert!(std::time::Instant::now() < end, "deliveries {rows:?}, wanted {want:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        rows == want
+    })
+    .await;
     // Delivered: nothing more may come, from either process (a 2 s window).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let seen = seen.lock().unwrap().clone();

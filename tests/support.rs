@@ -174,6 +174,20 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// Polls the future `f` makes every 200 ms until it yields true, or panics after
+/// `timeout`: [`wait_for`] for async conditions (a database read).
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < end, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Password the test accounts get.
 pub const TEST_PASSWORD: &str = "test-password-123";
 
@@ -302,16 +316,23 @@ pub struct SseEvent {
     pub arrived: chrono::DateTime<chrono::Utc>,
 }
 
-/// An SSE client in a thread: sends each event it reads, stamped when read.
-pub fn sse(url: &str, token: &str, last_id: Option<i64>) -> std::sync::mpsc::Receiver<SseEvent> {
-    // Per read, not per request: a request timeout would cut the stream after that
-    // long however lively it is (a test that watched for over two minutes lost the
-    // alerts after it). The server's keep-alives come every 15 s.
-    let agent = ureq::AgentBuilder::new()
+/// A GET of the SSE stream at `url` as `token`'s holder, with connect and read
+/// timeouts: not a request timeout, which would cut the stream after that long
+/// however lively it is (a test that watched for over two minutes lost the alerts
+/// after it). The server's keep-alives come every 15 s; a read timeout is an
+/// `io::ErrorKind::TimedOut` from the reader.
+pub fn sse_request(url: &str, token: &str) -> ureq::Request {
+    ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(10))
         .timeout_read(Duration::from_secs(60))
-        .build();
-    let mut req = agent.get(url).set("Authorization", &format!("Bearer {token}"));
+        .build()
+        .get(url)
+        .set("Authorization", &format!("Bearer {token}"))
+}
+
+/// An SSE client in a thread: sends each event it reads, stamped when read.
+pub fn sse(url: &str, token: &str, last_id: Option<i64>) -> std::sync::mpsc::Receiver<SseEvent> {
+    let mut req = sse_request(url, token);
     if let Some(l) = last_id {
         req = req.set("Last-Event-ID", &l.to_string());
     }

@@ -40,7 +40,6 @@ fn frames_arrive_over_tcp_and_udp_at_the_analysis_rate() {
         t.health().fps_expected.is_some_and(|f| (f - 10.0).abs() < 0.5)
     });
     let h = t.health();
-    assert!(h.fps_expected.is_some_and(|f| (f - 10.0).abs() < 0.5), "measured, at most the declared 10: {h:?}");
     assert!(h.fps_measured.is_some_and(|f| f > 8.0), "{h:?}");
     assert!(h.bitrate_kbps.is_some_and(|b| b > 100.0), "{h:?}");
     assert!(h.problems.is_empty(), "{h:?}");
@@ -121,7 +120,8 @@ fn a_camera_that_accepts_and_then_says_nothing_is_abandoned_after_the_connect_ti
 #[test]
 fn a_camera_slow_to_send_its_first_data_is_given_the_connect_timeout_not_the_stall_timeout() {
     // Before the first buffer the connect timeout governs, after it the stall timeout
-    // (each as documented). Found in CI: with the tests' 3 s stall timeout, a first
+    // (each as documented). Found in a full run of the ingest tests here: with the
+    // tests' 3 s stall timeout, a first
     // session slower than 3 s to deliver (a loaded machine) was restarted as a
     // "stall" although the 10 s connect timeout had not run out.
     let sim = sim(1, Scene::Active);

@@ -120,7 +120,7 @@ impl Rig {
         // The live state is set just before the transition is appended to the journal:
         // wait for the record too, so that `changes()` after this includes it.
         wait_for(&format!("{camera} {} recorded", state.as_str()), timeout, || {
-            self.changes(camera).iter().any(|c| c.state == state)
+            self.changes.lock().unwrap().iter().any(|c| c.camera.as_str() == camera && c.state == state)
         });
         took
     }
